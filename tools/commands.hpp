@@ -1,0 +1,13 @@
+// Every `xmesh` sub-command: `int <name>_main(int argc, char** argv)` gets the arguments after
+// the sub-command's name. Errors are thrown (usage_error, std::exception) and printed by main.
+#pragma once
+
+namespace xmesh::tools {
+
+int gen_model_main(int argc, char** argv);
+int generate_main(int argc, char** argv);
+int bench_main(int argc, char** argv);
+int plan_main(int argc, char** argv);
+int tokenize_main(int argc, char** argv);
+
+}  // namespace xmesh::tools

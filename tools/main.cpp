@@ -1,0 +1,58 @@
+// The `xmesh` command line: picks the sub-command; each one parses its flags and calls the libraries.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string_view>
+
+#include "tools/commands.hpp"
+#include "tools/flags.hpp"
+
+namespace {
+
+struct command {
+  const char* name;
+  int (*main)(int, char**);
+  const char* what;
+};
+
+constexpr command commands[] = {
+    {"gen-model", xmesh::tools::gen_model_main, "write a model directory with random weights"},
+    {"generate", xmesh::tools::generate_main, "run a prompt through a model"},
+    {"bench", xmesh::tools::bench_main, "benchmarks (bench decode ...)"},
+    {"plan", xmesh::tools::plan_main, "offline expert placement"},
+    {"tokenize", xmesh::tools::tokenize_main, "encode or decode with a tokenizer.json"},
+};
+
+void print_usage(FILE* out) {
+  std::fprintf(out, "usage: xmesh <command> [flags]   (xmesh <command> --help)\n");
+  for (const auto& c : commands) std::fprintf(out, "  %-10s %s\n", c.name, c.what);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  std::string_view name = argv[1];
+  if (name == "--help" || name == "-h") {
+    print_usage(stdout);
+    return 0;
+  }
+  for (const auto& c : commands) {
+    if (name != c.name) continue;
+    try {
+      return c.main(argc - 2, argv + 2);
+    } catch (const xmesh::tools::usage_error& e) {
+      std::fprintf(stderr, "xmesh %s: error: %s\n", c.name, e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "xmesh %s: error: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "xmesh: error: unknown command '%s'\n", argv[1]);
+  print_usage(stderr);
+  return 2;
+}
