@@ -1,0 +1,63 @@
+#include "kernels/core/thread_pool.hpp"
+
+#include <immintrin.h>
+
+namespace xmesh::kernels {
+
+namespace {
+constexpr int spin_iterations = 20000;  // ~50-100 us of spinning before a worker sleeps
+}
+
+thread_pool::thread_pool(int num_threads) {
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+thread_pool::~thread_pool() {
+  stop_.store(true);
+  generation_.fetch_add(1);
+  generation_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void thread_pool::run_chunk(int index) {
+  int n = num_threads();
+  int64_t begin = count_ * index / n;
+  int64_t end = count_ * (index + 1) / n;
+  if (begin < end) (*job_)(begin, end);
+}
+
+void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, int64_t)>& fn) {
+  if (count <= 0) return;
+  if (workers_.empty() || count == 1) {
+    fn(0, count);
+    return;
+  }
+  job_ = &fn;
+  count_ = count;
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
+  run_chunk(0);
+  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+}
+
+void thread_pool::worker_loop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; gen == seen && spin < spin_iterations; ++spin) {
+      _mm_pause();
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    if (gen == seen) {
+      generation_.wait(seen, std::memory_order_acquire);
+      continue;
+    }
+    seen = gen;
+    if (stop_.load()) return;
+    run_chunk(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace xmesh::kernels

@@ -1,0 +1,39 @@
+// A fixed pool of workers for fork-join loops on the token path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace xmesh::kernels {
+
+/// Runs `fn(begin, end)` over a static split of [0, count) across the caller and its workers.
+/// Workers spin briefly between jobs (decode issues thousands of small jobs per second), then
+/// sleep. The split depends only on `count` and `num_threads()`, never on timing.
+class thread_pool {
+ public:
+  explicit thread_pool(int num_threads);
+  ~thread_pool();
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  [[nodiscard]] int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  /// Calls `fn(begin, end)` for contiguous chunks covering [0, count); returns when all are done.
+  void parallel_for(int64_t count, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void worker_loop(int index);
+  void run_chunk(int index);
+
+  std::vector<std::thread> workers_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t count_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace xmesh::kernels

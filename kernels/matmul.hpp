@@ -1,0 +1,47 @@
+// Matrix products with weights in place (f32, bf16, f16), batch-invariant by construction.
+//
+// NOTE: every output element is computed in one canonical order, whatever the number of tokens,
+// the thread count or the instruction set: a 16-lane f32 FMA accumulation over k in steps of 16
+// (missing tail lanes contribute fma(0, 0, acc)), then the lane tree (i, i+8), (i, i+4), (i, i+2),
+// (0, 1). That is what makes a token's output independent of the batch it shares (DESIGN.md,
+// correctness invariant) and prefill bit-identical to decode.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/core/dtype.hpp"
+#include "kernels/core/thread_pool.hpp"
+
+namespace xmesh::kernels {
+
+/// A row-major [rows, cols] weight matrix (PyTorch nn.Linear layout [out, in]); does not own.
+struct matrix_view {
+  const void* data = nullptr;
+  dtype type = dtype::f32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  [[nodiscard]] const void* row(int64_t r) const {
+    return static_cast<const char*>(data) + r * cols * static_cast<int64_t>(dtype_size(type));
+  }
+  [[nodiscard]] int64_t bytes() const { return rows * cols * static_cast<int64_t>(dtype_size(type)); }
+};
+
+/// y[t * ldy + r] = dot(w.row(r), x + t * ldx) for r in [row_begin, row_end), t < num_tokens.
+/// Single-threaded; the building block the parallel callers split by rows.
+void matmul_rows(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
+                 int64_t row_begin, int64_t row_end, float* y, int64_t ldy);
+
+/// All rows of `w`, split across `pool` (rows are never split, so the result is thread-invariant).
+void matmul(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w, float* y,
+            int64_t ldy, thread_pool& pool);
+
+/// Dot product of two f32 vectors in the canonical order.
+float dot(const float* a, const float* b, int64_t n);
+
+/// Which implementation runs: "avx512" or "generic" (chosen once from the CPU's features).
+const char* matmul_isa();
+/// Forces the portable implementation (tests compare the two bit for bit).
+void force_generic_kernels(bool on);
+
+}  // namespace xmesh::kernels

@@ -1,0 +1,186 @@
+#include "model/synthetic.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "model/config.hpp"
+#include "model/safetensors_writer.hpp"
+#include "model/tokenizer/tokenizer.hpp"
+#include "model/weights.hpp"
+
+namespace xmesh::model {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+struct preset_shape {
+  int64_t hidden, layers, heads, kv_heads, head_dim, experts, top_k, expert_inter, vocab, context;
+};
+
+preset_shape find_preset(const std::string& name) {
+  if (name == "tiny") return {64, 2, 4, 2, 16, 8, 2, 32, 512, 512};
+  if (name == "small") return {256, 4, 8, 4, 32, 16, 4, 128, 4096, 2048};
+  if (name == "bench") return {1024, 12, 16, 8, 64, 64, 8, 512, 32000, 4096};
+  throw std::runtime_error("--preset: unknown preset '" + name + "' (supported: tiny, small, bench)");
+}
+
+// Approximately normal values from a counter-based hash: deterministic per (seed, tensor name),
+// fast enough for multi-GB models (sum of four 16-bit uniforms, scaled to unit variance).
+std::function<void(std::vector<float>&)> normal_fill(uint64_t seed, const std::string& name,
+                                                     float mean, float std) {
+  uint64_t h = seed * 0x9E3779B97F4A7C15ull + std::hash<std::string>{}(name);
+  return [h, mean, std](std::vector<float>& v) {
+    uint64_t state = h;
+    const float scale = std / (65535.0f * std::sqrt(4.0f / 12.0f));
+    for (auto& x : v) {
+      uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      float sum = static_cast<float>((z & 0xFFFF) + ((z >> 16) & 0xFFFF) + ((z >> 32) & 0xFFFF) + (z >> 48));
+      x = mean + (sum - 2.0f * 65535.0f) * scale;
+    }
+  };
+}
+
+json make_config(const std::string& family, const preset_shape& p, int64_t vocab,
+                 std::optional<int32_t> bos, std::optional<int32_t> eos) {
+  json c;
+  static const std::map<std::string, std::pair<const char*, const char*>> names = {
+      {"mixtral", {"MixtralForCausalLM", "mixtral"}},
+      {"qwen2_moe", {"Qwen2MoeForCausalLM", "qwen2_moe"}},
+      {"qwen3_moe", {"Qwen3MoeForCausalLM", "qwen3_moe"}},
+      {"olmoe", {"OlmoeForCausalLM", "olmoe"}}};
+  auto it = names.find(family);
+  if (it == names.end())
+    throw std::runtime_error("--family: unknown family '" + family +
+                             "' (supported: mixtral, qwen2_moe, qwen3_moe, olmoe)");
+  c["architectures"] = {it->second.first};
+  c["model_type"] = it->second.second;
+  c["hidden_size"] = p.hidden;
+  c["num_hidden_layers"] = p.layers;
+  c["num_attention_heads"] = p.heads;
+  c["num_key_value_heads"] = p.kv_heads;
+  c["head_dim"] = p.head_dim;
+  c["vocab_size"] = vocab;
+  c["max_position_embeddings"] = p.context;
+  c["rms_norm_eps"] = 1e-6;
+  c["rope_theta"] = family == "mixtral" ? 1e6 : 10000.0;
+  c["num_experts_per_tok"] = p.top_k;
+  c["tie_word_embeddings"] = family == "qwen3_moe";
+  if (family == "mixtral") {
+    c["num_local_experts"] = p.experts;
+    c["intermediate_size"] = p.expert_inter;
+  } else if (family == "olmoe") {
+    c["num_experts"] = p.experts;
+    c["intermediate_size"] = p.expert_inter;
+    c["norm_topk_prob"] = false;
+    c["clip_qkv"] = nullptr;
+  } else {
+    c["num_experts"] = p.experts;
+    c["moe_intermediate_size"] = p.expert_inter;
+    c["intermediate_size"] = 4 * p.expert_inter;
+    c["decoder_sparse_step"] = 1;
+    c["norm_topk_prob"] = family == "qwen3_moe";
+    c["mlp_only_layers"] = family == "qwen2_moe" ? json::array({0}) : json::array();
+    if (family == "qwen2_moe") c["shared_expert_intermediate_size"] = 4 * p.expert_inter;
+  }
+  if (bos) c["bos_token_id"] = *bos;
+  if (eos) c["eos_token_id"] = *eos;
+  c["torch_dtype"] = "bfloat16";
+  return c;
+}
+
+void add_ffn(std::vector<tensor_spec>& out, uint64_t seed, const std::string& gate,
+             const std::string& up, const std::string& down, int64_t hidden, int64_t inter) {
+  float s_in = 1.0f / std::sqrt(static_cast<float>(hidden)), s_mid = 1.0f / std::sqrt(static_cast<float>(inter));
+  out.push_back({gate, {inter, hidden}, normal_fill(seed, gate, 0.0f, s_in)});
+  out.push_back({up, {inter, hidden}, normal_fill(seed, up, 0.0f, s_in)});
+  out.push_back({down, {hidden, inter}, normal_fill(seed, down, 0.0f, s_mid)});
+}
+
+std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
+  std::vector<tensor_spec> t;
+  float s_hidden = 1.0f / std::sqrt(static_cast<float>(c.hidden));
+  auto vec = [&](const std::string& name, int64_t n, float mean, float std) {
+    t.push_back({name, {n}, normal_fill(seed, name, mean, std)});
+  };
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float std) {
+    t.push_back({name, {rows, cols}, normal_fill(seed, name, 0.0f, std)});
+  };
+  mat("model.embed_tokens.weight", c.vocab, c.hidden, 1.0f);
+  int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    vec(p + "input_layernorm.weight", c.hidden, 1.0f, 0.05f);
+    vec(p + "post_attention_layernorm.weight", c.hidden, 1.0f, 0.05f);
+    mat(p + "self_attn.q_proj.weight", q_out, c.hidden, s_hidden);
+    mat(p + "self_attn.k_proj.weight", kv_out, c.hidden, s_hidden);
+    mat(p + "self_attn.v_proj.weight", kv_out, c.hidden, s_hidden);
+    mat(p + "self_attn.o_proj.weight", c.hidden, q_out, 1.0f / std::sqrt(static_cast<float>(q_out)));
+    if (c.attention_bias)
+      for (auto [name, n] : {std::pair{"q", q_out}, {"k", kv_out}, {"v", kv_out}})
+        vec(p + "self_attn." + name + "_proj.bias", n, 0.0f, 0.1f);
+    if (c.qk_norm != qk_norm_kind::none) {
+      bool full = c.qk_norm == qk_norm_kind::full_width;
+      vec(p + "self_attn.q_norm.weight", full ? q_out : c.head_dim, 1.0f, 0.05f);
+      vec(p + "self_attn.k_norm.weight", full ? kv_out : c.head_dim, 1.0f, 0.05f);
+    }
+    if (!c.is_moe_layer(l)) {
+      add_ffn(t, seed, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
+              c.hidden, c.dense_intermediate);
+      continue;
+    }
+    std::string moe = c.arch == family::mixtral ? p + "block_sparse_moe." : p + "mlp.";
+    mat(moe + "gate.weight", c.num_experts, c.hidden, 2.0f * s_hidden);  // router logits std ~ 2
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      auto n = expert_names(c, l, e);
+      add_ffn(t, seed, n.gate, n.up, n.down, c.hidden, c.expert_intermediate);
+    }
+    if (c.shared_intermediate > 0) {
+      std::string s = p + "mlp.shared_expert.";
+      add_ffn(t, seed, s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight", c.hidden,
+              c.shared_intermediate);
+      mat(p + "mlp.shared_expert_gate.weight", 1, c.hidden, s_hidden);
+    }
+  }
+  vec("model.norm.weight", c.hidden, 1.0f, 0.05f);
+  if (!c.tie_embeddings) mat("lm_head.weight", c.vocab, c.hidden, 2.0f * s_hidden);
+  return t;
+}
+
+void copy_tokenizer(const std::filesystem::path& source, const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  fs::copy_file(source, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  auto config = source.parent_path() / "tokenizer_config.json";
+  if (fs::exists(config))
+    fs::copy_file(config, dir / "tokenizer_config.json", fs::copy_options::overwrite_existing);
+}
+
+}  // namespace
+
+void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& o) {
+  preset_shape p = find_preset(o.preset);
+  std::filesystem::create_directories(dir);
+  int64_t vocab = p.vocab;
+  if (o.tokenizer) {
+    copy_tokenizer(*o.tokenizer, dir);
+  } else {
+    tokenizer::write_demo_tokenizer(dir, static_cast<int32_t>(vocab));
+  }
+  auto tok = tokenizer::tokenizer::load(dir / "tokenizer.json");
+  vocab = std::max<int64_t>(vocab, static_cast<int64_t>(tok.vocab_size()));
+  json config = make_config(o.family, p, vocab, tok.bos_id(), tok.eos_id());
+  std::string text = config.dump(2) + "\n";
+  std::ofstream(dir / "config.json") << text;
+  model_config parsed = parse_config(text, (dir / "config.json").string());
+  write_safetensors(dir / "model.safetensors", make_tensors(parsed, o.seed), o.type);
+}
+
+}  // namespace xmesh::model

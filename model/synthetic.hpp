@@ -1,0 +1,27 @@
+// Synthetic models in HF layout: real config.json, safetensors and tokenizer.json, random weights
+// scaled so activations and routing look like a trained model's (router logits std ~ 2).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "kernels/core/dtype.hpp"
+
+namespace xmesh::model {
+
+/// What `xmesh gen-model` writes.
+struct synthetic_options {
+  std::string family = "mixtral";  // mixtral, qwen2_moe, qwen3_moe, olmoe
+  std::string preset = "tiny";     // tiny, small, bench
+  uint64_t seed = 0;
+  kernels::dtype type = kernels::dtype::f32;
+  std::optional<std::filesystem::path> tokenizer;  // copy this tokenizer.json instead of the demo one
+};
+
+/// Writes config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json) into `dir`.
+/// Throws std::runtime_error naming a bad family or preset.
+void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& options);
+
+}  // namespace xmesh::model

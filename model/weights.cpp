@@ -1,0 +1,157 @@
+#include "model/weights.hpp"
+
+#include <stdexcept>
+
+namespace xmesh::model {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Looks tensors up by name and checks their shapes.
+class binder {
+ public:
+  explicit binder(const safetensors_checkpoint& ck) : ck_(ck) {}
+
+  const tensor_info& require(const std::string& name, const std::vector<int64_t>& shape) const {
+    const tensor_info* t = ck_.find(name);
+    if (t == nullptr) throw std::runtime_error("missing tensor '" + name + "'");
+    if (t->shape != shape)
+      throw std::runtime_error(t->file + ": tensor '" + name + "': expected shape " +
+                               shape_text(shape) + ", found " + shape_text(t->shape));
+    return *t;
+  }
+  kernels::matrix_view matrix(const std::string& name, int64_t rows, int64_t cols) const {
+    const auto& t = require(name, {rows, cols});
+    return {t.data, t.type, rows, cols};
+  }
+  vector_view vec(const std::string& name, int64_t n) const {
+    const auto& t = require(name, {n});
+    return {t.data, t.type, n};
+  }
+ private:
+  const safetensors_checkpoint& ck_;
+};
+
+kernels::expert_weights ffn(const binder& b, const std::string& gate, const std::string& up,
+                            const std::string& down, int64_t hidden, int64_t inter) {
+  return {b.matrix(gate, inter, hidden), b.matrix(up, inter, hidden), b.matrix(down, hidden, inter)};
+}
+
+void bind_attention(const binder& b, const model_config& c, const std::string& p, layer_weights& l) {
+  int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
+  l.q = b.matrix(p + "self_attn.q_proj.weight", q_out, c.hidden);
+  l.k = b.matrix(p + "self_attn.k_proj.weight", kv_out, c.hidden);
+  l.v = b.matrix(p + "self_attn.v_proj.weight", kv_out, c.hidden);
+  l.o = b.matrix(p + "self_attn.o_proj.weight", c.hidden, q_out);
+  if (c.attention_bias) {
+    l.q_bias = b.vec(p + "self_attn.q_proj.bias", q_out);
+    l.k_bias = b.vec(p + "self_attn.k_proj.bias", kv_out);
+    l.v_bias = b.vec(p + "self_attn.v_proj.bias", kv_out);
+  }
+  if (c.qk_norm == qk_norm_kind::per_head) {
+    l.q_norm = b.vec(p + "self_attn.q_norm.weight", c.head_dim);
+    l.k_norm = b.vec(p + "self_attn.k_norm.weight", c.head_dim);
+  } else if (c.qk_norm == qk_norm_kind::full_width) {
+    l.q_norm = b.vec(p + "self_attn.q_norm.weight", q_out);
+    l.k_norm = b.vec(p + "self_attn.k_norm.weight", kv_out);
+  }
+}
+
+void bind_mlp(const binder& b, const model_config& c, int64_t layer, const std::string& p,
+              layer_weights& l) {
+  l.moe = c.is_moe_layer(layer);
+  if (!l.moe) {
+    l.dense_mlp = ffn(b, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight",
+                      p + "mlp.down_proj.weight", c.hidden, c.dense_intermediate);
+    return;
+  }
+  std::string moe = c.arch == family::mixtral ? p + "block_sparse_moe." : p + "mlp.";
+  l.router = b.matrix(moe + "gate.weight", c.num_experts, c.hidden);
+  for (int64_t e = 0; e < c.num_experts; ++e) {
+    auto n = expert_names(c, layer, e);
+    l.experts.push_back(ffn(b, n.gate, n.up, n.down, c.hidden, c.expert_intermediate));
+  }
+  if (c.arch == family::qwen2_moe && c.shared_intermediate > 0) {
+    std::string s = p + "mlp.shared_expert.";
+    l.shared_expert = ffn(b, s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight",
+                          c.hidden, c.shared_intermediate);
+    l.shared_expert_gate = b.matrix(p + "mlp.shared_expert_gate.weight", 1, c.hidden);
+  }
+}
+
+int64_t vector_bytes(const vector_view& v) {
+  return v.empty() ? 0 : v.size * static_cast<int64_t>(kernels::dtype_size(v.type));
+}
+
+}  // namespace
+
+expert_tensor_names expert_names(const model_config& c, int64_t layer, int64_t expert) {
+  std::string p = "model.layers." + std::to_string(layer) + ".";
+  if (c.arch == family::mixtral) {
+    std::string e = p + "block_sparse_moe.experts." + std::to_string(expert) + ".";
+    return {e + "w1.weight", e + "w3.weight", e + "w2.weight"};
+  }
+  std::string e = p + "mlp.experts." + std::to_string(expert) + ".";
+  return {e + "gate_proj.weight", e + "up_proj.weight", e + "down_proj.weight"};
+}
+
+model_weights bind_weights(const model_config& c, safetensors_checkpoint checkpoint) {
+  model_weights w;
+  w.checkpoint = std::move(checkpoint);
+  binder b(w.checkpoint);
+  w.embed = b.matrix("model.embed_tokens.weight", c.vocab, c.hidden);
+  w.final_norm = b.vec("model.norm.weight", c.hidden);
+  w.lm_head = c.tie_embeddings ? w.embed : b.matrix("lm_head.weight", c.vocab, c.hidden);
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    std::string p = "model.layers." + std::to_string(layer) + ".";
+    layer_weights l;
+    l.input_norm = b.vec(p + "input_layernorm.weight", c.hidden);
+    l.post_attention_norm = b.vec(p + "post_attention_layernorm.weight", c.hidden);
+    bind_attention(b, c, p, l);
+    bind_mlp(b, c, layer, p, l);
+    w.layers.push_back(std::move(l));
+  }
+  return w;
+}
+
+int64_t model_weights::bytes_read_per_token(const model_config& c) const {
+  int64_t bytes = embed.bytes() / embed.rows + lm_head.bytes() + vector_bytes(final_norm);
+  for (const auto& l : layers) {
+    bytes += l.q.bytes() + l.k.bytes() + l.v.bytes() + l.o.bytes();
+    for (const auto* v : {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias, &l.v_bias,
+                          &l.q_norm, &l.k_norm})
+      bytes += vector_bytes(*v);
+    if (!l.moe) {
+      bytes += l.dense_mlp.bytes();
+      continue;
+    }
+    bytes += l.router.bytes() + c.top_k * l.experts.front().bytes();
+    if (l.shared_expert) bytes += l.shared_expert->bytes() + l.shared_expert_gate.bytes();
+  }
+  return bytes;
+}
+
+int64_t model_weights::total_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [name, t] : checkpoint.tensors()) bytes += t.bytes;
+  return bytes;
+}
+
+}  // namespace xmesh::model
+
+namespace xmesh::model {
+
+loaded_model load_model(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir))
+    throw std::runtime_error(dir.string() + ": not a model directory");
+  model_config config = load_config(dir);
+  model_weights weights = bind_weights(config, safetensors_checkpoint::open(dir));
+  return {std::move(config), std::move(weights)};
+}
+
+}  // namespace xmesh::model
