@@ -2,9 +2,16 @@
 
 #include <chrono>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
+#include "kernels/matmul.hpp"
+
 namespace xmesh::kernels {
+
+namespace cpu {
+uint64_t stream_read_avx512(const std::byte* p, int64_t size);
+}
 
 namespace {
 
@@ -16,6 +23,7 @@ struct chunk {
 };
 
 uint64_t read_chunk(const chunk& c) {
+  if (std::string_view(matmul_isa()) == "avx512") return cpu::stream_read_avx512(c.data, c.size);
   uint64_t acc[8] = {};
   int64_t words = c.size / 8;
   const std::byte* p = c.data;

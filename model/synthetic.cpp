@@ -49,9 +49,8 @@ std::function<void(std::vector<float>&)> normal_fill(uint64_t seed, const std::s
   };
 }
 
-json make_config(const std::string& family, const preset_shape& p, int64_t vocab,
-                 std::optional<int32_t> bos, std::optional<int32_t> eos) {
-  json c;
+// (architecture, model_type) of a family name; throws listing the supported ones.
+std::pair<const char*, const char*> family_names(const std::string& family) {
   static const std::map<std::string, std::pair<const char*, const char*>> names = {
       {"mixtral", {"MixtralForCausalLM", "mixtral"}},
       {"qwen2_moe", {"Qwen2MoeForCausalLM", "qwen2_moe"}},
@@ -61,8 +60,15 @@ json make_config(const std::string& family, const preset_shape& p, int64_t vocab
   if (it == names.end())
     throw std::runtime_error("--family: unknown family '" + family +
                              "' (supported: mixtral, qwen2_moe, qwen3_moe, olmoe)");
-  c["architectures"] = {it->second.first};
-  c["model_type"] = it->second.second;
+  return it->second;
+}
+
+json make_config(const std::string& family, const preset_shape& p, int64_t vocab,
+                 std::optional<int32_t> bos, std::optional<int32_t> eos) {
+  json c;
+  auto [architecture, model_type] = family_names(family);
+  c["architectures"] = {architecture};
+  c["model_type"] = model_type;
   c["hidden_size"] = p.hidden;
   c["num_hidden_layers"] = p.layers;
   c["num_attention_heads"] = p.heads;
@@ -114,7 +120,9 @@ std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
   auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float std) {
     t.push_back({name, {rows, cols}, normal_fill(seed, name, 0.0f, std)});
   };
-  mat("model.embed_tokens.weight", c.vocab, c.hidden, 1.0f);
+  // A tied embedding is also the LM head: scale it like one (logits std ~ 2), or the last token
+  // would dominate its own prediction.
+  mat("model.embed_tokens.weight", c.vocab, c.hidden, c.tie_embeddings ? 2.0f * s_hidden : 1.0f);
   int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     std::string p = "model.layers." + std::to_string(l) + ".";
@@ -165,22 +173,28 @@ void copy_tokenizer(const std::filesystem::path& source, const std::filesystem::
 
 }  // namespace
 
-void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& o) {
+void write_synthetic_weights(const std::filesystem::path& dir, const synthetic_options& o,
+                             std::optional<int64_t> vocab, std::optional<int32_t> bos,
+                             std::optional<int32_t> eos) {
   preset_shape p = find_preset(o.preset);
   std::filesystem::create_directories(dir);
-  int64_t vocab = p.vocab;
-  if (o.tokenizer) {
-    copy_tokenizer(*o.tokenizer, dir);
-  } else {
-    tokenizer::write_demo_tokenizer(dir, static_cast<int32_t>(vocab));
-  }
-  auto tok = tokenizer::tokenizer::load(dir / "tokenizer.json");
-  vocab = std::max<int64_t>(vocab, static_cast<int64_t>(tok.vocab_size()));
-  json config = make_config(o.family, p, vocab, tok.bos_id(), tok.eos_id());
+  json config = make_config(o.family, p, std::max(p.vocab, vocab.value_or(0)), bos, eos);
   std::string text = config.dump(2) + "\n";
   std::ofstream(dir / "config.json") << text;
   model_config parsed = parse_config(text, (dir / "config.json").string());
   write_safetensors(dir / "model.safetensors", make_tensors(parsed, o.seed), o.type);
+}
+
+void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& o) {
+  preset_shape p = find_preset(o.preset);
+  family_names(o.family);  // validate before writing anything
+  std::filesystem::create_directories(dir);
+  if (o.tokenizer)
+    copy_tokenizer(*o.tokenizer, dir);
+  else
+    tokenizer::write_demo_tokenizer(dir, static_cast<int32_t>(p.vocab));
+  auto tok = tokenizer::tokenizer::load(dir / "tokenizer.json");
+  write_synthetic_weights(dir, o, static_cast<int64_t>(tok.vocab_size()), tok.bos_id(), tok.eos_id());
 }
 
 }  // namespace xmesh::model

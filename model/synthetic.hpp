@@ -20,6 +20,12 @@ struct synthetic_options {
   std::optional<std::filesystem::path> tokenizer;  // copy this tokenizer.json instead of the demo one
 };
 
+/// Writes config.json and model.safetensors only: a model driven by token ids, with the preset's
+/// vocabulary (at least `vocab`) and the given special tokens.
+void write_synthetic_weights(const std::filesystem::path& dir, const synthetic_options& options,
+                             std::optional<int64_t> vocab = {}, std::optional<int32_t> bos = {},
+                             std::optional<int32_t> eos = {});
+
 /// Writes config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json) into `dir`.
 /// Throws std::runtime_error naming a bad family or preset.
 void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& options);

@@ -100,6 +100,9 @@ template <class W>
 void rows(const W* w, int64_t cols, const float* x, int64_t num_tokens, int64_t ldx,
           int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
   int64_t r = row_begin;
+  if (num_tokens == 1)  // decode: more rows in flight hide load latency
+    for (; r + 2 * tile_rows <= row_end; r += 2 * tile_rows)
+      tile_tokens<W, 2 * tile_rows>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);
   for (; r + tile_rows <= row_end; r += tile_rows)
     tile_tokens<W, tile_rows>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);
   for (; r < row_end; ++r) tile_tokens<W, 1>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);
