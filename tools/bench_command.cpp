@@ -83,11 +83,13 @@ int bench_decode(int argc, char** argv) {
 
 int bench_main(int argc, char** argv) {
   if (argc >= 1 && std::strcmp(argv[0], "decode") == 0) return bench_decode(argc - 1, argv + 1);
+  if (argc >= 1 && std::strcmp(argv[0], "transport") == 0) return bench_transport_main(argc - 1, argv + 1);
   if (argc >= 1 && (std::strcmp(argv[0], "--help") == 0 || std::strcmp(argv[0], "-h") == 0)) {
-    std::puts("usage: xmesh bench decode --model DIR [--threads N] [--json]");
+    std::puts("usage: xmesh bench decode --model DIR [--threads N] [--json]\n"
+              "       xmesh bench transport --transport ucx|zmq [--sizes ...] [--json]");
     return 0;
   }
-  throw usage_error("expected a benchmark name: decode");
+  throw usage_error("expected a benchmark name: decode or transport");
 }
 
 }  // namespace xmesh::tools

@@ -9,5 +9,7 @@ int generate_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
 int plan_main(int argc, char** argv);
 int tokenize_main(int argc, char** argv);
+/// `xmesh bench transport ...` (argv after "transport").
+int bench_transport_main(int argc, char** argv);
 
 }  // namespace xmesh::tools

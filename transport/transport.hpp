@@ -1,0 +1,52 @@
+// The data plane's interface: moves whole frames (bytes) between nodes, request/response style.
+// Back ends: local (in-process), zmq (tcp://, ipc://), ucx (ucp active messages).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace xmesh::transport {
+
+/// A message's bytes; back ends move them without copying where they can.
+using bytes = std::vector<std::byte>;
+
+/// The server side's way to answer one received message.
+class reply_handle {
+ public:
+  virtual ~reply_handle() = default;
+  /// Sends `message` back to the peer the request came from; callable from any thread, once.
+  virtual void send(bytes message) = 0;
+};
+
+/// Called on the back end's receive thread for every message that arrives at a listener.
+using request_handler = std::function<void(bytes message, std::shared_ptr<reply_handle> reply)>;
+
+/// A connection from a client (a head) to one server (an expert node).
+class channel {
+ public:
+  virtual ~channel() = default;
+  /// Sends a request; `on_reply` runs on the receive thread with the reply's bytes, or with an
+  /// empty message and a non-empty error when the peer is gone. Callable from any thread.
+  virtual void request(bytes message, std::function<void(bytes reply, std::string error)> on_reply) = 0;
+};
+
+/// One node's endpoint for one back end.
+class endpoint {
+ public:
+  virtual ~endpoint() = default;
+  /// Starts serving `handler` on `address` (back-end syntax, e.g. "tcp://127.0.0.1:5555").
+  virtual void listen(const std::string& address, request_handler handler) = 0;
+  /// Connects to a listener; throws std::runtime_error naming the address when unreachable
+  /// within `timeout_ms`.
+  virtual std::unique_ptr<channel> connect(const std::string& address, int timeout_ms) = 0;
+  /// Back-end name: "local", "zmq" or "ucx".
+  [[nodiscard]] virtual std::string name() const = 0;
+};
+
+/// Creates an endpoint of the named back end; throws listing the supported names.
+std::unique_ptr<endpoint> make_endpoint(const std::string& backend);
+
+}  // namespace xmesh::transport
