@@ -98,7 +98,9 @@ static std::unique_ptr<regex::impl> compile(const std::string& pcre_pattern, uin
   PCRE2_SIZE offset = 0;
   auto p = std::make_unique<regex::impl>();
   p->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre_pattern.data()), pcre_pattern.size(),
-                          PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NO_UTF_CHECK | extra, &err,
+                          PCRE2_UTF | PCRE2_NO_UTF_CHECK |
+                              ((extra & PCRE2_LITERAL) ? extra : extra | PCRE2_DOLLAR_ENDONLY),
+                          &err,
                           &offset, nullptr);
   if (p->code == nullptr) {
     PCRE2_UCHAR msg[256];
