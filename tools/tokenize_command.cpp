@@ -63,7 +63,7 @@ int tokenize_main(int argc, char** argv) {
     return 0;
   }
   std::string line;
-  for (size_t i = 0; i < ids.size(); ++i) line += (i ? " " : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) line.append(i ? " " : "").append(std::to_string(ids[i]));
   std::cout << line << "\n";
   return 0;
 }

@@ -182,7 +182,7 @@ std::string tokenizer::decode(std::span<const int32_t> ids) const {
     t.dec->apply(tokens);
     for (const auto& s : tokens) text += s;
   } else {
-    for (size_t i = 0; i < tokens.size(); ++i) text += (i ? " " : "") + tokens[i];
+    for (size_t i = 0; i < tokens.size(); ++i) text.append(i ? " " : "").append(tokens[i]);
   }
   return t.clean_up_spaces ? clean_up(std::move(text)) : text;
 }

