@@ -7,7 +7,7 @@ const fs = require("fs");
 const path = require("path");
 
 const [npmDir, pkg, corpusPath, outPath] = process.argv.slice(2);
-const modules = path.join(npmDir, "node_modules");
+const modules = path.resolve(npmDir, "node_modules");
 const fail = (msg) => {
   process.stderr.write(`reference.cjs: ${msg}\n`);
   process.exit(2);
