@@ -18,6 +18,11 @@ struct config_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class regex;
+
+/// The regex of a component's "pattern": {"String": literal} or {"Regex": pattern}.
+regex make_pattern(const nlohmann::json& j, const std::string& where);
+
 /// One text -> text normalization step (NFC, Prepend, Replace, ...).
 class normalizer {
  public:

@@ -9,8 +9,6 @@
 
 namespace xmesh::tokenizer {
 
-regex make_pattern(const nlohmann::json& j, const std::string& where);
-
 namespace {
 
 using nlohmann::json;
