@@ -14,12 +14,16 @@ function(xmesh_add_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main xmesh_options)
+  # Discovered tests take one ENVIRONMENT entry only, so the paths are compiled in as well
+  # (tests/support/paths.hpp reads them).
+  target_compile_definitions(${name} PRIVATE XMESH_BIN_DEFAULT="$<TARGET_FILE:xmesh>"
+    XMESH_SOURCE_DIR_DEFAULT="${PROJECT_SOURCE_DIR}" XMESH_BUILD_DIR_DEFAULT="${PROJECT_BINARY_DIR}")
   set(props)
   if(ARG_LABELS)
     set(props PROPERTIES LABELS "${ARG_LABELS}")
   endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-    PROPERTIES ENVIRONMENT "XMESH_BIN=$<TARGET_FILE:xmesh>;XMESH_SOURCE_DIR=${PROJECT_SOURCE_DIR};XMESH_BUILD_DIR=${PROJECT_BINARY_DIR}"
+    PROPERTIES ENVIRONMENT "XMESH_BIN=$<TARGET_FILE:xmesh>"
     ${props})
 endfunction()
 

@@ -201,6 +201,7 @@ model_config parse_config(const std::string& json_text, const std::string& origi
 }
 
 model_config load_config(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir)) throw std::runtime_error(dir.string() + ": not a model directory");
   auto path = dir / "config.json";
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path.string() + ": cannot open");

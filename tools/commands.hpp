@@ -9,6 +9,8 @@ int generate_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
 int plan_main(int argc, char** argv);
 int tokenize_main(int argc, char** argv);
+int node_main(int argc, char** argv);
+int cluster_main(int argc, char** argv);
 /// `xmesh bench transport ...` (argv after "transport").
 int bench_transport_main(int argc, char** argv);
 

@@ -4,9 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/generator.hpp"
+#include "actors/node.hpp"
+#include "actors/system.hpp"
 #include "model/npy.hpp"
 #include "model/tokenizer/tokenizer.hpp"
+#include "tools/cluster_client.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 
@@ -16,6 +18,7 @@ namespace {
 
 std::vector<flag_spec> generate_flags() {
   return {{"--model", true, "model directory (HF layout)"},
+          {"--cluster", true, "run on this running cluster (default: all roles in this process)"},
           {"--prompt", true, "prompt text (needs the model's tokenizer.json)"},
           {"--tokens", true, "prompt as comma-separated token ids (no tokenizer needed)"},
           {"--max-new-tokens", true, "tokens to generate (default 16; 0: only process the prompt)"},
@@ -29,20 +32,38 @@ std::vector<flag_spec> generate_flags() {
           {"--json", false, "print the result as JSON"}};
 }
 
-model::generation_options read_options(const flags& f) {
-  model::generation_options o;
-  o.max_new_tokens = f.integer("--max-new-tokens", 16);
-  if (o.max_new_tokens < 0) throw usage_error("--max-new-tokens: must be >= 0");
-  o.sampling.temperature = f.real("--temperature", 0.0);
-  o.sampling.top_k = f.integer("--top-k", 0);
-  o.sampling.top_p = f.real("--top-p", 1.0);
-  o.sampling.seed = static_cast<uint64_t>(f.integer("--seed", 0));
-  if (o.sampling.temperature < 0) throw usage_error("--temperature: must be >= 0");
-  if (o.sampling.top_k < 0) throw usage_error("--top-k: must be >= 0");
-  if (o.sampling.top_p <= 0 || o.sampling.top_p > 1) throw usage_error("--top-p: must be in (0, 1]");
-  o.keep_all_logits = f.has("--logits-out");
-  o.stop_at_eos = !f.has("--ignore-eos");
-  return o;
+actors::generate_request read_request(const flags& f) {
+  actors::generate_request r;
+  r.max_new_tokens = f.integer("--max-new-tokens", 16);
+  if (r.max_new_tokens < 0) throw usage_error("--max-new-tokens: must be >= 0");
+  r.temperature = f.real("--temperature", 0.0);
+  r.top_k = f.integer("--top-k", 0);
+  r.top_p = f.real("--top-p", 1.0);
+  r.seed = static_cast<uint64_t>(f.integer("--seed", 0));
+  if (r.temperature < 0) throw usage_error("--temperature: must be >= 0");
+  if (r.top_k < 0) throw usage_error("--top-k: must be >= 0");
+  if (r.top_p <= 0 || r.top_p > 1) throw usage_error("--top-p: must be in (0, 1]");
+  r.keep_all_logits = f.has("--logits-out");
+  r.stop_at_eos = !f.has("--ignore-eos");
+  return r;
+}
+
+// Runs the request on a running cluster's head, or on an embedded one-node cluster.
+actors::generate_reply run_request(const flags& f, const std::string& dir, int threads,
+                                   const actors::generate_request& request) {
+  constexpr auto timeout = std::chrono::seconds(3600);
+  if (auto file = f.opt("--cluster")) {
+    auto cluster = actors::load_cluster(*file);
+    actors::actor_runtime rt(1);
+    auto head = reach_node(*rt.system, *cluster.with_role(actors::role::head).front(), std::chrono::seconds(10));
+    return actors::ask<actors::generate_reply>(*rt.system, head, timeout, "generation on the cluster",
+                                               actors::generate_atom_v, request);
+  }
+  actors::actor_runtime rt(threads + 1);
+  actors::node_runtime node(*rt.system, actors::embedded_cluster(dir, threads), "embedded");
+  node.start();
+  return actors::ask<actors::generate_reply>(*rt.system, node.actor(), timeout, "generation",
+                                             actors::generate_atom_v, request);
 }
 
 std::vector<int32_t> to_ids(const std::vector<int64_t>& v) {
@@ -64,32 +85,31 @@ int generate_main(int argc, char** argv) {
     return 0;
   }
   if (f.has("--prompt") == f.has("--tokens")) throw usage_error("give exactly one of --prompt and --tokens");
-  auto options = read_options(f);
+  auto request = read_request(f);
   auto threads = f.integer("--threads", std::max(1u, std::thread::hardware_concurrency()));
   if (threads < 1 || threads > 256) throw usage_error("--threads: must be in [1, 256]");
   std::string dir = f.str("--model");
 
-  auto m = model::load_model(dir);
   std::optional<tokenizer::tokenizer> tok;
-  std::vector<int32_t> prompt;
   if (auto text = f.opt("--prompt")) {
     tok = tokenizer::tokenizer::load(std::filesystem::path(dir) / "tokenizer.json");
-    prompt = tok->encode(*text, tok->add_bos());
+    request.prompt = tok->encode(*text, tok->add_bos());
   } else {
-    prompt = to_ids(f.integers("--tokens"));
+    request.prompt = to_ids(f.integers("--tokens"));
   }
-  kernels::thread_pool pool(static_cast<int>(threads));
-  model::local_expert_backend experts(m.weights, pool);
-  model::transformer net(m.config, m.weights, pool, experts);
-  auto r = model::generate(net, prompt, options);
-
-  if (auto path = f.opt("--logits-out")) model::write_npy(*path, r.logits, r.positions, m.config.vocab);
+  auto config = model::load_config(dir);
+  auto r = run_request(f, dir, static_cast<int>(threads), request);
+  if (!r.error.empty()) throw std::runtime_error(r.error);
+  const auto& prompt = request.prompt;
+  std::span<const float> logits(reinterpret_cast<const float*>(r.logits.data()), r.logits.size() / sizeof(float));
+  if (auto path = f.opt("--logits-out")) model::write_npy(*path, logits, r.positions, config.vocab);
   std::string text = tok ? tok->decode(r.generated) : "";
   double prefill_tps = static_cast<double>(prompt.size()) / std::max(r.prefill_seconds, 1e-9);
   double decode_tps = static_cast<double>(r.decode_steps) / std::max(r.decode_seconds, 1e-9);
   if (f.has("--json")) {
     nlohmann::json j = {{"prompt_tokens", prompt}, {"tokens", r.generated}, {"positions", r.positions},
-                        {"prefill_tokens_per_s", prefill_tps}, {"decode_tokens_per_s", decode_tps}};
+                        {"prefill_tokens_per_s", prefill_tps}, {"decode_tokens_per_s", decode_tps},
+                        {"dispatch_round_trip_s", r.dispatch_seconds / std::max<int64_t>(r.dispatches, 1)}};
     if (tok) j["text"] = text;
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else if (tok) {

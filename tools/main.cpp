@@ -21,6 +21,8 @@ constexpr command commands[] = {
     {"bench", xmesh::tools::bench_main, "benchmarks (bench decode ...)"},
     {"plan", xmesh::tools::plan_main, "offline expert placement"},
     {"tokenize", xmesh::tools::tokenize_main, "encode or decode with a tokenizer.json"},
+    {"node", xmesh::tools::node_main, "run one node of a cluster"},
+    {"cluster", xmesh::tools::cluster_main, "list a cluster's nodes or ask its status"},
 };
 
 void print_usage(FILE* out) {

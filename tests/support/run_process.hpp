@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/paths.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace xmesh::testing_support {
@@ -33,9 +34,8 @@ inline std::string read_text(const std::filesystem::path& p) {
 
 /// Runs `$XMESH_BIN args...`; returns the exit status (128 + signal when killed) and both streams.
 inline process_result run_xmesh(const std::vector<std::string>& args) {
-  const char* bin = std::getenv("XMESH_BIN");
   temp_dir d;
-  std::string cmd = shell_quote(bin ? bin : "xmesh");
+  std::string cmd = shell_quote(xmesh_bin().string());
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " >" + shell_quote((d.path() / "out").string()) + " 2>" + shell_quote((d.path() / "err").string());
   int raw = std::system(cmd.c_str());

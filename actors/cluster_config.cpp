@@ -1,0 +1,195 @@
+#include "actors/cluster_config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include <yaml-cpp/yaml.h>
+
+namespace xmesh::actors {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& origin, const std::string& field, const std::string& what) {
+  throw std::runtime_error(origin + ": " + field + ": " + what);
+}
+
+int64_t parse_bytes(const std::string& origin, const std::string& field, const std::string& text) {
+  static const std::pair<const char*, int64_t> units[] = {
+      {"GiB", 1ll << 30}, {"MiB", 1ll << 20}, {"KiB", 1ll << 10}, {"GB", 1000000000ll}, {"MB", 1000000ll}, {"B", 1}};
+  for (auto [suffix, scale] : units) {
+    std::string s(suffix);
+    if (text.size() > s.size() && text.compare(text.size() - s.size(), s.size(), s) == 0) {
+      try {
+        size_t used = 0;
+        double v = std::stod(text.substr(0, text.size() - s.size()), &used);
+        if (v >= 0 && used == text.size() - s.size()) return static_cast<int64_t>(v * static_cast<double>(scale));
+      } catch (const std::exception&) {
+      }
+      break;
+    }
+  }
+  try {
+    size_t used = 0;
+    long long v = std::stoll(text, &used);
+    if (v >= 0 && used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  fail(origin, field, "expected a size like 512MiB or 2GiB, got '" + text + "'");
+}
+
+template <class T>
+T scalar(const YAML::Node& n, const std::string& origin, const std::string& field) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    fail(origin, field, "has the wrong type");
+  }
+}
+
+role parse_role(const std::string& origin, const std::string& field, const std::string& r) {
+  if (r == "coordinator") return role::coordinator;
+  if (r == "head") return role::head;
+  if (r == "experts") return role::experts;
+  fail(origin, field, "unknown role '" + r + "' (roles: coordinator, head, experts)");
+}
+
+uint16_t port(const YAML::Node& n, const std::string& origin, const std::string& field) {
+  if (!n) fail(origin, field, "missing");
+  auto v = scalar<int64_t>(n, origin, field);
+  if (v < 1 || v > 65535) fail(origin, field, "port out of range: " + std::to_string(v));
+  return static_cast<uint16_t>(v);
+}
+
+node_config parse_node(const YAML::Node& n, size_t index, const std::string& origin) {
+  std::string at = "nodes[" + std::to_string(index) + "]";
+  if (!n.IsMap()) fail(origin, at, "expected a mapping");
+  node_config c;
+  if (!n["name"]) fail(origin, at + ".name", "missing");
+  c.name = scalar<std::string>(n["name"], origin, at + ".name");
+  at = "node '" + c.name + "'";
+  if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
+  c.control_port = port(n["control_port"], origin, at + ".control_port");
+  c.data_port = port(n["data_port"], origin, at + ".data_port");
+  if (!n["roles"] || !n["roles"].IsSequence() || n["roles"].size() == 0)
+    fail(origin, at + ".roles", "missing or empty (roles: coordinator, head, experts)");
+  for (const auto& r : n["roles"]) c.roles.push_back(parse_role(origin, at + ".roles", scalar<std::string>(r, origin, at + ".roles")));
+  if (n["memory_budget"])
+    c.memory_budget_bytes = parse_bytes(origin, at + ".memory_budget", scalar<std::string>(n["memory_budget"], origin, at + ".memory_budget"));
+  if (n["device"]) c.device = scalar<std::string>(n["device"], origin, at + ".device");
+  if (c.device != "cpu" && c.device != "gpu" && c.device != "edge")
+    fail(origin, at + ".device", "unknown device class '" + c.device + "' (cpu, gpu, edge)");
+  if (n["threads"]) c.threads = scalar<int>(n["threads"], origin, at + ".threads");
+  if (c.threads < 1 || c.threads > 256) fail(origin, at + ".threads", "must be in [1, 256]");
+  return c;
+}
+
+void parse_static_placement(const YAML::Node& p, const std::string& origin, cluster_config& c) {
+  if (!p.IsMap()) fail(origin, "static_placement", "expected a mapping node -> list of experts");
+  for (auto it = p.begin(); it != p.end(); ++it) {
+    auto name = scalar<std::string>(it->first, origin, "static_placement");
+    std::vector<int64_t> experts;
+    if (!it->second.IsSequence()) fail(origin, "static_placement." + name, "expected a list of expert ids");
+    for (const auto& e : it->second) experts.push_back(scalar<int64_t>(e, origin, "static_placement." + name));
+    c.static_experts[name] = experts;
+  }
+}
+
+void validate(const cluster_config& c, const std::string& origin) {
+  if (c.nodes.empty()) fail(origin, "nodes", "missing or empty");
+  std::set<std::string> names;
+  std::set<std::pair<std::string, uint16_t>> ports;
+  for (const auto& n : c.nodes) {
+    if (!names.insert(n.name).second) fail(origin, "node '" + n.name + "'", "name used twice");
+    for (auto p : {n.control_port, n.data_port})
+      if (!ports.insert({n.host, p}).second)
+        fail(origin, "node '" + n.name + "'", "port " + std::to_string(p) + " on " + n.host + " used twice");
+  }
+  auto count = [&](role r) { return c.with_role(r).size(); };
+  if (count(role::coordinator) != 1) fail(origin, "nodes", "exactly one node must have the coordinator role");
+  if (count(role::head) < 1) fail(origin, "nodes", "at least one node must have the head role");
+  if (count(role::experts) < 1) fail(origin, "nodes", "at least one node must have the experts role");
+  for (const auto& [name, experts] : c.static_experts) {
+    if (!names.count(name)) fail(origin, "static_placement", "unknown node '" + name + "'");
+    if (!c.node(name).has(role::experts)) fail(origin, "static_placement", "node '" + name + "' has no experts role");
+  }
+}
+
+}  // namespace
+
+bool node_config::has(role r) const { return std::find(roles.begin(), roles.end(), r) != roles.end(); }
+
+std::string node_config::data_address(const std::string& transport) const {
+  if (transport == "local") return "local://" + name;
+  if (transport == "ucx") return "ucx://" + host + ":" + std::to_string(data_port);
+  return "tcp://" + host + ":" + std::to_string(data_port);
+}
+
+const node_config& cluster_config::node(const std::string& name) const {
+  for (const auto& n : nodes)
+    if (n.name == name) return n;
+  throw std::runtime_error("no node named '" + name + "' in the cluster file");
+}
+
+const node_config& cluster_config::coordinator() const { return *with_role(role::coordinator).front(); }
+
+std::vector<const node_config*> cluster_config::with_role(role r) const {
+  std::vector<const node_config*> out;
+  for (const auto& n : nodes)
+    if (n.has(r)) out.push_back(&n);
+  return out;
+}
+
+cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
+                             const std::filesystem::path& base) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error(origin + ": not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
+  }
+  if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
+  cluster_config c;
+  if (!root["model"]) fail(origin, "model", "missing");
+  c.model = scalar<std::string>(root["model"], origin, "model");
+  if (c.model.is_relative()) c.model = base / c.model;
+  if (root["transport"]) c.transport = scalar<std::string>(root["transport"], origin, "transport");
+  if (c.transport != "local" && c.transport != "zmq" && c.transport != "ucx")
+    fail(origin, "transport", "unknown transport '" + c.transport + "' (local, zmq, ucx)");
+  if (root["placement"]) c.placement = scalar<std::string>(root["placement"], origin, "placement");
+  if (c.placement != "spread" && c.placement != "static")
+    fail(origin, "placement", "unknown placement '" + c.placement + "' (spread, static)");
+  if (c.placement == "static") {
+    if (!root["static_placement"]) fail(origin, "static_placement", "required when placement is static");
+    parse_static_placement(root["static_placement"], origin, c);
+  }
+  if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
+  size_t i = 0;
+  for (const auto& n : root["nodes"]) c.nodes.push_back(parse_node(n, i++, origin));
+  validate(c, origin);
+  return c;
+}
+
+cluster_config load_cluster(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_cluster(text.str(), path.string(), std::filesystem::absolute(path).parent_path());
+}
+
+cluster_config embedded_cluster(const std::filesystem::path& model, int threads) {
+  cluster_config c;
+  c.model = model;
+  c.transport = "local";
+  node_config n;
+  n.name = "embedded";
+  n.roles = {role::coordinator, role::head, role::experts};
+  n.threads = threads;
+  c.nodes.push_back(n);
+  return c;
+}
+
+}  // namespace xmesh::actors

@@ -1,0 +1,54 @@
+// The cluster file (YAML): nodes, their addresses, roles, transport, budgets and placement.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace xmesh::actors {
+
+/// What a node process does; a node may take several roles.
+enum class role { coordinator, head, experts };
+
+/// One node of the cluster file.
+struct node_config {
+  std::string name;
+  std::string host = "127.0.0.1";
+  uint16_t control_port = 0;  // CAF middleman (control plane)
+  uint16_t data_port = 0;     // transport listener (data plane)
+  std::vector<role> roles;
+  int64_t memory_budget_bytes = 0;  // 0: unlimited
+  std::string device = "cpu";       // device class: cpu, gpu, edge
+  int threads = 1;                  // compute threads of this node
+
+  [[nodiscard]] bool has(role r) const;
+  /// The transport address peers use to reach this node's experts.
+  [[nodiscard]] std::string data_address(const std::string& transport) const;
+};
+
+/// The whole cluster file, validated.
+struct cluster_config {
+  std::filesystem::path model;   // model directory every node reads
+  std::string transport = "zmq";  // local, zmq or ucx
+  std::string placement = "spread";  // spread (by memory budget) or static
+  std::map<std::string, std::vector<int64_t>> static_experts;  // node -> experts (every layer)
+  std::vector<node_config> nodes;
+
+  [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
+  [[nodiscard]] const node_config& coordinator() const;
+  [[nodiscard]] std::vector<const node_config*> with_role(role r) const;
+};
+
+/// Reads and validates a cluster file; throws std::runtime_error naming the file and field.
+cluster_config load_cluster(const std::filesystem::path& path);
+/// Parses cluster YAML text (`origin` names it in errors; relative model paths resolve against `base`).
+cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
+                             const std::filesystem::path& base);
+
+/// The embedded default: one node with every role, in-process transport.
+cluster_config embedded_cluster(const std::filesystem::path& model, int threads);
+
+}  // namespace xmesh::actors

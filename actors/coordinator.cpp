@@ -1,0 +1,43 @@
+#include "actors/coordinator.hpp"
+
+#include <algorithm>
+
+namespace xmesh::actors {
+
+coordinator_state::coordinator_state(const cluster_config& cluster, placement_table table)
+    : table_(std::move(table)) {
+  for (const auto& n : cluster.nodes) expected_.push_back(n.name);
+}
+
+void coordinator_state::register_node(const node_info& info, caf::actor node) {
+  members_[info.name] = {info, std::move(node), std::chrono::steady_clock::now()};
+}
+
+void coordinator_state::heartbeat(const std::string& name) {
+  auto it = members_.find(name);
+  if (it != members_.end()) it->second.last_beat = std::chrono::steady_clock::now();
+}
+
+cluster_status coordinator_state::status() const {
+  cluster_status s;
+  s.placement_version = table_.version;
+  for (const auto& name : expected_) (members_.count(name) ? s.registered : s.missing).push_back(name);
+  return s;
+}
+
+std::vector<std::string> coordinator_state::silent_nodes(std::chrono::milliseconds timeout) const {
+  std::vector<std::string> out;
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [name, m] : members_)
+    if (now - m.last_beat > timeout) out.push_back(name);
+  return out;
+}
+
+std::vector<caf::actor> coordinator_state::heads() const {
+  std::vector<caf::actor> out;
+  for (const auto& [name, m] : members_)
+    if (std::find(m.info.roles.begin(), m.info.roles.end(), "head") != m.info.roles.end()) out.push_back(m.actor);
+  return out;
+}
+
+}  // namespace xmesh::actors

@@ -1,0 +1,204 @@
+#include "actors/node.hpp"
+
+#include <caf/io/all.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "actors/router.hpp"
+#include "actors/system.hpp"
+#include "model/generator.hpp"
+
+namespace xmesh::actors {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::chrono::milliseconds connect_timeout() {
+  const char* v = std::getenv("XMESH_CONNECT_TIMEOUT_MS");
+  return std::chrono::milliseconds(v ? std::atol(v) : 30000);
+}
+
+std::vector<std::string> role_names(const node_config& n) {
+  std::vector<std::string> out;
+  for (auto r : n.roles) out.push_back(r == role::coordinator ? "coordinator" : r == role::head ? "head" : "experts");
+  return out;
+}
+
+int64_t expert_bytes(const model::loaded_model& m) {
+  for (const auto& l : m.weights.layers)
+    if (l.moe) return l.experts.front().bytes();
+  return 0;
+}
+
+// The control-plane face of a node: every role's messages, answered from the runtime.
+caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
+  auto not_coordinator = [] { return caf::make_error(caf::sec::unexpected_message); };
+  return {
+      [=](stats_atom) { return rt->stats(); },
+      [=](register_atom, const node_info& info) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return not_coordinator();
+        rt->coordinator()->register_node(info, caf::actor_cast<caf::actor>(self->current_sender()));
+        return rt->coordinator()->table();
+      },
+      [=](heartbeat_atom, const std::string& name) {
+        if (rt->coordinator()) rt->coordinator()->heartbeat(name);
+      },
+      [=](status_atom) -> caf::result<cluster_status> {
+        if (!rt->coordinator()) return not_coordinator();
+        return rt->coordinator()->status();
+      },
+      [=](placement_atom) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return not_coordinator();
+        return rt->coordinator()->table();
+      },
+      [=](placement_atom, placement_table& table) { rt->set_placement(std::move(table)); },
+      [=](generate_atom, generate_request& request) {
+        // Each request runs on its own thread, so independent requests overlap.
+        auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
+          return {[=](generate_atom, const generate_request& r) {
+            w->quit();
+            return rt->run_generation(r);
+          }};
+        });
+        return self->delegate(worker, generate_atom_v, std::move(request));
+      },
+  };
+}
+
+caf::behavior heartbeat_actor(caf::event_based_actor* self, caf::actor coordinator, std::string name) {
+  self->send(self, heartbeat_atom_v);
+  return {[=](heartbeat_atom) {
+    self->send(coordinator, heartbeat_atom_v, name);
+    self->delayed_send(self, 1s, heartbeat_atom_v);
+  }};
+}
+
+}  // namespace
+
+node_runtime::node_runtime(caf::actor_system& system, cluster_config cluster, std::string name)
+    : system_(system), cluster_(std::move(cluster)), self_(cluster_.node(name)) {}
+
+node_runtime::~node_runtime() {
+  if (heartbeat_) caf::anon_send_exit(heartbeat_, caf::exit_reason::user_shutdown);
+  endpoint_.reset();  // stop receiving before the expert host goes away
+  channels_.clear();
+  host_.reset();
+  if (actor_) caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+}
+
+void node_runtime::start() {
+  model_ = std::make_unique<model::loaded_model>(model::load_model(cluster_.model));
+  if (self_.has(role::coordinator)) {
+    auto table = make_placement(cluster_, model_->config, expert_bytes(*model_), 1);
+    coordinator_ = std::make_unique<coordinator_state>(cluster_, std::move(table));
+  }
+  actor_ = system_.spawn(node_actor, this);
+  if (self_.control_port != 0) {
+    auto port = system_.middleman().publish(actor_, self_.control_port, self_.host.c_str(), true);
+    if (!port)
+      throw std::runtime_error("node '" + self_.name + "': cannot listen on " + self_.host + ":" +
+                               std::to_string(self_.control_port) + ": " + system_.render(port.error()));
+  }
+  caf::actor coordinator = find_coordinator();
+  set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator", placement_atom_v));
+  if (self_.has(role::experts)) start_experts(coordinator);
+  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport)};
+  ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator", register_atom_v, info);
+  heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
+}
+
+caf::actor node_runtime::find_coordinator() {
+  if (self_.has(role::coordinator)) return actor_;
+  const auto& c = cluster_.coordinator();
+  auto deadline = std::chrono::steady_clock::now() + connect_timeout();
+  std::string last;
+  do {
+    auto a = system_.middleman().remote_actor(c.host, c.control_port);
+    if (a) return *a;
+    last = system_.render(a.error());
+    std::this_thread::sleep_for(200ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  throw std::runtime_error("node '" + self_.name + "': cannot reach coordinator '" + c.name + "' at " + c.host +
+                           ":" + std::to_string(c.control_port) + " (" + last + ")");
+}
+
+void node_runtime::start_experts(const caf::actor&) {
+  host_ = std::make_unique<expert_host>(system_, *model_, *placement(), self_.name);
+  endpoint_ = transport::make_endpoint(cluster_.transport);
+  endpoint_->listen(self_.data_address(cluster_.transport),
+                    [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {
+                      host->on_message(std::move(m), std::move(r));
+                    });
+}
+
+void node_runtime::set_placement(placement_table table) {
+  std::lock_guard lock(mutex_);
+  placement_ = std::make_shared<const placement_table>(std::move(table));
+}
+
+std::shared_ptr<const placement_table> node_runtime::placement() const {
+  std::lock_guard lock(mutex_);
+  return placement_;
+}
+
+std::vector<transport::channel*> node_runtime::channels_for(const placement_table& table) {
+  std::lock_guard lock(mutex_);
+  if (!endpoint_) endpoint_ = transport::make_endpoint(cluster_.transport);
+  std::vector<transport::channel*> out;
+  for (size_t i = 0; i < table.addresses.size(); ++i) {
+    auto& ch = channels_[table.addresses[i]];
+    if (!ch) {
+      try {
+        ch = endpoint_->connect(table.addresses[i], static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000)));
+      } catch (const std::exception& e) {
+        channels_.erase(table.addresses[i]);
+        throw std::runtime_error("cannot reach node '" + table.nodes[i] + "': " + e.what());
+      }
+    }
+    out.push_back(ch.get());
+  }
+  return out;
+}
+
+generate_reply node_runtime::run_generation(const generate_request& req) {
+  generate_reply reply;
+  try {
+    auto table = placement();
+    auto channels = channels_for(*table);
+    kernels::thread_pool pool(self_.threads);
+    router experts(*table, channels, model_->config.hidden);
+    model::transformer net(model_->config, model_->weights, pool, experts);
+    model::generation_options o{.max_new_tokens = req.max_new_tokens,
+                                .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
+                                .keep_all_logits = req.keep_all_logits,
+                                .stop_at_eos = req.stop_at_eos};
+    auto r = model::generate(net, req.prompt, o);
+    reply.generated = r.generated;
+    reply.logits.resize(r.logits.size() * sizeof(float));
+    std::memcpy(reply.logits.data(), r.logits.data(), reply.logits.size());
+    reply.positions = r.positions;
+    reply.prefill_seconds = r.prefill_seconds;
+    reply.decode_seconds = r.decode_seconds;
+    reply.decode_steps = r.decode_steps;
+    reply.dispatches = experts.dispatches();
+    reply.dispatch_seconds = experts.dispatch_seconds();
+  } catch (const std::exception& e) {
+    reply.error = e.what();
+  }
+  return reply;
+}
+
+node_stats node_runtime::stats() const {
+  node_stats s{self_.name, 0, 0};
+  if (host_) {
+    s.frames_served = host_->frames_served();
+    s.frames_dropped = host_->frames_dropped();
+  }
+  return s;
+}
+
+}  // namespace xmesh::actors

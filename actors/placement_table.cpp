@@ -1,0 +1,99 @@
+#include "actors/placement_table.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace xmesh::actors {
+
+namespace {
+
+// For spread: expert e of every layer goes to the node with the most budget left per expert
+// already given (smooth weighted round robin), so shares follow the budgets.
+std::vector<std::vector<int32_t>> spread(const std::vector<const node_config*>& hosts, int64_t num_experts) {
+  std::vector<double> weight, credit(hosts.size(), 0.0);
+  double total = 0;
+  for (const auto* h : hosts) {
+    weight.push_back(h->memory_budget_bytes > 0 ? static_cast<double>(h->memory_budget_bytes) : 1.0);
+    total += weight.back();
+  }
+  std::vector<std::vector<int32_t>> out(num_experts);
+  for (int64_t e = 0; e < num_experts; ++e) {
+    for (size_t i = 0; i < hosts.size(); ++i) credit[i] += weight[i];
+    size_t best = std::max_element(credit.begin(), credit.end()) - credit.begin();
+    credit[best] -= total;
+    out[e] = {static_cast<int32_t>(best)};
+  }
+  return out;
+}
+
+}  // namespace
+
+std::span<const int32_t> placement_table::replicas(int64_t layer, int64_t expert) const {
+  int64_t slot = layer * num_experts + expert;
+  return {replica_node.data() + replica_begin[slot], replica_node.data() + replica_begin[slot + 1]};
+}
+
+bool placement_table::hosts(int32_t node, int64_t layer, int64_t expert) const {
+  auto r = replicas(layer, expert);
+  return std::find(r.begin(), r.end(), node) != r.end();
+}
+
+placement_table make_placement(const cluster_config& cluster, const model::model_config& model,
+                               int64_t expert_bytes, uint64_t version) {
+  placement_table t;
+  t.version = version;
+  t.num_layers = model.num_layers;
+  t.num_experts = model.num_experts;
+  auto hosts = cluster.with_role(role::experts);
+  for (const auto* h : hosts) {
+    t.nodes.push_back(h->name);
+    t.addresses.push_back(h->data_address(cluster.transport));
+  }
+  std::vector<std::vector<int32_t>> per_expert(model.num_experts);
+  if (cluster.placement == "static") {
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      auto it = cluster.static_experts.find(hosts[i]->name);
+      if (it == cluster.static_experts.end()) continue;
+      for (int64_t e : it->second) {
+        if (e < 0 || e >= model.num_experts)
+          throw std::runtime_error("static_placement: node '" + hosts[i]->name + "' names expert " +
+                                   std::to_string(e) + ", the model has " + std::to_string(model.num_experts));
+        per_expert[e].push_back(static_cast<int32_t>(i));
+      }
+    }
+    for (int64_t e = 0; e < model.num_experts; ++e)
+      if (per_expert[e].empty())
+        throw std::runtime_error("static_placement: expert " + std::to_string(e) + " has no replica");
+  } else {
+    per_expert = spread(hosts, model.num_experts);
+  }
+  std::vector<int64_t> count(hosts.size(), 0);
+  for (const auto& r : per_expert)
+    for (int32_t n : r) count[n] += model.num_layers;
+  for (size_t i = 0; i < hosts.size(); ++i)
+    if (hosts[i]->memory_budget_bytes > 0 && count[i] * expert_bytes > hosts[i]->memory_budget_bytes)
+      throw std::runtime_error("node '" + hosts[i]->name + "': memory_budget " +
+                               std::to_string(hosts[i]->memory_budget_bytes) + " bytes cannot hold its " +
+                               std::to_string(count[i]) + " experts (" + std::to_string(count[i] * expert_bytes) +
+                               " bytes)");
+  t.replica_begin.push_back(0);
+  for (int64_t l = 0; l < model.num_layers; ++l)
+    for (int64_t e = 0; e < model.num_experts; ++e) {
+      t.replica_node.insert(t.replica_node.end(), per_expert[e].begin(), per_expert[e].end());
+      t.replica_begin.push_back(static_cast<int32_t>(t.replica_node.size()));
+    }
+  return t;
+}
+
+std::vector<int64_t> hosted_experts(const placement_table& t, const std::string& node_name) {
+  auto it = std::find(t.nodes.begin(), t.nodes.end(), node_name);
+  std::vector<int64_t> out;
+  if (it == t.nodes.end()) return out;
+  auto node = static_cast<int32_t>(it - t.nodes.begin());
+  for (int64_t l = 0; l < t.num_layers; ++l)
+    for (int64_t e = 0; e < t.num_experts; ++e)
+      if (t.hosts(node, l, e)) out.push_back(l * t.num_experts + e);
+  return out;
+}
+
+}  // namespace xmesh::actors

@@ -1,0 +1,39 @@
+// The versioned placement table: which nodes host a replica of each (layer, expert).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "actors/cluster_config.hpp"
+#include "model/config.hpp"
+
+namespace xmesh::actors {
+
+/// (layer, expert) -> replica nodes, stored CSR-style so it travels as one CAF message.
+struct placement_table {
+  uint64_t version = 0;
+  int64_t num_layers = 0;
+  int64_t num_experts = 0;
+  std::vector<std::string> nodes;      // node names; a replica names a node by index
+  std::vector<std::string> addresses;  // data-plane address of each node
+  std::vector<int32_t> replica_begin;  // size num_layers * num_experts + 1
+  std::vector<int32_t> replica_node;
+
+  /// Node indices hosting (layer, expert).
+  [[nodiscard]] std::span<const int32_t> replicas(int64_t layer, int64_t expert) const;
+  /// True when `node` hosts (layer, expert).
+  [[nodiscard]] bool hosts(int32_t node, int64_t layer, int64_t expert) const;
+};
+
+/// Builds the table for `cluster`'s placement policy: `static` (experts named per node, the
+/// same for every layer) or `spread` (experts dealt to expert nodes in proportion to their
+/// memory budgets). Throws when an expert has no replica or a budget cannot hold its share.
+placement_table make_placement(const cluster_config& cluster, const model::model_config& model,
+                               int64_t expert_bytes, uint64_t version);
+
+/// Every (layer, expert) `node_name` hosts, as layer * num_experts + expert.
+std::vector<int64_t> hosted_experts(const placement_table& table, const std::string& node_name);
+
+}  // namespace xmesh::actors

@@ -1,0 +1,46 @@
+// A CAF actor system set up the way every ExpertMesh process needs it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include "actors/protocol.hpp"
+
+namespace xmesh::actors {
+
+/// The config must outlive the system; this keeps them together.
+struct actor_runtime {
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+
+  /// `threads`: CAF scheduler workers (expert actors run on them).
+  explicit actor_runtime(int threads) {
+    config.add_message_types<caf::id_block::xmesh>();
+    config.load<caf::io::middleman>();
+    config.set("scheduler.max-threads", std::max(2, threads));
+    config.set("logger.verbosity", caf::atom("quiet"));
+    system = std::make_unique<caf::actor_system>(config);
+  }
+};
+
+/// Sends a request from a blocking context and waits for the typed answer; throws with `what`
+/// and CAF's reason (timeout, unreachable actor, error reply).
+template <class T, class... Ts>
+T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout, const std::string& what,
+      Ts&&... msg) {
+  caf::scoped_actor self{sys};
+  std::optional<T> out;
+  std::string error;
+  self->request(to, timeout, std::forward<Ts>(msg)...)
+      .receive([&](T& value) { out = std::move(value); }, [&](caf::error& e) { error = sys.render(e); });
+  if (!out) throw std::runtime_error(what + ": " + error);
+  return std::move(*out);
+}
+
+}  // namespace xmesh::actors
