@@ -42,6 +42,9 @@ class endpoint {
   /// Connects to a listener; throws std::runtime_error naming the address when unreachable
   /// within `timeout_ms`.
   virtual std::unique_ptr<channel> connect(const std::string& address, int timeout_ms) = 0;
+  /// The address listen() bound, with the real port when port 0 (or `*`) was asked; empty
+  /// before listen().
+  [[nodiscard]] virtual std::string listen_address() const { return {}; }
   /// Back-end name: "local", "zmq" or "ucx".
   [[nodiscard]] virtual std::string name() const = 0;
 };

@@ -1,0 +1,277 @@
+// Every back end, same cases: frame round trips, concurrency with out-of-order replies,
+// unreachable peers and peer shutdown. Real sockets on 127.0.0.1 with ephemeral ports.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "transport/frame.hpp"
+#include "transport/transport.hpp"
+
+namespace xt = xmesh::transport;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string unique_suffix() {
+  static std::atomic<int> n{0};
+  return std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+// A TCP port nothing listens on (bound once by the kernel, then released).
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct backend_case {
+  std::string name;     // make_endpoint name
+  std::string variant;  // address flavour, for the test name
+};
+
+std::string listen_address_for(const backend_case& c) {
+  if (c.name == "local") return "local://test-" + unique_suffix();
+  if (c.variant == "ipc")
+    return "ipc://" + (std::filesystem::temp_directory_path() / ("xmesh-" + unique_suffix())).string();
+  if (c.name == "zmq") return "tcp://127.0.0.1:0";
+  return "ucx://127.0.0.1:0";
+}
+
+std::string unreachable_address_for(const backend_case& c) {
+  if (c.name == "local") return "local://nobody-" + unique_suffix();
+  if (c.variant == "ipc") return "ipc:///tmp/xmesh-nobody-" + unique_suffix();
+  return (c.name == "zmq" ? "tcp://127.0.0.1:" : "ucx://127.0.0.1:") + std::to_string(free_port());
+}
+
+xt::bytes dispatch_of_size(size_t total_bytes, uint64_t batch_id) {
+  const uint32_t hidden = 64;
+  const size_t row_bytes = 8 + hidden * 4;
+  const uint32_t rows = uint32_t((total_bytes - xt::frame_header_bytes) / row_bytes);
+  xt::frame f;
+  f.header.batch_id = batch_id;
+  f.header.num_rows = rows;
+  f.header.hidden = hidden;
+  for (uint32_t r = 0; r < rows; ++r) {
+    f.expert_of_row.push_back(int32_t(r % 16));
+    f.token_of_row.push_back(int32_t(r));
+    for (uint32_t h = 0; h < hidden; ++h) f.rows.push_back(float(batch_id) + float(r * hidden + h));
+  }
+  return xt::encode_frame(f);
+}
+
+// Echo: decode the dispatch, answer a result frame with the same rows.
+xt::bytes echo_result(const xt::bytes& request) {
+  auto d = xt::decode_frame(request, xt::frame_limits{});
+  if (!d) return xt::encode_error_frame({}, d.reason);
+  auto h = d.frame.header;
+  h.kind = xt::frame_kind::result;
+  return xt::encode_frame(h, d.frame.expert_of_row, d.frame.token_of_row, d.frame.rows);
+}
+
+struct reply_result {
+  xt::bytes reply;
+  std::string error;
+};
+
+// Sends and waits (bounded) for the reply.
+reply_result call(xt::channel& ch, xt::bytes message, std::chrono::milliseconds limit = 10s) {
+  auto p = std::make_shared<std::promise<reply_result>>();
+  auto fut = p->get_future();
+  ch.request(std::move(message), [p](xt::bytes r, std::string e) {
+    p->set_value({std::move(r), std::move(e)});
+  });
+  if (fut.wait_for(limit) != std::future_status::ready) return {{}, "test timeout"};
+  return fut.get();
+}
+
+class Transport : public ::testing::TestWithParam<backend_case> {
+ protected:
+  std::unique_ptr<xt::endpoint> make() { return xt::make_endpoint(GetParam().name); }
+  // A listening endpoint serving `handler`; returns the address to connect to.
+  std::string serve(xt::endpoint& ep, xt::request_handler handler) {
+    ep.listen(listen_address_for(GetParam()), std::move(handler));
+    return ep.listen_address();
+  }
+};
+
+TEST_P(Transport, FramesRoundTrip) {
+  auto server = make();
+  auto addr = serve(*server, [](xt::bytes m, std::shared_ptr<xt::reply_handle> r) {
+    r->send(echo_result(m));
+  });
+  auto client = make();
+  auto ch = client->connect(addr, 5000);
+  for (size_t size : {size_t{4096}, size_t{65536}, size_t{1} << 20}) {
+    auto req = dispatch_of_size(size, size);
+    auto res = call(*ch, req);
+    ASSERT_EQ(res.error, "") << size;
+    auto d = xt::decode_frame(res.reply, xt::frame_limits{});
+    ASSERT_TRUE(d.ok()) << d.reason;
+    EXPECT_EQ(d.frame.header.kind, xt::frame_kind::result);
+    EXPECT_EQ(d.frame.header.batch_id, size);
+    auto sent = xt::decode_frame(req, xt::frame_limits{});
+    EXPECT_TRUE(std::equal(d.frame.rows.begin(), d.frame.rows.end(), sent.frame.rows.begin(),
+                           sent.frame.rows.end()));
+  }
+}
+
+// 64 requests from 4 threads; the server holds them all, then answers in shuffled order
+// from another thread. Every caller must get its own reply.
+TEST_P(Transport, ConcurrentRequestsOutOfOrderReplies) {
+  constexpr int threads = 4, per_thread = 16, total = threads * per_thread;
+  std::mutex m;
+  std::vector<std::pair<xt::bytes, std::shared_ptr<xt::reply_handle>>> held;
+  std::thread replier;
+  auto server = make();
+  auto addr = serve(*server, [&](xt::bytes msg, std::shared_ptr<xt::reply_handle> r) {
+    std::lock_guard lock(m);
+    held.emplace_back(std::move(msg), std::move(r));
+    if (held.size() != total) return;
+    replier = std::thread([&held] {
+      std::shuffle(held.begin(), held.end(), std::mt19937(7));
+      for (auto& [msg, r] : held) r->send(echo_result(msg));
+    });
+  });
+  auto client = make();
+  auto ch = client->connect(addr, 5000);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  std::vector<std::future<reply_result>> futures[threads];
+  for (int t = 0; t < threads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto p = std::make_shared<std::promise<reply_result>>();
+        futures[t].push_back(p->get_future());
+        ch->request(dispatch_of_size(4096 * (1 + i % 3), t * 1000 + i),
+                    [p](xt::bytes r, std::string e) { p->set_value({std::move(r), e}); });
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  for (int t = 0; t < threads; ++t) {
+    for (int i = 0; i < per_thread; ++i) {
+      auto& f = futures[t][i];
+      ASSERT_EQ(f.wait_for(15s), std::future_status::ready);
+      auto r = f.get();
+      ASSERT_EQ(r.error, "");
+      auto d = xt::decode_frame(r.reply, xt::frame_limits{});
+      ASSERT_TRUE(d.ok()) << d.reason;
+      EXPECT_EQ(d.frame.header.batch_id, uint64_t(t * 1000 + i));
+      ok += d.frame.header.batch_id == uint64_t(t * 1000 + i);
+    }
+  }
+  EXPECT_EQ(ok, total);
+  if (replier.joinable()) replier.join();
+}
+
+TEST_P(Transport, UnreachablePeerGivesClearErrorWithinTimeout) {
+  auto client = make();
+  auto addr = unreachable_address_for(GetParam());
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    (void)client->connect(addr, 500);
+    FAIL() << "connect to " << addr << " succeeded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot reach " + addr), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+}
+
+// The server takes requests and never answers, then goes away: every pending request and
+// every later one completes with an error.
+TEST_P(Transport, PeerShutdownFailsPendingRequests) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::shared_ptr<xt::reply_handle>> held;
+  auto server = make();
+  auto addr = serve(*server, [&](xt::bytes, std::shared_ptr<xt::reply_handle> r) {
+    std::lock_guard lock(m);
+    held.push_back(std::move(r));
+    cv.notify_all();
+  });
+  auto client = make();
+  auto ch = client->connect(addr, 5000);
+  std::vector<std::future<reply_result>> futures;
+  for (int i = 0; i < 8; ++i) {
+    auto p = std::make_shared<std::promise<reply_result>>();
+    futures.push_back(p->get_future());
+    ch->request(dispatch_of_size(4096, i), [p](xt::bytes r, std::string e) {
+      p->set_value({std::move(r), std::move(e)});
+    });
+  }
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return held.size() == 8; }));
+  }
+  server.reset();
+  for (auto& f : futures) {
+    ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+    auto r = f.get();
+    EXPECT_FALSE(r.error.empty());
+    EXPECT_TRUE(r.reply.empty());
+  }
+  auto late = call(*ch, dispatch_of_size(4096, 99));
+  EXPECT_FALSE(late.error.empty());
+  EXPECT_NE(late.error, "test timeout");
+  // Replying after the peer is gone is harmless.
+  for (auto& r : held) r->send(xt::bytes(8));
+}
+
+TEST_P(Transport, ClosingChannelFailsItsPendingRequests) {
+  std::vector<std::shared_ptr<xt::reply_handle>> held;
+  std::mutex m;
+  auto server = make();
+  auto addr = serve(*server, [&](xt::bytes, std::shared_ptr<xt::reply_handle> r) {
+    std::lock_guard lock(m);
+    held.push_back(std::move(r));
+  });
+  auto client = make();
+  auto ch = client->connect(addr, 5000);
+  auto p = std::make_shared<std::promise<reply_result>>();
+  auto fut = p->get_future();
+  ch->request(dispatch_of_size(4096, 1), [p](xt::bytes r, std::string e) {
+    p->set_value({std::move(r), std::move(e)});
+  });
+  ch.reset();
+  ASSERT_EQ(fut.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(fut.get().error.empty());
+  std::lock_guard lock(m);
+  for (auto& r : held) r->send(xt::bytes(8));
+}
+
+std::vector<backend_case> backends() {
+  return {{"local", "inproc"}};
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, Transport, ::testing::ValuesIn(backends()),
+                         [](const auto& info) { return info.param.name + "_" + info.param.variant; });
+
+}  // namespace
+
+TEST(TransportFactory, RejectsUnknownBackEnd) {
+  try {
+    (void)xt::make_endpoint("carrier-pigeon");
+    FAIL();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("local, zmq, ucx"), std::string::npos);
+  }
+}

@@ -1,0 +1,253 @@
+#include "transport/frame.hpp"
+
+#include <xxhash.h>
+
+#include <bit>
+#include <cstring>
+#include <stdexcept>
+
+namespace xmesh::transport {
+
+// The header is written with memcpy of native integers: correct only on little-endian hosts.
+static_assert(std::endian::native == std::endian::little, "wire format is little-endian");
+
+namespace {
+
+// -- header field offsets -------------------------------------------------------------------
+constexpr size_t off_magic = 0, off_version = 4, off_kind = 6, off_dtype = 7, off_layer = 8,
+                 off_expert = 12, off_placement = 16, off_batch = 24, off_rows = 32,
+                 off_hidden = 36, off_flags = 40, off_reserved = 44, off_payload = 48,
+                 off_checksum = 56;
+
+template <class T>
+void put(std::byte* base, size_t off, T v) {
+  std::memcpy(base + off, &v, sizeof v);
+}
+
+template <class T>
+T get(const std::byte* base, size_t off) {
+  T v;
+  std::memcpy(&v, base + off, sizeof v);
+  return v;
+}
+
+void write_header(std::byte* h, const frame_header& f) {
+  put<uint32_t>(h, off_magic, frame_magic);
+  put<uint16_t>(h, off_version, frame_version);
+  put<uint8_t>(h, off_kind, static_cast<uint8_t>(f.kind));
+  put<uint8_t>(h, off_dtype, static_cast<uint8_t>(f.dtype));
+  put<uint32_t>(h, off_layer, f.layer);
+  put<uint32_t>(h, off_expert, f.expert);
+  put<uint64_t>(h, off_placement, f.placement_version);
+  put<uint64_t>(h, off_batch, f.batch_id);
+  put<uint32_t>(h, off_rows, f.num_rows);
+  put<uint32_t>(h, off_hidden, f.hidden);
+  put<uint32_t>(h, off_flags, f.flags);
+  put<uint32_t>(h, off_reserved, 0);
+  put<uint64_t>(h, off_payload, f.payload_bytes);
+  put<uint64_t>(h, off_checksum, f.checksum);
+}
+
+template <class T>
+void append(bytes& out, std::span<const T> s) {
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  out.insert(out.end(), p, p + s.size_bytes());  // insert, not resize: no zero fill first
+}
+
+// Writes the header last, once the payload (and so its checksum) is known.
+bytes finish(bytes out, frame_header h) {
+  h.payload_bytes = out.size() - frame_header_bytes;
+  h.checksum = frame_checksum(std::span<const std::byte>(out).subspan(frame_header_bytes));
+  write_header(out.data(), h);
+  return out;
+}
+
+decode_result fail(frame_errc e, std::string reason) {
+  decode_result r;
+  r.error = e;
+  r.reason = std::move(reason);
+  return r;
+}
+
+// Payload bytes a dispatch/result frame of this shape must carry, or false on overflow.
+bool rows_payload_bytes(uint64_t num_rows, uint64_t hidden, uint64_t& out) {
+  uint64_t per_row = 0, total = 0;
+  if (__builtin_mul_overflow(hidden, uint64_t{4}, &per_row)) return false;
+  if (__builtin_add_overflow(per_row, uint64_t{8}, &per_row)) return false;
+  if (__builtin_mul_overflow(per_row, num_rows, &total)) return false;
+  out = total;
+  return true;
+}
+
+frame_header read_header(const std::byte* h) {
+  frame_header f;
+  f.kind = static_cast<frame_kind>(get<uint8_t>(h, off_kind));
+  f.dtype = static_cast<frame_dtype>(get<uint8_t>(h, off_dtype));
+  f.layer = get<uint32_t>(h, off_layer);
+  f.expert = get<uint32_t>(h, off_expert);
+  f.placement_version = get<uint64_t>(h, off_placement);
+  f.batch_id = get<uint64_t>(h, off_batch);
+  f.num_rows = get<uint32_t>(h, off_rows);
+  f.hidden = get<uint32_t>(h, off_hidden);
+  f.flags = get<uint32_t>(h, off_flags);
+  f.payload_bytes = get<uint64_t>(h, off_payload);
+  f.checksum = get<uint64_t>(h, off_checksum);
+  return f;
+}
+
+// Fixed-size header checks: nothing here depends on the payload.
+decode_result check_header(const std::byte* h, const frame_header& f, const frame_limits& lim) {
+  using std::to_string;
+  if (get<uint32_t>(h, off_magic) != frame_magic) return fail(frame_errc::bad_magic, "bad magic");
+  if (auto v = get<uint16_t>(h, off_version); v != frame_version)
+    return fail(frame_errc::bad_version, "unsupported version " + to_string(v));
+  if (get<uint32_t>(h, off_reserved) != 0)
+    return fail(frame_errc::bad_version, "reserved header field is not zero");
+  auto k = static_cast<uint8_t>(f.kind);
+  if (k < 1 || k > 3) return fail(frame_errc::bad_kind, "unknown kind " + to_string(k));
+  if (f.dtype != frame_dtype::f32)
+    return fail(frame_errc::bad_dtype, "unknown dtype " + to_string(uint8_t(f.dtype)));
+  if (f.kind == frame_kind::error) {
+    if (f.num_rows != 0 || f.hidden != 0)
+      return fail(frame_errc::bad_shape, "error frame with rows");
+    if (f.payload_bytes > lim.max_error_text_bytes)
+      return fail(frame_errc::oversized, "error text of " + to_string(f.payload_bytes) + " bytes");
+    return {};
+  }
+  if (f.num_rows > lim.max_rows)
+    return fail(frame_errc::oversized, "num_rows " + to_string(f.num_rows) + " > " +
+                                           to_string(lim.max_rows));
+  if (f.hidden > lim.max_hidden)
+    return fail(frame_errc::oversized, "hidden " + to_string(f.hidden) + " > " +
+                                           to_string(lim.max_hidden));
+  if (lim.expected_hidden != 0 && f.hidden != lim.expected_hidden)
+    return fail(frame_errc::bad_shape, "hidden " + to_string(f.hidden) + ", expected " +
+                                           to_string(lim.expected_hidden));
+  if (f.num_rows > 0 && f.hidden == 0) return fail(frame_errc::bad_shape, "rows of hidden 0");
+  if (f.expert != expert_per_row && f.expert > lim.max_expert)
+    return fail(frame_errc::bad_expert, "expert " + to_string(f.expert) + " > " +
+                                            to_string(lim.max_expert));
+  uint64_t want = 0;
+  if (!rows_payload_bytes(f.num_rows, f.hidden, want) || want > lim.max_payload_bytes)
+    return fail(frame_errc::oversized, "payload of shape beyond max_payload_bytes");
+  if (f.payload_bytes != want)
+    return fail(frame_errc::length_mismatch, "payload_bytes " + to_string(f.payload_bytes) +
+                                                 " but shape needs " + to_string(want));
+  return {};
+}
+
+// Per-row checks, run after the checksum so they read verified bytes only.
+decode_result check_rows(const frame_view& v, const frame_limits& lim) {
+  const uint32_t fixed = v.header.expert;
+  for (size_t i = 0; i < v.expert_of_row.size(); ++i) {
+    int32_t e = v.expert_of_row[i];
+    if (e < 0 || uint32_t(e) > lim.max_expert || (fixed != expert_per_row && uint32_t(e) != fixed))
+      return fail(frame_errc::bad_expert, "row " + std::to_string(i) + " names expert " +
+                                              std::to_string(e));
+    if (v.token_of_row[i] < 0)
+      return fail(frame_errc::bad_shape, "row " + std::to_string(i) + " has a negative token");
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string_view to_string(frame_errc e) {
+  switch (e) {
+    case frame_errc::ok: return "ok";
+    case frame_errc::truncated: return "truncated";
+    case frame_errc::bad_magic: return "bad_magic";
+    case frame_errc::bad_version: return "bad_version";
+    case frame_errc::bad_kind: return "bad_kind";
+    case frame_errc::bad_dtype: return "bad_dtype";
+    case frame_errc::bad_shape: return "bad_shape";
+    case frame_errc::length_mismatch: return "length_mismatch";
+    case frame_errc::bad_checksum: return "bad_checksum";
+    case frame_errc::oversized: return "oversized";
+    case frame_errc::bad_expert: return "bad_expert";
+  }
+  return "unknown";
+}
+
+uint64_t frame_checksum(std::span<const std::byte> data) {
+  return XXH3_64bits(data.data(), data.size());
+}
+
+frame frame_view::to_frame() const {
+  frame f;
+  f.header = header;
+  f.expert_of_row.assign(expert_of_row.begin(), expert_of_row.end());
+  f.token_of_row.assign(token_of_row.begin(), token_of_row.end());
+  f.rows.assign(rows.begin(), rows.end());
+  f.error_text.assign(error_text);
+  return f;
+}
+
+bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_row,
+                   std::span<const int32_t> token_of_row, std::span<const float> rows) {
+  if (header.kind == frame_kind::error) throw std::invalid_argument("use encode_error_frame");
+  const size_t n = header.num_rows;
+  if (expert_of_row.size() != n || token_of_row.size() != n ||
+      rows.size() != n * size_t{header.hidden})
+    throw std::invalid_argument("encode_frame: span sizes disagree with num_rows/hidden");
+  bytes out;
+  out.reserve(frame_header_bytes + 8 * n + rows.size_bytes());
+  out.resize(frame_header_bytes);
+  append(out, expert_of_row);
+  append(out, token_of_row);
+  append(out, rows);
+  return finish(std::move(out), header);
+}
+
+bytes encode_frame(const frame& f) {
+  if (f.header.kind == frame_kind::error) return encode_error_frame(f.header, f.error_text);
+  return encode_frame(f.header, f.expert_of_row, f.token_of_row, f.rows);
+}
+
+bytes encode_error_frame(const frame_header& header, std::string_view text) {
+  frame_header h = header;
+  h.kind = frame_kind::error;
+  h.num_rows = 0;
+  h.hidden = 0;
+  bytes out;
+  out.reserve(frame_header_bytes + text.size());
+  out.resize(frame_header_bytes);
+  append(out, std::span<const char>(text.data(), text.size()));
+  return finish(std::move(out), h);
+}
+
+decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits& limits) {
+  if (buffer.size() < frame_header_bytes)
+    return fail(frame_errc::truncated, "buffer of " + std::to_string(buffer.size()) +
+                                           " bytes is shorter than the header");
+  const std::byte* h = buffer.data();
+  frame_header f = read_header(h);
+  if (auto r = check_header(h, f, limits); !r) return r;
+  const uint64_t have = buffer.size() - frame_header_bytes;
+  if (have < f.payload_bytes)
+    return fail(frame_errc::truncated, "payload has " + std::to_string(have) + " of " +
+                                           std::to_string(f.payload_bytes) + " bytes");
+  if (have > f.payload_bytes)
+    return fail(frame_errc::length_mismatch,
+                std::to_string(have - f.payload_bytes) + " trailing bytes after the payload");
+  auto payload = buffer.subspan(frame_header_bytes);
+  if (frame_checksum(payload) != f.checksum)
+    return fail(frame_errc::bad_checksum, "payload checksum mismatch");
+  decode_result r;
+  r.frame.header = f;
+  if (f.kind == frame_kind::error) {
+    r.frame.error_text = {reinterpret_cast<const char*>(payload.data()), payload.size()};
+    return r;
+  }
+  if (reinterpret_cast<uintptr_t>(payload.data()) % alignof(float) != 0)
+    return fail(frame_errc::bad_shape, "buffer is not 4-byte aligned");
+  const size_t n = f.num_rows;
+  const auto* ints = reinterpret_cast<const int32_t*>(payload.data());
+  r.frame.expert_of_row = {ints, n};
+  r.frame.token_of_row = {ints + n, n};
+  r.frame.rows = {reinterpret_cast<const float*>(ints + 2 * n), n * size_t{f.hidden}};
+  if (auto e = check_rows(r.frame, limits); !e) return e;
+  return r;
+}
+
+}  // namespace xmesh::transport

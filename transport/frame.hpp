@@ -1,0 +1,143 @@
+// The data plane's wire format: a fixed 64-byte little-endian header followed by the payload.
+//
+//   off  size  field
+//     0     4  magic 0x48534D58 ('XMSH')       32     4  num_rows
+//     4     2  version (1)                     36     4  hidden
+//     6     1  kind (1 dispatch, 2 result,     40     4  flags (application-defined)
+//                    3 error)                  44     4  reserved (0)
+//     7     1  dtype (0 = f32)                 48     8  payload_bytes
+//     8     4  layer                           56     8  checksum (XXH3_64bits of the payload)
+//    12     4  expert (0xFFFFFFFF: per row)
+//    16     8  placement_version
+//    24     8  batch_id
+//
+// Dispatch/result payload: int32 expert_of_row[num_rows], int32 token_of_row[num_rows],
+// float rows[num_rows][hidden]. Error payload: UTF-8 text (num_rows = hidden = 0).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transport/transport.hpp"
+
+namespace xmesh::transport {
+
+/// 'XMSH' read as a little-endian uint32.
+inline constexpr uint32_t frame_magic = 0x48534D58u;
+/// The only wire version this build speaks.
+inline constexpr uint16_t frame_version = 1;
+/// Size of the fixed header in bytes.
+inline constexpr size_t frame_header_bytes = 64;
+/// `expert` value meaning "each row names its expert in expert_of_row".
+inline constexpr uint32_t expert_per_row = 0xFFFFFFFFu;
+
+/// What a frame carries.
+enum class frame_kind : uint8_t { dispatch = 1, result = 2, error = 3 };
+
+/// Element type of the activation rows.
+enum class frame_dtype : uint8_t { f32 = 0 };
+
+/// The header fields a sender chooses; payload_bytes and checksum are computed by encode_frame.
+struct frame_header {
+  frame_kind kind = frame_kind::dispatch;
+  frame_dtype dtype = frame_dtype::f32;
+  uint32_t layer = 0;
+  uint32_t expert = expert_per_row;
+  uint64_t placement_version = 0;
+  uint64_t batch_id = 0;
+  uint32_t num_rows = 0;
+  uint32_t hidden = 0;
+  uint32_t flags = 0;
+  uint64_t payload_bytes = 0;  // filled in by encode/decode
+  uint64_t checksum = 0;       // filled in by encode/decode
+};
+
+/// An owning frame, convenient for tests and control paths (the token path uses frame_view).
+struct frame {
+  frame_header header;
+  std::vector<int32_t> expert_of_row;
+  std::vector<int32_t> token_of_row;
+  std::vector<float> rows;  // num_rows * hidden, row-major
+  std::string error_text;
+};
+
+/// A validated frame that points into the received buffer (no copy of the rows); valid only
+/// while that buffer lives and is not modified.
+struct frame_view {
+  frame_header header;
+  std::span<const int32_t> expert_of_row;
+  std::span<const int32_t> token_of_row;
+  std::span<const float> rows;  // num_rows * hidden, row-major
+  std::string_view error_text;
+
+  /// The `hidden` floats of row `i` (i < num_rows).
+  [[nodiscard]] std::span<const float> row(size_t i) const {
+    return rows.subspan(i * header.hidden, header.hidden);
+  }
+  /// A deep copy, e.g. to keep the frame after its buffer goes away.
+  [[nodiscard]] frame to_frame() const;
+};
+
+/// Why decode_frame rejected a buffer.
+enum class frame_errc : uint8_t {
+  ok = 0,
+  truncated,        // shorter than the header, or than header + payload_bytes
+  bad_magic,
+  bad_version,      // version != 1 or reserved != 0
+  bad_kind,
+  bad_dtype,
+  bad_shape,        // hidden != expected, error frame with rows, negative token index
+  length_mismatch,  // payload_bytes disagrees with the shape, or trailing bytes
+  bad_checksum,
+  oversized,        // num_rows / hidden / payload beyond the limits
+  bad_expert,       // expert id beyond max_expert, or a row disagreeing with header.expert
+};
+
+/// Short stable name of an error code ("bad_magic"), e.g. for metric labels.
+[[nodiscard]] std::string_view to_string(frame_errc e);
+
+/// What a receiver accepts; everything beyond is rejected before any use or allocation.
+struct frame_limits {
+  uint32_t max_rows = 1u << 16;
+  uint32_t max_hidden = 1u << 16;
+  uint32_t max_expert = (1u << 16) - 1;  // largest valid expert id
+  uint32_t expected_hidden = 0;          // 0: any hidden up to max_hidden
+  uint64_t max_payload_bytes = 1ull << 30;
+  uint64_t max_error_text_bytes = 1u << 16;
+};
+
+/// decode_frame's answer: a frame_view, or an error code with a short reason.
+struct decode_result {
+  frame_errc error = frame_errc::ok;
+  std::string reason;  // empty on success
+  frame_view frame;    // meaningful only when ok()
+
+  [[nodiscard]] bool ok() const { return error == frame_errc::ok; }
+  explicit operator bool() const { return ok(); }
+};
+
+/// Encodes a dispatch or result frame; throws std::invalid_argument when the span sizes do not
+/// match header.num_rows / hidden (a caller bug, caught before anything goes on the wire).
+[[nodiscard]] bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_row,
+                                 std::span<const int32_t> token_of_row, std::span<const float> rows);
+
+/// Encodes an owning frame (dispatch/result use the vectors, error uses error_text).
+[[nodiscard]] bytes encode_frame(const frame& f);
+
+/// Encodes an error frame carrying `text`; layer/expert/batch_id are taken from `header`.
+[[nodiscard]] bytes encode_error_frame(const frame_header& header, std::string_view text);
+
+/// Validates every field of `buffer` against `limits` and returns a view into it. The buffer
+/// must be 4-byte aligned for the views (received `bytes` always are); an unaligned buffer is
+/// rejected as bad_shape rather than read with misaligned loads.
+[[nodiscard]] decode_result decode_frame(std::span<const std::byte> buffer,
+                                         const frame_limits& limits);
+
+/// XXH3_64bits of `data`: the checksum the header carries.
+[[nodiscard]] uint64_t frame_checksum(std::span<const std::byte> data);
+
+}  // namespace xmesh::transport
