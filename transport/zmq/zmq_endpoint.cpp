@@ -1,9 +1,437 @@
 #include "transport/zmq/zmq_endpoint.hpp"
 
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <future>
 #include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "transport/pending.hpp"
 
 namespace xmesh::transport {
+namespace {
 
-std::unique_ptr<endpoint> make_zmq_endpoint() { throw std::runtime_error("zmq transport: not built yet"); }
+// -- envelope ------------------------------------------------------------------------------
+// Every message is [envelope, payload] (DEALER side) or [identity, envelope, payload] (ROUTER).
+enum class msg_type : uint8_t { request = 1, reply = 2, ping = 3, pong = 4 };
+constexpr size_t envelope_bytes = 9;  // type u8 + request id u64
+
+zmq::message_t make_envelope(msg_type t, uint64_t id) {
+  zmq::message_t m(envelope_bytes);
+  auto* p = static_cast<uint8_t*>(m.data());
+  p[0] = static_cast<uint8_t>(t);
+  std::memcpy(p + 1, &id, sizeof id);
+  return m;
+}
+
+bool read_envelope(const zmq::message_t& m, msg_type& t, uint64_t& id) {
+  if (m.size() != envelope_bytes) return false;
+  const auto* p = static_cast<const uint8_t*>(m.data());
+  t = static_cast<msg_type>(p[0]);
+  std::memcpy(&id, p + 1, sizeof id);
+  return true;
+}
+
+// Hands the vector's storage to ZeroMQ, which frees it when sent (no copy).
+zmq::message_t adopt(bytes payload) {
+  if (payload.empty()) return zmq::message_t();
+  auto* owned = new bytes(std::move(payload));
+  return zmq::message_t(owned->data(), owned->size(),
+                        [](void*, void* hint) { delete static_cast<bytes*>(hint); }, owned);
+}
+
+bytes copy_out(const zmq::message_t& m) {
+  const auto* p = static_cast<const std::byte*>(m.data());
+  return bytes(p, p + m.size());
+}
+
+void check_scheme(const std::string& address) {
+  if (address.rfind("tcp://", 0) != 0 && address.rfind("ipc://", 0) != 0)
+    throw std::invalid_argument("zmq transport address must be tcp://HOST:PORT or ipc://PATH, got '" +
+                                address + "'");
+}
+
+// "tcp://127.0.0.1:0" asks for an ephemeral port, which libzmq spells "*".
+std::string bind_spelling(const std::string& address) {
+  if (address.rfind("tcp://", 0) == 0 && address.size() > 2 &&
+      address.compare(address.size() - 2, 2, ":0") == 0)
+    return address.substr(0, address.size() - 1) + "*";
+  return address;
+}
+
+// Sets a connect outcome once; later outcomes (a late pong after a timeout) are ignored.
+void settle(std::promise<std::string>& p, std::string outcome) {
+  try {
+    p.set_value(std::move(outcome));
+  } catch (const std::future_error&) {
+  }
+}
+
+void set_common_options(zmq::socket_t& s) {
+  s.set(zmq::sockopt::linger, 0);
+  // Unbounded queues: flow is bounded by the callers' windows; HWM drops would lose replies.
+  s.set(zmq::sockopt::sndhwm, 0);
+  s.set(zmq::sockopt::rcvhwm, 0);
+}
+
+// One channel's state, shared by the channel object (caller threads) and the I/O thread.
+struct channel_state {
+  uint64_t id = 0;
+  std::string address;
+  pending_table pending;
+  std::atomic<bool> down{false};  // peer disconnected: requests fail at once
+};
+
+// I/O-thread-only per-channel sockets.
+struct dealer {
+  std::shared_ptr<channel_state> state;
+  zmq::socket_t socket;
+  zmq::socket_t monitor;  // PAIR receiving the DEALER's connect/disconnect events
+};
+
+class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
+ public:
+  zmq_engine() : context_(1) {}
+  ~zmq_engine() { stop(); }
+
+  void start() {
+    if (queue_.fd() < 0) throw std::runtime_error("zmq transport: eventfd failed");
+    thread_ = std::thread([this] { run(); });
+  }
+
+  // Stops the I/O thread; it fails every pending request and closes every socket first.
+  void stop() {
+    if (stopping_.exchange(true)) return;
+    queue_.push({});
+    if (thread_.joinable()) thread_.join();
+  }
+
+  /// Runs `task` on the I/O thread: inline when already there, else queued. Returns false
+  /// once stopped (the task is dropped).
+  bool run_on_io(std::function<void()> task) {
+    if (std::this_thread::get_id() == io_thread_id_) {
+      task();
+      return true;
+    }
+    if (stopping_) return false;
+    queue_.push(std::move(task));
+    return true;
+  }
+
+  void listen(const std::string& address, request_handler handler);
+  std::shared_ptr<channel_state> open_channel(const std::string& address, int timeout_ms);
+  void send_request(const std::shared_ptr<channel_state>& ch, bytes message, reply_callback cb);
+  void close_channel(uint64_t id) {
+    run_on_io([this, id] {
+      dealers_.erase(id);
+      items_dirty_ = true;
+    });
+  }
+  void send_reply(const std::string& identity, uint64_t id, bytes message);
+  [[nodiscard]] std::string listen_address() const {
+    std::lock_guard lock(address_mutex_);
+    return bound_address_;
+  }
+
+ private:
+  void run();
+  void rebuild_items();
+  void on_router_readable();
+  void on_dealer_readable(dealer& d);
+  void on_monitor_readable(dealer& d);
+  void shutdown_io();
+
+  zmq::context_t context_;
+  command_queue<std::function<void()>> queue_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  std::atomic<std::thread::id> io_thread_id_{};
+  mutable std::mutex address_mutex_;
+  std::string bound_address_;
+  std::atomic<uint64_t> next_channel_id_{1};
+  // -- I/O thread only --
+  std::unique_ptr<zmq::socket_t> router_;
+  request_handler handler_;
+  std::unordered_map<uint64_t, dealer> dealers_;
+  std::vector<zmq::pollitem_t> items_;
+  std::vector<std::function<void()>> item_actions_;
+  bool items_dirty_ = true;
+};
+
+class zmq_reply : public reply_handle {
+ public:
+  zmq_reply(std::weak_ptr<zmq_engine> engine, std::string identity, uint64_t id)
+      : engine_(std::move(engine)), identity_(std::move(identity)), id_(id) {}
+  void send(bytes message) override {
+    if (sent_.exchange(true)) return;
+    if (auto e = engine_.lock()) e->send_reply(identity_, id_, std::move(message));
+  }
+
+ private:
+  std::weak_ptr<zmq_engine> engine_;
+  std::string identity_;
+  uint64_t id_;
+  std::atomic<bool> sent_{false};
+};
+
+void zmq_engine::listen(const std::string& address, request_handler handler) {
+  check_scheme(address);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto fut = done->get_future();
+  bool queued = run_on_io([this, address, done, h = std::move(handler)]() mutable {
+    if (router_) return done->set_value("already listening on " + bound_address_);
+    try {
+      auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
+      set_common_options(*s);
+      s->bind(bind_spelling(address));
+      {
+        std::lock_guard lock(address_mutex_);
+        bound_address_ = s->get(zmq::sockopt::last_endpoint);
+      }
+      router_ = std::move(s);
+      handler_ = std::move(h);
+      items_dirty_ = true;
+      done->set_value({});
+    } catch (const zmq::error_t& e) {
+      done->set_value("cannot listen on " + address + ": " + e.what());
+    }
+  });
+  if (!queued) throw std::runtime_error("zmq endpoint is shut down");
+  if (auto err = fut.get(); !err.empty()) throw std::runtime_error(err);
+}
+
+// Opens a DEALER and proves the peer is there with a ping/pong before returning.
+std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& address, int timeout_ms) {
+  check_scheme(address);
+  auto st = std::make_shared<channel_state>();
+  st->id = next_channel_id_++;
+  st->address = address;
+  auto reached = std::make_shared<std::promise<std::string>>();
+  auto fut = reached->get_future();
+  bool queued = run_on_io([this, st, reached] {
+    try {
+      dealer d{st, zmq::socket_t(context_, zmq::socket_type::dealer),
+               zmq::socket_t(context_, zmq::socket_type::pair)};
+      set_common_options(d.socket);
+      d.socket.set(zmq::sockopt::reconnect_ivl, 100);
+      // ZMTP heartbeats turn a silently dead peer into a disconnect event.
+      d.socket.set(zmq::sockopt::heartbeat_ivl, 1000);
+      d.socket.set(zmq::sockopt::heartbeat_timeout, 4000);
+      std::string mon = "inproc://xmesh-zmq-monitor-" + std::to_string(st->id);
+      if (zmq_socket_monitor(d.socket.handle(), mon.c_str(),
+                             ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        throw zmq::error_t();
+      d.monitor.set(zmq::sockopt::linger, 0);
+      d.monitor.connect(mon);
+      d.socket.connect(st->address);
+      uint64_t id = st->pending.add([reached](bytes, std::string err) { settle(*reached, err); });
+      d.socket.send(make_envelope(msg_type::ping, id), zmq::send_flags::dontwait);
+      dealers_.emplace(st->id, std::move(d));
+      items_dirty_ = true;
+    } catch (const zmq::error_t& e) {
+      settle(*reached, std::string("zmq: ") + e.what());
+    }
+  });
+  if (!queued) throw std::runtime_error("zmq endpoint is shut down");
+  const std::string prefix = "cannot reach " + address + " within " + std::to_string(timeout_ms) + " ms";
+  if (fut.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+    st->pending.fail_all(prefix, true);
+    close_channel(st->id);
+    throw std::runtime_error(prefix);
+  }
+  if (auto err = fut.get(); !err.empty()) {
+    close_channel(st->id);
+    throw std::runtime_error(prefix + ": " + err);
+  }
+  return st;
+}
+
+void zmq_engine::send_request(const std::shared_ptr<channel_state>& ch, bytes message,
+                              reply_callback cb) {
+  auto fail = [this](reply_callback c, std::string why) {
+    if (!run_on_io([c, why] { c({}, why); })) c({}, why);
+  };
+  if (ch->down) return fail(std::move(cb), "peer " + ch->address + " is disconnected");
+  uint64_t id = ch->pending.add(std::move(cb));
+  if (id == 0) return fail(std::move(cb), ch->pending.close_reason());
+  bool queued = run_on_io([this, ch, id, m = std::move(message)]() mutable {
+    auto it = dealers_.find(ch->id);
+    if (it == dealers_.end()) return;  // closed: its pending requests were failed already
+    auto& s = it->second.socket;
+    if (!s.send(make_envelope(msg_type::request, id), zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
+        !s.send(adopt(std::move(m)), zmq::send_flags::dontwait)) {
+      if (auto c = ch->pending.take(id)) c({}, "zmq: send to " + ch->address + " would block");
+    }
+  });
+  if (!queued) {
+    if (auto c = ch->pending.take(id)) c({}, "zmq endpoint is shut down");
+  }
+}
+
+void zmq_engine::send_reply(const std::string& identity, uint64_t id, bytes message) {
+  run_on_io([this, identity, id, m = std::move(message)]() mutable {
+    if (!router_) return;
+    try {
+      router_->send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(make_envelope(msg_type::reply, id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(adopt(std::move(m)), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+      // The client went away: nobody waits for this reply (ROUTER drops unknown identities).
+    }
+  });
+}
+
+void zmq_engine::rebuild_items() {
+  items_.clear();
+  item_actions_.clear();
+  items_.push_back({nullptr, queue_.fd(), ZMQ_POLLIN, 0});
+  item_actions_.emplace_back([this] {
+    queue_.drain_wakeups();
+    for (auto& task : queue_.take_all()) {
+      if (task) task();
+    }
+  });
+  if (router_) {
+    items_.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+    item_actions_.emplace_back([this] { on_router_readable(); });
+  }
+  for (auto& [id, d] : dealers_) {
+    items_.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
+    item_actions_.emplace_back([this, id = id] {
+      if (auto it = dealers_.find(id); it != dealers_.end()) on_dealer_readable(it->second);
+    });
+    items_.push_back({d.monitor.handle(), 0, ZMQ_POLLIN, 0});
+    item_actions_.emplace_back([this, id = id] {
+      if (auto it = dealers_.find(id); it != dealers_.end()) on_monitor_readable(it->second);
+    });
+  }
+  items_dirty_ = false;
+}
+
+void zmq_engine::run() {
+  io_thread_id_ = std::this_thread::get_id();
+  while (!stopping_) {
+    if (items_dirty_) rebuild_items();
+    try {
+      zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(-1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      break;  // context terminated
+    }
+    // NOTE: actions only mark the socket set dirty; items_ is rebuilt before the next poll and
+    // the actions look their dealer up by id, so one closed meanwhile is skipped.
+    for (size_t i = 0; i < items_.size() && !stopping_; ++i) {
+      if (items_[i].revents & ZMQ_POLLIN) item_actions_[i]();
+    }
+  }
+  shutdown_io();
+}
+
+void zmq_engine::on_router_readable() {
+  for (;;) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(*router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    msg_type t;
+    uint64_t id;
+    if (parts.size() < 2 || !read_envelope(parts[1], t, id)) continue;  // not ours: drop
+    std::string identity = parts[0].to_string();
+    if (t == msg_type::ping && parts.size() == 2) {
+      router_->send(zmq::buffer(identity), zmq::send_flags::sndmore);
+      router_->send(make_envelope(msg_type::pong, id), zmq::send_flags::dontwait);
+    } else if (t == msg_type::request && parts.size() == 3 && handler_) {
+      auto reply = std::make_shared<zmq_reply>(weak_from_this(), std::move(identity), id);
+      handler_(copy_out(parts[2]), std::move(reply));
+    }
+  }
+}
+
+void zmq_engine::on_dealer_readable(dealer& d) {
+  auto st = d.state;  // keeps the state alive while callbacks may close the channel
+  for (;;) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(d.socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    msg_type t;
+    uint64_t id;
+    if (parts.empty() || !read_envelope(parts[0], t, id)) continue;
+    if (t == msg_type::pong && parts.size() == 1) {
+      st->down = false;
+      if (auto cb = st->pending.take(id)) cb({}, {});
+    } else if (t == msg_type::reply && parts.size() == 2) {
+      if (auto cb = st->pending.take(id)) cb(copy_out(parts[1]), {});
+    }
+    if (!dealers_.count(st->id)) return;  // a callback closed the channel
+  }
+}
+
+void zmq_engine::on_monitor_readable(dealer& d) {
+  auto st = d.state;
+  for (;;) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(d.monitor, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    if (parts.empty() || parts[0].size() < 6) continue;
+    uint16_t event;
+    std::memcpy(&event, parts[0].data(), sizeof event);
+    if (event == ZMQ_EVENT_DISCONNECTED) {
+      st->down = true;
+      st->pending.fail_all("peer " + st->address + " disconnected", false);
+    } else if (event == ZMQ_EVENT_CONNECTED) {
+      st->down = false;
+    }
+    if (!dealers_.count(st->id)) return;
+  }
+}
+
+void zmq_engine::shutdown_io() {
+  for (auto& task : queue_.take_all()) {
+    if (task) task();  // e.g. a listen() caller waiting for its answer
+  }
+  for (auto& [id, d] : dealers_) d.state->pending.fail_all("zmq endpoint shut down", true);
+  dealers_.clear();
+  router_.reset();
+  handler_ = nullptr;
+}
+
+class zmq_channel : public channel {
+ public:
+  zmq_channel(std::shared_ptr<zmq_engine> engine, std::shared_ptr<channel_state> state)
+      : engine_(std::move(engine)), state_(std::move(state)) {}
+  ~zmq_channel() override {
+    state_->pending.fail_all("channel to " + state_->address + " closed", true);
+    engine_->close_channel(state_->id);
+  }
+  void request(bytes message, reply_callback on_reply) override {
+    engine_->send_request(state_, std::move(message), std::move(on_reply));
+  }
+
+ private:
+  std::shared_ptr<zmq_engine> engine_;
+  std::shared_ptr<channel_state> state_;
+};
+
+class zmq_endpoint : public endpoint {
+ public:
+  zmq_endpoint() : engine_(std::make_shared<zmq_engine>()) { engine_->start(); }
+  ~zmq_endpoint() override { engine_->stop(); }
+
+  void listen(const std::string& address, request_handler handler) override {
+    engine_->listen(address, std::move(handler));
+  }
+  std::unique_ptr<channel> connect(const std::string& address, int timeout_ms) override {
+    return std::make_unique<zmq_channel>(engine_, engine_->open_channel(address, timeout_ms));
+  }
+  [[nodiscard]] std::string listen_address() const override { return engine_->listen_address(); }
+  [[nodiscard]] std::string name() const override { return "zmq"; }
+
+ private:
+  std::shared_ptr<zmq_engine> engine_;
+};
+
+}  // namespace
+
+std::unique_ptr<endpoint> make_zmq_endpoint() { return std::make_unique<zmq_endpoint>(); }
 
 }  // namespace xmesh::transport

@@ -259,7 +259,7 @@ TEST_P(Transport, ClosingChannelFailsItsPendingRequests) {
 }
 
 std::vector<backend_case> backends() {
-  return {{"local", "inproc"}};
+  return {{"local", "inproc"}, {"zmq", "tcp"}, {"zmq", "ipc"}};
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Transport, ::testing::ValuesIn(backends()),
