@@ -17,11 +17,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::chrono::milliseconds connect_timeout() {
-  const char* v = std::getenv("XMESH_CONNECT_TIMEOUT_MS");
-  return std::chrono::milliseconds(v ? std::atol(v) : 30000);
-}
-
 std::vector<std::string> role_names(const node_config& n) {
   std::vector<std::string> out;
   for (auto r : n.roles) out.push_back(r == role::coordinator ? "coordinator" : r == role::head ? "head" : "experts");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -28,6 +29,12 @@ struct actor_runtime {
     system = std::make_unique<caf::actor_system>(config);
   }
 };
+
+/// How long to keep trying to reach a peer (env XMESH_CONNECT_TIMEOUT_MS, default 30 s).
+inline std::chrono::milliseconds connect_timeout() {
+  const char* v = std::getenv("XMESH_CONNECT_TIMEOUT_MS");
+  return std::chrono::milliseconds(v && *v ? std::atol(v) : 30000);
+}
 
 /// Sends a request from a blocking context and waits for the typed answer; throws with `what`
 /// and CAF's reason (timeout, unreachable actor, error reply).

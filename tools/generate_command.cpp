@@ -55,7 +55,8 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
   if (auto file = f.opt("--cluster")) {
     auto cluster = actors::load_cluster(*file);
     actors::actor_runtime rt(1);
-    auto head = reach_node(*rt.system, *cluster.with_role(actors::role::head).front(), std::chrono::seconds(10));
+    auto head = reach_node(*rt.system, *cluster.with_role(actors::role::head).front(),
+                           std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
     return actors::ask<actors::generate_reply>(*rt.system, head, timeout, "generation on the cluster",
                                                actors::generate_atom_v, request);
   }

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Multi-process cluster tests on loopback: real `xmesh node` processes launched by
+deploy/local.sh, real sockets. The single-process run is the oracle: every distributed run must
+give bit-identical tokens and logits.
+
+usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
+  CASE: equivalence | concurrent | unreachable
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"]
+PROMPTS = [[5, 99, 311, 42, 7], [1, 2, 3], [400, 12, 12, 77, 300, 8, 1], [9]]
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def cluster_yaml(model, transport, placement, experts_per_node=None):
+    p = free_ports(6)
+    lines = [f"model: {model}", f"transport: {transport}", f"placement: {placement}"]
+    if placement == "static":
+        lines.append("static_placement:")
+        for name, experts in experts_per_node.items():
+            lines.append(f"  {name}: {experts}")
+    lines += [
+        "nodes:",
+        f"  - {{name: head, control_port: {p[0]}, data_port: {p[1]}, roles: [coordinator, head], threads: 1}}",
+        f"  - {{name: experts-a, control_port: {p[2]}, data_port: {p[3]}, roles: [experts], memory_budget: 1GiB}}",
+        f"  - {{name: experts-b, control_port: {p[4]}, data_port: {p[5]}, roles: [experts], memory_budget: 1GiB}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class Harness:
+    def __init__(self, xmesh, repo, tmp):
+        self.xmesh, self.repo, self.tmp = xmesh, repo, tmp
+        self.env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR="", UCX_NET_DEVICES="lo")
+
+    def model(self, family):
+        path = f"{self.tmp}/{family}"
+        if not os.path.exists(path):
+            subprocess.run([self.xmesh, "gen-model", "--family", family, "--preset", "tiny", "--seed", "5",
+                            "--out", path], check=True, stdout=subprocess.DEVNULL)
+        return path
+
+    def generate(self, model, prompt, cluster=None, name="run", tokens=6):
+        out = f"{self.tmp}/{name}.npy"
+        cmd = [self.xmesh, "generate", "--model", model, "--tokens", ",".join(map(str, prompt)),
+               "--max-new-tokens", str(tokens), "--ignore-eos", "--logits-out", out, "--json"]
+        if cluster:
+            cmd += ["--cluster", cluster]
+        return cmd, out
+
+    def run_generate(self, *args, **kw):
+        cmd, out = self.generate(*args, **kw)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            sys.exit(f"FAIL: {' '.join(cmd)}\n{r.stderr}")
+        return json.loads(r.stdout)["tokens"], np.load(out)
+
+    def cluster(self, yaml_text, name):
+        path = f"{self.tmp}/{name}.yaml"
+        with open(path, "w") as f:
+            f.write(yaml_text)
+        env = dict(self.env, XMESH_RUN_DIR=f"{self.tmp}/run-{name}")
+        return Cluster(self.repo, path, env)
+
+
+class Cluster:
+    def __init__(self, repo, path, env):
+        self.script, self.path, self.env = f"{repo}/deploy/local.sh", path, env
+
+    def __enter__(self):
+        r = subprocess.run([self.script, "up", self.path], env=self.env, capture_output=True, text=True, timeout=90)
+        if r.returncode != 0:
+            sys.exit(f"FAIL: local.sh up {self.path}\n{r.stdout}{r.stderr}")
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run([self.script, "down", self.path], env=self.env, capture_output=True, timeout=60)
+
+
+def expect_identical(label, got, oracle):
+    tokens, logits = got
+    want_tokens, want_logits = oracle
+    same = tokens == want_tokens and logits.shape == want_logits.shape and logits.tobytes() == want_logits.tobytes()
+    print(f"{label}: tokens {tokens} {'bit-identical' if same else 'DIFFERENT'}")
+    if not same:
+        sys.exit(f"FAIL {label}: oracle tokens {want_tokens}, max |diff| "
+                 f"{np.max(np.abs(logits - want_logits)) if logits.shape == want_logits.shape else 'shape'}")
+
+
+def placements(transport):
+    if transport == "local":  # in-process transport: one node with every role
+        return []
+    half = "[0, 1, 2, 3]"
+    return [("spread", None), ("static", {"experts-a": "[0, 1, 2, 3, 4, 5, 6, 7]", "experts-b": half})]
+
+
+def case_equivalence(h, transport):
+    for family in FAMILIES:
+        model = h.model(family)
+        oracle = h.run_generate(model, PROMPTS[0], name=f"{family}-oracle")
+        if transport == "local":
+            p = free_ports(2)
+            text = (f"model: {model}\ntransport: local\nnodes:\n  - {{name: all, control_port: {p[0]}, "
+                    f"data_port: {p[1]}, roles: [coordinator, head, experts], threads: 2}}\n")
+            configs = [("one-node", text)]
+        else:
+            configs = [(pl, cluster_yaml(model, transport, pl, experts)) for pl, experts in placements(transport)]
+        for label, text in configs:
+            with h.cluster(text, f"{family}-{transport}-{label}") as c:
+                got = h.run_generate(model, PROMPTS[0], cluster=c.path, name=f"{family}-{label}")
+                expect_identical(f"{family} {transport} {label}", got, oracle)
+
+
+def case_concurrent(h, transport):
+    model = h.model("qwen2_moe")
+    oracles = [h.run_generate(model, p, name=f"oracle{i}") for i, p in enumerate(PROMPTS)]
+    with h.cluster(cluster_yaml(model, transport, "spread"), f"concurrent-{transport}") as c:
+        runs = [h.generate(model, p, cluster=c.path, name=f"c{i}") for i, p in enumerate(PROMPTS)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd, _ in runs]
+        for i, (proc, (_, out)) in enumerate(zip(procs, runs)):
+            stdout, stderr = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                sys.exit(f"FAIL concurrent request {i}: {stderr}")
+            expect_identical(f"concurrent request {i} over {transport}", (json.loads(stdout)["tokens"], np.load(out)),
+                             oracles[i])
+
+
+def expect_error(label, cmd, env, needle, limit_s):
+    start = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit_s + 30, env=env)
+    took = time.time() - start
+    print(f"{label}: status {r.returncode} after {took:.1f}s: {r.stderr.strip()}")
+    if r.returncode == 0 or needle not in r.stderr or r.stderr.count("\n") != 1 or took > limit_s:
+        sys.exit(f"FAIL {label}: expected one error line containing {needle!r} within {limit_s}s")
+
+
+def case_unreachable(h, transport):
+    model = h.model("mixtral")
+    text = cluster_yaml(model, transport, "spread")
+    path = f"{h.tmp}/unreachable.yaml"
+    with open(path, "w") as f:
+        f.write(text)
+    env = dict(h.env, XMESH_CONNECT_TIMEOUT_MS="2000")
+    cmd, _ = h.generate(model, [1, 2], cluster=path)
+    expect_error("no head running", cmd, env, "cannot reach node 'head' at 127.0.0.1:", 20)
+    expect_error("expert node without coordinator", [h.xmesh, "node", "--cluster", path, "--name", "experts-a"],
+                 env, "cannot reach coordinator 'head' at 127.0.0.1:", 20)
+    head = subprocess.Popen([h.xmesh, "node", "--cluster", path, "--name", "head"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        expect_error("expert node down", cmd, env, "cannot reach node 'experts-a'", 30)
+    finally:
+        head.terminate()
+        head.wait(timeout=20)
+
+
+def main():
+    xmesh, repo, case = sys.argv[1], sys.argv[2], sys.argv[3]
+    transport = sys.argv[4] if len(sys.argv) > 4 else "zmq"
+    with tempfile.TemporaryDirectory() as tmp:
+        h = Harness(xmesh, repo, tmp)
+        {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable}[case](
+            h, transport)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
