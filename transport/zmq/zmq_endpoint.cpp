@@ -3,6 +3,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstring>
 #include <future>
@@ -391,7 +393,12 @@ void zmq_engine::shutdown_io() {
   }
   for (auto& [id, d] : dealers_) d.state->pending.fail_all("zmq endpoint shut down", true);
   dealers_.clear();
-  router_.reset();
+  if (router_) {
+    router_.reset();
+    // The ipc socket file is ours: remove it so a later listener can bind the same path.
+    std::lock_guard lock(address_mutex_);
+    if (bound_address_.rfind("ipc://", 0) == 0) ::unlink(bound_address_.c_str() + 6);
+  }
   handler_ = nullptr;
 }
 

@@ -259,7 +259,7 @@ TEST_P(Transport, ClosingChannelFailsItsPendingRequests) {
 }
 
 std::vector<backend_case> backends() {
-  return {{"local", "inproc"}, {"zmq", "tcp"}, {"zmq", "ipc"}};
+  return {{"local", "inproc"}, {"zmq", "tcp"}, {"zmq", "ipc"}, {"ucx", "tcp"}};
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Transport, ::testing::ValuesIn(backends()),

@@ -1,0 +1,240 @@
+#include "transport/ucx/ucx_engine.hpp"
+
+#include <poll.h>
+
+#include <cstring>
+
+namespace xmesh::transport::ucx {
+
+// -- UCX callbacks: they only record work; the progress loop acts on it after progress ------
+
+ucs_status_t ucx_engine::am_cb(void* arg, const void* header, size_t header_length, void* data,
+                               size_t length, const ucp_am_recv_param_t* param) {
+  auto* ctx = static_cast<am_ctx*>(arg);
+  return ctx->engine->on_am(ctx->id, header, header_length, data, length, param);
+}
+
+void ucx_engine::send_done(void* request, ucs_status_t, void* user_data) {
+  // A failed send also fails its endpoint, whose error handler fails the pending requests.
+  delete static_cast<send_op*>(user_data);
+  ucp_request_free(request);
+}
+
+void ucx_engine::rndv_done(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* op = static_cast<recv_op*>(user_data);
+  if (status == UCS_OK) {
+    op->engine->deferred_.emplace_back([op] {
+      std::unique_ptr<recv_op> owned(op);
+      op->engine->deliver(op->am_id, op->from_conn, op->header, std::move(op->data));
+    });
+  } else {
+    delete op;
+  }
+  ucp_request_free(request);
+}
+
+void ucx_engine::ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  auto* e = static_cast<ucx_engine*>(arg);
+  e->deferred_.emplace_back([e, ep, status] { e->on_ep_error(ep, status); });
+}
+
+void ucx_engine::conn_cb(ucp_conn_request_h req, void* arg) {
+  auto* e = static_cast<ucx_engine*>(arg);
+  e->deferred_.emplace_back([e, req] { e->accept(req); });
+}
+
+ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header_length,
+                               void* data, size_t length, const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(am_header)) return UCS_OK;  // not ours: drop
+  am_header h;
+  std::memcpy(&h, header, sizeof h);
+  uint64_t conn = 0;
+  if (am_id == am_request || am_id == am_ping) {
+    if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;
+    auto it = ep_index_.find(param->reply_ep);
+    if (it == ep_index_.end() || it->second.client) return UCS_OK;
+    conn = it->second.id;
+  }
+  if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+    // NOTE: ucp_am_recv_data_nbx is started after progress returns, outside this callback.
+    rndv_.emplace_back(data, new recv_op{this, am_id, conn, h, bytes(length)});
+    return UCS_INPROGRESS;
+  }
+  // Eager: `data` is valid only during this callback.
+  const auto* p = static_cast<const std::byte*>(data);
+  deferred_.emplace_back([this, am_id, conn, h, b = bytes(p, p + length)]() mutable {
+    deliver(am_id, conn, h, std::move(b));
+  });
+  return UCS_OK;
+}
+
+// -- progress thread ----------------------------------------------------------------------
+
+void ucx_engine::run() {
+  io_thread_id_ = std::this_thread::get_id();
+  while (!stopping_) {
+    for (auto& task : queue_.take_all()) {
+      if (task) task();
+    }
+    progress();
+    if (stopping_) break;
+    wait_for_events();
+  }
+  shutdown_io();
+}
+
+void ucx_engine::progress() {
+  if (!worker_) return;
+  for (;;) {
+    while (ucp_worker_progress(worker_) != 0) {
+    }
+    if (rndv_.empty() && deferred_.empty()) break;
+    auto rndv = std::move(rndv_);
+    rndv_.clear();
+    for (auto& [desc, op] : rndv) start_rndv(desc, op);
+    auto deferred = std::move(deferred_);
+    deferred_.clear();
+    for (auto& task : deferred) task();
+  }
+  std::erase_if(closing_, [](void* r) {
+    if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
+    ucp_request_free(r);
+    return true;
+  });
+}
+
+void ucx_engine::wait_for_events() {
+  if (worker_ && ucp_worker_arm(worker_) == UCS_ERR_BUSY) return;  // more to progress first
+  pollfd fds[2] = {{queue_.fd(), POLLIN, 0}, {worker_fd_, POLLIN, 0}};
+  ::poll(fds, worker_ ? 2 : 1, closing_.empty() ? -1 : 10);
+  if (fds[0].revents & POLLIN) queue_.drain_wakeups();
+}
+
+void ucx_engine::start_rndv(void* desc, recv_op* op) {
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                   UCP_OP_ATTR_FIELD_DATATYPE;
+  p.cb.recv_am = rndv_done;
+  p.user_data = op;
+  p.datatype = ucp_dt_make_contig(1);
+  auto r = ucp_am_recv_data_nbx(worker_, desc, op->data.data(), op->data.size(), &p);
+  if (r == nullptr) {
+    std::unique_ptr<recv_op> owned(op);
+    deliver(op->am_id, op->from_conn, op->header, std::move(op->data));
+  } else if (UCS_PTR_IS_ERR(r)) {
+    delete op;  // the sender's ep fails too; its requests fail there
+  }
+}
+
+void ucx_engine::ensure_worker(const ucx_address& a) {
+  if (worker_) return;
+  create_context(a, context_, worker_);
+  for (auto& ctx : am_ctx_) {
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = ctx.id;
+    hp.cb = am_cb;
+    hp.arg = &ctx;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    if (auto st = ucp_worker_set_am_recv_handler(worker_, &hp); st != UCS_OK)
+      throw std::runtime_error(status_message("ucp_worker_set_am_recv_handler", st));
+  }
+  if (auto st = ucp_worker_get_efd(worker_, &worker_fd_); st != UCS_OK)
+    throw std::runtime_error(status_message("ucp_worker_get_efd", st));
+}
+
+ucs_status_t ucx_engine::am_send(ucp_ep_h ep, unsigned id, am_header h, bytes data,
+                                 bool want_reply_ep) {
+  auto* op = new send_op{std::move(data), h};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                   UCP_OP_ATTR_FIELD_FLAGS;
+  p.cb.send = send_done;
+  p.user_data = op;
+  p.flags = want_reply_ep ? UCP_AM_SEND_FLAG_REPLY : 0;
+  auto r = ucp_am_send_nbx(ep, id, &op->header, sizeof op->header, op->data.data(),
+                           op->data.size(), &p);
+  if (r == nullptr) {
+    delete op;
+    return UCS_OK;
+  }
+  if (UCS_PTR_IS_ERR(r)) {
+    delete op;
+    return UCS_PTR_STATUS(r);
+  }
+  return UCS_INPROGRESS;
+}
+
+ucp_ep_h ucx_engine::create_ep(ucp_ep_params_t& p, bool client, uint64_t id) {
+  p.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  p.err_handler.cb = ep_error_cb;
+  p.err_handler.arg = this;
+  ucp_ep_h ep = nullptr;
+  if (auto st = ucp_ep_create(worker_, &p, &ep); st != UCS_OK)
+    throw std::runtime_error(status_message("ucp_ep_create", st));
+  ep_index_[ep] = {client, id};
+  return ep;
+}
+
+void ucx_engine::close_ep(ucp_ep_h ep) {
+  ep_index_.erase(ep);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_EP_CLOSE_FLAG_FORCE;  // never wait on a peer that may be gone
+  auto r = ucp_ep_close_nbx(ep, &p);
+  if (r != nullptr && !UCS_PTR_IS_ERR(r)) closing_.push_back(r);
+}
+
+void ucx_engine::drop_client(uint64_t id) {
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  if (it->second.ep) close_ep(it->second.ep);
+  clients_.erase(it);
+}
+
+void ucx_engine::on_ep_error(ucp_ep_h ep, ucs_status_t status) {
+  auto it = ep_index_.find(ep);
+  if (it == ep_index_.end()) return;  // already closed by us
+  const ep_info info = it->second;
+  if (info.client) {
+    auto c = clients_.find(info.id);
+    if (c != clients_.end()) {
+      auto st = c->second.state;
+      close_ep(ep);
+      c->second.ep = nullptr;
+      st->pending.fail_all(status_message("peer " + st->address + " lost", status), true);
+    }
+  } else {
+    server_eps_.erase(info.id);
+    close_ep(ep);
+  }
+}
+
+void ucx_engine::accept(ucp_conn_request_h req) {
+  if (!listener_) return;
+  ucp_ep_params_t p{};
+  p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
+  p.conn_request = req;
+  const uint64_t conn = next_conn_id_++;
+  try {
+    server_eps_[conn] = create_ep(p, false, conn);
+  } catch (const std::exception&) {
+    ucp_listener_reject(listener_, req);
+  }
+}
+
+void ucx_engine::deliver(unsigned am_id, uint64_t conn, am_header h, bytes data) {
+  if (am_id == am_request) {
+    if (handler_) handler_(std::move(data), std::make_shared<ucx_reply>(weak_from_this(), conn, h));
+  } else if (am_id == am_ping) {
+    if (auto it = server_eps_.find(conn); it != server_eps_.end())
+      am_send(it->second, am_pong, h, {}, false);
+  } else if (auto c = clients_.find(h.channel_id); c != clients_.end()) {
+    auto st = c->second.state;  // the callback may close the channel
+    if (auto cb = st->pending.take(h.request_id)) cb(std::move(data), {});
+  }
+}
+
+}  // namespace xmesh::transport::ucx

@@ -1,0 +1,73 @@
+#include "transport/ucx/ucx_util.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace xmesh::transport::ucx {
+
+bool ucx_address::loopback() const {
+  return (ntohl(sockaddr.sin_addr.s_addr) >> 24) == 127;
+}
+
+ucx_address parse_address(const std::string& address) {
+  constexpr std::string_view scheme = "ucx://";
+  auto bad = [&](const char* why) {
+    return std::invalid_argument("ucx transport address must be ucx://HOST:PORT (" +
+                                 std::string(why) + "), got '" + address + "'");
+  };
+  if (address.rfind(scheme, 0) != 0) throw bad("scheme");
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon < scheme.size()) throw bad("no port");
+  ucx_address a;
+  a.host = address.substr(scheme.size(), colon - scheme.size());
+  const std::string port = address.substr(colon + 1);
+  char* end = nullptr;
+  long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < 0 || p > 65535) throw bad("bad port");
+  a.port = static_cast<uint16_t>(p);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (a.host.empty() || ::getaddrinfo(a.host.c_str(), nullptr, &hints, &res) != 0 || !res)
+    throw bad("unknown host");
+  a.sockaddr = *reinterpret_cast<sockaddr_in*>(res->ai_addr);
+  ::freeaddrinfo(res);
+  a.sockaddr.sin_port = htons(a.port);
+  return a;
+}
+
+std::string format_address(const std::string& host, uint16_t port) {
+  return "ucx://" + host + ":" + std::to_string(port);
+}
+
+std::string status_message(const std::string& what, ucs_status_t status) {
+  return what + ": " + ucs_status_string(status);
+}
+
+void create_context(const ucx_address& first_host, ucp_context_h& context, ucp_worker_h& worker) {
+  ucp_config_t* config = nullptr;
+  if (auto st = ucp_config_read(nullptr, nullptr, &config); st != UCS_OK)
+    throw std::runtime_error(status_message("ucp_config_read", st));
+  if (std::getenv("UCX_NET_DEVICES") == nullptr && first_host.loopback())
+    ucp_config_modify(config, "NET_DEVICES", "lo");
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES;
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  auto st = ucp_init(&params, config, &context);
+  ucp_config_release(config);
+  if (st != UCS_OK) throw std::runtime_error(status_message("ucp_init", st));
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // every UCX call happens on the progress thread
+  if (st = ucp_worker_create(context, &wp, &worker); st != UCS_OK) {
+    ucp_cleanup(context);
+    context = nullptr;
+    throw std::runtime_error(status_message("ucp_worker_create", st));
+  }
+}
+
+}  // namespace xmesh::transport::ucx
