@@ -25,6 +25,9 @@ struct actor_runtime {
     config.add_message_types<caf::id_block::xmesh>();
     config.load<caf::io::middleman>();
     config.set("scheduler.max-threads", std::max(2, threads));
+    // Work sharing wakes an idle worker at once; CAF's default work stealing lets idle workers
+    // sleep up to 10 ms between polls, which would sit on every expert batch.
+    config.set("scheduler.policy", caf::atom("sharing"));
     config.set("logger.verbosity", caf::atom("quiet"));
     system = std::make_unique<caf::actor_system>(config);
   }

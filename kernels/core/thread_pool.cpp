@@ -5,7 +5,9 @@
 namespace xmesh::kernels {
 
 namespace {
-constexpr int spin_iterations = 20000;  // ~50-100 us of spinning before a worker sleeps
+// Spin briefly before sleeping: long enough to catch the next job of a decode step, short enough
+// not to steal a shared core from other processes (cluster nodes share the machine's cores).
+constexpr int spin_iterations = 2000;
 }
 
 thread_pool::thread_pool(int num_threads) {
@@ -38,7 +40,8 @@ void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, 
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   run_chunk(0);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  for (int spin = 0; spin < spin_iterations && pending_.load(std::memory_order_acquire) != 0; ++spin) _mm_pause();
+  for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(left);
 }
 
 void thread_pool::worker_loop(int index) {
@@ -56,7 +59,7 @@ void thread_pool::worker_loop(int index) {
     seen = gen;
     if (stop_.load()) return;
     run_chunk(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_all();
   }
 }
 

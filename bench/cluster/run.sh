@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Decode throughput of the 3-process loopback cluster (1 head + coordinator, 2 expert nodes)
+# against the single-process run at the same total thread count, on the bench preset (bf16).
+# usage: bench/cluster/run.sh [ucx|zmq] [MODEL_DIR]   (prints JSON)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+transport=${1:-ucx}
+model=${2:-$here/build/bench-model}
+xmesh=${XMESH_BIN:-$here/build/tools/xmesh}
+new_tokens=${XMESH_BENCH_TOKENS:-64}
+export UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
+[[ -f "$model/config.json" ]] || "$xmesh" gen-model --family mixtral --preset bench --seed 1 --dtype bf16 --out "$model" >&2
+
+prompt=$(seq -s, 11 74)  # 64 prompt tokens
+run_dir=$(mktemp -d)
+trap 'XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" down "$run_dir/cluster.yaml" >/dev/null 2>&1 || true; rm -rf "$run_dir"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cat >"$run_dir/cluster.yaml" <<YAML
+model: $model
+transport: $transport
+nodes:
+  - {name: head, control_port: $(port), data_port: $(port), roles: [coordinator, head], threads: 2}
+  - {name: experts-a, control_port: $(port), data_port: $(port), roles: [experts], threads: 1}
+  - {name: experts-b, control_port: $(port), data_port: $(port), roles: [experts], threads: 1}
+YAML
+
+generate() { "$xmesh" generate --model "$model" --tokens "$prompt" --max-new-tokens "$new_tokens" --ignore-eos --json "$@"; }
+single=$(generate --threads 2)
+XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" up "$run_dir/cluster.yaml" >&2
+generate --cluster "$run_dir/cluster.yaml" >/dev/null  # warm-up: connections, page cache
+cluster=$(generate --cluster "$run_dir/cluster.yaml")
+python3 - "$single" "$cluster" "$transport" <<'PY'
+import json, sys
+single, cluster, transport = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+assert single["tokens"] == cluster["tokens"], "cluster output differs from the single-process run"
+print(json.dumps({
+    "benchmark": "cluster_decode", "transport": transport, "processes": 3,
+    "single_process_decode_tokens_per_s": single["decode_tokens_per_s"],
+    "cluster_decode_tokens_per_s": cluster["decode_tokens_per_s"],
+    "ratio": cluster["decode_tokens_per_s"] / single["decode_tokens_per_s"],
+    "single_process_dispatch_round_trip_s": single["dispatch_round_trip_s"],
+    "cluster_dispatch_round_trip_s": cluster["dispatch_round_trip_s"],
+    "tokens_identical": True}))
+PY
