@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Transport benchmark: `xmesh bench transport` (ucx, zmq) against the raw baselines, in the same
+# run and the same environment (UCX_TLS=tcp UCX_NET_DEVICES=lo, loopback), printing one JSON
+# object with our numbers, the raw numbers and the ratios.
+#   bench/transport/run.sh [BUILD_DIR]     env: SIZES ITERATIONS WINDOW
+# Raw UCX: ucx_perftest ucp_am_lat / tag_lat (one-way = half the round trip, doubled here)
+# and ucp_am_bw / tag_bw (MiB/s, converted to MB/s). Raw ZeroMQ: bench/transport/zmq_echo.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-${XMESH_BUILD_DIR:-$here/../../build}}
+xmesh=$build/tools/xmesh
+echo_bin=$build/bench/transport/xmesh_zmq_echo
+sizes=${SIZES:-4096,65536,1048576}
+iterations=${ITERATIONS:-2000}
+window=${WINDOW:-8}
+for f in "$xmesh" "$echo_bin"; do
+  [[ -x $f ]] || { echo "missing $f (build targets xmesh and xmesh_zmq_echo)" >&2; exit 2; }
+done
+command -v ucx_perftest >/dev/null || { echo "ucx_perftest not found (package ucx-utils)" >&2; exit 2; }
+
+export UCX_TLS=tcp UCX_NET_DEVICES=lo
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Ours.
+timeout 300 "$xmesh" bench transport --transport ucx --sizes "$sizes" --iterations "$iterations" \
+  --window "$window" --json >"$work/ours_ucx.json"
+timeout 300 "$xmesh" bench transport --transport zmq --sizes "$sizes" --iterations "$iterations" \
+  --window "$window" --json >"$work/ours_zmq.json"
+
+# Raw ZeroMQ echo, same sizes (the frame sizes ours actually sent).
+frame_sizes=$(python3 -c 'import json,sys; print(",".join(str(r["frame_bytes"]) for r in json.load(open(sys.argv[1]))["results"]))' "$work/ours_zmq.json")
+port=$(free_port)
+"$echo_bin" serve "tcp://127.0.0.1:$port" & pids+=($!)
+sleep 0.3
+timeout 300 "$echo_bin" client "tcp://127.0.0.1:$port" "$frame_sizes" "$iterations" "$window" >"$work/raw_zmq.json"
+
+# Raw UCX: one ucx_perftest server per test (it exits after one).
+perftest() {  # TEST SIZE N -> the "Final:" line
+  local port
+  port=$(free_port)
+  ucx_perftest -p "$port" >/dev/null 2>&1 & local srv=$!
+  pids+=("$srv")
+  sleep 0.3
+  timeout 120 ucx_perftest 127.0.0.1 -p "$port" -t "$1" -s "$2" -n "$3" 2>/dev/null | grep '^Final:' || echo "Final: 0 0 0 0 0 0 0 0"
+  wait "$srv" 2>/dev/null || true
+}
+: >"$work/raw_ucx.txt"
+IFS=, read -ra fs <<<"$frame_sizes"
+for s in "${fs[@]}"; do
+  n=$iterations
+  (( s >= 1048576 )) && n=$(( iterations / 4 > 10 ? iterations / 4 : 10 ))
+  for t in ucp_am_lat tag_lat ucp_am_bw tag_bw; do
+    echo "$s $t $(perftest "$t" "$s" "$n")" >>"$work/raw_ucx.txt"
+  done
+done
+
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+ours_ucx = json.load(open(f"{w}/ours_ucx.json"))
+ours_zmq = json.load(open(f"{w}/ours_zmq.json"))
+raw_zmq = {r["size"]: r for r in json.load(open(f"{w}/raw_zmq.json"))}
+raw_ucx = {}
+for line in open(f"{w}/raw_ucx.txt"):
+    f = line.split()
+    size, test, cols = int(f[0]), f[1], f[3:]  # cols: iters p50 avg overall bw_avg bw_overall ...
+    raw_ucx.setdefault(size, {})[test] = cols
+def ratio(a, b):
+    return round(a / b, 3) if b else None
+out = {"machine": ours_ucx["machine"], "env": "UCX_TLS=tcp UCX_NET_DEVICES=lo, loopback",
+       "ucx": [], "zmq": []}
+for r in ours_ucx["results"]:
+    raw = raw_ucx.get(r["frame_bytes"], {})
+    am_rtt = 2 * float(raw.get("ucp_am_lat", [0, 0])[1])   # one-way p50 -> round trip
+    tag_rtt = 2 * float(raw.get("tag_lat", [0, 0])[1])
+    am_bw = float(raw.get("ucp_am_bw", [0] * 5)[4]) * 1.048576  # MiB/s -> MB/s
+    tag_bw = float(raw.get("tag_bw", [0] * 5)[4]) * 1.048576
+    out["ucx"].append({
+        "size": r["size"], "frame_bytes": r["frame_bytes"],
+        "ours_rtt_p50_us": round(r["rtt_p50_us"], 2), "ours_rtt_p99_us": round(r["rtt_p99_us"], 2),
+        "ours_throughput_mbps": round(r["throughput_mbps"], 1),
+        "raw_am_rtt_p50_us": am_rtt, "raw_tag_rtt_p50_us": tag_rtt,
+        "raw_am_bw_mbps": round(am_bw, 1), "raw_tag_bw_mbps": round(tag_bw, 1),
+        "rtt_ratio_vs_am": ratio(r["rtt_p50_us"], am_rtt),
+        "rtt_ratio_vs_tag": ratio(r["rtt_p50_us"], tag_rtt),
+        "throughput_ratio_vs_am_bw": ratio(r["throughput_mbps"], am_bw),
+        "throughput_ratio_vs_tag_bw": ratio(r["throughput_mbps"], tag_bw)})
+for r in ours_zmq["results"]:
+    raw = raw_zmq.get(r["frame_bytes"], {})
+    out["zmq"].append({
+        "size": r["size"], "frame_bytes": r["frame_bytes"],
+        "ours_rtt_p50_us": round(r["rtt_p50_us"], 2), "ours_rtt_p99_us": round(r["rtt_p99_us"], 2),
+        "ours_throughput_mbps": round(r["throughput_mbps"], 1),
+        "raw_rtt_p50_us": raw.get("rtt_p50_us"), "raw_rtt_p99_us": raw.get("rtt_p99_us"),
+        "raw_throughput_mbps": raw.get("throughput_mbps"),
+        "rtt_ratio": ratio(r["rtt_p50_us"], raw.get("rtt_p50_us", 0)),
+        "throughput_ratio": ratio(r["throughput_mbps"], raw.get("throughput_mbps", 0))})
+out["targets"] = {"ucx_rtt_ratio_4k_max": 1.5, "ucx_throughput_ratio_1m_min": 0.8,
+                  "zmq_rtt_ratio_max": 1.3}
+print(json.dumps(out, indent=2))
+PY
