@@ -99,10 +99,14 @@ void node_runtime::start() {
                                std::to_string(self_.control_port) + ": " + system_.render(port.error()));
   }
   caf::actor coordinator = find_coordinator();
-  set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator", placement_atom_v));
-  if (self_.has(role::experts)) start_experts(coordinator);
+  // Experts need the table to know what to host before they listen; registration (which marks
+  // the node ready) answers with the current table, which heads route with.
+  if (self_.has(role::experts)) {
+    set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator", placement_atom_v));
+    start_experts();
+  }
   node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport)};
-  ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator", register_atom_v, info);
+  set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator", register_atom_v, info));
   heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
 }
 
@@ -121,7 +125,7 @@ caf::actor node_runtime::find_coordinator() {
                            ":" + std::to_string(c.control_port) + " (" + last + ")");
 }
 
-void node_runtime::start_experts(const caf::actor&) {
+void node_runtime::start_experts() {
   host_ = std::make_unique<expert_host>(system_, *model_, *placement(), self_.name);
   endpoint_ = transport::make_endpoint(cluster_.transport);
   endpoint_->listen(self_.data_address(cluster_.transport),

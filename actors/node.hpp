@@ -40,7 +40,7 @@ class node_runtime {
 
  private:
   caf::actor find_coordinator();
-  void start_experts(const caf::actor& coordinator);
+  void start_experts();
   std::vector<transport::channel*> channels_for(const placement_table& table);
   std::shared_ptr<const placement_table> placement() const;
 

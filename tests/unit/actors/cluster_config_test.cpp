@@ -1,0 +1,126 @@
+// The cluster file: valid files parse with defaults; every fault is one line naming the field.
+#include "actors/cluster_config.hpp"
+
+#include <gtest/gtest.h>
+
+#include "actors/coordinator.hpp"
+#include "actors/placement_table.hpp"
+
+namespace xmesh::actors {
+namespace {
+
+const char* three_nodes = R"(model: m
+transport: ucx
+nodes:
+  - {name: head, control_port: 1000, data_port: 1001, roles: [coordinator, head], threads: 2}
+  - {name: a, control_port: 1010, data_port: 1011, roles: [experts], memory_budget: 3GiB}
+  - {name: b, host: 10.0.0.2, control_port: 1020, data_port: 1021, roles: [experts], memory_budget: 1GiB, device: edge}
+)";
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_cluster(yaml, "c.yaml", "/base");
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string with(std::string text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return text.replace(at, from.size(), to);
+}
+
+TEST(ClusterConfig, ParsesNodesRolesAndBudgets) {
+  auto c = parse_cluster(three_nodes, "c.yaml", "/base");
+  EXPECT_EQ(c.model, "/base/m");
+  EXPECT_EQ(c.transport, "ucx");
+  EXPECT_EQ(c.placement, "spread");
+  ASSERT_EQ(c.nodes.size(), 3u);
+  EXPECT_EQ(c.coordinator().name, "head");
+  EXPECT_EQ(c.node("a").memory_budget_bytes, 3ll << 30);
+  EXPECT_EQ(c.node("b").data_address("ucx"), "ucx://10.0.0.2:1021");
+  EXPECT_EQ(c.node("b").data_address("zmq"), "tcp://10.0.0.2:1021");
+  EXPECT_EQ(c.node("head").threads, 2);
+  EXPECT_EQ(c.with_role(role::experts).size(), 2u);
+}
+
+TEST(ClusterConfig, ErrorsNameTheField) {
+  EXPECT_EQ(error_of("nodes: [a"), "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
+  EXPECT_EQ(error_of(with(three_nodes, "model: m\n", "")), "c.yaml: model: missing");
+  EXPECT_EQ(error_of(with(three_nodes, "transport: ucx", "transport: rdma")),
+            "c.yaml: transport: unknown transport 'rdma' (local, zmq, ucx)");
+  EXPECT_EQ(error_of(with(three_nodes, "roles: [experts], memory_budget: 3GiB", "roles: [expert]")),
+            "c.yaml: node 'a'.roles: unknown role 'expert' (roles: coordinator, head, experts)");
+  EXPECT_EQ(error_of(with(three_nodes, "memory_budget: 3GiB", "memory_budget: lots")),
+            "c.yaml: node 'a'.memory_budget: expected a size like 512MiB or 2GiB, got 'lots'");
+  EXPECT_EQ(error_of(with(three_nodes, "data_port: 1011", "data_port: 70000")),
+            "c.yaml: node 'a'.data_port: port out of range: 70000");
+  EXPECT_EQ(error_of(with(three_nodes, "data_port: 1011", "data_port: 1001")),
+            "c.yaml: node 'a': port 1001 on 127.0.0.1 used twice");
+  EXPECT_EQ(error_of(with(three_nodes, "name: b,", "name: a,")), "c.yaml: node 'a': name used twice");
+  EXPECT_EQ(error_of(with(three_nodes, "[coordinator, head]", "[head]")),
+            "c.yaml: nodes: exactly one node must have the coordinator role");
+  EXPECT_EQ(error_of(with(three_nodes, "device: edge", "device: tpu")),
+            "c.yaml: node 'b'.device: unknown device class 'tpu' (cpu, gpu, edge)");
+}
+
+model::model_config tiny_model() {
+  model::model_config m;
+  m.num_layers = 2;
+  m.num_experts = 8;
+  return m;
+}
+
+TEST(PlacementTable, SpreadFollowsMemoryBudgets) {
+  auto c = parse_cluster(three_nodes, "c.yaml", "/base");  // budgets 3 GiB and 1 GiB
+  auto t = make_placement(c, tiny_model(), 1 << 20, 7);
+  EXPECT_EQ(t.version, 7u);
+  EXPECT_EQ(t.nodes, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(hosted_experts(t, "a").size(), 12u);  // 6 of 8 experts, 2 layers
+  EXPECT_EQ(hosted_experts(t, "b").size(), 4u);
+  for (int64_t e = 0; e < 8; ++e) EXPECT_EQ(t.replicas(1, e).size(), 1u);
+}
+
+TEST(PlacementTable, StaticWithReplicasAndErrors) {
+  std::string yaml = with(three_nodes, "nodes:", "placement: static\nstatic_placement: {a: [0, 1, 2, 3, 4, 5, 6, 7], b: [0, 1]}\nnodes:");
+  auto t = make_placement(parse_cluster(yaml, "c.yaml", "/"), tiny_model(), 1 << 20, 1);
+  EXPECT_EQ(t.replicas(0, 0).size(), 2u);
+  EXPECT_EQ(t.replicas(0, 5).size(), 1u);
+  EXPECT_TRUE(t.hosts(1, 1, 1));
+  EXPECT_FALSE(t.hosts(1, 1, 2));
+
+  std::string gap = with(three_nodes, "nodes:", "placement: static\nstatic_placement: {a: [0, 1, 2], b: [3]}\nnodes:");
+  EXPECT_THROW(
+      {
+        try {
+          make_placement(parse_cluster(gap, "c.yaml", "/"), tiny_model(), 1 << 20, 1);
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "static_placement: expert 4 has no replica");
+          throw;
+        }
+      },
+      std::runtime_error);
+  // 1 GiB cannot hold node b's share of 2 GiB experts.
+  EXPECT_THROW(make_placement(parse_cluster(three_nodes, "c.yaml", "/"), tiny_model(), 1ll << 30, 1),
+               std::runtime_error);
+}
+
+TEST(CoordinatorState, TracksRegistrationAndSilence) {
+  auto c = parse_cluster(three_nodes, "c.yaml", "/base");
+  coordinator_state s(c, make_placement(c, tiny_model(), 1, 3));
+  EXPECT_EQ(s.status().missing, (std::vector<std::string>{"head", "a", "b"}));
+  s.register_node({"a", {"experts"}, "ucx://127.0.0.1:1011"}, caf::actor{});
+  s.register_node({"head", {"coordinator", "head"}, ""}, caf::actor{});
+  auto st = s.status();
+  EXPECT_EQ(st.registered, (std::vector<std::string>{"head", "a"}));
+  EXPECT_EQ(st.missing, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(st.placement_version, 3u);
+  EXPECT_EQ(s.heads().size(), 1u);
+  EXPECT_TRUE(s.silent_nodes(std::chrono::hours(1)).empty());
+  EXPECT_EQ(s.silent_nodes(std::chrono::milliseconds(-1)).size(), 2u);
+}
+
+}  // namespace
+}  // namespace xmesh::actors
