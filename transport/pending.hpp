@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -112,6 +113,7 @@ class command_queue {
       std::lock_guard lock(mutex_);
       was_empty = items_.empty();
       items_.push_back(std::move(c));
+      nonempty_.store(true, std::memory_order_release);
     }
     if (was_empty) wake_.notify();
   }
@@ -120,8 +122,11 @@ class command_queue {
     std::deque<Command> out;
     std::lock_guard lock(mutex_);
     out.swap(items_);
+    nonempty_.store(false, std::memory_order_release);
     return out;
   }
+  /// A lock-free hint that commands are queued (for a consumer that spins before sleeping).
+  [[nodiscard]] bool has_items() const { return nonempty_.load(std::memory_order_acquire); }
   /// The fd to poll.
   [[nodiscard]] int fd() const { return wake_.fd(); }
   /// Resets the wakeup after polling.
@@ -130,6 +135,7 @@ class command_queue {
  private:
   std::mutex mutex_;
   std::deque<Command> items_;
+  std::atomic<bool> nonempty_{false};
   wake_fd wake_;
 };
 

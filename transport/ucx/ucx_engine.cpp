@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 namespace xmesh::transport::ucx {
@@ -78,6 +80,7 @@ void ucx_engine::run() {
     }
     progress();
     if (stopping_) break;
+    if (spin()) continue;
     wait_for_events();
   }
   shutdown_io();
@@ -101,6 +104,15 @@ void ucx_engine::progress() {
     ucp_request_free(r);
     return true;
   });
+}
+
+bool ucx_engine::spin() {
+  if (spin_us_ <= 0 || !worker_) return false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+  while (std::chrono::steady_clock::now() < until) {
+    if (ucp_worker_progress(worker_) != 0 || queue_.has_items() || stopping_) return true;
+  }
+  return false;
 }
 
 void ucx_engine::wait_for_events() {

@@ -48,6 +48,9 @@ struct backend_case {
   std::string variant;  // address flavour, for the test name
 };
 
+// Readable test parameter in gtest/ctest output.
+void PrintTo(const backend_case& c, std::ostream* os) { *os << c.name << "/" << c.variant; }
+
 std::string listen_address_for(const backend_case& c) {
   if (c.name == "local") return "local://test-" + unique_suffix();
   if (c.variant == "ipc")
@@ -180,6 +183,7 @@ TEST_P(Transport, ConcurrentRequestsOutOfOrderReplies) {
     }
   }
   EXPECT_EQ(ok, total);
+  std::lock_guard lock(m);  // the replier is created under `m` on the receive thread
   if (replier.joinable()) replier.join();
 }
 
