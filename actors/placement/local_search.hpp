@@ -24,7 +24,13 @@ struct search_options {
 /// another expert (which changes replica counts, so replication and packing are optimised
 /// together). Every accepted move lowers the sorted vector of host times lexicographically, so the
 /// search ends; it stops when the busiest host has no improving move.
-/// Returns the number of moves applied.
-int64_t local_search(layer_state& state, const search_options& options);
+/// Returns the number of moves applied; adds the candidate moves it weighed to `*work`.
+int64_t local_search(layer_state& state, const search_options& options, int64_t* work = nullptr);
+
+/// Iterated local search for planning from scratch: from the local optimum in `state`, kicks the
+/// placement (random swaps and replica re-assignments from a fixed seed, so it is deterministic),
+/// searches again, and keeps the best placement seen (lowest peak, then lowest sum of squared
+/// host times) until `work_budget` candidate evaluations are spent.
+void iterated_search(layer_state& state, int64_t work_budget, uint32_t seed);
 
 }  // namespace xmesh::actors::placement

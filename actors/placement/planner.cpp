@@ -72,15 +72,15 @@ bool fits(const layer_problem& p, const layer_placement& layer) {
   return true;
 }
 
-// Replication, packing, then local search: a layer planned from nothing.
-layer_placement plan_fresh(const layer_problem& p) {
+// Replication, packing, then iterated local search: a layer planned from nothing.
+layer_placement plan_fresh(const layer_problem& p, int64_t effort) {
   auto counts = greedy_counts(p);
   layer_state state(p);
   if (!lpt_pack(counts, state)) {
     state = layer_state(p);
     constructive_pack(counts, state);
   }
-  local_search(state, {});
+  iterated_search(state, effort, /*seed=*/0x5eed);
   return state.to_layer();
 }
 
@@ -182,7 +182,7 @@ layer_placement plan_layer(const plan_context& ctx, const std::vector<double>& l
     if (p.node_of_expert.empty())
       p.node_of_expert = assign_groups(load, ctx.options->num_groups, ctx.node_speed);
   }
-  auto fresh = plan_fresh(p);
+  auto fresh = plan_fresh(p, ctx.options->search_effort);
   if (current == nullptr) return fresh;
 
   double speed = 0.0;
