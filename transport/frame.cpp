@@ -169,7 +169,17 @@ std::string_view to_string(frame_errc e) {
   return "unknown";
 }
 
+#ifdef XMESH_XXH3_AVX2
+namespace detail {
+uint64_t xxh3_avx2(const void* data, size_t size);
+}
+#endif
+
 uint64_t frame_checksum(std::span<const std::byte> data) {
+#ifdef XMESH_XXH3_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return detail::xxh3_avx2(data.data(), data.size());
+#endif
   return XXH3_64bits(data.data(), data.size());
 }
 
