@@ -63,7 +63,7 @@ uint16_t port(const YAML::Node& n, const std::string& origin, const std::string&
   return static_cast<uint16_t>(v);
 }
 
-node_config parse_node(const YAML::Node& n, size_t index, const std::string& origin) {
+node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   std::string at = "nodes[" + std::to_string(index) + "]";
   if (!n.IsMap()) fail(origin, at, "expected a mapping");
   node_config c;
@@ -73,9 +73,10 @@ node_config parse_node(const YAML::Node& n, size_t index, const std::string& ori
   if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
   c.control_port = port(n["control_port"], origin, at + ".control_port");
   c.data_port = port(n["data_port"], origin, at + ".data_port");
-  if (!n["roles"] || !n["roles"].IsSequence() || n["roles"].size() == 0)
+  YAML::Node roles = n["roles"];
+  if (!roles || !roles.IsSequence() || roles.size() == 0)
     fail(origin, at + ".roles", "missing or empty (roles: coordinator, head, experts)");
-  for (const auto& r : n["roles"]) c.roles.push_back(parse_role(origin, at + ".roles", scalar<std::string>(r, origin, at + ".roles")));
+  for (YAML::Node r : roles) c.roles.push_back(parse_role(origin, at + ".roles", scalar<std::string>(r, origin, at + ".roles")));
   if (n["memory_budget"])
     c.memory_budget_bytes = parse_bytes(origin, at + ".memory_budget", scalar<std::string>(n["memory_budget"], origin, at + ".memory_budget"));
   if (n["device"]) c.device = scalar<std::string>(n["device"], origin, at + ".device");
@@ -86,13 +87,15 @@ node_config parse_node(const YAML::Node& n, size_t index, const std::string& ori
   return c;
 }
 
-void parse_static_placement(const YAML::Node& p, const std::string& origin, cluster_config& c) {
+// `p` by value: yaml-cpp iterators must not outlive the node they came from.
+void parse_static_placement(YAML::Node p, const std::string& origin, cluster_config& c) {
   if (!p.IsMap()) fail(origin, "static_placement", "expected a mapping node -> list of experts");
   for (auto it = p.begin(); it != p.end(); ++it) {
     auto name = scalar<std::string>(it->first, origin, "static_placement");
     std::vector<int64_t> experts;
-    if (!it->second.IsSequence()) fail(origin, "static_placement." + name, "expected a list of expert ids");
-    for (const auto& e : it->second) experts.push_back(scalar<int64_t>(e, origin, "static_placement." + name));
+    YAML::Node list = it->second;
+    if (!list.IsSequence()) fail(origin, "static_placement." + name, "expected a list of expert ids");
+    for (YAML::Node e : list) experts.push_back(scalar<int64_t>(e, origin, "static_placement." + name));
     c.static_experts[name] = experts;
   }
 }
@@ -167,7 +170,8 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   }
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
   size_t i = 0;
-  for (const auto& n : root["nodes"]) c.nodes.push_back(parse_node(n, i++, origin));
+  YAML::Node nodes = root["nodes"];
+  for (YAML::Node n : nodes) c.nodes.push_back(parse_node(n, i++, origin));
   validate(c, origin);
   return c;
 }
