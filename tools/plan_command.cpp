@@ -4,11 +4,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "actors/placement/placement_json.hpp"
 #include "actors/placement/planner.hpp"
@@ -29,8 +28,8 @@ nlohmann::json read_json(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     std::string what = e.what();
     auto cut = what.find("] ");  // drop nlohmann's "[json.exception.parse_error.101] " prefix
-    throw std::runtime_error(path + ": malformed JSON: " +
-                             (cut == std::string::npos ? what : what.substr(cut + 2)));
+    throw std::runtime_error(
+        path + ": malformed JSON: " + (cut == std::string::npos ? what : what.substr(cut + 2)));
   }
 }
 

@@ -12,18 +12,18 @@ namespace xmesh::actors::placement {
 
 /// The fixed facts of one layer's problem. Spans point into data the caller keeps alive.
 struct layer_problem {
-  std::span<const double> load;            // tokens per expert
-  std::span<const host_spec> hosts;        // slots already capped at the number of experts
-  std::span<const int32_t> node_of_host;   // empty unless hierarchical
-  std::vector<int32_t> node_of_expert;     // empty unless hierarchical: the node owning its group
-  int32_t num_replicas = 0;                // R
+  std::span<const double> load;           // tokens per expert
+  std::span<const host_spec> hosts;       // slots already capped at the number of experts
+  std::span<const int32_t> node_of_host;  // empty unless hierarchical
+  std::vector<int32_t> node_of_expert;    // empty unless hierarchical: the node owning its group
+  int32_t num_replicas = 0;               // R
 
   [[nodiscard]] int32_t num_experts() const { return static_cast<int32_t>(load.size()); }
   [[nodiscard]] int32_t num_hosts() const { return static_cast<int32_t>(hosts.size()); }
   /// Whether host h may hold expert e (hierarchical mode keeps a group's experts in its node).
   [[nodiscard]] bool allowed(int32_t h, int32_t e) const {
-    return node_of_expert.empty() || node_of_host[static_cast<size_t>(h)] ==
-                                         node_of_expert[static_cast<size_t>(e)];
+    return node_of_expert.empty() ||
+           node_of_host[static_cast<size_t>(h)] == node_of_expert[static_cast<size_t>(e)];
   }
   /// Most replicas expert e can have: one per allowed host with a slot (anti-affinity).
   [[nodiscard]] int32_t max_replicas(int32_t e) const;

@@ -1,9 +1,9 @@
 #include "actors/placement/local_search.hpp"
 
-#include "actors/placement/repartition.hpp"
-
 #include <algorithm>
 #include <numeric>
+
+#include "actors/placement/repartition.hpp"
 
 namespace xmesh::actors::placement {
 
@@ -20,8 +20,8 @@ struct move {
   move_kind kind = move_kind::none;
   int32_t g = -1, x = -1, y = -1;
   repartition exchange;  // split only
-  double score = 0.0;  // new peak host time plus the cost of newly loaded replicas
-  double local = 0.0;  // new largest time among the hosts the move changes
+  double score = 0.0;    // new peak host time plus the cost of newly loaded replicas
+  double local = 0.0;    // new largest time among the hosts the move changes
 };
 
 class searcher {
@@ -96,8 +96,9 @@ class searcher {
         if (t_g >= t_top_ - eps_) continue;
         double others = unchanged_max([&](int32_t h) { return h == top_ || h == g; });
         if (s_.free_slots(g) > 0)
-          offer({move_kind::relocate, g, x, -1, {}}, std::max(t_top_ - u / speed(top_), t_g + u / speed(g)),
-                others, fresh(g, x) - fresh(top_, x));
+          offer({move_kind::relocate, g, x, -1, {}},
+                std::max(t_top_ - u / speed(top_), t_g + u / speed(g)), others,
+                fresh(g, x) - fresh(top_, x));
         for (int32_t y : s_.experts_on(g)) {
           double d = u - s_.replica_load(y);
           if (d <= 0.0 || s_.holds(top_, y) || !p_.allowed(top_, y)) continue;
@@ -139,7 +140,7 @@ class searcher {
   [[nodiscard]] double retarget_local(int32_t g, int32_t a, int32_t b) const {
     double wa = p_.load[static_cast<size_t>(a)], wb = p_.load[static_cast<size_t>(b)];
     int32_t ca = s_.count(a), cb = s_.count(b);
-    double da = wa / (ca - 1) - wa / ca;            // each remaining replica of a gets heavier
+    double da = wa / (ca - 1) - wa / ca;               // each remaining replica of a gets heavier
     double db = cb > 0 ? wb / (cb + 1) - wb / cb : 0;  // each replica of b gets lighter
     double local = s_.time(g) + (wb / (cb + 1) - wa / ca) / speed(g);
     for (int32_t k : s_.hosts_of(a)) {

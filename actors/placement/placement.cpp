@@ -31,7 +31,8 @@ double max_time(const std::vector<double>& times) {
 double balancedness(const std::vector<double>& times) {
   double peak = max_time(times);
   if (peak <= 0.0) return 1.0;
-  double mean = std::accumulate(times.begin(), times.end(), 0.0) / static_cast<double>(times.size());
+  double mean =
+      std::accumulate(times.begin(), times.end(), 0.0) / static_cast<double>(times.size());
   return mean / peak;
 }
 

@@ -1,4 +1,5 @@
-// Placement vocabulary: hosts, per-layer placements, loads, and the measures every plan is judged by.
+// Placement vocabulary: hosts, per-layer placements, loads, and the measures every plan is judged
+// by.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,8 @@ namespace xmesh::actors::placement {
 /// Per-(layer, expert) load, in tokens routed to the expert: `load[layer][expert]`.
 using load_matrix = std::vector<std::vector<double>>;
 
-/// One host as the planner sees it: how many expert replicas it holds per layer, and how fast it is.
+/// One host as the planner sees it: how many expert replicas it holds per layer, and how fast it
+/// is.
 struct host_spec {
   int32_t slots = 0;   // expert slots per layer (a memory budget divided by the expert's size)
   double speed = 1.0;  // relative compute speed: a host's time is its load divided by this
@@ -29,7 +31,8 @@ struct placement {
 // -- measures -------------------------------------------------------------------------------------
 
 /// Replicas per expert in one layer.
-[[nodiscard]] std::vector<int32_t> replica_counts(const layer_placement& layer, int32_t num_experts);
+[[nodiscard]] std::vector<int32_t> replica_counts(const layer_placement& layer,
+                                                  int32_t num_experts);
 
 /// Per-host time of one layer: sum over the host's slots of load(e) / replicas(e), over its speed.
 [[nodiscard]] std::vector<double> host_times(const layer_placement& layer,

@@ -49,7 +49,8 @@ load_matrix load_from_json(const json& doc, const std::string& source) {
   load_matrix load;
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto& row = layers[l];
-    if (!row.is_array()) fail(source, "load[" + std::to_string(l) + "] must be an array of numbers");
+    if (!row.is_array())
+      fail(source, "load[" + std::to_string(l) + "] must be an array of numbers");
     std::vector<double> tokens;
     for (size_t e = 0; e < row.size(); ++e) {
       if (!row[e].is_number())

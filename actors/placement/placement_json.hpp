@@ -3,9 +3,8 @@
 // source and the field; value ranges are checked by the planner itself.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "actors/placement/planner.hpp"
 

@@ -35,7 +35,8 @@ plan_context make_context(const load_matrix& load, const plan_options& o) {
     ctx.node_speed.assign(static_cast<size_t>(o.num_nodes), 0.0);
     for (size_t h = 0; h < o.hosts.size(); ++h) {
       ctx.node_of_host.push_back(static_cast<int32_t>(h) / per_node);
-      if (o.hosts[h].slots > 0) ctx.node_speed[h / static_cast<size_t>(per_node)] += o.hosts[h].speed;
+      if (o.hosts[h].slots > 0)
+        ctx.node_speed[h / static_cast<size_t>(per_node)] += o.hosts[h].speed;
     }
   }
   return ctx;
@@ -105,13 +106,16 @@ layer_placement relabel(const plan_context& ctx, const layer_placement& fresh,
                                                 ctx.node_of_host[static_cast<size_t>(j)];
     return x.slots == y.slots && x.speed == y.speed && same_node;
   };
-  struct pair_overlap { int32_t overlap, from, to; };
+  struct pair_overlap {
+    int32_t overlap, from, to;
+  };
   std::vector<pair_overlap> pairs;
   for (int32_t i = 0; i < n; ++i)
     for (int32_t j = 0; j < n; ++j) {
       if (!same_kind(i, j)) continue;
       int32_t overlap = 0;
-      for (size_t k = 0; k < e; ++k) overlap += a[static_cast<size_t>(i) * e + k] & b[static_cast<size_t>(j) * e + k];
+      for (size_t k = 0; k < e; ++k)
+        overlap += a[static_cast<size_t>(i) * e + k] & b[static_cast<size_t>(j) * e + k];
       pairs.push_back({overlap, i, j});
     }
   std::stable_sort(pairs.begin(), pairs.end(), [](const pair_overlap& x, const pair_overlap& y) {
@@ -162,11 +166,9 @@ layer_placement align_slots(const layer_placement& current, const layer_placemen
 // Peak host time plus the cost of the replicas it loads: what a plan is chosen by.
 double plan_cost(const layer_problem& p, const layer_placement& layer,
                  const layer_placement& current, double move_cost) {
-  auto times = host_times(layer, {p.load.begin(), p.load.end()},
-                          {p.hosts.begin(), p.hosts.end()});
-  return max_time(times) +
-         move_cost * static_cast<double>(moved_replicas(current, layer, p.num_experts(),
-                                                         p.num_hosts()));
+  auto times = host_times(layer, {p.load.begin(), p.load.end()}, {p.hosts.begin(), p.hosts.end()});
+  return max_time(times) + move_cost * static_cast<double>(moved_replicas(
+                                           current, layer, p.num_experts(), p.num_hosts()));
 }
 
 // Plans one layer, starting from `current` when given.

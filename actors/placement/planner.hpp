@@ -11,11 +11,11 @@ namespace xmesh::actors::placement {
 
 /// What the planner is asked to do, beyond the load itself.
 struct plan_options {
-  int32_t num_replicas = 0;       // R: expert slots per layer over all hosts (R >= experts)
-  std::vector<host_spec> hosts;   // one per host
-  int32_t num_groups = 0;         // hierarchical mode when > 0: experts form this many groups...
-  int32_t num_nodes = 0;          // ...kept within one of this many nodes of consecutive hosts
-  double expert_bytes = 1.0;      // bytes of one expert's weights, for the moved-bytes report
+  int32_t num_replicas = 0;      // R: expert slots per layer over all hosts (R >= experts)
+  std::vector<host_spec> hosts;  // one per host
+  int32_t num_groups = 0;        // hierarchical mode when > 0: experts form this many groups...
+  int32_t num_nodes = 0;         // ...kept within one of this many nodes of consecutive hosts
+  double expert_bytes = 1.0;     // bytes of one expert's weights, for the moved-bytes report
   /// With a current placement: each newly loaded replica must cut the layer's peak host time by
   /// this fraction of the layer's ideal time (total load over total speed) to be worth moving.
   double move_cost = 0.01;
@@ -28,9 +28,9 @@ struct plan_options {
 struct layer_report {
   double balancedness_before = 1.0;  // mean over max of per-host time
   double balancedness_after = 1.0;
-  double max_time_before = 0.0;      // the layer's step time: its busiest host's time
+  double max_time_before = 0.0;  // the layer's step time: its busiest host's time
   double max_time_after = 0.0;
-  int64_t moved_replicas = 0;        // replicas loaded on a host that did not hold them
+  int64_t moved_replicas = 0;  // replicas loaded on a host that did not hold them
 };
 
 /// Measures of a whole plan. Overall balancedness is (sum over layers of mean host time) over

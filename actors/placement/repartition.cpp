@@ -14,9 +14,9 @@ struct pool {
   std::vector<int32_t> items;
   double fixed_load_h = 0.0, fixed_load_g = 0.0;  // per-replica loads that stay put
   int32_t fixed_h = 0, fixed_g = 0;               // slots they hold
-  uint32_t now_on_h = 0;  // bit i: item i is on h now
-  uint32_t only_h = 0;    // bit i: item i may not go to g
-  uint32_t only_g = 0;    // bit i: item i may not go to h
+  uint32_t now_on_h = 0;                          // bit i: item i is on h now
+  uint32_t only_h = 0;                            // bit i: item i may not go to g
+  uint32_t only_g = 0;                            // bit i: item i may not go to h
 };
 
 // Adds `host`'s replicas that `other` does not hold: the lightest in play, the rest fixed.
@@ -31,7 +31,8 @@ void take(const layer_state& s, int32_t host, int32_t other, bool is_h, pool& ou
     ++(is_h ? out.fixed_h : out.fixed_g);
   }
   std::stable_sort(own.begin(), own.end(), [&](int32_t a, int32_t b) {
-    return s.replica_load(a) < s.replica_load(b) || (s.replica_load(a) == s.replica_load(b) && a < b);
+    return s.replica_load(a) < s.replica_load(b) ||
+           (s.replica_load(a) == s.replica_load(b) && a < b);
   });
   const auto& p = s.problem();
   for (size_t i = 0; i < own.size(); ++i) {
@@ -65,7 +66,8 @@ bool best_repartition(const layer_state& s, int32_t h, int32_t g,
   if (n == 0) return false;
   const auto experts = static_cast<size_t>(p.num_experts());
   auto fresh = [&](int32_t host, int32_t e) {
-    return original.empty() || original[static_cast<size_t>(host) * experts + static_cast<size_t>(e)]
+    return original.empty() ||
+                   original[static_cast<size_t>(host) * experts + static_cast<size_t>(e)]
                ? 0
                : 1;
   };
@@ -94,8 +96,8 @@ bool best_repartition(const layer_state& s, int32_t h, int32_t g,
     if (m == pl.now_on_h || (m & pl.only_g) != 0 || (~m & all & pl.only_h) != 0) continue;
     int32_t on_h = size[m];
     if (on_h > cap_h || n - on_h > cap_g) continue;
-    double local = std::max((pl.fixed_load_h + load[m]) / s_h,
-                            (pl.fixed_load_g + load[all & ~m]) / s_g);
+    double local =
+        std::max((pl.fixed_load_h + load[m]) / s_h, (pl.fixed_load_g + load[all & ~m]) / s_g);
     int32_t delta = new_h[m] + new_g[all & ~m] - now;
     double score = local + move_cost * delta;
     if (!found || score < best_score) found = true, best_score = score, best = m;
@@ -107,8 +109,8 @@ bool best_repartition(const layer_state& s, int32_t h, int32_t g,
     if (ends_on_h && !was_on_h) out.to_h.push_back(pl.items[static_cast<size_t>(i)]);
     if (!ends_on_h && was_on_h) out.to_g.push_back(pl.items[static_cast<size_t>(i)]);
   }
-  out.local = std::max((pl.fixed_load_h + load[best]) / s_h,
-                       (pl.fixed_load_g + load[all & ~best]) / s_g);
+  out.local =
+      std::max((pl.fixed_load_h + load[best]) / s_h, (pl.fixed_load_g + load[all & ~best]) / s_g);
   out.new_replicas = new_h[best] + new_g[all & ~best] - now;
   return true;
 }

@@ -13,8 +13,8 @@ namespace xmesh::actors::placement {
 /// A new split of two hosts' replicas: `to_g` leave h for g, `to_h` leave g for h.
 struct repartition {
   std::vector<int32_t> to_g, to_h;
-  double local = 0.0;         // the larger of the two hosts' new times
-  int32_t new_replicas = 0;   // replicas loaded where they were not originally
+  double local = 0.0;        // the larger of the two hosts' new times
+  int32_t new_replicas = 0;  // replicas loaded where they were not originally
 };
 
 /// Replicas of one host pair put in play at most (2^this subsets), half from each host.

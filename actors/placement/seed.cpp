@@ -53,8 +53,7 @@ class domain_budget {
 
 // One domain per node in hierarchical mode, else a single domain; returns budgets and each
 // expert's domain.
-std::pair<std::vector<domain_budget>, std::vector<int32_t>> make_domains(
-    const layer_problem& p) {
+std::pair<std::vector<domain_budget>, std::vector<int32_t>> make_domains(const layer_problem& p) {
   int32_t num_domains = 1;
   if (!p.node_of_expert.empty())
     num_domains = 1 + *std::max_element(p.node_of_host.begin(), p.node_of_host.end());
@@ -170,67 +169,95 @@ void constructive_pack(const std::vector<int32_t>& counts, layer_state& state) {
   for (auto [h, e] : chosen) state.add(h, e);
 }
 
-std::vector<int32_t> assign_groups(const std::vector<double>& load, int32_t num_groups,
-                                   const std::vector<double>& node_speed) {
-  auto num_nodes = static_cast<int32_t>(node_speed.size());
-  auto group_size = static_cast<int32_t>(load.size()) / num_groups;
-  int32_t per_node = num_groups / num_nodes;
-  std::vector<double> group_load(static_cast<size_t>(num_groups), 0.0);
-  for (size_t e = 0; e < load.size(); ++e) group_load[e / static_cast<size_t>(group_size)] += load[e];
+namespace {
+
+// Groups on nodes with their per-node load; node time is load over the node's speed.
+struct group_split {
+  std::vector<double> group_load, node_load;
+  std::vector<int32_t> node_of_group;
+  const std::vector<double>* node_speed;
+
+  [[nodiscard]] double time_of(int32_t n) const {
+    return node_load[static_cast<size_t>(n)] / (*node_speed)[static_cast<size_t>(n)];
+  }
+  void put(int32_t g, int32_t n) {
+    node_of_group[static_cast<size_t>(g)] = n;
+    node_load[static_cast<size_t>(n)] += group_load[static_cast<size_t>(g)];
+  }
+};
+
+// LPT with a cardinality limit: heaviest group first, to the node finishing earliest with room.
+void pack_groups(group_split& split, int32_t per_node) {
+  const auto num_groups = static_cast<int32_t>(split.group_load.size());
+  const auto num_nodes = static_cast<int32_t>(split.node_load.size());
   std::vector<int32_t> order(static_cast<size_t>(num_groups));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-    return group_load[static_cast<size_t>(a)] > group_load[static_cast<size_t>(b)];
+    return split.group_load[static_cast<size_t>(a)] > split.group_load[static_cast<size_t>(b)];
   });
-  std::vector<int32_t> node_of_group(static_cast<size_t>(num_groups), 0);
-  std::vector<double> node_load(static_cast<size_t>(num_nodes), 0.0);
   std::vector<int32_t> taken(static_cast<size_t>(num_nodes), 0);
   for (int32_t g : order) {
     int32_t best = -1;
     double best_time = 0.0;
     for (int32_t n = 0; n < num_nodes; ++n) {
-      auto ns = static_cast<size_t>(n);
-      if (taken[ns] >= per_node) continue;
-      double t = (node_load[ns] + group_load[static_cast<size_t>(g)]) / node_speed[ns];
+      if (taken[static_cast<size_t>(n)] >= per_node) continue;
+      double t =
+          (split.node_load[static_cast<size_t>(n)] + split.group_load[static_cast<size_t>(g)]) /
+          (*split.node_speed)[static_cast<size_t>(n)];
       if (best < 0 || t < best_time) best = n, best_time = t;
     }
-    node_of_group[static_cast<size_t>(g)] = best;
-    node_load[static_cast<size_t>(best)] += group_load[static_cast<size_t>(g)];
+    split.put(g, best);
     ++taken[static_cast<size_t>(best)];
   }
-  // Pairwise swaps between the slowest-finishing node and any other, while the pair's max drops.
-  for (int32_t round = 0; round < num_groups * num_groups; ++round) {
-    auto time_of = [&](int32_t n) {
-      return node_load[static_cast<size_t>(n)] / node_speed[static_cast<size_t>(n)];
-    };
-    int32_t top = 0;
-    for (int32_t n = 1; n < num_nodes; ++n)
-      if (time_of(n) > time_of(top)) top = n;
-    double best_peak = time_of(top) * (1.0 - 1e-12);
-    int32_t best_a = -1, best_b = -1;
-    for (int32_t a = 0; a < num_groups; ++a) {
-      if (node_of_group[static_cast<size_t>(a)] != top) continue;
-      for (int32_t b = 0; b < num_groups; ++b) {
-        int32_t other = node_of_group[static_cast<size_t>(b)];
-        if (other == top) continue;
-        double d = group_load[static_cast<size_t>(a)] - group_load[static_cast<size_t>(b)];
-        double peak = std::max((node_load[static_cast<size_t>(top)] - d) /
-                                   node_speed[static_cast<size_t>(top)],
-                               (node_load[static_cast<size_t>(other)] + d) /
-                                   node_speed[static_cast<size_t>(other)]);
-        if (peak < best_peak) best_peak = peak, best_a = a, best_b = b;
-      }
+}
+
+// Swaps a group of the last-finishing node with one elsewhere; false when no swap lowers the
+// pair's later finish time.
+bool swap_groups(group_split& split) {
+  const auto num_groups = static_cast<int32_t>(split.group_load.size());
+  int32_t top = 0;
+  for (int32_t n = 1; n < static_cast<int32_t>(split.node_load.size()); ++n)
+    if (split.time_of(n) > split.time_of(top)) top = n;
+  double best_peak = split.time_of(top) * (1.0 - 1e-12);
+  int32_t best_a = -1, best_b = -1;
+  for (int32_t a = 0; a < num_groups; ++a) {
+    if (split.node_of_group[static_cast<size_t>(a)] != top) continue;
+    for (int32_t b = 0; b < num_groups; ++b) {
+      int32_t other = split.node_of_group[static_cast<size_t>(b)];
+      if (other == top) continue;
+      double d =
+          split.group_load[static_cast<size_t>(a)] - split.group_load[static_cast<size_t>(b)];
+      double peak =
+          std::max(split.time_of(top) - d / (*split.node_speed)[static_cast<size_t>(top)],
+                   split.time_of(other) + d / (*split.node_speed)[static_cast<size_t>(other)]);
+      if (peak < best_peak) best_peak = peak, best_a = a, best_b = b;
     }
-    if (best_a < 0) break;
-    int32_t other = node_of_group[static_cast<size_t>(best_b)];
-    double d = group_load[static_cast<size_t>(best_a)] - group_load[static_cast<size_t>(best_b)];
-    node_load[static_cast<size_t>(top)] -= d;
-    node_load[static_cast<size_t>(other)] += d;
-    std::swap(node_of_group[static_cast<size_t>(best_a)], node_of_group[static_cast<size_t>(best_b)]);
+  }
+  if (best_a < 0) return false;
+  int32_t other = split.node_of_group[static_cast<size_t>(best_b)];
+  split.node_load[static_cast<size_t>(top)] -= split.group_load[static_cast<size_t>(best_a)];
+  split.node_load[static_cast<size_t>(other)] -= split.group_load[static_cast<size_t>(best_b)];
+  split.put(best_a, other);
+  split.put(best_b, top);
+  return true;
+}
+
+}  // namespace
+
+std::vector<int32_t> assign_groups(const std::vector<double>& load, int32_t num_groups,
+                                   const std::vector<double>& node_speed) {
+  const auto num_nodes = static_cast<int32_t>(node_speed.size());
+  const auto group_size = static_cast<size_t>(static_cast<int32_t>(load.size()) / num_groups);
+  group_split split{std::vector<double>(static_cast<size_t>(num_groups), 0.0),
+                    std::vector<double>(static_cast<size_t>(num_nodes), 0.0),
+                    std::vector<int32_t>(static_cast<size_t>(num_groups), 0), &node_speed};
+  for (size_t e = 0; e < load.size(); ++e) split.group_load[e / group_size] += load[e];
+  pack_groups(split, num_groups / num_nodes);
+  // Each swap strictly lowers the sorted node times; the bound only guards against rounding.
+  for (int32_t round = 0; round < num_groups * num_groups && swap_groups(split); ++round) {
   }
   std::vector<int32_t> node_of_expert(load.size());
-  for (size_t e = 0; e < load.size(); ++e)
-    node_of_expert[e] = node_of_group[e / static_cast<size_t>(group_size)];
+  for (size_t e = 0; e < load.size(); ++e) node_of_expert[e] = split.node_of_group[e / group_size];
   return node_of_expert;
 }
 

@@ -30,8 +30,8 @@ void check_load(const load_matrix& load) {
     for (size_t e = 0; e < experts; ++e) {
       double v = load[l][e];
       if (!std::isfinite(v) || v < 0)
-        fail("load: layer " + std::to_string(l) + " expert " + std::to_string(e) +
-             " has load " + num(v) + "; loads must be finite and >= 0");
+        fail("load: layer " + std::to_string(l) + " expert " + std::to_string(e) + " has load " +
+             num(v) + "; loads must be finite and >= 0");
     }
   }
 }
@@ -111,8 +111,8 @@ void check_current(const load_matrix& load, const plan_options& o, const placeme
       if (h < 0 || h >= hosts)
         fail(where + "slot " + std::to_string(s) + " names host " + std::to_string(h) +
              ", outside 0.." + std::to_string(hosts - 1));
-      auto& cell = seen[static_cast<size_t>(h) * static_cast<size_t>(experts) +
-                        static_cast<size_t>(e)];
+      auto& cell =
+          seen[static_cast<size_t>(h) * static_cast<size_t>(experts) + static_cast<size_t>(e)];
       if (cell)
         fail(where + "expert " + std::to_string(e) + " has two replicas on host " +
              std::to_string(h));

@@ -59,7 +59,8 @@ void replicate_experts(const row& w, int32_t num_phy, index_row& phy2log, index_
 
 index_row inverse(const index_row& perm) {
   index_row inv(perm.size());
-  for (size_t i = 0; i < perm.size(); ++i) inv[static_cast<size_t>(perm[i])] = static_cast<int32_t>(i);
+  for (size_t i = 0; i < perm.size(); ++i)
+    inv[static_cast<size_t>(perm[i])] = static_cast<int32_t>(i);
   return inv;
 }
 
@@ -72,14 +73,16 @@ void rebalance_layer(const row& w, int32_t num_phy, int32_t num_groups, int32_t 
   const int32_t phy_per_gpu = num_phy / num_gpus;
   // Step 1: groups to nodes; renumber experts so that each node owns a contiguous block.
   row group_load(static_cast<size_t>(num_groups), 0.0);
-  for (int32_t e = 0; e < num_log; ++e) group_load[static_cast<size_t>(e / group_size)] += w[static_cast<size_t>(e)];
+  for (int32_t e = 0; e < num_log; ++e)
+    group_load[static_cast<size_t>(e / group_size)] += w[static_cast<size_t>(e)];
   index_row gpack, grank;
   balanced_packing(group_load, num_nodes, gpack, grank);
   index_row log2mlog(static_cast<size_t>(num_log));
   for (int32_t e = 0; e < num_log; ++e) {
     int32_t g = e / group_size;
     log2mlog[static_cast<size_t>(e)] =
-        (gpack[static_cast<size_t>(g)] * groups_per_node + grank[static_cast<size_t>(g)]) * group_size +
+        (gpack[static_cast<size_t>(g)] * groups_per_node + grank[static_cast<size_t>(g)]) *
+            group_size +
         e % group_size;
   }
   auto mlog2log = inverse(log2mlog);
@@ -89,7 +92,8 @@ void rebalance_layer(const row& w, int32_t num_phy, int32_t num_groups, int32_t 
     // Step 2: replicate within the node.
     row node_w(static_cast<size_t>(log_per_node));
     for (int32_t i = 0; i < log_per_node; ++i)
-      node_w[static_cast<size_t>(i)] = w[static_cast<size_t>(mlog2log[static_cast<size_t>(n * log_per_node + i)])];
+      node_w[static_cast<size_t>(i)] =
+          w[static_cast<size_t>(mlog2log[static_cast<size_t>(n * log_per_node + i)])];
     index_row phy2mlog, cnt;
     replicate_experts(node_w, phy_per_node, phy2mlog, cnt);
     // Step 3: pack the node's replicas onto its GPUs.
@@ -102,10 +106,12 @@ void rebalance_layer(const row& w, int32_t num_phy, int32_t num_groups, int32_t 
     balanced_packing(phy_w, num_gpus / num_nodes, pack, rank);
     index_row phy2pphy(static_cast<size_t>(phy_per_node));
     for (int32_t i = 0; i < phy_per_node; ++i)
-      phy2pphy[static_cast<size_t>(i)] = pack[static_cast<size_t>(i)] * phy_per_gpu + rank[static_cast<size_t>(i)];
+      phy2pphy[static_cast<size_t>(i)] =
+          pack[static_cast<size_t>(i)] * phy_per_gpu + rank[static_cast<size_t>(i)];
     auto pphy2phy = inverse(phy2pphy);
     for (int32_t j = 0; j < phy_per_node; ++j) {
-      int32_t mlog = phy2mlog[static_cast<size_t>(pphy2phy[static_cast<size_t>(j)])] + n * log_per_node;
+      int32_t mlog =
+          phy2mlog[static_cast<size_t>(pphy2phy[static_cast<size_t>(j)])] + n * log_per_node;
       phy2log[static_cast<size_t>(n * phy_per_node + j)] = mlog2log[static_cast<size_t>(mlog)];
     }
     for (int32_t i = 0; i < log_per_node; ++i)

@@ -18,8 +18,8 @@ struct result {
 /// `rebalance_experts(weight, R, G, N, P)`: hierarchical when G % N == 0, else the global policy
 /// (the same with G = N = 1). Preconditions as in EPLB: E % G == 0, P % N == 0, R % P == 0.
 [[nodiscard]] result rebalance_experts(const std::vector<std::vector<double>>& weight,
-                                       int32_t num_replicas, int32_t num_groups,
-                                       int32_t num_nodes, int32_t num_gpus);
+                                       int32_t num_replicas, int32_t num_groups, int32_t num_nodes,
+                                       int32_t num_gpus);
 
 /// EPLB's slots as a placement: slot s lives on GPU s / (R / P).
 [[nodiscard]] actors::placement::placement to_placement(const result& r, int32_t num_gpus);

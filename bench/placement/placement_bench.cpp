@@ -6,11 +6,10 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "actors/placement/planner.hpp"
 #include "bench/placement/eplb.hpp"
@@ -60,23 +59,30 @@ json run_case(const bench_case& c, int32_t layers, uint32_t seed) {
   auto ours = pl::plan(load, o);
   double plan_s = seconds_since(t0);
   t0 = clock_type::now();
-  auto base = eplb::to_placement(
-      eplb::rebalance_experts(load, c.replicas, c.groups > 0 ? c.groups : 1,
-                              c.groups > 0 ? c.nodes : 1, c.hosts),
-      c.hosts);
+  auto base =
+      eplb::to_placement(eplb::rebalance_experts(load, c.replicas, c.groups > 0 ? c.groups : 1,
+                                                 c.groups > 0 ? c.nodes : 1, c.hosts),
+                         c.hosts);
   double eplb_s = seconds_since(t0);
   auto theirs = pl::evaluate(load, o, base);
   double worst_layer_gap = 1.0;
   for (size_t l = 0; l < load.size(); ++l)
     worst_layer_gap = std::min(worst_layer_gap, ours.report.layers[l].balancedness_after -
                                                     theirs.layers[l].balancedness_after);
-  return {{"experts", c.experts}, {"hosts", c.hosts}, {"replicas", c.replicas},
+  return {{"experts", c.experts},
+          {"hosts", c.hosts},
+          {"replicas", c.replicas},
           {"redundant", static_cast<double>(c.replicas - c.experts) / c.experts},
-          {"zipf_s", c.zipf}, {"speeds", c.heterogeneous ? "1,2,1,2..." : "equal"},
-          {"groups", c.groups}, {"nodes", c.nodes}, {"layers", layers},
-          {"planner", ours.report.balancedness_after}, {"eplb", theirs.balancedness_after},
+          {"zipf_s", c.zipf},
+          {"speeds", c.heterogeneous ? "1,2,1,2..." : "equal"},
+          {"groups", c.groups},
+          {"nodes", c.nodes},
+          {"layers", layers},
+          {"planner", ours.report.balancedness_after},
+          {"eplb", theirs.balancedness_after},
           {"naive", ours.report.balancedness_before},
-          {"worst_layer_gain", worst_layer_gap}, {"planner_ms", plan_s * 1e3},
+          {"worst_layer_gain", worst_layer_gap},
+          {"planner_ms", plan_s * 1e3},
           {"eplb_ms", eplb_s * 1e3}};
 }
 
@@ -96,7 +102,8 @@ std::vector<bench_case> cases(bool quick) {
           });
           if (seen) continue;
           for (bool het : {false, true}) out.push_back({e, n, replicas, s, het});
-          if (n >= 16 && !quick) out.push_back({e, n, replicas, s, false, 8, n / 8});  // hierarchical
+          if (n >= 16 && !quick)
+            out.push_back({e, n, replicas, s, false, 8, n / 8});  // hierarchical
         }
   return out;
 }
@@ -122,26 +129,36 @@ int main(int argc, char** argv) {
     double a = row["planner"], b = row["eplb"];
     sum_ours += a, sum_theirs += b;
     not_worse += a >= b - 1e-12;
-    if (c.heterogeneous) ++het, sum_ours_het += a, sum_theirs_het += b, strictly_better_het += a > b;
+    if (c.heterogeneous)
+      ++het, sum_ours_het += a, sum_theirs_het += b, strictly_better_het += a > b;
     rows.push_back(std::move(row));
   }
   auto n = static_cast<double>(rows.size());
   // The size the issue budgets: 61 layers x 256 experts x 64 hosts, 320 slots (25 % redundant).
   auto big = run_case({256, 64, 320, 1.0, false}, 61, 4242);
-  json out = {
-      {"machine", {{"cpu", cpu_model()}, {"hardware_threads", std::thread::hardware_concurrency()},
-                   {"threads_used", 1}}},
-      {"cases", rows},
-      {"summary",
-       {{"cases", rows.size()}, {"planner_not_worse", not_worse},
-        {"planner_mean", sum_ours / n}, {"eplb_mean", sum_theirs / n},
-        {"heterogeneous_cases", het}, {"heterogeneous_strictly_better", strictly_better_het},
-        {"heterogeneous_planner_mean", het ? sum_ours_het / het : 0.0},
-        {"heterogeneous_eplb_mean", het ? sum_theirs_het / het : 0.0}}},
-      {"deepseek_v3_size",
-       {{"layers", 61}, {"experts", 256}, {"hosts", 64}, {"replicas", 320},
-        {"planner_ms", big["planner_ms"]}, {"eplb_ms", big["eplb_ms"]},
-        {"planner", big["planner"]}, {"eplb", big["eplb"]}}}};
+  json out = {{"machine",
+               {{"cpu", cpu_model()},
+                {"hardware_threads", std::thread::hardware_concurrency()},
+                {"threads_used", 1}}},
+              {"cases", rows},
+              {"summary",
+               {{"cases", rows.size()},
+                {"planner_not_worse", not_worse},
+                {"planner_mean", sum_ours / n},
+                {"eplb_mean", sum_theirs / n},
+                {"heterogeneous_cases", het},
+                {"heterogeneous_strictly_better", strictly_better_het},
+                {"heterogeneous_planner_mean", het ? sum_ours_het / het : 0.0},
+                {"heterogeneous_eplb_mean", het ? sum_theirs_het / het : 0.0}}},
+              {"deepseek_v3_size",
+               {{"layers", 61},
+                {"experts", 256},
+                {"hosts", 64},
+                {"replicas", 320},
+                {"planner_ms", big["planner_ms"]},
+                {"eplb_ms", big["eplb_ms"]},
+                {"planner", big["planner"]},
+                {"eplb", big["eplb"]}}}};
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }

@@ -7,10 +7,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -34,8 +33,9 @@ class PlanCli : public ::testing::Test {
     const char* bin = std::getenv("XMESH_BIN");
     if (bin == nullptr || !fs::exists(bin)) GTEST_SKIP() << "XMESH_BIN not set or not built";
     bin_ = bin;
-    dir_ = fs::temp_directory_path() / ("xmesh_plan_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("xmesh_plan_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     write("load.json", R"({"load": [[90,132,40,61,104,165,39,4,73,56,183,86],
                                     [20,107,104,64,19,197,187,157,172,86,16,27]]})");
@@ -44,12 +44,14 @@ class PlanCli : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  void write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; }
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+  }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   run_result run(const std::string& args) {
-    std::string cmd = "'" + bin_ + "' plan " + args + " >'" + path("stdout") + "' 2>'" +
-                      path("stderr") + "'";
+    std::string cmd =
+        "'" + bin_ + "' plan " + args + " >'" + path("stdout") + "' 2>'" + path("stderr") + "'";
     int raw = std::system(cmd.c_str());
     run_result r;
     r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
@@ -78,7 +80,8 @@ TEST_F(PlanCli, WritesPlacementAndReport) {
   auto r = run(base() + " --hosts 8 --replicas 16 --groups 4 --nodes 2 --json");
   ASSERT_EQ(r.status, 0) << r.err;
   auto report = nlohmann::json::parse(r.out);
-  EXPECT_GT(report["balancedness_after"].get<double>(), report["balancedness_before"].get<double>());
+  EXPECT_GT(report["balancedness_after"].get<double>(),
+            report["balancedness_before"].get<double>());
   EXPECT_EQ(report["layers"].size(), 2u);
   auto placement = nlohmann::json::parse(slurp(dir_ / "p.json"));
   ASSERT_EQ(placement["layers"].size(), 2u);
@@ -146,9 +149,9 @@ TEST_F(PlanCli, BadFlags) {
   expect_error(base() + " --hosts two --replicas 3", "--hosts: expected an integer");
   expect_error(base() + " --hosts 3", "--replicas: required");
   expect_error(base() + " --hosts 3 --replicas 12 --groups 4", "give both");
-  expect_error("--load " + path("nope.json") + " --out " + path("p.json") +
-                   " --hosts 3 --replicas 12",
-               "cannot open");
+  expect_error(
+      "--load " + path("nope.json") + " --out " + path("p.json") + " --hosts 3 --replicas 12",
+      "cannot open");
 }
 
 }  // namespace

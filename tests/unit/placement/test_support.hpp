@@ -22,7 +22,8 @@ inline load_matrix zipf_load(int32_t layers, int32_t experts, double s, uint32_t
   for (int32_t l = 0; l < layers; ++l) {
     std::vector<double> w(static_cast<size_t>(experts));
     double sum = 0.0;
-    for (int32_t r = 0; r < experts; ++r) sum += w[static_cast<size_t>(r)] = 1.0 / std::pow(r + 1, s);
+    for (int32_t r = 0; r < experts; ++r)
+      sum += w[static_cast<size_t>(r)] = 1.0 / std::pow(r + 1, s);
     for (auto& x : w) x = std::round(x / sum * tokens);
     std::shuffle(w.begin(), w.end(), rng);
     load.push_back(std::move(w));
@@ -45,7 +46,8 @@ inline void expect_valid(const placement& p, const load_matrix& load, const plan
     const auto& layer = p.layers[l];
     ASSERT_EQ(layer.expert_of_slot.size(), static_cast<size_t>(o.num_replicas)) << "layer " << l;
     ASSERT_EQ(layer.host_of_slot.size(), static_cast<size_t>(o.num_replicas)) << "layer " << l;
-    std::vector<int32_t> used(static_cast<size_t>(hosts), 0), count(static_cast<size_t>(experts), 0);
+    std::vector<int32_t> used(static_cast<size_t>(hosts), 0),
+        count(static_cast<size_t>(experts), 0);
     std::vector<uint8_t> has(static_cast<size_t>(hosts * experts), 0);
     std::vector<int32_t> node_of_group(static_cast<size_t>(std::max(o.num_groups, 1)), -1);
     for (size_t s = 0; s < layer.expert_of_slot.size(); ++s) {
@@ -69,6 +71,15 @@ inline void expect_valid(const placement& p, const load_matrix& load, const plan
           << "layer " << l << " host " << h;
     for (int32_t e = 0; e < experts; ++e)
       EXPECT_GE(count[static_cast<size_t>(e)], 1) << "layer " << l << " expert " << e;
+  }
+}
+
+/// The two placements are identical, slot by slot.
+inline void expect_same(const placement& a, const placement& b) {
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    EXPECT_EQ(a.layers[l].expert_of_slot, b.layers[l].expert_of_slot) << "layer " << l;
+    EXPECT_EQ(a.layers[l].host_of_slot, b.layers[l].host_of_slot) << "layer " << l;
   }
 }
 
