@@ -10,8 +10,27 @@
 
 namespace xmesh::transport {
 
+/// Leaves new elements uninitialised: receive buffers are filled right after they are sized, and
+/// zero-filling a 1 MiB frame first costs as much as a memory copy of it.
+template <class T>
+struct default_init_allocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = default_init_allocator<U>;
+  };
+  using std::allocator<T>::allocator;
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 /// A message's bytes; back ends move them without copying where they can.
-using bytes = std::vector<std::byte>;
+using bytes = std::vector<std::byte, default_init_allocator<std::byte>>;
 
 /// The server side's way to answer one received message.
 class reply_handle {
