@@ -172,7 +172,10 @@ bool model_config::is_moe_layer(int64_t layer) const {
 
 std::string supported_architectures() {
   std::string out;
-  for (const auto& a : architectures) out += (out.empty() ? "" : ", ") + std::string(a.architecture);
+  for (const auto& a : architectures) {
+    if (!out.empty()) out += ", ";
+    out += a.architecture;
+  }
   return out;
 }
 

@@ -24,12 +24,6 @@ constexpr uint64_t max_header_bytes = 100u << 20;  // the format's own limit
   throw std::runtime_error(file.string() + ": " + what);
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 tensor_info parse_entry(const std::filesystem::path& file, const std::string& name, const json& e,
                         uint64_t data_size) {
   auto bad = [&](const std::string& what) { fail(file, "tensor '" + name + "': " + what); };
@@ -64,6 +58,15 @@ tensor_info parse_entry(const std::filesystem::path& file, const std::string& na
 }
 
 }  // namespace
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
 
 int64_t tensor_info::numel() const {
   int64_t n = 1;

@@ -25,6 +25,9 @@ struct tensor_info {
   [[nodiscard]] int64_t numel() const;
 };
 
+/// Formats a shape the way errors print it: "[2, 3]".
+std::string shape_text(const std::vector<int64_t>& shape);
+
 /// A read-only memory mapping of one file.
 class mapped_file {
  public:

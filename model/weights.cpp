@@ -6,12 +6,6 @@ namespace xmesh::model {
 
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Looks tensors up by name and checks their shapes.
 class binder {
  public:

@@ -51,7 +51,9 @@ int bench_decode(int argc, char** argv) {
   model::generation_options o;
   o.max_new_tokens = new_tokens;
   o.stop_at_eos = false;
-  model::generate(net, prompt, {.max_new_tokens = 2, .stop_at_eos = false});  // warm-up
+  model::generation_options warm_up = o;
+  warm_up.max_new_tokens = 2;
+  model::generate(net, prompt, warm_up);
   auto r = model::generate(net, prompt, o);
 
   double prefill_tps = static_cast<double>(prompt_len) / r.prefill_seconds;

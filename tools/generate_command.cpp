@@ -117,7 +117,10 @@ int generate_main(int argc, char** argv) {
     std::printf("%s\n", text.c_str());
   } else {
     std::string ids;
-    for (auto id : r.generated) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    for (auto id : r.generated) {
+      if (!ids.empty()) ids += ',';
+      ids += std::to_string(id);
+    }
     std::printf("%s\n", ids.c_str());
   }
   return 0;

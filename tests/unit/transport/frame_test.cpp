@@ -220,7 +220,9 @@ TEST(Frame, FuzzNeverCrashesAndRejectsCorruption) {
       auto g = xt::decode_frame(good, l);
       ASSERT_TRUE(g.ok());
       EXPECT_EQ(r.frame.header.num_rows, g.frame.header.num_rows);
-      if (g.frame.header.num_rows > 0) EXPECT_EQ(r.frame.header.hidden, g.frame.header.hidden);
+      if (g.frame.header.num_rows > 0) {
+        EXPECT_EQ(r.frame.header.hidden, g.frame.header.hidden);
+      }
       EXPECT_EQ(r.frame.header.payload_bytes, g.frame.header.payload_bytes);
       EXPECT_TRUE(std::equal(r.frame.rows.begin(), r.frame.rows.end(), g.frame.rows.begin()));
     }
