@@ -22,6 +22,7 @@ cluster_status coordinator_state::status() const {
   cluster_status s;
   s.placement_version = table_.version;
   for (const auto& name : expected_) (members_.count(name) ? s.registered : s.missing).push_back(name);
+  s.silent = silent_nodes(heartbeat_timeout);
   return s;
 }
 

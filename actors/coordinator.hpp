@@ -13,6 +13,9 @@ namespace xmesh::actors {
 /// Pure state (tested directly); the node actor wires it to messages.
 class coordinator_state {
  public:
+  /// Heartbeats come every second; a node silent this long is reported as silent.
+  static constexpr std::chrono::milliseconds heartbeat_timeout{3000};
+
   coordinator_state(const cluster_config& cluster, placement_table table);
 
   /// Records a node; returns the heads to push the table to once every node is in.

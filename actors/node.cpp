@@ -2,6 +2,7 @@
 
 #include <caf/io/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -144,10 +145,10 @@ std::shared_ptr<const placement_table> node_runtime::placement() const {
   return placement_;
 }
 
-std::vector<transport::channel*> node_runtime::channels_for(const placement_table& table) {
+std::vector<std::shared_ptr<transport::channel>> node_runtime::channels_for(const placement_table& table) {
   std::lock_guard lock(mutex_);
   if (!endpoint_) endpoint_ = transport::make_endpoint(cluster_.transport);
-  std::vector<transport::channel*> out;
+  std::vector<std::shared_ptr<transport::channel>> out;
   for (size_t i = 0; i < table.addresses.size(); ++i) {
     auto& ch = channels_[table.addresses[i]];
     if (!ch) {
@@ -158,18 +159,29 @@ std::vector<transport::channel*> node_runtime::channels_for(const placement_tabl
         throw std::runtime_error("cannot reach node '" + table.nodes[i] + "': " + e.what());
       }
     }
-    out.push_back(ch.get());
+    out.push_back(ch);
   }
   return out;
 }
 
+// After a failed request its channels may be dead (peer restarted or gone): drop them so the
+// next request connects afresh, and a node that comes back is used again.
+void node_runtime::forget_channels(const std::vector<std::shared_ptr<transport::channel>>& broken) {
+  std::lock_guard lock(mutex_);
+  for (auto it = channels_.begin(); it != channels_.end();)
+    it = std::find(broken.begin(), broken.end(), it->second) != broken.end() ? channels_.erase(it) : std::next(it);
+}
+
 generate_reply node_runtime::run_generation(const generate_request& req) {
   generate_reply reply;
+  std::vector<std::shared_ptr<transport::channel>> channels;
   try {
     auto table = placement();
-    auto channels = channels_for(*table);
+    channels = channels_for(*table);
+    std::vector<transport::channel*> raw;
+    for (const auto& c : channels) raw.push_back(c.get());
     kernels::thread_pool pool(self_.threads);
-    router experts(*table, channels, model_->config.hidden);
+    router experts(*table, raw, model_->config.hidden);
     model::transformer net(model_->config, model_->weights, pool, experts);
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
@@ -187,6 +199,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     reply.dispatch_seconds = experts.dispatch_seconds();
   } catch (const std::exception& e) {
     reply.error = e.what();
+    forget_channels(channels);
   }
   return reply;
 }

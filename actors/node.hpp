@@ -41,7 +41,8 @@ class node_runtime {
  private:
   caf::actor find_coordinator();
   void start_experts();
-  std::vector<transport::channel*> channels_for(const placement_table& table);
+  std::vector<std::shared_ptr<transport::channel>> channels_for(const placement_table& table);
+  void forget_channels(const std::vector<std::shared_ptr<transport::channel>>& broken);
   std::shared_ptr<const placement_table> placement() const;
 
   caf::actor_system& system_;
@@ -53,7 +54,8 @@ class node_runtime {
   std::unique_ptr<expert_host> host_;
   mutable std::mutex mutex_;  // guards placement_ and channels_
   std::shared_ptr<const placement_table> placement_;
-  std::map<std::string, std::unique_ptr<transport::channel>> channels_;  // by data address
+  // By data address; shared so a request keeps its channels alive after they are forgotten.
+  std::map<std::string, std::shared_ptr<transport::channel>> channels_;
   caf::actor actor_;
   caf::actor heartbeat_;
 };

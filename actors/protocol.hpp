@@ -71,12 +71,13 @@ typename Inspector::result_type inspect(Inspector& f, generate_reply& x) {
 struct cluster_status {
   std::vector<std::string> registered;
   std::vector<std::string> missing;
+  std::vector<std::string> silent;  // registered, but no heartbeat for 3 s
   uint64_t placement_version = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
-  return f(caf::meta::type_name("cluster_status"), x.registered, x.missing, x.placement_version);
+  return f(caf::meta::type_name("cluster_status"), x.registered, x.missing, x.silent, x.placement_version);
 }
 
 /// A node's data-plane counters, for `xmesh cluster status` and tests.

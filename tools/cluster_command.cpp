@@ -1,4 +1,5 @@
 // xmesh cluster: inspects a cluster file and the running cluster (used by deploy/local.sh).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -24,9 +25,11 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   auto coordinator = reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000));
   auto s = actors::ask<actors::cluster_status>(*rt.system, coordinator, std::chrono::seconds(5),
                                                "status from the coordinator", actors::status_atom_v);
-  nlohmann::json j = {{"registered", s.registered}, {"missing", s.missing}, {"placement_version", s.placement_version}};
+  nlohmann::json j = {{"registered", s.registered}, {"missing", s.missing}, {"silent", s.silent},
+                      {"placement_version", s.placement_version}};
   nlohmann::json nodes = nlohmann::json::object();
   for (const auto& name : s.registered) {
+    if (std::find(s.silent.begin(), s.silent.end(), name) != s.silent.end()) continue;
     auto a = reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
     auto st = actors::ask<actors::node_stats>(*rt.system, a, std::chrono::seconds(5), "stats of " + name,
                                               actors::stats_atom_v);
@@ -38,9 +41,10 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   } else {
     std::printf("registered: %zu of %zu nodes\n", s.registered.size(), c.nodes.size());
     for (const auto& m : s.missing) std::printf("missing: %s\n", m.c_str());
+    for (const auto& m : s.silent) std::printf("silent (no heartbeat for 3 s): %s\n", m.c_str());
   }
   std::fflush(stdout);
-  std::_Exit(s.missing.empty() ? 0 : 3);
+  std::_Exit(s.missing.empty() && s.silent.empty() ? 0 : 3);
 }
 
 }  // namespace

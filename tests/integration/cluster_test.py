@@ -4,7 +4,7 @@ deploy/local.sh, real sockets. The single-process run is the oracle: every distr
 give bit-identical tokens and logits.
 
 usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
-  CASE: equivalence | concurrent | unreachable
+  CASE: equivalence | concurrent | unreachable | failure
 """
 import json
 import os
@@ -175,12 +175,36 @@ def case_unreachable(h, transport):
         head.wait(timeout=20)
 
 
+def case_failure(h, transport):
+    """An expert node dies: requests fail with one clear line naming it (no hang), the coordinator
+    reports it silent; once it is back, requests are bit-identical to the oracle again."""
+    model = h.model("olmoe")
+    oracle = h.run_generate(model, PROMPTS[2], name="oracle")
+    with h.cluster(cluster_yaml(model, transport, "spread"), f"failure-{transport}") as c:
+        expect_identical("before the failure", h.run_generate(model, PROMPTS[2], cluster=c.path, name="before"), oracle)
+        pid_file = f"{c.env['XMESH_RUN_DIR']}/experts-b.pid"
+        os.kill(int(open(pid_file).read()), 9)
+        cmd, _ = h.generate(model, PROMPTS[2], cluster=c.path, name="during")
+        expect_error("expert node killed", cmd, h.env, "experts-b", 30)
+        time.sleep(3.5)
+        r = subprocess.run([h.xmesh, "cluster", "status", "--cluster", c.path, "--json"], capture_output=True,
+                           text=True, timeout=30)
+        status = json.loads(r.stdout)
+        print(f"status after the kill: exit {r.returncode}, silent {status['silent']}")
+        if r.returncode != 3 or status["silent"] != ["experts-b"]:
+            sys.exit("FAIL: the coordinator should report experts-b silent")
+        c.__enter__()  # local.sh up starts only the node that is down, and waits for it
+        expect_identical(f"after experts-b came back ({transport})",
+                         h.run_generate(model, PROMPTS[2], cluster=c.path, name="after"), oracle)
+
+
 def main():
     xmesh, repo, case = sys.argv[1], sys.argv[2], sys.argv[3]
     transport = sys.argv[4] if len(sys.argv) > 4 else "zmq"
     with tempfile.TemporaryDirectory() as tmp:
         h = Harness(xmesh, repo, tmp)
-        {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable}[case](
+        {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
+         "failure": case_failure}[case](
             h, transport)
     print("PASS")
 
