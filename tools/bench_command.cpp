@@ -30,10 +30,6 @@ int bench_decode(int argc, char** argv) {
            {"--new-tokens", true, "tokens to decode (default 64)"},
            {"--json", false, "print JSON (the default output is JSON too, indented)"}},
           argc, argv);
-  if (f.help_requested()) {
-    std::fputs(f.usage().c_str(), stdout);
-    return 0;
-  }
   auto threads = f.integer("--threads", std::max(1u, std::thread::hardware_concurrency()));
   auto prompt_len = f.integer("--prompt-tokens", 64), new_tokens = f.integer("--new-tokens", 64);
   if (threads < 1 || prompt_len < 1 || new_tokens < 2) throw usage_error("counts must be positive (--new-tokens >= 2)");

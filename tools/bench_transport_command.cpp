@@ -242,10 +242,6 @@ int bench_transport_main(int argc, char** argv) {
            {"--serve", true, "internal: run the echo server on ADDRESS"},
            {"--json", false, "print JSON"}},
           argc, argv);
-  if (f.help_requested()) {
-    std::cout << f.usage();
-    return 0;
-  }
   const std::string transport = f.str("--transport");
   if (transport != "ucx" && transport != "zmq" && transport != "local")
     throw usage_error("--transport must be ucx, zmq or local");

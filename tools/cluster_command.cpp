@@ -55,10 +55,6 @@ int cluster_main(int argc, char** argv) {
   std::string what = argv[0];
   flags f("cluster " + what, "--cluster FILE [--json]",
           {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1, argv + 1);
-  if (f.help_requested()) {
-    std::fputs(f.usage().c_str(), stdout);
-    return 0;
-  }
   auto c = actors::load_cluster(f.str("--cluster"));
   return what == "nodes" ? cluster_nodes(c) : cluster_status(c, f.has("--json"));
 }

@@ -43,10 +43,7 @@ flags::flags(std::string command, std::string synopsis, std::vector<flag_spec> s
     : command_(std::move(command)), synopsis_(std::move(synopsis)), specs_(std::move(specs)) {
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      help_ = true;
-      continue;
-    }
+    if (arg == "--help" || arg == "-h") throw help_request{usage()};
     const flag_spec* spec = nullptr;
     for (const auto& s : specs_)
       if (s.name == arg) spec = &s;

@@ -15,6 +15,11 @@ struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Thrown by `flags` when `--help` is given; `main` prints the usage and exits 0.
+struct help_request {
+  std::string usage;
+};
+
 /// One accepted flag: `--name VALUE` when `takes_value`, else a switch.
 struct flag_spec {
   std::string name;
@@ -28,8 +33,6 @@ class flags {
   flags(std::string command, std::string synopsis, std::vector<flag_spec> specs, int argc,
         char** argv);
 
-  /// True when `--help` was given: the caller prints `usage()` and exits 0.
-  [[nodiscard]] bool help_requested() const { return help_; }
   [[nodiscard]] std::string usage() const;
 
   [[nodiscard]] bool has(const std::string& name) const { return values_.count(name) != 0; }
@@ -47,7 +50,6 @@ class flags {
   std::string synopsis_;
   std::vector<flag_spec> specs_;
   std::map<std::string, std::string> values_;
-  bool help_ = false;
 };
 
 }  // namespace xmesh::tools

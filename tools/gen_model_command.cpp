@@ -16,10 +16,6 @@ int gen_model_main(int argc, char** argv) {
            {"--dtype", true, "weight type: f32 (default), bf16 or f16"},
            {"--tokenizer", true, "copy this tokenizer.json instead of writing the demo tokenizer"}},
           argc, argv);
-  if (f.help_requested()) {
-    std::fputs(f.usage().c_str(), stdout);
-    return 0;
-  }
   model::synthetic_options o;
   o.family = f.str("--family");
   o.preset = f.str("--preset");

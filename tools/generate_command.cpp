@@ -81,10 +81,6 @@ std::vector<int32_t> to_ids(const std::vector<int64_t>& v) {
 int generate_main(int argc, char** argv) {
   flags f("generate", "--model DIR (--prompt TEXT | --tokens 1,2,3) [--max-new-tokens N] ...",
           generate_flags(), argc, argv);
-  if (f.help_requested()) {
-    std::fputs(f.usage().c_str(), stdout);
-    return 0;
-  }
   if (f.has("--prompt") == f.has("--tokens")) throw usage_error("give exactly one of --prompt and --tokens");
   auto request = read_request(f);
   auto threads = f.integer("--threads", std::max(1u, std::thread::hardware_concurrency()));

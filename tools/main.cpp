@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
     if (name != c.name) continue;
     try {
       return c.main(argc - 2, argv + 2);
+    } catch (const xmesh::tools::help_request& h) {
+      std::fputs(h.usage.c_str(), stdout);
+      return 0;
     } catch (const xmesh::tools::usage_error& e) {
       std::fprintf(stderr, "xmesh %s: error: %s\n", c.name, e.what());
       return 2;

@@ -13,10 +13,6 @@ int node_main(int argc, char** argv) {
   flags f("node", "--cluster FILE --name NAME",
           {{"--cluster", true, "cluster file (YAML)"}, {"--name", true, "this node's name in the cluster file"}},
           argc, argv);
-  if (f.help_requested()) {
-    std::fputs(f.usage().c_str(), stdout);
-    return 0;
-  }
   auto cluster = actors::load_cluster(f.str("--cluster"));
   auto name = f.str("--name");
   const auto& self = cluster.node(name);

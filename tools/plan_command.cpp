@@ -136,10 +136,6 @@ int plan_main(int argc, char** argv) {
             "(default 0.01)"},
            {"--json", false, "print the report as JSON"}},
           argc, argv);
-  if (f.help_requested()) {
-    std::printf("%s", f.usage().c_str());
-    return 0;
-  }
   auto options = options_from(f);
   const auto load_path = f.str("--load");
   const auto out_path = f.str("--out");

@@ -48,10 +48,6 @@ int tokenize_main(int argc, char** argv) {
            {"--add-special", false, "add the model's special tokens (bos) when encoding"},
            {"--json", false, "print {\"ids\": [...]} (or {\"text\": ...} with --decode)"}},
           argc, argv);
-  if (f.help_requested()) {
-    std::cout << f.usage();
-    return 0;
-  }
   int sources = int(f.has("--text")) + int(f.has("--file")) + int(f.has("--decode"));
   if (sources != 1) throw usage_error("give exactly one of --text, --file and --decode");
   auto tok = tokenizer::tokenizer::load(f.str("--tokenizer"));
