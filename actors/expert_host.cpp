@@ -18,14 +18,22 @@ struct pending_frame {
   transport::frame_view view;
   std::vector<float> outputs;  // num_rows * hidden, request order
   std::atomic<int> remaining{0};
+  std::atomic<bool> failed{false};
   std::shared_ptr<transport::reply_handle> reply;
   std::atomic<uint64_t>* served = nullptr;
 
+  // Counters first: the host may be gone once the requester has its answer.
   void finish() {
+    if (failed) return;
     auto h = view.header;
     h.kind = transport::frame_kind::result;
-    reply->send(transport::encode_frame(h, view.expert_of_row, view.token_of_row, outputs));
     served->fetch_add(1);
+    reply->send(transport::encode_frame(h, view.expert_of_row, view.token_of_row, outputs));
+  }
+  // Answers once with an error, so the requester fails fast instead of timing out.
+  void fail(const std::string& why) {
+    if (failed.exchange(true)) return;
+    reply->send(transport::encode_error_frame(view.header, why));
   }
 };
 
@@ -63,7 +71,11 @@ struct expert_queue {
         }
         batch.swap(items);
       }
-      compute(batch);
+      try {
+        compute(batch);
+      } catch (const std::exception& e) {  // e.g. out of memory: fail these frames, keep serving
+        for (auto& p : batch) p.frame->fail(std::string("expert failed: ") + e.what());
+      }
     }
   }
 
@@ -87,7 +99,7 @@ struct expert_queue {
 
 expert_host::expert_host(caf::actor_system& system, const model::loaded_model& model,
                          const placement_table& table, const std::string& node_name)
-    : model_(model), node_name_(node_name) {
+    : system_(system), model_(model), node_name_(node_name) {
   const auto& c = model.config;
   queues_.resize(c.num_layers * c.num_experts);
   actors_.resize(queues_.size());
@@ -103,10 +115,7 @@ expert_host::expert_host(caf::actor_system& system, const model::loaded_model& m
   }
 }
 
-expert_host::~expert_host() {
-  for (auto& a : actors_)
-    if (a) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-}
+expert_host::~expert_host() { stop(); }
 
 void expert_host::reject(const std::string& reason, const std::shared_ptr<transport::reply_handle>& reply) {
   uint64_t n = dropped_.fetch_add(1) + 1;
@@ -118,10 +127,31 @@ void expert_host::reject(const std::string& reason, const std::shared_ptr<transp
 }
 
 void expert_host::on_message(transport::bytes message, std::shared_ptr<transport::reply_handle> reply) {
+  try {
+    serve(std::move(message), reply);
+  } catch (const std::exception& e) {  // never let network input take the node down
+    reject(std::string("cannot serve frame: ") + e.what(), reply);
+  }
+}
+
+// Handles stay valid (the receive thread may still read them); messages to an actor that has
+// exited are dropped by CAF.
+void expert_host::stop() {
+  caf::scoped_actor self{system_};
+  for (const auto& a : actors_)
+    if (a) {
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      self->wait_for(a);
+    }
+}
+
+void expert_host::serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply) {
   const auto& c = model_.config;
   transport::frame_limits limits;
   limits.max_expert = static_cast<uint32_t>(c.num_experts - 1);
   limits.expected_hidden = static_cast<uint32_t>(c.hidden);
+  limits.max_rows = max_rows_per_frame;
+  limits.max_payload_bytes = uint64_t{max_rows_per_frame} * (8 + 4 * static_cast<uint64_t>(c.hidden));
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);
   auto d = transport::decode_frame(frame->message, limits);
@@ -140,7 +170,7 @@ void expert_host::on_message(transport::bytes message, std::shared_ptr<transport
   }
   frame->view = d.frame;
   frame->outputs.resize(static_cast<size_t>(h.num_rows) * h.hidden);
-  frame->reply = std::move(reply);
+  frame->reply = reply;
   frame->served = &served_;
   if (rows_of.empty()) return frame->finish();
   frame->remaining = static_cast<int>(rows_of.size());

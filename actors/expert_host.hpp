@@ -27,15 +27,22 @@ class expert_host {
   expert_host(const expert_host&) = delete;
   expert_host& operator=(const expert_host&) = delete;
 
+  /// Rows one frame may carry (a decode step carries tokens x k; a prefill chunk more).
+  static constexpr uint32_t max_rows_per_frame = 1u << 16;
+
   /// Transport handler (runs on the receive thread; never throws, never crashes on bad input).
   void on_message(transport::bytes message, std::shared_ptr<transport::reply_handle> reply);
+  /// Stops the expert actors and waits until none is computing (before the weights go away).
+  void stop();
 
   [[nodiscard]] uint64_t frames_served() const { return served_.load(); }
   [[nodiscard]] uint64_t frames_dropped() const { return dropped_.load(); }
 
  private:
+  void serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply);
   void reject(const std::string& reason, const std::shared_ptr<transport::reply_handle>& reply);
 
+  caf::actor_system& system_;
   const model::loaded_model& model_;
   std::string node_name_;
   std::vector<std::shared_ptr<expert_queue>> queues_;  // by layer * num_experts + expert; null if not hosted

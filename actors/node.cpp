@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <optional>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -37,7 +39,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       [=](stats_atom) { return rt->stats(); },
       [=](register_atom, const node_info& info) -> caf::result<placement_table> {
         if (!rt->coordinator()) return not_coordinator();
-        rt->coordinator()->register_node(info, caf::actor_cast<caf::actor>(self->current_sender()));
+        rt->coordinator()->register_node(info, info.node);
         return rt->coordinator()->table();
       },
       [=](heartbeat_atom, const std::string& name) {
@@ -51,7 +53,13 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         if (!rt->coordinator()) return not_coordinator();
         return rt->coordinator()->table();
       },
-      [=](placement_atom, placement_table& table) { rt->set_placement(std::move(table)); },
+      [=](placement_atom, placement_table& table) {
+        try {
+          rt->set_placement(std::move(table));
+        } catch (const std::exception& e) {  // a bad table from the network is refused, not used
+          std::fprintf(stderr, "xmesh node %s: refused placement: %s\n", rt->self().name.c_str(), e.what());
+        }
+      },
       [=](generate_atom, generate_request& request) {
         // Each request runs on its own thread, so independent requests overlap.
         auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
@@ -78,12 +86,25 @@ caf::behavior heartbeat_actor(caf::event_based_actor* self, caf::actor coordinat
 node_runtime::node_runtime(caf::actor_system& system, cluster_config cluster, std::string name)
     : system_(system), cluster_(std::move(cluster)), self_(cluster_.node(name)) {}
 
+// Tear-down runs strictly inside out: no new requests, running generations finish, expert actors
+// stop (they read the weights and reply through the endpoint), then the endpoint (whose receive
+// thread calls into the expert host), then the host; the model goes last.
 node_runtime::~node_runtime() {
-  if (heartbeat_) caf::anon_send_exit(heartbeat_, caf::exit_reason::user_shutdown);
-  endpoint_.reset();  // stop receiving before the expert host goes away
+  stopping_ = true;
+  caf::scoped_actor self{system_};
+  for (auto* a : {&heartbeat_, &actor_})
+    if (*a) {
+      caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+      self->wait_for(*a);
+    }
+  {
+    std::unique_lock lock(mutex_);
+    drained_.wait_for(lock, 30s, [&] { return in_flight_ == 0; });
+  }
+  if (host_) host_->stop();
+  endpoint_.reset();
   channels_.clear();
   host_.reset();
-  if (actor_) caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
 }
 
 void node_runtime::start() {
@@ -92,6 +113,7 @@ void node_runtime::start() {
     auto table = make_placement(cluster_, model_->config, expert_bytes(*model_), 1);
     coordinator_ = std::make_unique<coordinator_state>(cluster_, std::move(table));
   }
+  endpoint_ = transport::make_endpoint(cluster_.transport);
   actor_ = system_.spawn(node_actor, this);
   if (self_.control_port != 0) {
     auto port = system_.middleman().publish(actor_, self_.control_port, self_.host.c_str(), true);
@@ -106,9 +128,10 @@ void node_runtime::start() {
     set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator", placement_atom_v));
     start_experts();
   }
-  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport)};
+  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator", register_atom_v, info));
   heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
+  ready_ = true;
 }
 
 caf::actor node_runtime::find_coordinator() {
@@ -128,7 +151,6 @@ caf::actor node_runtime::find_coordinator() {
 
 void node_runtime::start_experts() {
   host_ = std::make_unique<expert_host>(system_, *model_, *placement(), self_.name);
-  endpoint_ = transport::make_endpoint(cluster_.transport);
   endpoint_->listen(self_.data_address(cluster_.transport),
                     [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {
                       host->on_message(std::move(m), std::move(r));
@@ -136,7 +158,11 @@ void node_runtime::start_experts() {
 }
 
 void node_runtime::set_placement(placement_table table) {
+  check_placement(table, model_->config);
   std::lock_guard lock(mutex_);
+  if (placement_ && table.version < placement_->version)
+    throw std::runtime_error("placement version " + std::to_string(table.version) + " is older than " +
+                             std::to_string(placement_->version));
   placement_ = std::make_shared<const placement_table>(std::move(table));
 }
 
@@ -146,43 +172,55 @@ std::shared_ptr<const placement_table> node_runtime::placement() const {
 }
 
 std::vector<std::shared_ptr<transport::channel>> node_runtime::channels_for(const placement_table& table) {
-  std::lock_guard lock(mutex_);
-  if (!endpoint_) endpoint_ = transport::make_endpoint(cluster_.transport);
-  std::vector<std::shared_ptr<transport::channel>> out;
-  for (size_t i = 0; i < table.addresses.size(); ++i) {
-    auto& ch = channels_[table.addresses[i]];
-    if (!ch) {
-      try {
-        ch = endpoint_->connect(table.addresses[i], static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000)));
-      } catch (const std::exception& e) {
-        channels_.erase(table.addresses[i]);
-        throw std::runtime_error("cannot reach node '" + table.nodes[i] + "': " + e.what());
-      }
+  std::vector<std::shared_ptr<transport::channel>> out(table.addresses.size());
+  {
+    std::lock_guard lock(mutex_);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (auto it = channels_.find(table.addresses[i]); it != channels_.end()) out[i] = it->second;
+  }
+  // Connect outside the lock: reaching a dead node may take the whole timeout.
+  auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i]) continue;
+    try {
+      out[i] = endpoint_->connect(table.addresses[i], timeout);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot reach node '" + table.nodes[i] + "': " + e.what());
     }
-    out.push_back(ch);
+    std::lock_guard lock(mutex_);
+    out[i] = channels_.emplace(table.addresses[i], out[i]).first->second;  // first connection wins
   }
   return out;
 }
 
-// After a failed request its channels may be dead (peer restarted or gone): drop them so the
+// After a node failed a request its channel may be dead (peer restarted or gone): drop it so the
 // next request connects afresh, and a node that comes back is used again.
-void node_runtime::forget_channels(const std::vector<std::shared_ptr<transport::channel>>& broken) {
+void node_runtime::forget_channel(const std::shared_ptr<transport::channel>& broken) {
   std::lock_guard lock(mutex_);
   for (auto it = channels_.begin(); it != channels_.end();)
-    it = std::find(broken.begin(), broken.end(), it->second) != broken.end() ? channels_.erase(it) : std::next(it);
+    it = it->second == broken ? channels_.erase(it) : std::next(it);
 }
 
 generate_reply node_runtime::run_generation(const generate_request& req) {
   generate_reply reply;
+  if (!ready_ || stopping_) {
+    reply.error = "node '" + self_.name + "' is " + (stopping_ ? "stopping" : "still starting");
+    return reply;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ++in_flight_;
+  }
   std::vector<std::shared_ptr<transport::channel>> channels;
+  std::optional<router> experts;
   try {
     auto table = placement();
     channels = channels_for(*table);
     std::vector<transport::channel*> raw;
     for (const auto& c : channels) raw.push_back(c.get());
     kernels::thread_pool pool(self_.threads);
-    router experts(*table, raw, model_->config.hidden);
-    model::transformer net(model_->config, model_->weights, pool, experts);
+    experts.emplace(*table, raw, model_->config.hidden);
+    model::transformer net(model_->config, model_->weights, pool, *experts);
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
                                 .keep_all_logits = req.keep_all_logits,
@@ -195,12 +233,14 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     reply.prefill_seconds = r.prefill_seconds;
     reply.decode_seconds = r.decode_seconds;
     reply.decode_steps = r.decode_steps;
-    reply.dispatches = experts.dispatches();
-    reply.dispatch_seconds = experts.dispatch_seconds();
+    reply.dispatches = experts->dispatches();
+    reply.dispatch_seconds = experts->dispatch_seconds();
   } catch (const std::exception& e) {
     reply.error = e.what();
-    forget_channels(channels);
+    if (experts && experts->failed_node() >= 0) forget_channel(channels[experts->failed_node()]);
   }
+  std::lock_guard lock(mutex_);
+  if (--in_flight_ == 0) drained_.notify_all();
   return reply;
 }
 

@@ -2,6 +2,8 @@
 // one CAF actor per node on the control plane and one transport listener on the data plane.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,7 +44,7 @@ class node_runtime {
   caf::actor find_coordinator();
   void start_experts();
   std::vector<std::shared_ptr<transport::channel>> channels_for(const placement_table& table);
-  void forget_channels(const std::vector<std::shared_ptr<transport::channel>>& broken);
+  void forget_channel(const std::shared_ptr<transport::channel>& broken);
   std::shared_ptr<const placement_table> placement() const;
 
   caf::actor_system& system_;
@@ -52,12 +54,15 @@ class node_runtime {
   std::unique_ptr<coordinator_state> coordinator_;
   std::unique_ptr<transport::endpoint> endpoint_;
   std::unique_ptr<expert_host> host_;
-  mutable std::mutex mutex_;  // guards placement_ and channels_
+  mutable std::mutex mutex_;  // guards placement_, channels_ and in_flight_
   std::shared_ptr<const placement_table> placement_;
   // By data address; shared so a request keeps its channels alive after they are forgotten.
   std::map<std::string, std::shared_ptr<transport::channel>> channels_;
   caf::actor actor_;
   caf::actor heartbeat_;
+  std::atomic<bool> ready_{false}, stopping_{false};
+  int in_flight_ = 0;  // generations running; guarded by mutex_
+  std::condition_variable drained_;
 };
 
 }  // namespace xmesh::actors

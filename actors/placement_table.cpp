@@ -85,6 +85,21 @@ placement_table make_placement(const cluster_config& cluster, const model::model
   return t;
 }
 
+void check_placement(const placement_table& t, const model::model_config& model) {
+  auto fail = [](const std::string& what) { throw std::runtime_error("placement table: " + what); };
+  if (t.num_layers != model.num_layers || t.num_experts != model.num_experts)
+    fail("shape " + std::to_string(t.num_layers) + " x " + std::to_string(t.num_experts) + " does not match the model (" +
+         std::to_string(model.num_layers) + " x " + std::to_string(model.num_experts) + ")");
+  if (t.addresses.size() != t.nodes.size()) fail("node and address lists differ in length");
+  if (t.replica_begin.size() != static_cast<size_t>(t.num_layers * t.num_experts + 1) || t.replica_begin.front() != 0 ||
+      t.replica_begin.back() != static_cast<int32_t>(t.replica_node.size()))
+    fail("replica index has the wrong size");
+  for (size_t s = 1; s < t.replica_begin.size(); ++s)
+    if (t.replica_begin[s] <= t.replica_begin[s - 1]) fail("an expert has no replica (slot " + std::to_string(s - 1) + ")");
+  for (int32_t n : t.replica_node)
+    if (n < 0 || n >= static_cast<int32_t>(t.nodes.size())) fail("replica on unknown node " + std::to_string(n));
+}
+
 std::vector<int64_t> hosted_experts(const placement_table& t, const std::string& node_name) {
   auto it = std::find(t.nodes.begin(), t.nodes.end(), node_name);
   std::vector<int64_t> out;

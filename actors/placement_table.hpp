@@ -33,6 +33,10 @@ struct placement_table {
 placement_table make_placement(const cluster_config& cluster, const model::model_config& model,
                                int64_t expert_bytes, uint64_t version);
 
+/// Checks a table (e.g. one received from the network) against the model before it is used:
+/// shapes, CSR bounds, node indices, and a replica for every expert; throws naming the fault.
+void check_placement(const placement_table& table, const model::model_config& model);
+
 /// Every (layer, expert) `node_name` hosts, as layer * num_experts + expert.
 std::vector<int64_t> hosted_experts(const placement_table& table, const std::string& node_name);
 

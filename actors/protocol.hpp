@@ -17,11 +17,12 @@ struct node_info {
   std::string name;
   std::vector<std::string> roles;
   std::string data_address;
+  caf::actor node;  // the node's own actor (the sender of a request may be a temporary)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address);
+  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node);
 }
 
 template <class Inspector>

@@ -1,5 +1,6 @@
 #include "actors/router.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -70,29 +71,43 @@ void router::run(int64_t layer, const float* x, int64_t num_tokens, const int32_
   }
   {
     std::unique_lock lock(g->mutex);
-    if (!g->done.wait_for(lock, reply_timeout, [&] { return g->remaining == 0; }))
-      throw std::runtime_error("layer " + std::to_string(layer) + ": no reply from the expert nodes within 60 s");
+    if (!g->done.wait_for(lock, reply_timeout, [&] { return g->remaining == 0; })) {
+      for (size_t n : used)
+        if (g->replies[n].empty() && g->errors[n].empty()) failed_node_ = static_cast<int>(n);
+      throw std::runtime_error("layer " + std::to_string(layer) + ": no reply from node '" +
+                               table_.nodes[failed_node_] + "' within 60 s");
+    }
   }
   dispatch_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ++dispatches_;
   for (size_t n : used) {
-    const std::string& node = table_.nodes[n];
-    if (!g->errors[n].empty()) throw std::runtime_error("node '" + node + "': " + g->errors[n]);
-    transport::frame_limits limits;
-    limits.expected_hidden = static_cast<uint32_t>(hidden_);
-    auto d = transport::decode_frame(g->replies[n], limits);
-    if (!d) throw std::runtime_error("node '" + node + "' sent a bad frame: " + d.reason);
-    const auto& f = d.frame;
-    if (f.header.kind == transport::frame_kind::error)
-      throw std::runtime_error("node '" + node + "': " + std::string(f.error_text));
-    if (f.header.kind != transport::frame_kind::result || f.header.num_rows != to[n].slots.size())
-      throw std::runtime_error("node '" + node + "' answered layer " + std::to_string(layer) + " with a wrong frame");
-    for (uint32_t r = 0; r < f.header.num_rows; ++r) {
-      if (f.token_of_row[r] != to[n].slots[r])
-        throw std::runtime_error("node '" + node + "' returned rows out of order");
-      std::copy_n(f.row(r).data(), hidden_, y + static_cast<int64_t>(to[n].slots[r]) * hidden_);
-    }
+    failed_node_ = static_cast<int>(n);  // blamed if anything below throws
+    accept_reply(layer, n, to[n].experts, to[n].slots, g->replies[n], g->errors[n], y);
   }
+  failed_node_ = -1;
+}
+
+void router::accept_reply(int64_t layer, size_t n, const std::vector<int32_t>& experts,
+                          const std::vector<int32_t>& slots, const transport::bytes& reply,
+                          const std::string& error, float* y) const {
+  const std::string& node = table_.nodes[n];
+  if (!error.empty()) throw std::runtime_error("node '" + node + "': " + error);
+  transport::frame_limits limits;
+  limits.expected_hidden = static_cast<uint32_t>(hidden_);
+  auto d = transport::decode_frame(reply, limits);
+  if (!d) throw std::runtime_error("node '" + node + "' sent a bad frame: " + d.reason);
+  const auto& f = d.frame;
+  if (f.header.kind == transport::frame_kind::error)
+    throw std::runtime_error("node '" + node + "': " + std::string(f.error_text));
+  // The reply must answer exactly what was asked: same layer, rows, experts and slots.
+  bool matches = f.header.kind == transport::frame_kind::result && f.header.layer == layer &&
+                 f.header.num_rows == slots.size() &&
+                 std::equal(slots.begin(), slots.end(), f.token_of_row.begin()) &&
+                 std::equal(experts.begin(), experts.end(), f.expert_of_row.begin());
+  if (!matches)
+    throw std::runtime_error("node '" + node + "' answered layer " + std::to_string(layer) + " with a wrong frame");
+  for (uint32_t r = 0; r < f.header.num_rows; ++r)
+    std::copy_n(f.row(r).data(), hidden_, y + static_cast<int64_t>(slots[r]) * hidden_);
 }
 
 }  // namespace xmesh::actors

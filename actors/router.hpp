@@ -23,14 +23,21 @@ class router final : public model::expert_backend {
   /// Dispatch round trips so far and their total seconds (for the per-layer dispatch time).
   [[nodiscard]] int64_t dispatches() const { return dispatches_; }
   [[nodiscard]] double dispatch_seconds() const { return dispatch_seconds_; }
+  /// The table's index of the node that failed the last dispatch, or -1.
+  [[nodiscard]] int failed_node() const { return failed_node_; }
 
  private:
+  void accept_reply(int64_t layer, size_t node, const std::vector<int32_t>& experts,
+                    const std::vector<int32_t>& slots, const transport::bytes& reply,
+                    const std::string& error, float* y) const;
+
   const placement_table& table_;
   std::vector<transport::channel*> channels_;
   int64_t hidden_;
   uint64_t next_batch_ = 1;
   int64_t dispatches_ = 0;
   double dispatch_seconds_ = 0;
+  int failed_node_ = -1;
 };
 
 }  // namespace xmesh::actors

@@ -32,6 +32,10 @@ struct default_init_allocator : std::allocator<T> {
 /// A message's bytes; back ends move them without copying where they can.
 using bytes = std::vector<std::byte, default_init_allocator<std::byte>>;
 
+/// Largest message any back end accepts from the network; bigger ones are dropped before any
+/// buffer is allocated for them.
+inline constexpr size_t max_message_bytes = size_t{512} << 20;
+
 /// The server side's way to answer one received message.
 class reply_handle {
  public:
@@ -42,6 +46,10 @@ class reply_handle {
 
 /// Called on the back end's receive thread for every message that arrives at a listener.
 using request_handler = std::function<void(bytes message, std::shared_ptr<reply_handle> reply)>;
+
+/// Runs a request handler; an exception escaping it (a handler bug, or memory exhaustion) is
+/// logged and the message dropped, so the receive thread and the node keep running.
+void invoke_handler(const request_handler& handler, bytes message, std::shared_ptr<reply_handle> reply);
 
 /// A connection from a client (a head) to one server (an expert node).
 class channel {

@@ -89,7 +89,7 @@ class local_channel : public channel {
     auto reply = std::make_shared<local_reply>(state_, id);
     std::weak_ptr<server> weak = srv;
     bool queued = srv_exec && srv_exec->post([weak, reply, m = std::move(message)]() mutable {
-      if (auto s = weak.lock()) s->handler(std::move(m), std::move(reply));
+      if (auto s = weak.lock()) invoke_handler(s->handler, std::move(m), std::move(reply));
     });
     if (!queued) {
       if (auto cb = state_->pending.take(id)) fail_now(std::move(cb), "peer " + address_ + " is gone");

@@ -48,6 +48,7 @@ void ucx_engine::conn_cb(ucp_conn_request_h req, void* arg) {
 ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header_length,
                                void* data, size_t length, const ucp_am_recv_param_t* param) {
   if (header_length != sizeof(am_header)) return UCS_OK;  // not ours: drop
+  if (length > max_message_bytes) return UCS_OK;           // too big: dropped, nothing allocated
   am_header h;
   std::memcpy(&h, header, sizeof h);
   uint64_t conn = 0;
@@ -239,7 +240,7 @@ void ucx_engine::accept(ucp_conn_request_h req) {
 
 void ucx_engine::deliver(unsigned am_id, uint64_t conn, am_header h, bytes data) {
   if (am_id == am_request) {
-    if (handler_) handler_(std::move(data), std::make_shared<ucx_reply>(weak_from_this(), conn, h));
+    if (handler_) invoke_handler(handler_, std::move(data), std::make_shared<ucx_reply>(weak_from_this(), conn, h));
   } else if (am_id == am_ping) {
     if (auto it = server_eps_.find(conn); it != server_eps_.end())
       am_send(it->second, am_pong, h, {}, false);

@@ -49,6 +49,9 @@ std::string status_message(const std::string& what, ucs_status_t status) {
 }
 
 void create_context(const ucx_address& first_host, ucp_context_h& context, ucp_worker_h& worker) {
+  // A restarted node must be able to listen on its port again while the old connections sit in
+  // TIME_WAIT (a transport-level setting, so it goes through the environment; a user's value wins).
+  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
   ucp_config_t* config = nullptr;
   if (auto st = ucp_config_read(nullptr, nullptr, &config); st != UCS_OK)
     throw std::runtime_error(status_message("ucp_config_read", st));

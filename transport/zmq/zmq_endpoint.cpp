@@ -78,6 +78,8 @@ void set_common_options(zmq::socket_t& s) {
   // Unbounded queues: flow is bounded by the callers' windows; HWM drops would lose replies.
   s.set(zmq::sockopt::sndhwm, 0);
   s.set(zmq::sockopt::rcvhwm, 0);
+  // A peer sending more than this is disconnected by ZeroMQ before the message is buffered.
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_message_bytes));
 }
 
 // One channel's state, shared by the channel object (caller threads) and the I/O thread.
@@ -346,7 +348,7 @@ void zmq_engine::on_router_readable() {
       router_->send(make_envelope(msg_type::pong, id), zmq::send_flags::dontwait);
     } else if (t == msg_type::request && parts.size() == 3 && handler_) {
       auto reply = std::make_shared<zmq_reply>(weak_from_this(), std::move(identity), id);
-      handler_(copy_out(parts[2]), std::move(reply));
+      invoke_handler(handler_, copy_out(parts[2]), std::move(reply));
     }
   }
 }
