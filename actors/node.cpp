@@ -101,6 +101,7 @@ node_runtime::~node_runtime() {
     std::unique_lock lock(mutex_);
     drained_.wait_for(lock, 30s, [&] { return in_flight_ == 0; });
   }
+  for (const auto& r : routers_) caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   if (host_) host_->stop();
   endpoint_.reset();
   channels_.clear();
@@ -128,6 +129,8 @@ void node_runtime::start() {
     set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator", placement_atom_v));
     start_experts();
   }
+  if (self_.has(role::head))
+    for (int64_t l = 0; l < model_->config.num_layers; ++l) routers_.push_back(system_.spawn(router_actor));
   node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator", register_atom_v, info));
   heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
@@ -212,14 +215,14 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     ++in_flight_;
   }
   std::vector<std::shared_ptr<transport::channel>> channels;
-  std::optional<router> experts;
+  std::optional<routed_experts> experts;
   try {
     auto table = placement();
     channels = channels_for(*table);
     std::vector<transport::channel*> raw;
     for (const auto& c : channels) raw.push_back(c.get());
     kernels::thread_pool pool(self_.threads);
-    experts.emplace(*table, raw, model_->config.hidden);
+    experts.emplace(table, raw, routers_, model_->config.hidden);
     model::transformer net(model_->config, model_->weights, pool, *experts);
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},

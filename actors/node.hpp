@@ -60,6 +60,7 @@ class node_runtime {
   std::map<std::string, std::shared_ptr<transport::channel>> channels_;
   caf::actor actor_;
   caf::actor heartbeat_;
+  std::vector<caf::actor> routers_;  // head role: one router actor per layer
   std::atomic<bool> ready_{false}, stopping_{false};
   int in_flight_ = 0;  // generations running; guarded by mutex_
   std::condition_variable drained_;

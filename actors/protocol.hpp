@@ -111,6 +111,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(xmesh, caf::first_custom_type_id)
   CAF_ADD_ATOM(xmesh, xmesh::actors, stats_atom, "stats")
   // Head: runs one generation request.
   CAF_ADD_ATOM(xmesh, xmesh::actors, generate_atom, "generate")
+  // Router actor (one per MoE layer on a head): a layer's batch to dispatch, a node's reply in.
+  CAF_ADD_ATOM(xmesh, xmesh::actors, dispatch_atom, "dispatch")
+  CAF_ADD_ATOM(xmesh, xmesh::actors, reply_atom, "reply")
   // Expert actor: runs the batches queued for it.
   CAF_ADD_ATOM(xmesh, xmesh::actors, run_atom, "run")
 CAF_END_TYPE_ID_BLOCK(xmesh)
