@@ -1,31 +1,34 @@
 #include "actors/cluster_config.hpp"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
-#include <yaml-cpp/yaml.h>
-
 namespace xmesh::actors {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& origin, const std::string& field, const std::string& what) {
+[[noreturn]] void fail(const std::string& origin, const std::string& field,
+                       const std::string& what) {
   throw std::runtime_error(origin + ": " + field + ": " + what);
 }
 
 int64_t parse_bytes(const std::string& origin, const std::string& field, const std::string& text) {
-  static const std::pair<const char*, int64_t> units[] = {
-      {"GiB", 1ll << 30}, {"MiB", 1ll << 20}, {"KiB", 1ll << 10}, {"GB", 1000000000ll}, {"MB", 1000000ll}, {"B", 1}};
+  static const std::pair<const char*, int64_t> units[] = {{"GiB", 1ll << 30}, {"MiB", 1ll << 20},
+                                                          {"KiB", 1ll << 10}, {"GB", 1000000000ll},
+                                                          {"MB", 1000000ll},  {"B", 1}};
   for (auto [suffix, scale] : units) {
     std::string s(suffix);
     if (text.size() > s.size() && text.compare(text.size() - s.size(), s.size(), s) == 0) {
       try {
         size_t used = 0;
         double v = std::stod(text.substr(0, text.size() - s.size()), &used);
-        if (v >= 0 && used == text.size() - s.size()) return static_cast<int64_t>(v * static_cast<double>(scale));
+        if (v >= 0 && used == text.size() - s.size())
+          return static_cast<int64_t>(v * static_cast<double>(scale));
       } catch (const std::exception&) {
       }
       break;
@@ -76,9 +79,13 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   YAML::Node roles = n["roles"];
   if (!roles || !roles.IsSequence() || roles.size() == 0)
     fail(origin, at + ".roles", "missing or empty (roles: coordinator, head, experts)");
-  for (YAML::Node r : roles) c.roles.push_back(parse_role(origin, at + ".roles", scalar<std::string>(r, origin, at + ".roles")));
+  for (YAML::Node r : roles)
+    c.roles.push_back(
+        parse_role(origin, at + ".roles", scalar<std::string>(r, origin, at + ".roles")));
   if (n["memory_budget"])
-    c.memory_budget_bytes = parse_bytes(origin, at + ".memory_budget", scalar<std::string>(n["memory_budget"], origin, at + ".memory_budget"));
+    c.memory_budget_bytes =
+        parse_bytes(origin, at + ".memory_budget",
+                    scalar<std::string>(n["memory_budget"], origin, at + ".memory_budget"));
   if (n["device"]) c.device = scalar<std::string>(n["device"], origin, at + ".device");
   if (c.device != "cpu" && c.device != "gpu" && c.device != "edge")
     fail(origin, at + ".device", "unknown device class '" + c.device + "' (cpu, gpu, edge)");
@@ -94,8 +101,10 @@ void parse_static_placement(YAML::Node p, const std::string& origin, cluster_con
     auto name = scalar<std::string>(it->first, origin, "static_placement");
     std::vector<int64_t> experts;
     YAML::Node list = it->second;
-    if (!list.IsSequence()) fail(origin, "static_placement." + name, "expected a list of expert ids");
-    for (YAML::Node e : list) experts.push_back(scalar<int64_t>(e, origin, "static_placement." + name));
+    if (!list.IsSequence())
+      fail(origin, "static_placement." + name, "expected a list of expert ids");
+    for (YAML::Node e : list)
+      experts.push_back(scalar<int64_t>(e, origin, "static_placement." + name));
     c.static_experts[name] = experts;
   }
 }
@@ -108,21 +117,27 @@ void validate(const cluster_config& c, const std::string& origin) {
     if (!names.insert(n.name).second) fail(origin, "node '" + n.name + "'", "name used twice");
     for (auto p : {n.control_port, n.data_port})
       if (!ports.insert({n.host, p}).second)
-        fail(origin, "node '" + n.name + "'", "port " + std::to_string(p) + " on " + n.host + " used twice");
+        fail(origin, "node '" + n.name + "'",
+             "port " + std::to_string(p) + " on " + n.host + " used twice");
   }
   auto count = [&](role r) { return c.with_role(r).size(); };
-  if (count(role::coordinator) != 1) fail(origin, "nodes", "exactly one node must have the coordinator role");
+  if (count(role::coordinator) != 1)
+    fail(origin, "nodes", "exactly one node must have the coordinator role");
   if (count(role::head) < 1) fail(origin, "nodes", "at least one node must have the head role");
-  if (count(role::experts) < 1) fail(origin, "nodes", "at least one node must have the experts role");
+  if (count(role::experts) < 1)
+    fail(origin, "nodes", "at least one node must have the experts role");
   for (const auto& [name, experts] : c.static_experts) {
     if (!names.count(name)) fail(origin, "static_placement", "unknown node '" + name + "'");
-    if (!c.node(name).has(role::experts)) fail(origin, "static_placement", "node '" + name + "' has no experts role");
+    if (!c.node(name).has(role::experts))
+      fail(origin, "static_placement", "node '" + name + "' has no experts role");
   }
 }
 
 }  // namespace
 
-bool node_config::has(role r) const { return std::find(roles.begin(), roles.end(), r) != roles.end(); }
+bool node_config::has(role r) const {
+  return std::find(roles.begin(), roles.end(), r) != roles.end();
+}
 
 std::string node_config::data_address(const std::string& transport) const {
   if (transport == "local") return "local://" + name;
@@ -136,7 +151,9 @@ const node_config& cluster_config::node(const std::string& name) const {
   throw std::runtime_error("no node named '" + name + "' in the cluster file");
 }
 
-const node_config& cluster_config::coordinator() const { return *with_role(role::coordinator).front(); }
+const node_config& cluster_config::coordinator() const {
+  return *with_role(role::coordinator).front();
+}
 
 std::vector<const node_config*> cluster_config::with_role(role r) const {
   std::vector<const node_config*> out;
@@ -151,7 +168,8 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   try {
     root = YAML::Load(yaml);
   } catch (const YAML::Exception& e) {
-    throw std::runtime_error(origin + ": not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
+    throw std::runtime_error(origin + ": not valid YAML: " + e.msg + " (line " +
+                             std::to_string(e.mark.line + 1) + ")");
   }
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
   cluster_config c;
@@ -165,7 +183,8 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (c.placement != "spread" && c.placement != "static")
     fail(origin, "placement", "unknown placement '" + c.placement + "' (spread, static)");
   if (c.placement == "static") {
-    if (!root["static_placement"]) fail(origin, "static_placement", "required when placement is static");
+    if (!root["static_placement"])
+      fail(origin, "static_placement", "required when placement is static");
     parse_static_placement(root["static_placement"], origin, c);
   }
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");

@@ -31,8 +31,8 @@ struct node_config {
 
 /// The whole cluster file, validated.
 struct cluster_config {
-  std::filesystem::path model;   // model directory every node reads
-  std::string transport = "zmq";  // local, zmq or ucx
+  std::filesystem::path model;       // model directory every node reads
+  std::string transport = "zmq";     // local, zmq or ucx
   std::string placement = "spread";  // spread (by memory budget) or static
   std::map<std::string, std::vector<int64_t>> static_experts;  // node -> experts (every layer)
   std::vector<node_config> nodes;
@@ -44,7 +44,8 @@ struct cluster_config {
 
 /// Reads and validates a cluster file; throws std::runtime_error naming the file and field.
 cluster_config load_cluster(const std::filesystem::path& path);
-/// Parses cluster YAML text (`origin` names it in errors; relative model paths resolve against `base`).
+/// Parses cluster YAML text (`origin` names it in errors; relative model paths resolve against
+/// `base`).
 cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
                              const std::filesystem::path& base);
 

@@ -21,7 +21,8 @@ void coordinator_state::heartbeat(const std::string& name) {
 cluster_status coordinator_state::status() const {
   cluster_status s;
   s.placement_version = table_.version;
-  for (const auto& name : expected_) (members_.count(name) ? s.registered : s.missing).push_back(name);
+  for (const auto& name : expected_)
+    (members_.count(name) ? s.registered : s.missing).push_back(name);
   s.silent = silent_nodes(heartbeat_timeout);
   return s;
 }
@@ -37,7 +38,8 @@ std::vector<std::string> coordinator_state::silent_nodes(std::chrono::millisecon
 std::vector<caf::actor> coordinator_state::heads() const {
   std::vector<caf::actor> out;
   for (const auto& [name, m] : members_)
-    if (std::find(m.info.roles.begin(), m.info.roles.end(), "head") != m.info.roles.end()) out.push_back(m.actor);
+    if (std::find(m.info.roles.begin(), m.info.roles.end(), "head") != m.info.roles.end())
+      out.push_back(m.actor);
   return out;
 }
 

@@ -86,12 +86,14 @@ struct expert_queue {
     std::vector<float> x(n * hidden), y(n * hidden);
     int64_t at = 0;
     for (const auto& p : batch)
-      for (uint32_t r : p.rows) std::copy_n(p.frame->view.row(r).data(), hidden, x.data() + (at++) * hidden);
+      for (uint32_t r : p.rows)
+        std::copy_n(p.frame->view.row(r).data(), hidden, x.data() + (at++) * hidden);
     kernels::expert_job job{weights, x.data(), n, y.data()};
     kernels::run_experts({&job, 1}, pool);
     at = 0;
     for (auto& p : batch) {
-      for (uint32_t r : p.rows) std::copy_n(y.data() + (at++) * hidden, hidden, p.frame->outputs.data() + r * hidden);
+      for (uint32_t r : p.rows)
+        std::copy_n(y.data() + (at++) * hidden, hidden, p.frame->outputs.data() + r * hidden);
       if (p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
     }
   }
@@ -109,24 +111,25 @@ expert_host::expert_host(caf::actor_system& system, const model::loaded_model& m
     auto q = std::make_shared<expert_queue>();
     q->weights = &model.weights.layers[layer].experts[expert];
     queues_[slot] = q;
-    actors_[slot] = system.spawn([q](caf::event_based_actor*) -> caf::behavior {
-      return {[q](run_atom) { q->run(); }};
-    });
+    actors_[slot] = system.spawn(
+        [q](caf::event_based_actor*) -> caf::behavior { return {[q](run_atom) { q->run(); }}; });
   }
 }
 
 expert_host::~expert_host() { stop(); }
 
-void expert_host::reject(const std::string& reason, const std::shared_ptr<transport::reply_handle>& reply) {
+void expert_host::reject(const std::string& reason,
+                         const std::shared_ptr<transport::reply_handle>& reply) {
   uint64_t n = dropped_.fetch_add(1) + 1;
   if (n <= 10 || n % 1000 == 0)
-    std::fprintf(stderr, "xmesh node %s: dropped frame: %s (%llu dropped so far)\n", node_name_.c_str(),
-                 reason.c_str(), static_cast<unsigned long long>(n));
+    std::fprintf(stderr, "xmesh node %s: dropped frame: %s (%llu dropped so far)\n",
+                 node_name_.c_str(), reason.c_str(), static_cast<unsigned long long>(n));
   transport::frame_header h;
   reply->send(transport::encode_error_frame(h, reason));
 }
 
-void expert_host::on_message(transport::bytes message, std::shared_ptr<transport::reply_handle> reply) {
+void expert_host::on_message(transport::bytes message,
+                             std::shared_ptr<transport::reply_handle> reply) {
   try {
     serve(std::move(message), reply);
   } catch (const std::exception& e) {  // never let network input take the node down
@@ -145,13 +148,15 @@ void expert_host::stop() {
     }
 }
 
-void expert_host::serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply) {
+void expert_host::serve(transport::bytes message,
+                        const std::shared_ptr<transport::reply_handle>& reply) {
   const auto& c = model_.config;
   transport::frame_limits limits;
   limits.max_expert = static_cast<uint32_t>(c.num_experts - 1);
   limits.expected_hidden = static_cast<uint32_t>(c.hidden);
   limits.max_rows = max_rows_per_frame;
-  limits.max_payload_bytes = uint64_t{max_rows_per_frame} * (8 + 4 * static_cast<uint64_t>(c.hidden));
+  limits.max_payload_bytes =
+      uint64_t{max_rows_per_frame} * (8 + 4 * static_cast<uint64_t>(c.hidden));
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);
   auto d = transport::decode_frame(frame->message, limits);
@@ -165,7 +170,8 @@ void expert_host::serve(transport::bytes message, const std::shared_ptr<transpor
     int32_t e = d.frame.expert_of_row[r];
     if (!queues_[h.layer * c.num_experts + e])
       return reject("expert " + std::to_string(e) + " of layer " + std::to_string(h.layer) +
-                        " is not hosted on " + node_name_, reply);
+                        " is not hosted on " + node_name_,
+                    reply);
     rows_of[e].push_back(r);
   }
   frame->view = d.frame;
@@ -176,8 +182,7 @@ void expert_host::serve(transport::bytes message, const std::shared_ptr<transpor
   frame->remaining = static_cast<int>(rows_of.size());
   for (auto& [e, rows] : rows_of) {
     int64_t slot = h.layer * c.num_experts + e;
-    if (queues_[slot]->push({frame, std::move(rows)}))
-      caf::anon_send(actors_[slot], run_atom_v);
+    if (queues_[slot]->push({frame, std::move(rows)})) caf::anon_send(actors_[slot], run_atom_v);
   }
 }
 

@@ -2,11 +2,10 @@
 #pragma once
 
 #include <atomic>
+#include <caf/all.hpp>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <caf/all.hpp>
 
 #include "actors/placement_table.hpp"
 #include "model/weights.hpp"
@@ -21,8 +20,8 @@ struct expert_queue;
 /// no dropped token), and answers with one result frame carrying the rows in request order.
 class expert_host {
  public:
-  expert_host(caf::actor_system& system, const model::loaded_model& model, const placement_table& table,
-              const std::string& node_name);
+  expert_host(caf::actor_system& system, const model::loaded_model& model,
+              const placement_table& table, const std::string& node_name);
   ~expert_host();
   expert_host(const expert_host&) = delete;
   expert_host& operator=(const expert_host&) = delete;
@@ -45,7 +44,8 @@ class expert_host {
   caf::actor_system& system_;
   const model::loaded_model& model_;
   std::string node_name_;
-  std::vector<std::shared_ptr<expert_queue>> queues_;  // by layer * num_experts + expert; null if not hosted
+  std::vector<std::shared_ptr<expert_queue>>
+      queues_;                      // by layer * num_experts + expert; null if not hosted
   std::vector<caf::actor> actors_;  // same index as queues_
   std::atomic<uint64_t> served_{0}, dropped_{0};
 };

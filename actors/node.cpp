@@ -1,13 +1,12 @@
 #include "actors/node.hpp"
 
-#include <caf/io/all.hpp>
-
 #include <algorithm>
+#include <caf/io/all.hpp>
 #include <chrono>
 #include <cstdio>
-#include <optional>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "actors/router.hpp"
@@ -22,7 +21,8 @@ using namespace std::chrono_literals;
 
 std::vector<std::string> role_names(const node_config& n) {
   std::vector<std::string> out;
-  for (auto r : n.roles) out.push_back(r == role::coordinator ? "coordinator" : r == role::head ? "head" : "experts");
+  for (auto r : n.roles)
+    out.push_back(r == role::coordinator ? "coordinator" : r == role::head ? "head" : "experts");
   return out;
 }
 
@@ -57,7 +57,8 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         try {
           rt->set_placement(std::move(table));
         } catch (const std::exception& e) {  // a bad table from the network is refused, not used
-          std::fprintf(stderr, "xmesh node %s: refused placement: %s\n", rt->self().name.c_str(), e.what());
+          std::fprintf(stderr, "xmesh node %s: refused placement: %s\n", rt->self().name.c_str(),
+                       e.what());
         }
       },
       [=](generate_atom, generate_request& request) {
@@ -73,7 +74,8 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
   };
 }
 
-caf::behavior heartbeat_actor(caf::event_based_actor* self, caf::actor coordinator, std::string name) {
+caf::behavior heartbeat_actor(caf::event_based_actor* self, caf::actor coordinator,
+                              std::string name) {
   self->send(self, heartbeat_atom_v);
   return {[=](heartbeat_atom) {
     self->send(coordinator, heartbeat_atom_v, name);
@@ -120,19 +122,23 @@ void node_runtime::start() {
     auto port = system_.middleman().publish(actor_, self_.control_port, self_.host.c_str(), true);
     if (!port)
       throw std::runtime_error("node '" + self_.name + "': cannot listen on " + self_.host + ":" +
-                               std::to_string(self_.control_port) + ": " + system_.render(port.error()));
+                               std::to_string(self_.control_port) + ": " +
+                               system_.render(port.error()));
   }
   caf::actor coordinator = find_coordinator();
   // Experts need the table to know what to host before they listen; registration (which marks
   // the node ready) answers with the current table, which heads route with.
   if (self_.has(role::experts)) {
-    set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator", placement_atom_v));
+    set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator",
+                                       placement_atom_v));
     start_experts();
   }
   if (self_.has(role::head))
-    for (int64_t l = 0; l < model_->config.num_layers; ++l) routers_.push_back(system_.spawn(router_actor));
+    for (int64_t l = 0; l < model_->config.num_layers; ++l)
+      routers_.push_back(system_.spawn(router_actor));
   node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
-  set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator", register_atom_v, info));
+  set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
+                                     register_atom_v, info));
   heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
   ready_ = true;
 }
@@ -148,24 +154,26 @@ caf::actor node_runtime::find_coordinator() {
     last = system_.render(a.error());
     std::this_thread::sleep_for(200ms);
   } while (std::chrono::steady_clock::now() < deadline);
-  throw std::runtime_error("node '" + self_.name + "': cannot reach coordinator '" + c.name + "' at " + c.host +
-                           ":" + std::to_string(c.control_port) + " (" + last + ")");
+  throw std::runtime_error("node '" + self_.name + "': cannot reach coordinator '" + c.name +
+                           "' at " + c.host + ":" + std::to_string(c.control_port) + " (" + last +
+                           ")");
 }
 
 void node_runtime::start_experts() {
   host_ = std::make_unique<expert_host>(system_, *model_, *placement(), self_.name);
-  endpoint_->listen(self_.data_address(cluster_.transport),
-                    [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {
-                      host->on_message(std::move(m), std::move(r));
-                    });
+  endpoint_->listen(
+      self_.data_address(cluster_.transport),
+      [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {
+        host->on_message(std::move(m), std::move(r));
+      });
 }
 
 void node_runtime::set_placement(placement_table table) {
   check_placement(table, model_->config);
   std::lock_guard lock(mutex_);
   if (placement_ && table.version < placement_->version)
-    throw std::runtime_error("placement version " + std::to_string(table.version) + " is older than " +
-                             std::to_string(placement_->version));
+    throw std::runtime_error("placement version " + std::to_string(table.version) +
+                             " is older than " + std::to_string(placement_->version));
   placement_ = std::make_shared<const placement_table>(std::move(table));
 }
 
@@ -174,7 +182,8 @@ std::shared_ptr<const placement_table> node_runtime::placement() const {
   return placement_;
 }
 
-std::vector<std::shared_ptr<transport::channel>> node_runtime::channels_for(const placement_table& table) {
+std::vector<std::shared_ptr<transport::channel>> node_runtime::channels_for(
+    const placement_table& table) {
   std::vector<std::shared_ptr<transport::channel>> out(table.addresses.size());
   {
     std::lock_guard lock(mutex_);

@@ -3,12 +3,11 @@
 #pragma once
 
 #include <atomic>
+#include <caf/all.hpp>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
-
-#include <caf/all.hpp>
 
 #include "actors/cluster_config.hpp"
 #include "actors/coordinator.hpp"
@@ -28,7 +27,8 @@ class node_runtime {
   node_runtime(const node_runtime&) = delete;
   node_runtime& operator=(const node_runtime&) = delete;
 
-  /// Brings the roles up; throws one clear line naming what failed (e.g. an unreachable coordinator).
+  /// Brings the roles up; throws one clear line naming what failed (e.g. an unreachable
+  /// coordinator).
   void start();
   /// The node's actor: coordinator and head requests are sent here.
   [[nodiscard]] caf::actor actor() const { return actor_; }

@@ -9,11 +9,13 @@ namespace {
 
 // For spread: expert e of every layer goes to the node with the most budget left per expert
 // already given (smooth weighted round robin), so shares follow the budgets.
-std::vector<std::vector<int32_t>> spread(const std::vector<const node_config*>& hosts, int64_t num_experts) {
+std::vector<std::vector<int32_t>> spread(const std::vector<const node_config*>& hosts,
+                                         int64_t num_experts) {
   std::vector<double> weight, credit(hosts.size(), 0.0);
   double total = 0;
   for (const auto* h : hosts) {
-    weight.push_back(h->memory_budget_bytes > 0 ? static_cast<double>(h->memory_budget_bytes) : 1.0);
+    weight.push_back(h->memory_budget_bytes > 0 ? static_cast<double>(h->memory_budget_bytes)
+                                                : 1.0);
     total += weight.back();
   }
   std::vector<std::vector<int32_t>> out(num_experts);
@@ -57,13 +59,15 @@ placement_table make_placement(const cluster_config& cluster, const model::model
       for (int64_t e : it->second) {
         if (e < 0 || e >= model.num_experts)
           throw std::runtime_error("static_placement: node '" + hosts[i]->name + "' names expert " +
-                                   std::to_string(e) + ", the model has " + std::to_string(model.num_experts));
+                                   std::to_string(e) + ", the model has " +
+                                   std::to_string(model.num_experts));
         per_expert[e].push_back(static_cast<int32_t>(i));
       }
     }
     for (int64_t e = 0; e < model.num_experts; ++e)
       if (per_expert[e].empty())
-        throw std::runtime_error("static_placement: expert " + std::to_string(e) + " has no replica");
+        throw std::runtime_error("static_placement: expert " + std::to_string(e) +
+                                 " has no replica");
   } else {
     per_expert = spread(hosts, model.num_experts);
   }
@@ -71,11 +75,12 @@ placement_table make_placement(const cluster_config& cluster, const model::model
   for (const auto& r : per_expert)
     for (int32_t n : r) count[n] += model.num_layers;
   for (size_t i = 0; i < hosts.size(); ++i)
-    if (hosts[i]->memory_budget_bytes > 0 && count[i] * expert_bytes > hosts[i]->memory_budget_bytes)
+    if (hosts[i]->memory_budget_bytes > 0 &&
+        count[i] * expert_bytes > hosts[i]->memory_budget_bytes)
       throw std::runtime_error("node '" + hosts[i]->name + "': memory_budget " +
-                               std::to_string(hosts[i]->memory_budget_bytes) + " bytes cannot hold its " +
-                               std::to_string(count[i]) + " experts (" + std::to_string(count[i] * expert_bytes) +
-                               " bytes)");
+                               std::to_string(hosts[i]->memory_budget_bytes) +
+                               " bytes cannot hold its " + std::to_string(count[i]) + " experts (" +
+                               std::to_string(count[i] * expert_bytes) + " bytes)");
   t.replica_begin.push_back(0);
   for (int64_t l = 0; l < model.num_layers; ++l)
     for (int64_t e = 0; e < model.num_experts; ++e) {
@@ -88,16 +93,20 @@ placement_table make_placement(const cluster_config& cluster, const model::model
 void check_placement(const placement_table& t, const model::model_config& model) {
   auto fail = [](const std::string& what) { throw std::runtime_error("placement table: " + what); };
   if (t.num_layers != model.num_layers || t.num_experts != model.num_experts)
-    fail("shape " + std::to_string(t.num_layers) + " x " + std::to_string(t.num_experts) + " does not match the model (" +
-         std::to_string(model.num_layers) + " x " + std::to_string(model.num_experts) + ")");
+    fail("shape " + std::to_string(t.num_layers) + " x " + std::to_string(t.num_experts) +
+         " does not match the model (" + std::to_string(model.num_layers) + " x " +
+         std::to_string(model.num_experts) + ")");
   if (t.addresses.size() != t.nodes.size()) fail("node and address lists differ in length");
-  if (t.replica_begin.size() != static_cast<size_t>(t.num_layers * t.num_experts + 1) || t.replica_begin.front() != 0 ||
+  if (t.replica_begin.size() != static_cast<size_t>(t.num_layers * t.num_experts + 1) ||
+      t.replica_begin.front() != 0 ||
       t.replica_begin.back() != static_cast<int32_t>(t.replica_node.size()))
     fail("replica index has the wrong size");
   for (size_t s = 1; s < t.replica_begin.size(); ++s)
-    if (t.replica_begin[s] <= t.replica_begin[s - 1]) fail("an expert has no replica (slot " + std::to_string(s - 1) + ")");
+    if (t.replica_begin[s] <= t.replica_begin[s - 1])
+      fail("an expert has no replica (slot " + std::to_string(s - 1) + ")");
   for (int32_t n : t.replica_node)
-    if (n < 0 || n >= static_cast<int32_t>(t.nodes.size())) fail("replica on unknown node " + std::to_string(n));
+    if (n < 0 || n >= static_cast<int32_t>(t.nodes.size()))
+      fail("replica on unknown node " + std::to_string(n));
 }
 
 std::vector<int64_t> hosted_experts(const placement_table& t, const std::string& node_name) {

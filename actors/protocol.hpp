@@ -2,11 +2,10 @@
 // block. The control plane never carries activations: those move as transport frames.
 #pragma once
 
+#include <caf/all.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <caf/all.hpp>
 
 #include "actors/placement_table.hpp"
 
@@ -45,11 +44,12 @@ struct generate_request {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
-  return f(caf::meta::type_name("generate_request"), x.prompt, x.max_new_tokens, x.temperature, x.top_k,
-           x.top_p, x.seed, x.keep_all_logits, x.stop_at_eos);
+  return f(caf::meta::type_name("generate_request"), x.prompt, x.max_new_tokens, x.temperature,
+           x.top_k, x.top_p, x.seed, x.keep_all_logits, x.stop_at_eos);
 }
 
-/// The head's answer; logits travel as raw bytes (CAF 0.17 serialises vector<float> element by element).
+/// The head's answer; logits travel as raw bytes (CAF 0.17 serialises vector<float> element by
+/// element).
 struct generate_reply {
   std::vector<int32_t> generated;
   std::vector<uint8_t> logits;  // float32 [positions, vocab] when requested
@@ -64,8 +64,9 @@ struct generate_reply {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_reply& x) {
-  return f(caf::meta::type_name("generate_reply"), x.generated, x.logits, x.positions, x.prefill_seconds,
-           x.decode_seconds, x.decode_steps, x.dispatches, x.dispatch_seconds, x.error);
+  return f(caf::meta::type_name("generate_reply"), x.generated, x.logits, x.positions,
+           x.prefill_seconds, x.decode_seconds, x.decode_steps, x.dispatches, x.dispatch_seconds,
+           x.error);
 }
 
 /// What the coordinator knows: registered nodes and the ones still missing.
@@ -78,7 +79,8 @@ struct cluster_status {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
-  return f(caf::meta::type_name("cluster_status"), x.registered, x.missing, x.silent, x.placement_version);
+  return f(caf::meta::type_name("cluster_status"), x.registered, x.missing, x.silent,
+           x.placement_version);
 }
 
 /// A node's data-plane counters, for `xmesh cluster status` and tests.
@@ -96,24 +98,24 @@ typename Inspector::result_type inspect(Inspector& f, node_stats& x) {
 }  // namespace xmesh::actors
 
 CAF_BEGIN_TYPE_ID_BLOCK(xmesh, caf::first_custom_type_id)
-  CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::node_info))
-  CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::placement_table))
-  CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_request))
-  CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_reply))
-  CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::cluster_status))
-  CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::node_stats))
-  // Coordinator: a node registers (node_info) and beats (name); heads receive placement tables.
-  CAF_ADD_ATOM(xmesh, xmesh::actors, register_atom, "register")
-  CAF_ADD_ATOM(xmesh, xmesh::actors, heartbeat_atom, "heartbeat")
-  CAF_ADD_ATOM(xmesh, xmesh::actors, placement_atom, "placement")
-  CAF_ADD_ATOM(xmesh, xmesh::actors, status_atom, "status")
-  // Any node: its data-plane counters.
-  CAF_ADD_ATOM(xmesh, xmesh::actors, stats_atom, "stats")
-  // Head: runs one generation request.
-  CAF_ADD_ATOM(xmesh, xmesh::actors, generate_atom, "generate")
-  // Router actor (one per MoE layer on a head): a layer's batch to dispatch, a node's reply in.
-  CAF_ADD_ATOM(xmesh, xmesh::actors, dispatch_atom, "dispatch")
-  CAF_ADD_ATOM(xmesh, xmesh::actors, reply_atom, "reply")
-  // Expert actor: runs the batches queued for it.
-  CAF_ADD_ATOM(xmesh, xmesh::actors, run_atom, "run")
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::node_info))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::placement_table))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_request))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_reply))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::cluster_status))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::node_stats))
+// Coordinator: a node registers (node_info) and beats (name); heads receive placement tables.
+CAF_ADD_ATOM(xmesh, xmesh::actors, register_atom, "register")
+CAF_ADD_ATOM(xmesh, xmesh::actors, heartbeat_atom, "heartbeat")
+CAF_ADD_ATOM(xmesh, xmesh::actors, placement_atom, "placement")
+CAF_ADD_ATOM(xmesh, xmesh::actors, status_atom, "status")
+// Any node: its data-plane counters.
+CAF_ADD_ATOM(xmesh, xmesh::actors, stats_atom, "stats")
+// Head: runs one generation request.
+CAF_ADD_ATOM(xmesh, xmesh::actors, generate_atom, "generate")
+// Router actor (one per MoE layer on a head): a layer's batch to dispatch, a node's reply in.
+CAF_ADD_ATOM(xmesh, xmesh::actors, dispatch_atom, "dispatch")
+CAF_ADD_ATOM(xmesh, xmesh::actors, reply_atom, "reply")
+// Expert actor: runs the batches queued for it.
+CAF_ADD_ATOM(xmesh, xmesh::actors, run_atom, "run")
 CAF_END_TYPE_ID_BLOCK(xmesh)

@@ -67,12 +67,15 @@ caf::behavior router_actor(caf::event_based_actor* self) {
 }
 
 routed_experts::routed_experts(std::shared_ptr<const placement_table> table,
-                               std::vector<transport::channel*> channels, const std::vector<caf::actor>& routers,
-                               int64_t hidden)
-    : table_(std::move(table)), channels_(std::move(channels)), routers_(routers), hidden_(hidden) {}
+                               std::vector<transport::channel*> channels,
+                               const std::vector<caf::actor>& routers, int64_t hidden)
+    : table_(std::move(table)),
+      channels_(std::move(channels)),
+      routers_(routers),
+      hidden_(hidden) {}
 
-void routed_experts::run(int64_t layer, const float* x, int64_t num_tokens, const int32_t* expert_ids, int32_t k,
-                         float* y) {
+void routed_experts::run(int64_t layer, const float* x, int64_t num_tokens,
+                         const int32_t* expert_ids, int32_t k, float* y) {
   auto job = std::make_shared<dispatch_job>();
   job->layer = layer;
   job->x = x;
@@ -89,9 +92,11 @@ void routed_experts::run(int64_t layer, const float* x, int64_t num_tokens, cons
   caf::anon_send(routers_[layer], dispatch_atom_v, job);
   if (done.wait_for(reply_timeout) != std::future_status::ready) {
     // The job stays alive with the actor; it only ever writes into its own buffers.
-    throw std::runtime_error("layer " + std::to_string(layer) + ": no reply from the expert nodes within 60 s");
+    throw std::runtime_error("layer " + std::to_string(layer) +
+                             ": no reply from the expert nodes within 60 s");
   }
-  dispatch_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  dispatch_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ++dispatches_;
   for (size_t n = 0; n < job->to.size(); ++n) {
     if (job->to[n].slots.empty()) continue;
@@ -118,7 +123,8 @@ void routed_experts::accept_reply(const dispatch_job& job, size_t n, float* y) c
                  std::equal(sent.slots.begin(), sent.slots.end(), f.token_of_row.begin()) &&
                  std::equal(sent.experts.begin(), sent.experts.end(), f.expert_of_row.begin());
   if (!matches)
-    throw std::runtime_error("node '" + node + "' answered layer " + std::to_string(job.layer) + " with a wrong frame");
+    throw std::runtime_error("node '" + node + "' answered layer " + std::to_string(job.layer) +
+                             " with a wrong frame");
   for (uint32_t r = 0; r < f.header.num_rows; ++r)
     std::copy_n(f.row(r).data(), hidden_, y + static_cast<int64_t>(sent.slots[r]) * hidden_);
 }

@@ -4,12 +4,11 @@
 // (model/moe_block.cpp).
 #pragma once
 
+#include <caf/all.hpp>
 #include <future>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <caf/all.hpp>
 
 #include "actors/placement_table.hpp"
 #include "model/expert_backend.hpp"
@@ -53,8 +52,9 @@ caf::behavior router_actor(caf::event_based_actor* self);
 /// replies are checked here. Throws naming the node when a dispatch fails.
 class routed_experts final : public model::expert_backend {
  public:
-  routed_experts(std::shared_ptr<const placement_table> table, std::vector<transport::channel*> channels,
-                 const std::vector<caf::actor>& routers, int64_t hidden);
+  routed_experts(std::shared_ptr<const placement_table> table,
+                 std::vector<transport::channel*> channels, const std::vector<caf::actor>& routers,
+                 int64_t hidden);
   void run(int64_t layer, const float* x, int64_t num_tokens, const int32_t* expert_ids, int32_t k,
            float* y) override;
 

@@ -1,15 +1,14 @@
 // A CAF actor system set up the way every ExpertMesh process needs it.
 #pragma once
 
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
-
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
 
 #include "actors/protocol.hpp"
 
@@ -42,13 +41,14 @@ inline std::chrono::milliseconds connect_timeout() {
 /// Sends a request from a blocking context and waits for the typed answer; throws with `what`
 /// and CAF's reason (timeout, unreachable actor, error reply).
 template <class T, class... Ts>
-T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout, const std::string& what,
-      Ts&&... msg) {
+T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout,
+      const std::string& what, Ts&&... msg) {
   caf::scoped_actor self{sys};
   std::optional<T> out;
   std::string error;
   self->request(to, timeout, std::forward<Ts>(msg)...)
-      .receive([&](T& value) { out = std::move(value); }, [&](caf::error& e) { error = sys.render(e); });
+      .receive([&](T& value) { out = std::move(value); },
+               [&](caf::error& e) { error = sys.render(e); });
   if (!out) throw std::runtime_error(what + ": " + error);
   return std::move(*out);
 }

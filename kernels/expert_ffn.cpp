@@ -18,7 +18,8 @@ void for_row_blocks(std::span<const expert_job> jobs, thread_pool& pool, RowsOf 
   std::vector<int64_t> first_item(jobs.size() + 1, 0);
   for (size_t j = 0; j < jobs.size(); ++j) first_item[j + 1] = first_item[j] + blocks(rows_of(j));
   pool.parallel_for(first_item.back(), [&](int64_t begin, int64_t end) {
-    size_t j = std::upper_bound(first_item.begin(), first_item.end(), begin) - first_item.begin() - 1;
+    size_t j =
+        std::upper_bound(first_item.begin(), first_item.end(), begin) - first_item.begin() - 1;
     for (int64_t item = begin; item < end; ++item) {
       while (item >= first_item[j + 1]) ++j;
       int64_t row = (item - first_item[j]) * rows_per_item;
@@ -48,8 +49,8 @@ void run_experts(std::span<const expert_job> jobs, thread_pool& pool) {
         }
         if (r1 > inter) {
           int64_t u0 = std::max(r0, inter) - inter;
-          matmul_rows(job.x, job.num_tokens, job.weights->hidden(), job.weights->up, u0,
-                      r1 - inter, out + inter, 2 * inter);
+          matmul_rows(job.x, job.num_tokens, job.weights->hidden(), job.weights->up, u0, r1 - inter,
+                      out + inter, 2 * inter);
         }
       });
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -64,8 +65,8 @@ void run_experts(std::span<const expert_job> jobs, thread_pool& pool) {
       [&](size_t j, int64_t r0, int64_t r1) {
         const auto& job = jobs[j];
         int64_t inter = job.weights->intermediate();
-        matmul_rows(gate_up[j].data(), job.num_tokens, 2 * inter, job.weights->down, r0, r1,
-                    job.y, job.weights->hidden());
+        matmul_rows(gate_up[j].data(), job.num_tokens, 2 * inter, job.weights->down, r0, r1, job.y,
+                    job.weights->hidden());
       });
 }
 

@@ -37,8 +37,8 @@ void matmul(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& 
             int64_t ldy, thread_pool& pool) {
   int64_t items = (w.rows + rows_per_item - 1) / rows_per_item;
   pool.parallel_for(items, [&](int64_t begin, int64_t end) {
-    matmul_rows(x, num_tokens, ldx, w, begin * rows_per_item,
-                std::min(end * rows_per_item, w.rows), y, ldy);
+    matmul_rows(x, num_tokens, ldx, w, begin * rows_per_item, std::min(end * rows_per_item, w.rows),
+                y, ldy);
   });
 }
 

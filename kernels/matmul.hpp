@@ -24,7 +24,9 @@ struct matrix_view {
   [[nodiscard]] const void* row(int64_t r) const {
     return static_cast<const char*>(data) + r * cols * static_cast<int64_t>(dtype_size(type));
   }
-  [[nodiscard]] int64_t bytes() const { return rows * cols * static_cast<int64_t>(dtype_size(type)); }
+  [[nodiscard]] int64_t bytes() const {
+    return rows * cols * static_cast<int64_t>(dtype_size(type));
+  }
 };
 
 /// y[t * ldy + r] = dot(w.row(r), x + t * ldx) for r in [row_begin, row_end), t < num_tokens.

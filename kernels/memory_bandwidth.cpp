@@ -58,7 +58,8 @@ double measure_read_bandwidth(std::span<const std::span<const std::byte>> region
       for (int64_t i = b; i < e; ++i) x ^= read_chunk(chunks[i]);
       sink[(b * pool.num_threads() / static_cast<int64_t>(chunks.size())) * 8] ^= x;
     });
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (seconds > 0) best = std::max(best, static_cast<double>(total) / seconds);
   }
   volatile uint64_t keep = sink[0];

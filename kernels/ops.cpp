@@ -10,9 +10,12 @@ namespace {
 
 float weight_at(const void* w, dtype t, int64_t i) {
   switch (t) {
-    case dtype::f32: return static_cast<const float*>(w)[i];
-    case dtype::bf16: return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
-    case dtype::f16: return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
+    case dtype::f32:
+      return static_cast<const float*>(w)[i];
+    case dtype::bf16:
+      return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
+    case dtype::f16:
+      return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
   }
   return 0.0f;
 }
@@ -48,7 +51,8 @@ void rope(float* x, int64_t num_heads, int64_t head_dim, int64_t position, doubl
   int64_t half = head_dim / 2;
   std::vector<float> cos_v(half), sin_v(half);
   for (int64_t i = 0; i < half; ++i) {
-    double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    double inv_freq =
+        std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
     double angle = static_cast<double>(position) * inv_freq;
     cos_v[i] = static_cast<float>(std::cos(angle));
     sin_v[i] = static_cast<float>(std::sin(angle));

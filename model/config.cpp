@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 namespace xmesh::model {
 
@@ -57,9 +56,8 @@ class reader {
     } else if constexpr (std::is_floating_point_v<T>) {
       if (!v.is_number()) fail(key, "expected a number");
     } else {
-      if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const json& e) {
-            return e.is_number_integer();
-          }))
+      if (!v.is_array() ||
+          !std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number_integer(); }))
         fail(key, "expected a list of integers");
     }
     return v.get<T>();
@@ -83,8 +81,8 @@ const arch_entry& find_architecture(const reader& r) {
   } else {
     r.fail("architectures", "missing (and no model_type)");
   }
-  r.fail("architectures", "unsupported architecture '" + name + "' (supported: " +
-                              supported_architectures() + ")");
+  r.fail("architectures",
+         "unsupported architecture '" + name + "' (supported: " + supported_architectures() + ")");
 }
 
 void read_family_fields(const reader& r, model_config& c) {
@@ -152,7 +150,8 @@ void validate(const reader& r, const model_config& c) {
   positive("num_experts_per_tok", c.top_k);
   positive("decoder_sparse_step", c.decoder_sparse_step);
   if (c.num_experts < c.top_k)
-    r.fail("num_experts", "fewer experts (" + std::to_string(c.num_experts) + ") than num_experts_per_tok");
+    r.fail("num_experts",
+           "fewer experts (" + std::to_string(c.num_experts) + ") than num_experts_per_tok");
   if (c.num_heads % c.num_kv_heads != 0)
     r.fail("num_key_value_heads", "must divide num_attention_heads");
   if (c.head_dim % 2 != 0) r.fail("head_dim", "must be even for rotary embeddings");
@@ -181,7 +180,8 @@ std::string supported_architectures() {
 
 model_config parse_config(const std::string& json_text, const std::string& origin) {
   json j = json::parse(json_text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw std::runtime_error(origin + ": not a valid JSON object");
+  if (j.is_discarded() || !j.is_object())
+    throw std::runtime_error(origin + ": not a valid JSON object");
   reader r(j, origin);
   model_config c;
   const arch_entry& a = find_architecture(r);
@@ -204,7 +204,8 @@ model_config parse_config(const std::string& json_text, const std::string& origi
 }
 
 model_config load_config(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(dir)) throw std::runtime_error(dir.string() + ": not a model directory");
+  if (!std::filesystem::is_directory(dir))
+    throw std::runtime_error(dir.string() + ": not a model directory");
   auto path = dir / "config.json";
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path.string() + ": cannot open");

@@ -12,7 +12,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void validate(const model_config& c, const std::vector<int32_t>& prompt, const generation_options& o) {
+void validate(const model_config& c, const std::vector<int32_t>& prompt,
+              const generation_options& o) {
   if (prompt.empty()) throw std::runtime_error("empty prompt");
   if (o.max_new_tokens < 0) throw std::runtime_error("--max-new-tokens must be >= 0");
   for (int32_t id : prompt)
@@ -22,7 +23,8 @@ void validate(const model_config& c, const std::vector<int32_t>& prompt, const g
   auto needed = static_cast<int64_t>(prompt.size()) + std::max<int64_t>(o.max_new_tokens - 1, 0);
   if (needed > c.max_positions)
     throw std::runtime_error("prompt of " + std::to_string(prompt.size()) + " tokens plus " +
-                             std::to_string(o.max_new_tokens) + " new tokens exceeds the context of " +
+                             std::to_string(o.max_new_tokens) +
+                             " new tokens exceeds the context of " +
                              std::to_string(c.max_positions) + " positions");
 }
 
@@ -51,8 +53,10 @@ generation_result generate(transformer& model, const std::vector<int32_t>& promp
     std::span<const float> last(logits.data() + logits.size() - c.vocab, c.vocab);
     int32_t token = pick.next(last);
     r.generated.push_back(token);
-    bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end();
-    if ((o.stop_at_eos && eos) || static_cast<int64_t>(r.generated.size()) == o.max_new_tokens) break;
+    bool eos =
+        std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end();
+    if ((o.stop_at_eos && eos) || static_cast<int64_t>(r.generated.size()) == o.max_new_tokens)
+      break;
     int32_t feed[1] = {token};
     model.forward(feed, cache, which, logits);
     keep();

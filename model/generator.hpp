@@ -25,7 +25,8 @@ struct generation_result {
   int64_t decode_steps = 0;
 };
 
-/// Runs `prompt` then up to `max_new_tokens` steps; errors (bad ids, context) throw before any work.
+/// Runs `prompt` then up to `max_new_tokens` steps; errors (bad ids, context) throw before any
+/// work.
 generation_result generate(transformer& model, const std::vector<int32_t>& prompt,
                            const generation_options& options);
 

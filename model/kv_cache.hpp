@@ -16,8 +16,12 @@ class kv_cache {
   [[nodiscard]] int64_t length() const { return length_; }
   [[nodiscard]] int64_t capacity() const { return capacity_; }
   /// Row of `head_dim` floats for (layer, kv head, position).
-  float* key(int64_t layer, int64_t head, int64_t pos) { return keys_.data() + offset(layer, head, pos); }
-  float* value(int64_t layer, int64_t head, int64_t pos) { return values_.data() + offset(layer, head, pos); }
+  float* key(int64_t layer, int64_t head, int64_t pos) {
+    return keys_.data() + offset(layer, head, pos);
+  }
+  float* value(int64_t layer, int64_t head, int64_t pos) {
+    return values_.data() + offset(layer, head, pos);
+  }
   /// Marks `n` more positions as filled (after every layer has written them).
   void advance(int64_t n) { length_ += n; }
 

@@ -32,10 +32,12 @@ void moe_forward(const model_config& c, const layer_weights& l, int64_t layer_in
   std::vector<int32_t> order(k);
   for (int64_t t = 0; t < num_tokens; ++t) {
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return ids[t * k + a] < ids[t * k + b]; });
+    std::sort(order.begin(), order.end(),
+              [&](int32_t a, int32_t b) { return ids[t * k + a] < ids[t * k + b]; });
     float* o = out + t * hidden;
     std::fill(o, o + hidden, 0.0f);
-    for (int32_t j : order) kernels::axpy(weights[t * k + j], y.data() + (t * k + j) * hidden, hidden, o);
+    for (int32_t j : order)
+      kernels::axpy(weights[t * k + j], y.data() + (t * k + j) * hidden, hidden, o);
   }
   if (!l.shared_expert) return;
   std::vector<float> shared(num_tokens * hidden), gate(num_tokens);

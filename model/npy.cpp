@@ -10,8 +10,8 @@ void write_npy(const std::filesystem::path& path, std::span<const float> data, i
                int64_t cols) {
   if (static_cast<int64_t>(data.size()) != rows * cols)
     throw std::runtime_error("write_npy: data size does not match shape");
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) +
-                       ", " + std::to_string(cols) + "), }";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(rows) + ", " + std::to_string(cols) + "), }";
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
@@ -23,7 +23,8 @@ void write_npy(const std::filesystem::path& path, std::span<const float> data, i
   char len_bytes[2] = {static_cast<char>(len & 0xFF), static_cast<char>(len >> 8)};
   out.write(len_bytes, 2);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size_bytes()));
+  out.write(reinterpret_cast<const char*>(data.data()),
+            static_cast<std::streamsize>(data.size_bytes()));
   if (!out) throw std::runtime_error(path.string() + ": write failed");
 }
 

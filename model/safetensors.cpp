@@ -8,10 +8,9 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 namespace xmesh::model {
 
@@ -31,7 +30,8 @@ tensor_info parse_entry(const std::filesystem::path& file, const std::string& na
     bad("entry needs dtype, shape and data_offsets");
   if (!e["dtype"].is_string()) bad("dtype is not a string");
   auto type = kernels::parse_dtype(e["dtype"].get<std::string>());
-  if (!type) bad("unsupported dtype " + e["dtype"].get<std::string>() + " (supported: F32, BF16, F16)");
+  if (!type)
+    bad("unsupported dtype " + e["dtype"].get<std::string>() + " (supported: F32, BF16, F16)");
   tensor_info t;
   t.name = name;
   t.type = *type;
@@ -42,7 +42,8 @@ tensor_info parse_entry(const std::filesystem::path& file, const std::string& na
     t.shape.push_back(d.get<int64_t>());
   }
   const json& off = e["data_offsets"];
-  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+      !off[1].is_number_unsigned())
     bad("data_offsets must be two non-negative integers");
   uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
   if (begin > end || end > data_size)
@@ -119,7 +120,8 @@ void safetensors_checkpoint::add_file(const std::filesystem::path& path) {
     if (it.key() == "__metadata__") continue;
     found.push_back(parse_entry(path, it.key(), it.value(), data_size));
   }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.data < b.data; });
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.data < b.data; });
   for (size_t i = 1; i < found.size(); ++i) {
     auto prev_end = reinterpret_cast<uintptr_t>(found[i - 1].data) + found[i - 1].bytes;
     if (reinterpret_cast<uintptr_t>(found[i].data) < prev_end)
@@ -145,9 +147,11 @@ safetensors_checkpoint safetensors_checkpoint::open(const std::filesystem::path&
       fail(index_path, "needs a JSON object with a 'weight_map' object");
     std::vector<std::string> shards;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) fail(index_path, "weight_map['" + it.key() + "'] is not a file name");
+      if (!it.value().is_string())
+        fail(index_path, "weight_map['" + it.key() + "'] is not a file name");
       auto shard = it.value().get<std::string>();
-      if (shard.find('/') != std::string::npos) fail(index_path, "shard name '" + shard + "' has a '/'");
+      if (shard.find('/') != std::string::npos)
+        fail(index_path, "shard name '" + shard + "' has a '/'");
       if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
     }
     for (const auto& s : shards) ck.add_file(dir / s);

@@ -1,9 +1,8 @@
 #include "model/safetensors_writer.hpp"
 
 #include <fstream>
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace xmesh::model {
 

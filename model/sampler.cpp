@@ -23,12 +23,14 @@ int32_t sampler::next(std::span<const float> logits) {
     return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   std::vector<int32_t> ids(logits.size());
   std::iota(ids.begin(), ids.end(), 0);
-  std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  std::stable_sort(ids.begin(), ids.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
   size_t keep = ids.size();
   if (options_.top_k > 0) keep = std::min<size_t>(keep, static_cast<size_t>(options_.top_k));
   std::vector<double> p(keep);
   double max = logits[ids[0]], sum = 0.0;
-  for (size_t i = 0; i < keep; ++i) sum += p[i] = std::exp((logits[ids[i]] - max) / options_.temperature);
+  for (size_t i = 0; i < keep; ++i)
+    sum += p[i] = std::exp((logits[ids[i]] - max) / options_.temperature);
   if (options_.top_p < 1.0) {  // smallest prefix whose mass reaches top_p
     double mass = 0.0;
     for (size_t i = 0; i < keep; ++i)

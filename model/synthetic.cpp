@@ -4,9 +4,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "model/config.hpp"
 #include "model/safetensors_writer.hpp"
@@ -27,7 +26,8 @@ preset_shape find_preset(const std::string& name) {
   if (name == "tiny") return {64, 2, 4, 2, 16, 8, 2, 32, 512, 512};
   if (name == "small") return {256, 4, 8, 4, 32, 16, 4, 128, 4096, 2048};
   if (name == "bench") return {1024, 12, 16, 8, 64, 64, 8, 512, 32000, 4096};
-  throw std::runtime_error("--preset: unknown preset '" + name + "' (supported: tiny, small, bench)");
+  throw std::runtime_error("--preset: unknown preset '" + name +
+                           "' (supported: tiny, small, bench)");
 }
 
 // Approximately normal values from a counter-based hash: deterministic per (seed, tensor name),
@@ -43,7 +43,8 @@ std::function<void(std::vector<float>&)> normal_fill(uint64_t seed, const std::s
       z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
       z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
       z ^= z >> 31;
-      float sum = static_cast<float>((z & 0xFFFF) + ((z >> 16) & 0xFFFF) + ((z >> 32) & 0xFFFF) + (z >> 48));
+      float sum = static_cast<float>((z & 0xFFFF) + ((z >> 16) & 0xFFFF) + ((z >> 32) & 0xFFFF) +
+                                     (z >> 48));
       x = mean + (sum - 2.0f * 65535.0f) * scale;
     }
   };
@@ -105,7 +106,8 @@ json make_config(const std::string& family, const preset_shape& p, int64_t vocab
 
 void add_ffn(std::vector<tensor_spec>& out, uint64_t seed, const std::string& gate,
              const std::string& up, const std::string& down, int64_t hidden, int64_t inter) {
-  float s_in = 1.0f / std::sqrt(static_cast<float>(hidden)), s_mid = 1.0f / std::sqrt(static_cast<float>(inter));
+  float s_in = 1.0f / std::sqrt(static_cast<float>(hidden)),
+        s_mid = 1.0f / std::sqrt(static_cast<float>(inter));
   out.push_back({gate, {inter, hidden}, normal_fill(seed, gate, 0.0f, s_in)});
   out.push_back({up, {inter, hidden}, normal_fill(seed, up, 0.0f, s_in)});
   out.push_back({down, {hidden, inter}, normal_fill(seed, down, 0.0f, s_mid)});
@@ -131,7 +133,8 @@ std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
     mat(p + "self_attn.q_proj.weight", q_out, c.hidden, s_hidden);
     mat(p + "self_attn.k_proj.weight", kv_out, c.hidden, s_hidden);
     mat(p + "self_attn.v_proj.weight", kv_out, c.hidden, s_hidden);
-    mat(p + "self_attn.o_proj.weight", c.hidden, q_out, 1.0f / std::sqrt(static_cast<float>(q_out)));
+    mat(p + "self_attn.o_proj.weight", c.hidden, q_out,
+        1.0f / std::sqrt(static_cast<float>(q_out)));
     if (c.attention_bias)
       for (auto [name, n] : {std::pair{"q", q_out}, {"k", kv_out}, {"v", kv_out}})
         vec(p + "self_attn." + name + "_proj.bias", n, 0.0f, 0.1f);
@@ -141,8 +144,8 @@ std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
       vec(p + "self_attn.k_norm.weight", full ? kv_out : c.head_dim, 1.0f, 0.05f);
     }
     if (!c.is_moe_layer(l)) {
-      add_ffn(t, seed, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
-              c.hidden, c.dense_intermediate);
+      add_ffn(t, seed, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight",
+              p + "mlp.down_proj.weight", c.hidden, c.dense_intermediate);
       continue;
     }
     std::string moe = c.arch == family::mixtral ? p + "block_sparse_moe." : p + "mlp.";
@@ -153,8 +156,8 @@ std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
     }
     if (c.shared_intermediate > 0) {
       std::string s = p + "mlp.shared_expert.";
-      add_ffn(t, seed, s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight", c.hidden,
-              c.shared_intermediate);
+      add_ffn(t, seed, s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight",
+              c.hidden, c.shared_intermediate);
       mat(p + "mlp.shared_expert_gate.weight", 1, c.hidden, s_hidden);
     }
   }
@@ -194,7 +197,8 @@ void write_synthetic_model(const std::filesystem::path& dir, const synthetic_opt
   else
     tokenizer::write_demo_tokenizer(dir, static_cast<int32_t>(p.vocab));
   auto tok = tokenizer::tokenizer::load(dir / "tokenizer.json");
-  write_synthetic_weights(dir, o, static_cast<int64_t>(tok.vocab_size()), tok.bos_id(), tok.eos_id());
+  write_synthetic_weights(dir, o, static_cast<int64_t>(tok.vocab_size()), tok.bos_id(),
+                          tok.eos_id());
 }
 
 }  // namespace xmesh::model

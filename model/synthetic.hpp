@@ -17,7 +17,8 @@ struct synthetic_options {
   std::string preset = "tiny";     // tiny, small, bench
   uint64_t seed = 0;
   kernels::dtype type = kernels::dtype::f32;
-  std::optional<std::filesystem::path> tokenizer;  // copy this tokenizer.json instead of the demo one
+  std::optional<std::filesystem::path>
+      tokenizer;  // copy this tokenizer.json instead of the demo one
 };
 
 /// Writes config.json and model.safetensors only: a model driven by token ids, with the preset's

@@ -109,17 +109,20 @@ void transformer::forward(std::span<const int32_t> tokens, kv_cache& cache, logi
   const int64_t hidden = c.hidden;
   if (cache.length() + n > cache.capacity())
     throw std::runtime_error("sequence of " + std::to_string(cache.length() + n) +
-                             " positions exceeds the context of " + std::to_string(cache.capacity()));
+                             " positions exceeds the context of " +
+                             std::to_string(cache.capacity()));
   std::vector<float> h(n * hidden), normed(n * hidden), delta(n * hidden);
   for (int64_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
-      throw std::runtime_error("token id " + std::to_string(tokens[t]) + " outside the vocabulary [0, " +
-                               std::to_string(c.vocab) + ")");
-    kernels::to_f32(weights_.embed.row(tokens[t]), weights_.embed.type, hidden, h.data() + t * hidden);
+      throw std::runtime_error("token id " + std::to_string(tokens[t]) +
+                               " outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+    kernels::to_f32(weights_.embed.row(tokens[t]), weights_.embed.type, hidden,
+                    h.data() + t * hidden);
   }
   auto norm_all = [&](const vector_view& w) {
     for (int64_t t = 0; t < n; ++t)
-      kernels::rms_norm(h.data() + t * hidden, w.data, w.type, hidden, c.rms_eps, normed.data() + t * hidden);
+      kernels::rms_norm(h.data() + t * hidden, w.data, w.type, hidden, c.rms_eps,
+                        normed.data() + t * hidden);
   };
   for (int64_t layer = 0; layer < c.num_layers; ++layer) {
     const auto& l = weights_.layers[layer];
@@ -134,8 +137,8 @@ void transformer::forward(std::span<const int32_t> tokens, kv_cache& cache, logi
   norm_all(weights_.final_norm);
   int64_t first = which == logits_for::all ? 0 : n - 1;
   logits.resize((n - first) * c.vocab);
-  kernels::matmul(normed.data() + first * hidden, n - first, hidden, weights_.lm_head, logits.data(),
-                  c.vocab, pool_);
+  kernels::matmul(normed.data() + first * hidden, n - first, hidden, weights_.lm_head,
+                  logits.data(), c.vocab, pool_);
 }
 
 }  // namespace xmesh::model

@@ -27,16 +27,19 @@ class binder {
     const auto& t = require(name, {n});
     return {t.data, t.type, n};
   }
+
  private:
   const safetensors_checkpoint& ck_;
 };
 
 kernels::expert_weights ffn(const binder& b, const std::string& gate, const std::string& up,
                             const std::string& down, int64_t hidden, int64_t inter) {
-  return {b.matrix(gate, inter, hidden), b.matrix(up, inter, hidden), b.matrix(down, hidden, inter)};
+  return {b.matrix(gate, inter, hidden), b.matrix(up, inter, hidden),
+          b.matrix(down, hidden, inter)};
 }
 
-void bind_attention(const binder& b, const model_config& c, const std::string& p, layer_weights& l) {
+void bind_attention(const binder& b, const model_config& c, const std::string& p,
+                    layer_weights& l) {
   int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
   l.q = b.matrix(p + "self_attn.q_proj.weight", q_out, c.hidden);
   l.k = b.matrix(p + "self_attn.k_proj.weight", kv_out, c.hidden);

@@ -3,9 +3,8 @@
 
 #include <cstdio>
 #include <cstring>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "kernels/memory_bandwidth.hpp"
 #include "model/generator.hpp"
@@ -32,7 +31,8 @@ int bench_decode(int argc, char** argv) {
           argc, argv);
   auto threads = f.integer("--threads", std::max(1u, std::thread::hardware_concurrency()));
   auto prompt_len = f.integer("--prompt-tokens", 64), new_tokens = f.integer("--new-tokens", 64);
-  if (threads < 1 || prompt_len < 1 || new_tokens < 2) throw usage_error("counts must be positive (--new-tokens >= 2)");
+  if (threads < 1 || prompt_len < 1 || new_tokens < 2)
+    throw usage_error("counts must be positive (--new-tokens >= 2)");
   auto m = model::load_model(f.str("--model"));
   kernels::thread_pool pool(static_cast<int>(threads));
 
@@ -43,7 +43,8 @@ int bench_decode(int argc, char** argv) {
   model::local_expert_backend experts(m.weights, pool);
   model::transformer net(m.config, m.weights, pool, experts);
   std::vector<int32_t> prompt;
-  for (int64_t i = 0; i < prompt_len; ++i) prompt.push_back(static_cast<int32_t>((i * 7919 + 17) % m.config.vocab));
+  for (int64_t i = 0; i < prompt_len; ++i)
+    prompt.push_back(static_cast<int32_t>((i * 7919 + 17) % m.config.vocab));
   model::generation_options o;
   o.max_new_tokens = new_tokens;
   o.stop_at_eos = false;
@@ -57,22 +58,23 @@ int bench_decode(int argc, char** argv) {
   int64_t per_token = m.weights.bytes_read_per_token(m.config);
   double roofline = bandwidth / static_cast<double>(per_token);
   int64_t weight_bytes = m.weights.total_bytes(), rss = peak_rss_bytes();
-  nlohmann::json j = {{"benchmark", "decode"},
-                      {"model", f.str("--model")},
-                      {"architecture", m.config.architecture},
-                      {"threads", threads},
-                      {"isa", kernels::matmul_isa()},
-                      {"prompt_tokens", prompt_len},
-                      {"prefill_tokens_per_s", prefill_tps},
-                      {"decode_tokens", r.decode_steps},
-                      {"decode_tokens_per_s", decode_tps},
-                      {"memory_read_bandwidth_bytes_per_s", bandwidth},
-                      {"weight_bytes_read_per_token", per_token},
-                      {"roofline_tokens_per_s", roofline},
-                      {"roofline_fraction", decode_tps / roofline},
-                      {"weight_bytes", weight_bytes},
-                      {"peak_rss_bytes", rss},
-                      {"peak_rss_over_weights", static_cast<double>(rss) / static_cast<double>(weight_bytes)}};
+  nlohmann::json j = {
+      {"benchmark", "decode"},
+      {"model", f.str("--model")},
+      {"architecture", m.config.architecture},
+      {"threads", threads},
+      {"isa", kernels::matmul_isa()},
+      {"prompt_tokens", prompt_len},
+      {"prefill_tokens_per_s", prefill_tps},
+      {"decode_tokens", r.decode_steps},
+      {"decode_tokens_per_s", decode_tps},
+      {"memory_read_bandwidth_bytes_per_s", bandwidth},
+      {"weight_bytes_read_per_token", per_token},
+      {"roofline_tokens_per_s", roofline},
+      {"roofline_fraction", decode_tps / roofline},
+      {"weight_bytes", weight_bytes},
+      {"peak_rss_bytes", rss},
+      {"peak_rss_over_weights", static_cast<double>(rss) / static_cast<double>(weight_bytes)}};
   std::printf("%s\n", j.dump(f.has("--json") ? -1 : 2).c_str());
   return 0;
 }
@@ -81,10 +83,12 @@ int bench_decode(int argc, char** argv) {
 
 int bench_main(int argc, char** argv) {
   if (argc >= 1 && std::strcmp(argv[0], "decode") == 0) return bench_decode(argc - 1, argv + 1);
-  if (argc >= 1 && std::strcmp(argv[0], "transport") == 0) return bench_transport_main(argc - 1, argv + 1);
+  if (argc >= 1 && std::strcmp(argv[0], "transport") == 0)
+    return bench_transport_main(argc - 1, argv + 1);
   if (argc >= 1 && (std::strcmp(argv[0], "--help") == 0 || std::strcmp(argv[0], "-h") == 0)) {
-    std::puts("usage: xmesh bench decode --model DIR [--threads N] [--json]\n"
-              "       xmesh bench transport --transport ucx|zmq [--sizes ...] [--json]");
+    std::puts(
+        "usage: xmesh bench decode --model DIR [--threads N] [--json]\n"
+        "       xmesh bench transport --transport ucx|zmq [--sizes ...] [--json]");
     return 0;
   }
   throw usage_error("expected a benchmark name: decode or transport");

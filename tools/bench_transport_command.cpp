@@ -16,9 +16,8 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
@@ -106,8 +105,8 @@ void spawn_server(server_process& s, const std::string& transport, const std::st
     ::dup2(out[1], 1);
     ::close(in[1]);
     ::close(out[0]);
-    const char* args[] = {"xmesh", "bench", "transport", "--transport", transport.c_str(),
-                          "--serve", bind.c_str(), nullptr};
+    const char* args[] = {"xmesh",           "bench",   "transport",  "--transport",
+                          transport.c_str(), "--serve", bind.c_str(), nullptr};
     ::execv("/proc/self/exe", const_cast<char* const*>(args));
     ::_exit(127);
   }
@@ -146,7 +145,8 @@ struct completion {
   }
   void wait(size_t target) {
     std::unique_lock lock(m);
-    if (!cv.wait_for(lock, std::chrono::seconds(120), [&] { return done >= target || !error.empty(); }))
+    if (!cv.wait_for(lock, std::chrono::seconds(120),
+                     [&] { return done >= target || !error.empty(); }))
       throw std::runtime_error("benchmark timed out");
     if (!error.empty()) throw std::runtime_error(error);
   }
@@ -197,7 +197,8 @@ double measure_window(xt::channel& ch, const xt::bytes& frame, size_t iterations
   send_one = [&] {
     if (sent++ >= iterations) return;
     ch.request(frame, [&](xt::bytes reply, std::string error) {
-      if (!error.empty() || reply.size() != frame.size()) return c.fail(error.empty() ? "bad reply" : error);
+      if (!error.empty() || reply.size() != frame.size())
+        return c.fail(error.empty() ? "bad reply" : error);
       send_one();
       c.tick(iterations);
     });
@@ -232,7 +233,8 @@ std::string machine() {
 }  // namespace
 
 int bench_transport_main(int argc, char** argv) {
-  flags f("bench transport", "--transport ucx|zmq|local [--sizes 4096,65536,1048576] "
+  flags f("bench transport",
+          "--transport ucx|zmq|local [--sizes 4096,65536,1048576] "
           "[--iterations N] [--window W] [--bind ADDRESS] [--json]",
           {{"--transport", true, "back end: ucx, zmq (or local, in one process)"},
            {"--sizes", true, "frame sizes in bytes (rounded to whole rows of hidden 1024)"},
@@ -246,17 +248,17 @@ int bench_transport_main(int argc, char** argv) {
   if (transport != "ucx" && transport != "zmq" && transport != "local")
     throw usage_error("--transport must be ucx, zmq or local");
   if (f.has("--serve")) return serve(transport, f.str("--serve"));
-  std::vector<int64_t> sizes = f.has("--sizes") ? f.integers("--sizes")
-                                                : std::vector<int64_t>{4096, 65536, 1048576};
+  std::vector<int64_t> sizes =
+      f.has("--sizes") ? f.integers("--sizes") : std::vector<int64_t>{4096, 65536, 1048576};
   const int64_t iterations = f.integer("--iterations", 2000);
   const int64_t window = f.integer("--window", 8);
   if (iterations < 10 || window < 1) throw usage_error("--iterations >= 10 and --window >= 1");
   for (auto s : sizes) {
     if (s < 1 || s > (64 << 20)) throw usage_error("--sizes: each in 1..64 MiB");
   }
-  std::string bind = f.opt("--bind").value_or(
-      transport == "ucx" ? "ucx://127.0.0.1:0" : transport == "zmq" ? "tcp://127.0.0.1:0"
-                                                                    : "local://bench");
+  std::string bind = f.opt("--bind").value_or(transport == "ucx"   ? "ucx://127.0.0.1:0"
+                                              : transport == "zmq" ? "tcp://127.0.0.1:0"
+                                                                   : "local://bench");
   server_process server;
   if (transport == "local") {
     throw usage_error("--transport local is not measured across processes");
@@ -290,8 +292,9 @@ int bench_transport_main(int argc, char** argv) {
                      {"server", server.address},
                      {"hidden", bench_hidden},
                      {"machine", machine()},
-                     {"note", "rtt: one request at a time, next sent from the reply callback; "
-                              "throughput: request-direction bytes, replies carry as many"},
+                     {"note",
+                      "rtt: one request at a time, next sent from the reply callback; "
+                      "throughput: request-direction bytes, replies carry as many"},
                      {"results", results}};
   if (f.has("--json")) {
     std::cout << out.dump(2) << "\n";

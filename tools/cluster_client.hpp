@@ -3,7 +3,6 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
-
 #include <chrono>
 #include <stdexcept>
 #include <string>

@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "actors/system.hpp"
@@ -23,16 +22,19 @@ int cluster_nodes(const actors::cluster_config& c) {
 int cluster_status(const actors::cluster_config& c, bool json) {
   actors::actor_runtime rt(1);
   auto coordinator = reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000));
-  auto s = actors::ask<actors::cluster_status>(*rt.system, coordinator, std::chrono::seconds(5),
-                                               "status from the coordinator", actors::status_atom_v);
-  nlohmann::json j = {{"registered", s.registered}, {"missing", s.missing}, {"silent", s.silent},
+  auto s =
+      actors::ask<actors::cluster_status>(*rt.system, coordinator, std::chrono::seconds(5),
+                                          "status from the coordinator", actors::status_atom_v);
+  nlohmann::json j = {{"registered", s.registered},
+                      {"missing", s.missing},
+                      {"silent", s.silent},
                       {"placement_version", s.placement_version}};
   nlohmann::json nodes = nlohmann::json::object();
   for (const auto& name : s.registered) {
     if (std::find(s.silent.begin(), s.silent.end(), name) != s.silent.end()) continue;
     auto a = reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
-    auto st = actors::ask<actors::node_stats>(*rt.system, a, std::chrono::seconds(5), "stats of " + name,
-                                              actors::stats_atom_v);
+    auto st = actors::ask<actors::node_stats>(*rt.system, a, std::chrono::seconds(5),
+                                              "stats of " + name, actors::stats_atom_v);
     nodes[name] = {{"frames_served", st.frames_served}, {"frames_dropped", st.frames_dropped}};
   }
   j["nodes"] = nodes;
@@ -54,7 +56,8 @@ int cluster_main(int argc, char** argv) {
     throw usage_error("expected: xmesh cluster nodes|status --cluster FILE [--json]");
   std::string what = argv[0];
   flags f("cluster " + what, "--cluster FILE [--json]",
-          {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1, argv + 1);
+          {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1,
+          argv + 1);
   auto c = actors::load_cluster(f.str("--cluster"));
   return what == "nodes" ? cluster_nodes(c) : cluster_status(c, f.has("--json"));
 }

@@ -39,7 +39,8 @@ class flags {
   /// The value of a flag that must be present.
   [[nodiscard]] std::string str(const std::string& name) const;
   [[nodiscard]] std::optional<std::string> opt(const std::string& name) const;
-  [[nodiscard]] int64_t integer(const std::string& name, std::optional<int64_t> fallback = {}) const;
+  [[nodiscard]] int64_t integer(const std::string& name,
+                                std::optional<int64_t> fallback = {}) const;
   [[nodiscard]] double real(const std::string& name, std::optional<double> fallback = {}) const;
   /// A comma-separated list of integers, e.g. `--tokens 1,2,3`.
   [[nodiscard]] std::vector<int64_t> integers(const std::string& name) const;

@@ -8,9 +8,11 @@
 namespace xmesh::tools {
 
 int gen_model_main(int argc, char** argv) {
-  flags f("gen-model", "--family F --preset P --seed N --out DIR [--dtype f32|bf16|f16] [--tokenizer FILE]",
+  flags f("gen-model",
+          "--family F --preset P --seed N --out DIR [--dtype f32|bf16|f16] [--tokenizer FILE]",
           {{"--family", true, "mixtral, qwen2_moe, qwen3_moe or olmoe"},
-           {"--preset", true, "tiny (< 5 MB), small or bench (hidden 1024, 12 layers, 64 experts top-8)"},
+           {"--preset", true,
+            "tiny (< 5 MB), small or bench (hidden 1024, 12 layers, 64 experts top-8)"},
            {"--seed", true, "random seed (default 0)"},
            {"--out", true, "output directory"},
            {"--dtype", true, "weight type: f32 (default), bf16 or f16"},
@@ -21,10 +23,14 @@ int gen_model_main(int argc, char** argv) {
   o.preset = f.str("--preset");
   o.seed = static_cast<uint64_t>(f.integer("--seed", 0));
   auto type = f.opt("--dtype").value_or("f32");
-  if (type == "f32") o.type = kernels::dtype::f32;
-  else if (type == "bf16") o.type = kernels::dtype::bf16;
-  else if (type == "f16") o.type = kernels::dtype::f16;
-  else throw usage_error("--dtype: expected f32, bf16 or f16, got '" + type + "'");
+  if (type == "f32")
+    o.type = kernels::dtype::f32;
+  else if (type == "bf16")
+    o.type = kernels::dtype::bf16;
+  else if (type == "f16")
+    o.type = kernels::dtype::f16;
+  else
+    throw usage_error("--dtype: expected f32, bf16 or f16, got '" + type + "'");
   if (auto t = f.opt("--tokenizer")) o.tokenizer = *t;
   std::string out = f.str("--out");
   model::write_synthetic_model(out, o);

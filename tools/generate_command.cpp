@@ -1,8 +1,7 @@
 // xmesh generate: runs a prompt (text or token ids) through a model and prints what it generated.
 #include <cstdio>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "actors/node.hpp"
 #include "actors/system.hpp"
@@ -57,8 +56,8 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
     actors::actor_runtime rt(1);
     auto head = reach_node(*rt.system, *cluster.with_role(actors::role::head).front(),
                            std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
-    return actors::ask<actors::generate_reply>(*rt.system, head, timeout, "generation on the cluster",
-                                               actors::generate_atom_v, request);
+    return actors::ask<actors::generate_reply>(
+        *rt.system, head, timeout, "generation on the cluster", actors::generate_atom_v, request);
   }
   actors::actor_runtime rt(threads + 1);
   actors::node_runtime node(*rt.system, actors::embedded_cluster(dir, threads), "embedded");
@@ -70,7 +69,8 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
 std::vector<int32_t> to_ids(const std::vector<int64_t>& v) {
   std::vector<int32_t> out;
   for (auto x : v) {
-    if (x < 0 || x > INT32_MAX) throw usage_error("--tokens: id " + std::to_string(x) + " out of range");
+    if (x < 0 || x > INT32_MAX)
+      throw usage_error("--tokens: id " + std::to_string(x) + " out of range");
     out.push_back(static_cast<int32_t>(x));
   }
   return out;
@@ -81,7 +81,8 @@ std::vector<int32_t> to_ids(const std::vector<int64_t>& v) {
 int generate_main(int argc, char** argv) {
   flags f("generate", "--model DIR (--prompt TEXT | --tokens 1,2,3) [--max-new-tokens N] ...",
           generate_flags(), argc, argv);
-  if (f.has("--prompt") == f.has("--tokens")) throw usage_error("give exactly one of --prompt and --tokens");
+  if (f.has("--prompt") == f.has("--tokens"))
+    throw usage_error("give exactly one of --prompt and --tokens");
   auto request = read_request(f);
   auto threads = f.integer("--threads", std::max(1u, std::thread::hardware_concurrency()));
   if (threads < 1 || threads > 256) throw usage_error("--threads: must be in [1, 256]");
@@ -98,15 +99,20 @@ int generate_main(int argc, char** argv) {
   auto r = run_request(f, dir, static_cast<int>(threads), request);
   if (!r.error.empty()) throw std::runtime_error(r.error);
   const auto& prompt = request.prompt;
-  std::span<const float> logits(reinterpret_cast<const float*>(r.logits.data()), r.logits.size() / sizeof(float));
+  std::span<const float> logits(reinterpret_cast<const float*>(r.logits.data()),
+                                r.logits.size() / sizeof(float));
   if (auto path = f.opt("--logits-out")) model::write_npy(*path, logits, r.positions, config.vocab);
   std::string text = tok ? tok->decode(r.generated) : "";
   double prefill_tps = static_cast<double>(prompt.size()) / std::max(r.prefill_seconds, 1e-9);
   double decode_tps = static_cast<double>(r.decode_steps) / std::max(r.decode_seconds, 1e-9);
   if (f.has("--json")) {
-    nlohmann::json j = {{"prompt_tokens", prompt}, {"tokens", r.generated}, {"positions", r.positions},
-                        {"prefill_tokens_per_s", prefill_tps}, {"decode_tokens_per_s", decode_tps},
-                        {"dispatch_round_trip_s", r.dispatch_seconds / std::max<int64_t>(r.dispatches, 1)}};
+    nlohmann::json j = {
+        {"prompt_tokens", prompt},
+        {"tokens", r.generated},
+        {"positions", r.positions},
+        {"prefill_tokens_per_s", prefill_tps},
+        {"decode_tokens_per_s", decode_tps},
+        {"dispatch_round_trip_s", r.dispatch_seconds / std::max<int64_t>(r.dispatches, 1)}};
     if (tok) j["text"] = text;
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else if (tok) {

@@ -1,4 +1,5 @@
-// The `xmesh` command line: picks the sub-command; each one parses its flags and calls the libraries.
+// The `xmesh` command line: picks the sub-command; each one parses its flags and calls the
+// libraries.
 #include <cstdio>
 #include <cstring>
 #include <exception>

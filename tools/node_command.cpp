@@ -11,7 +11,8 @@ namespace xmesh::tools {
 
 int node_main(int argc, char** argv) {
   flags f("node", "--cluster FILE --name NAME",
-          {{"--cluster", true, "cluster file (YAML)"}, {"--name", true, "this node's name in the cluster file"}},
+          {{"--cluster", true, "cluster file (YAML)"},
+           {"--name", true, "this node's name in the cluster file"}},
           argc, argv);
   auto cluster = actors::load_cluster(f.str("--cluster"));
   auto name = f.str("--name");

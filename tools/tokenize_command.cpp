@@ -2,9 +2,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
@@ -25,7 +24,8 @@ std::string read_bytes(const std::string& path) {
 int decode_ids(const tokenizer::tokenizer& tok, const flags& f) {
   std::vector<int32_t> ids;
   for (int64_t v : f.integers("--decode")) {
-    if (v < INT32_MIN || v > INT32_MAX) throw usage_error("--decode: id " + std::to_string(v) + " out of range");
+    if (v < INT32_MIN || v > INT32_MAX)
+      throw usage_error("--decode: id " + std::to_string(v) + " out of range");
     ids.push_back(static_cast<int32_t>(v));
   }
   std::string text = tok.decode(ids);
@@ -40,7 +40,8 @@ int decode_ids(const tokenizer::tokenizer& tok, const flags& f) {
 }  // namespace
 
 int tokenize_main(int argc, char** argv) {
-  flags f("tokenize", "--tokenizer FILE (--text STR | --file F | --decode 1,2,3) [--add-special] [--json]",
+  flags f("tokenize",
+          "--tokenizer FILE (--text STR | --file F | --decode 1,2,3) [--add-special] [--json]",
           {{"--tokenizer", true, "tokenizer.json (tokenizer_config.json beside it is read too)"},
            {"--text", true, "text to encode"},
            {"--file", true, "encode this file's bytes exactly"},

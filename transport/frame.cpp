@@ -115,18 +115,18 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
     return {};
   }
   if (f.num_rows > lim.max_rows)
-    return fail(frame_errc::oversized, "num_rows " + to_string(f.num_rows) + " > " +
-                                           to_string(lim.max_rows));
+    return fail(frame_errc::oversized,
+                "num_rows " + to_string(f.num_rows) + " > " + to_string(lim.max_rows));
   if (f.hidden > lim.max_hidden)
-    return fail(frame_errc::oversized, "hidden " + to_string(f.hidden) + " > " +
-                                           to_string(lim.max_hidden));
+    return fail(frame_errc::oversized,
+                "hidden " + to_string(f.hidden) + " > " + to_string(lim.max_hidden));
   if (lim.expected_hidden != 0 && f.hidden != lim.expected_hidden)
-    return fail(frame_errc::bad_shape, "hidden " + to_string(f.hidden) + ", expected " +
-                                           to_string(lim.expected_hidden));
+    return fail(frame_errc::bad_shape,
+                "hidden " + to_string(f.hidden) + ", expected " + to_string(lim.expected_hidden));
   if (f.num_rows > 0 && f.hidden == 0) return fail(frame_errc::bad_shape, "rows of hidden 0");
   if (f.expert != expert_per_row && f.expert > lim.max_expert)
-    return fail(frame_errc::bad_expert, "expert " + to_string(f.expert) + " > " +
-                                            to_string(lim.max_expert));
+    return fail(frame_errc::bad_expert,
+                "expert " + to_string(f.expert) + " > " + to_string(lim.max_expert));
   uint64_t want = 0;
   if (!rows_payload_bytes(f.num_rows, f.hidden, want) || want > lim.max_payload_bytes)
     return fail(frame_errc::oversized, "payload of shape beyond max_payload_bytes");
@@ -142,8 +142,8 @@ decode_result check_rows(const frame_view& v, const frame_limits& lim) {
   for (size_t i = 0; i < v.expert_of_row.size(); ++i) {
     int32_t e = v.expert_of_row[i];
     if (e < 0 || uint32_t(e) > lim.max_expert || (fixed != expert_per_row && uint32_t(e) != fixed))
-      return fail(frame_errc::bad_expert, "row " + std::to_string(i) + " names expert " +
-                                              std::to_string(e));
+      return fail(frame_errc::bad_expert,
+                  "row " + std::to_string(i) + " names expert " + std::to_string(e));
     if (v.token_of_row[i] < 0)
       return fail(frame_errc::bad_shape, "row " + std::to_string(i) + " has a negative token");
   }
@@ -154,17 +154,28 @@ decode_result check_rows(const frame_view& v, const frame_limits& lim) {
 
 std::string_view to_string(frame_errc e) {
   switch (e) {
-    case frame_errc::ok: return "ok";
-    case frame_errc::truncated: return "truncated";
-    case frame_errc::bad_magic: return "bad_magic";
-    case frame_errc::bad_version: return "bad_version";
-    case frame_errc::bad_kind: return "bad_kind";
-    case frame_errc::bad_dtype: return "bad_dtype";
-    case frame_errc::bad_shape: return "bad_shape";
-    case frame_errc::length_mismatch: return "length_mismatch";
-    case frame_errc::bad_checksum: return "bad_checksum";
-    case frame_errc::oversized: return "oversized";
-    case frame_errc::bad_expert: return "bad_expert";
+    case frame_errc::ok:
+      return "ok";
+    case frame_errc::truncated:
+      return "truncated";
+    case frame_errc::bad_magic:
+      return "bad_magic";
+    case frame_errc::bad_version:
+      return "bad_version";
+    case frame_errc::bad_kind:
+      return "bad_kind";
+    case frame_errc::bad_dtype:
+      return "bad_dtype";
+    case frame_errc::bad_shape:
+      return "bad_shape";
+    case frame_errc::length_mismatch:
+      return "length_mismatch";
+    case frame_errc::bad_checksum:
+      return "bad_checksum";
+    case frame_errc::oversized:
+      return "oversized";
+    case frame_errc::bad_expert:
+      return "bad_expert";
   }
   return "unknown";
 }
@@ -228,8 +239,8 @@ bytes encode_error_frame(const frame_header& header, std::string_view text) {
 
 decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits& limits) {
   if (buffer.size() < frame_header_bytes)
-    return fail(frame_errc::truncated, "buffer of " + std::to_string(buffer.size()) +
-                                           " bytes is shorter than the header");
+    return fail(frame_errc::truncated,
+                "buffer of " + std::to_string(buffer.size()) + " bytes is shorter than the header");
   const std::byte* h = buffer.data();
   frame_header f = read_header(h);
   if (auto r = check_header(h, f, limits); !r) return r;

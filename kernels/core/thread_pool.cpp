@@ -8,7 +8,7 @@ namespace {
 // Spin briefly before sleeping: long enough to catch the next job of a decode step, short enough
 // not to steal a shared core from other processes (cluster nodes share the machine's cores).
 constexpr int spin_iterations = 2000;
-}
+}  // namespace
 
 thread_pool::thread_pool(int num_threads) {
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -40,7 +40,9 @@ void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, 
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   run_chunk(0);
-  for (int spin = 0; spin < spin_iterations && pending_.load(std::memory_order_acquire) != 0; ++spin) _mm_pause();
+  for (int spin = 0; spin < spin_iterations && pending_.load(std::memory_order_acquire) != 0;
+       ++spin)
+    _mm_pause();
   for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(left);
 }
 

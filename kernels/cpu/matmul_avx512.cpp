@@ -87,12 +87,23 @@ void tile_tokens(const W* w, int64_t cols, const float* x, int64_t ldx, int64_t 
   const float* xt = x + t * ldx;
   float* yt = y + t * ldy;
   switch (num_tokens - t) {
-    case 1: tile<W, R, 1>(w, cols, xt, ldx, yt, ldy); break;
-    case 2: tile<W, R, 2>(w, cols, xt, ldx, yt, ldy); break;
-    case 3: tile<W, R, 3>(w, cols, xt, ldx, yt, ldy); break;
-    case 4: tile<W, R, 4>(w, cols, xt, ldx, yt, ldy); break;
-    case 5: tile<W, R, 5>(w, cols, xt, ldx, yt, ldy); break;
-    default: break;
+    case 1:
+      tile<W, R, 1>(w, cols, xt, ldx, yt, ldy);
+      break;
+    case 2:
+      tile<W, R, 2>(w, cols, xt, ldx, yt, ldy);
+      break;
+    case 3:
+      tile<W, R, 3>(w, cols, xt, ldx, yt, ldy);
+      break;
+    case 4:
+      tile<W, R, 4>(w, cols, xt, ldx, yt, ldy);
+      break;
+    case 5:
+      tile<W, R, 5>(w, cols, xt, ldx, yt, ldy);
+      break;
+    default:
+      break;
   }
 }
 
@@ -114,11 +125,14 @@ void matmul_rows_avx512(const float* x, int64_t num_tokens, int64_t ldx, const m
                         int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
   switch (w.type) {
     case dtype::f32:
-      return rows(static_cast<const float*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy);
+      return rows(static_cast<const float*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end,
+                  y, ldy);
     case dtype::bf16:
-      return rows(static_cast<const bf16_t*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy);
+      return rows(static_cast<const bf16_t*>(w.data), w.cols, x, num_tokens, ldx, row_begin,
+                  row_end, y, ldy);
     case dtype::f16:
-      return rows(static_cast<const f16_t*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy);
+      return rows(static_cast<const f16_t*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end,
+                  y, ldy);
   }
 }
 

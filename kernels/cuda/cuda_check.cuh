@@ -7,10 +7,10 @@
 
 #include "kernels/core/status.hpp"
 
-#define XMESH_CUDA_TRY(call)                                                         \
-  do {                                                                               \
-    cudaError_t xmesh_err_ = (call);                                                 \
-    if (xmesh_err_ != cudaSuccess)                                                   \
+#define XMESH_CUDA_TRY(call)                                                                     \
+  do {                                                                                           \
+    cudaError_t xmesh_err_ = (call);                                                             \
+    if (xmesh_err_ != cudaSuccess)                                                               \
       return ::xmesh::status::error(std::string(#call) + ": " + cudaGetErrorString(xmesh_err_)); \
   } while (0)
 

@@ -11,9 +11,12 @@ namespace {
 
 __device__ float load_weight(const void* w, dtype t, int64_t i) {
   switch (t) {
-    case dtype::f32: return static_cast<const float*>(w)[i];
-    case dtype::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(w)[i]);
-    case dtype::f16: return __half2float(static_cast<const __half*>(w)[i]);
+    case dtype::f32:
+      return static_cast<const float*>(w)[i];
+    case dtype::bf16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(w)[i]);
+    case dtype::f16:
+      return __half2float(static_cast<const __half*>(w)[i]);
   }
   return 0.0f;
 }
@@ -26,7 +29,8 @@ __global__ void matmul_kernel(const float* x, int64_t num_tokens, const void* w,
   if (warp >= rows * num_tokens) return;
   int64_t r = warp % rows, t = warp / rows;
   float acc = 0.0f;
-  for (int64_t k = lane; k < cols; k += 32) acc += load_weight(w, type, r * cols + k) * x[t * cols + k];
+  for (int64_t k = lane; k < cols; k += 32)
+    acc += load_weight(w, type, r * cols + k) * x[t * cols + k];
   for (int off = 16; off > 0; off /= 2) acc += __shfl_down_sync(0xffffffffu, acc, off);
   if (lane == 0) y[t * ldy + r] = acc;
 }
@@ -62,14 +66,16 @@ status expert_ffn(const float* x, int64_t num_tokens, const expert_weights& w, f
   XMESH_CUDA_TRY(dg.allocate(num_tokens * inter));
   XMESH_CUDA_TRY(du.allocate(num_tokens * inter));
   XMESH_CUDA_TRY(dy.allocate(num_tokens * hidden));
-  XMESH_CUDA_TRY(cudaMemcpy(dx.ptr, x, num_tokens * hidden * sizeof(float), cudaMemcpyHostToDevice));
+  XMESH_CUDA_TRY(
+      cudaMemcpy(dx.ptr, x, num_tokens * hidden * sizeof(float), cudaMemcpyHostToDevice));
   launch_matmul(dx.ptr, num_tokens, w.gate, gate.ptr, dg.ptr);
   launch_matmul(dx.ptr, num_tokens, w.up, up.ptr, du.ptr);
   auto n = num_tokens * inter;
   swiglu_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(dg.ptr, du.ptr, n, dg.ptr);
   launch_matmul(dg.ptr, num_tokens, w.down, down.ptr, dy.ptr);
   XMESH_CUDA_TRY(cudaGetLastError());
-  XMESH_CUDA_TRY(cudaMemcpy(y, dy.ptr, num_tokens * hidden * sizeof(float), cudaMemcpyDeviceToHost));
+  XMESH_CUDA_TRY(
+      cudaMemcpy(y, dy.ptr, num_tokens * hidden * sizeof(float), cudaMemcpyDeviceToHost));
   return {};
 }
 

@@ -44,12 +44,15 @@ status topk_gating(const float* logits, int64_t num_tokens, int64_t num_experts,
   XMESH_CUDA_TRY(dl.allocate(num_tokens * num_experts));
   XMESH_CUDA_TRY(dw.allocate(num_tokens * k));
   XMESH_CUDA_TRY(di.allocate(num_tokens * k));
-  XMESH_CUDA_TRY(cudaMemcpy(dl.ptr, logits, num_tokens * num_experts * sizeof(float), cudaMemcpyHostToDevice));
-  topk_kernel<<<static_cast<unsigned>((num_tokens + 127) / 128), 128>>>(dl.ptr, num_tokens, num_experts,
-                                                                        k, renormalize, di.ptr, dw.ptr);
+  XMESH_CUDA_TRY(
+      cudaMemcpy(dl.ptr, logits, num_tokens * num_experts * sizeof(float), cudaMemcpyHostToDevice));
+  topk_kernel<<<static_cast<unsigned>((num_tokens + 127) / 128), 128>>>(
+      dl.ptr, num_tokens, num_experts, k, renormalize, di.ptr, dw.ptr);
   XMESH_CUDA_TRY(cudaGetLastError());
-  XMESH_CUDA_TRY(cudaMemcpy(expert_ids, di.ptr, num_tokens * k * sizeof(int32_t), cudaMemcpyDeviceToHost));
-  XMESH_CUDA_TRY(cudaMemcpy(weights, dw.ptr, num_tokens * k * sizeof(float), cudaMemcpyDeviceToHost));
+  XMESH_CUDA_TRY(
+      cudaMemcpy(expert_ids, di.ptr, num_tokens * k * sizeof(int32_t), cudaMemcpyDeviceToHost));
+  XMESH_CUDA_TRY(
+      cudaMemcpy(weights, dw.ptr, num_tokens * k * sizeof(float), cudaMemcpyDeviceToHost));
   return {};
 }
 

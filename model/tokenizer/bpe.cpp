@@ -26,7 +26,8 @@ size_t unit_length(std::string_view s, size_t i, bool byte_units) {
 
 }  // namespace
 
-bpe_model::bpe_model(token_map vocab, const std::vector<std::pair<std::string, std::string>>& merges,
+bpe_model::bpe_model(token_map vocab,
+                     const std::vector<std::pair<std::string, std::string>>& merges,
                      bpe_options options)
     : options_(options), vocab_(std::move(vocab)) {
   for (const auto& [piece, id] : vocab_) intern(piece);

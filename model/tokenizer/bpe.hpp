@@ -14,9 +14,9 @@ namespace xmesh::tokenizer {
 
 /// Options of a BPE model, from tokenizer.json's "model" object.
 struct bpe_options {
-  bool byte_units = false;      ///< words are raw bytes (byte-level BPE), else UTF-8 code points
-  bool byte_fallback = false;   ///< unknown pieces become <0xNN> tokens
-  bool ignore_merges = false;   ///< a word found whole in the vocab is emitted as is
+  bool byte_units = false;     ///< words are raw bytes (byte-level BPE), else UTF-8 code points
+  bool byte_fallback = false;  ///< unknown pieces become <0xNN> tokens
+  bool ignore_merges = false;  ///< a word found whole in the vocab is emitted as is
   std::optional<int32_t> unk_id;
 };
 
@@ -55,19 +55,21 @@ class bpe_model {
 
   int32_t intern(const std::string& piece);
   void merge_symbols(std::vector<symbol>& syms) const;
-  void emit(std::string_view word, const std::vector<symbol>& syms, std::vector<int32_t>& out) const;
+  void emit(std::string_view word, const std::vector<symbol>& syms,
+            std::vector<int32_t>& out) const;
   void emit_unknown(std::string_view piece, std::vector<int32_t>& out) const;
 
   bpe_options options_;
-  token_map vocab_;                         // piece -> token id
-  token_map symbols_;                       // piece -> symbol index (vocab pieces and merge parts)
-  std::vector<int32_t> symbol_token_;       // symbol index -> token id, or -1
+  token_map vocab_;                    // piece -> token id
+  token_map symbols_;                  // piece -> symbol index (vocab pieces and merge parts)
+  std::vector<int32_t> symbol_token_;  // symbol index -> token id, or -1
   std::unordered_map<uint64_t, merge_target> merges_;
-  std::vector<int32_t> byte_symbol_;        // byte -> symbol index (byte units)
-  std::vector<int32_t> byte_fallback_id_;   // byte -> id of <0xNN>, or -1
+  std::vector<int32_t> byte_symbol_;       // byte -> symbol index (byte units)
+  std::vector<int32_t> byte_fallback_id_;  // byte -> id of <0xNN>, or -1
 
   mutable std::mutex cache_mutex_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, string_hash, std::equal_to<>> cache_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, string_hash, std::equal_to<>>
+      cache_;
 };
 
 }  // namespace xmesh::tokenizer

@@ -172,7 +172,8 @@ std::unique_ptr<decoder> make_decoder(const json& j, std::shared_ptr<const decod
   std::string type = json_type(j, "decoder");
   if (type == "ByteLevel") return std::make_unique<byte_level>(ctx);
   if (type == "Replace")
-    return std::make_unique<replace>(make_pattern(j, "decoder"), json_string(j, "content", "decoder"));
+    return std::make_unique<replace>(make_pattern(j, "decoder"),
+                                     json_string(j, "content", "decoder"));
   if (type == "ByteFallback") return std::make_unique<byte_fallback>();
   if (type == "Fuse") return std::make_unique<fuse>();
   if (type == "Strip")
@@ -181,10 +182,12 @@ std::unique_ptr<decoder> make_decoder(const json& j, std::shared_ptr<const decod
   if (type == "Metaspace")
     return std::make_unique<metaspace>(json_string(j, "replacement", "decoder"),
                                        json_bool(j, "add_prefix_space", false));
-  if (type == "BPEDecoder") return std::make_unique<bpe_suffix>(json_string(j, "suffix", "decoder"));
+  if (type == "BPEDecoder")
+    return std::make_unique<bpe_suffix>(json_string(j, "suffix", "decoder"));
   if (type == "Sequence") {
     auto list = j.find("decoders");
-    if (list == j.end() || !list->is_array()) throw config_error("decoder.decoders: expected a list");
+    if (list == j.end() || !list->is_array())
+      throw config_error("decoder.decoders: expected a list");
     std::vector<std::unique_ptr<decoder>> steps;
     for (const auto& x : *list) steps.push_back(make_decoder(x, ctx));
     return std::make_unique<sequence>(std::move(steps));
@@ -210,7 +213,8 @@ post_template make_post_template(const json& j) {
       if (item.contains("Sequence")) {
         after = true;
       } else if (item.contains("SpecialToken")) {
-        (after ? t.suffix : t.prefix).push_back(json_string(item["SpecialToken"], "id", "post_processor.single"));
+        (after ? t.suffix : t.prefix)
+            .push_back(json_string(item["SpecialToken"], "id", "post_processor.single"));
       }
     }
     return t;

@@ -2,10 +2,9 @@
 // deterministically from a built-in English text, so every run writes the same files.
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 #include "model/tokenizer/regex.hpp"
 #include "model/tokenizer/tokenizer.hpp"
@@ -18,7 +17,8 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* split_pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr const char* eos_text = "<|endoftext|>";
 
@@ -46,8 +46,8 @@ using word = std::vector<std::string>;
 
 // Counts of every adjacent pair over all words, weighted by word frequency (ordered: ties
 // resolve to the lexicographically smallest pair, which keeps training deterministic).
-std::map<std::pair<std::string, std::string>, int> count_pairs(const std::map<std::string, int>& freq,
-                                                               const std::map<std::string, word>& split) {
+std::map<std::pair<std::string, std::string>, int> count_pairs(
+    const std::map<std::string, int>& freq, const std::map<std::string, word>& split) {
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const auto& [w, n] : freq) {
     const word& s = split.at(w);
@@ -104,7 +104,7 @@ void learn(int32_t max_ids, json& vocab, json& merges) {
 }
 
 json added_token(const std::string& content, int32_t id) {
-  return {{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
           {"rstrip", false}, {"normalized", false}, {"special", true}};
 }
 
@@ -118,37 +118,55 @@ void write_json(const std::filesystem::path& path, const json& j) {
 
 void write_demo_tokenizer(const std::filesystem::path& dir, int32_t vocab_size) {
   if (vocab_size < 300)
-    throw std::runtime_error("demo tokenizer: vocab_size must be >= 300, got " + std::to_string(vocab_size));
+    throw std::runtime_error("demo tokenizer: vocab_size must be >= 300, got " +
+                             std::to_string(vocab_size));
   json vocab = json::object(), merges = json::array();
   learn(vocab_size - 1, vocab, merges);
   auto next = static_cast<int32_t>(vocab.size());
   json added = json::array({added_token(eos_text, next++)});
   for (int32_t k = 0; next < vocab_size; ++k)  // the text ran out of pairs: reserved ids
     added.push_back(added_token("<|reserved_" + std::to_string(k) + "|>", next++));
-  json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false},
+  json byte_level = {{"type", "ByteLevel"},
+                     {"add_prefix_space", false},
+                     {"trim_offsets", false},
                      {"use_regex", false}};
   json tok = {
-      {"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", added},
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
       {"normalizer", {{"type", "NFC"}}},
-      {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", json::array({
-          {{"type", "Split"}, {"pattern", {{"Regex", split_pattern}}}, {"behavior", "Isolated"},
-           {"invert", false}}, byte_level})}}},
-      {"post_processor", {{"type", "TemplateProcessing"},
-          {"single", json::array({{{"SpecialToken", {{"id", eos_text}, {"type_id", 0}}}},
-                                  {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-          {"pair", json::array({{{"SpecialToken", {{"id", eos_text}, {"type_id", 0}}}},
-                                {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                                {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-          {"special_tokens", {{eos_text, {{"id", eos_text}, {"ids", {added[0]["id"]}},
-                                          {"tokens", {eos_text}}}}}}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers", json::array({{{"type", "Split"},
+                                        {"pattern", {{"Regex", split_pattern}}},
+                                        {"behavior", "Isolated"},
+                                        {"invert", false}},
+                                       byte_level})}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", json::array({{{"SpecialToken", {{"id", eos_text}, {"type_id", 0}}}},
+                                {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+        {"pair", json::array({{{"SpecialToken", {{"id", eos_text}, {"type_id", 0}}}},
+                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                              {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+        {"special_tokens",
+         {{eos_text, {{"id", eos_text}, {"ids", {added[0]["id"]}}, {"tokens", {eos_text}}}}}}}},
       {"decoder", byte_level},
-      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                 {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""}, {"fuse_unk", false},
-                 {"byte_fallback", false}, {"ignore_merges", false}, {"vocab", vocab},
-                 {"merges", merges}}}};
-  json config = {{"add_bos_token", true}, {"bos_token", eos_text}, {"eos_token", eos_text},
-                 {"clean_up_tokenization_spaces", false}, {"model_max_length", 1 << 20},
-                 {"tokenizer_class", "PreTrainedTokenizerFast"}};
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", ""},
+        {"end_of_word_suffix", ""},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", merges}}}};
+  json config = {{"add_bos_token", true},       {"bos_token", eos_text},
+                 {"eos_token", eos_text},       {"clean_up_tokenization_spaces", false},
+                 {"model_max_length", 1 << 20}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
   std::filesystem::create_directories(dir);
   write_json(dir / "tokenizer.json", tok);
   write_json(dir / "tokenizer_config.json", config);

@@ -1,9 +1,8 @@
 // Small checked accessors for tokenizer.json values; errors name the field.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "model/tokenizer/pipeline.hpp"
 

@@ -35,7 +35,8 @@ merge_list read_merges(const json& model) {
     } else if (m.is_string()) {
       const auto& s = m.get_ref<const std::string&>();
       size_t space = s.find(' ', 0);  // like split(" ", 2): the first space separates
-      if (space == std::string::npos) throw config_error("model.merges: entry '" + s + "' has no space");
+      if (space == std::string::npos)
+        throw config_error("model.merges: entry '" + s + "' has no space");
       size_t end = s.find(' ', space + 1);
       merges.emplace_back(s.substr(0, space), s.substr(space + 1, end - space - 1));
     } else {
@@ -56,7 +57,8 @@ std::optional<std::string> config_token(const json& config, const char* key) {
 
 void read_vocab(const json& model, tokenizer_impl& t) {
   auto vocab = model.find("vocab");
-  if (vocab == model.end() || !vocab->is_object()) throw config_error("model.vocab: expected an object");
+  if (vocab == model.end() || !vocab->is_object())
+    throw config_error("model.vocab: expected an object");
   for (const auto& [piece, id] : vocab->items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
       throw config_error("model.vocab: id of '" + piece + "' is not a non-negative integer");
@@ -69,7 +71,8 @@ void read_added(const json& tok, tokenizer_impl& t) {
     added_token at;
     at.content = json_string(a, "content", "added_tokens[]");
     if (!a.contains("id") || !a["id"].is_number_integer() || a["id"].get<int64_t>() < 0)
-      throw config_error("added_tokens[].id: expected a non-negative integer for '" + at.content + "'");
+      throw config_error("added_tokens[].id: expected a non-negative integer for '" + at.content +
+                         "'");
     at.id = a["id"].get<int32_t>();
     at.lstrip = json_bool(a, "lstrip", false);
     at.rstrip = json_bool(a, "rstrip", false);
@@ -79,7 +82,8 @@ void read_added(const json& tok, tokenizer_impl& t) {
     if (!at.content.empty()) t.added.push_back(at);
   }
   for (size_t i = 0; i < t.added.size(); ++i)
-    t.added_by_byte[static_cast<unsigned char>(t.added[i].content[0])].push_back(static_cast<int32_t>(i));
+    t.added_by_byte[static_cast<unsigned char>(t.added[i].content[0])].push_back(
+        static_cast<int32_t>(i));
   for (auto& list : t.added_by_byte)
     std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
       return t.added[a].content.size() > t.added[b].content.size();
@@ -146,7 +150,8 @@ std::unique_ptr<tokenizer_impl> build_tokenizer(const json& tok, const json& con
   std::string type = model.value("type", std::string(model.contains("merges") ? "BPE" : ""));
   if (type != "BPE")
     throw config_error("model.type: unsupported model type '" + type + "' (supported: BPE)");
-  if (!model.value("end_of_word_suffix", json()).is_null() && !model["end_of_word_suffix"].get<std::string>().empty())
+  if (!model.value("end_of_word_suffix", json()).is_null() &&
+      !model["end_of_word_suffix"].get<std::string>().empty())
     throw config_error("model.end_of_word_suffix: not supported");
   read_vocab(model, *t);
   read_added(tok, *t);
@@ -164,8 +169,10 @@ std::unique_ptr<tokenizer_impl> build_tokenizer(const json& tok, const json& con
   read_config(config, *t);
   if (t->llama_non_legacy) {
     t->norm = nullptr;
-    t->pre = make_pre_tokenizer(json{{"type", "Metaspace"}, {"replacement", "\u2581"},
-                                     {"add_prefix_space", true}, {"prepend_scheme", "first"}});
+    t->pre = make_pre_tokenizer(json{{"type", "Metaspace"},
+                                     {"replacement", "\u2581"},
+                                     {"add_prefix_space", true},
+                                     {"prepend_scheme", "first"}});
     t->spiece_id = t->id_of("\u2581");
   }
   return t;

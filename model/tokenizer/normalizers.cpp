@@ -64,8 +64,8 @@ class lowercase final : public normalizer {
     std::string out;
     icu::StringByteSink<std::string> sink(&out);
     UErrorCode st = U_ZERO_ERROR;
-    icu::CaseMap::utf8ToLower("", 0, icu::StringPiece(text.data(), static_cast<int32_t>(text.size())),
-                              sink, nullptr, st);
+    icu::CaseMap::utf8ToLower(
+        "", 0, icu::StringPiece(text.data(), static_cast<int32_t>(text.size())), sink, nullptr, st);
     if (U_FAILURE(st)) throw std::runtime_error("ICU: lowercase failed");
     return out;
   }
@@ -116,13 +116,14 @@ std::unique_ptr<normalizer> make_normalizer(const json& j) {
     return std::make_unique<replace>(make_pattern(j, where), json_string(j, "content", where));
   if (type == "Lowercase") return std::make_unique<lowercase>();
   if (type == "Strip")
-    return std::make_unique<strip>(json_bool(j, "strip_left", false), json_bool(j, "strip_right", false));
-  if (type == "StripAccents")
-    return std::make_unique<replace>(regex("\\p{M}"), std::string());
+    return std::make_unique<strip>(json_bool(j, "strip_left", false),
+                                   json_bool(j, "strip_right", false));
+  if (type == "StripAccents") return std::make_unique<replace>(regex("\\p{M}"), std::string());
   if (type == "Sequence") {
     std::vector<std::unique_ptr<normalizer>> steps;
     auto list = j.find("normalizers");
-    if (list == j.end() || !list->is_array()) throw config_error("normalizer.normalizers: expected a list");
+    if (list == j.end() || !list->is_array())
+      throw config_error("normalizer.normalizers: expected a list");
     for (const auto& x : *list) steps.push_back(make_normalizer(x));
     return std::make_unique<sequence>(std::move(steps));
   }

@@ -4,12 +4,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace xmesh::tokenizer {
 
@@ -64,9 +63,9 @@ std::unique_ptr<decoder> make_decoder(const nlohmann::json& j,
 
 /// The special-token strings the post-processor adds around a single sequence.
 struct post_template {
-  bool present = false;              ///< a TemplateProcessing (or Bert/Roberta) processor exists
-  std::vector<std::string> prefix;   ///< added before the sequence
-  std::vector<std::string> suffix;   ///< added after it
+  bool present = false;             ///< a TemplateProcessing (or Bert/Roberta) processor exists
+  std::vector<std::string> prefix;  ///< added before the sequence
+  std::vector<std::string> suffix;  ///< added after it
 };
 
 /// Reads the `post_processor` JSON value.

@@ -72,8 +72,11 @@ class byte_level_step final : public pre_tokenizer {
 class metaspace final : public pre_tokenizer {
  public:
   metaspace(std::string replacement, std::string str_rep, bool prefix, std::string scheme)
-      : replacement_(std::move(replacement)), str_rep_(std::move(str_rep)), prefix_(prefix),
-        scheme_(std::move(scheme)), space_(regex::literal(" ")) {}
+      : replacement_(std::move(replacement)),
+        str_rep_(std::move(str_rep)),
+        prefix_(prefix),
+        scheme_(std::move(scheme)),
+        space_(regex::literal(" ")) {}
   void apply(std::vector<std::string>& pieces, size_t section) const override {
     for (auto& p : pieces) {
       p = space_.replace_all(p, str_rep_);
@@ -122,8 +125,9 @@ std::unique_ptr<pre_tokenizer> make_split(const json& j) {
   split_mode mode = json_bool(j, "invert", false) ? split_mode::matches
                     // NOTE: the reference treats every behavior but Removed as Isolated, and a
                     // String pattern under Removed keeps its delimiters (a capturing group).
-                    : behavior == "removed" && j["pattern"].contains("Regex") ? split_mode::removed
-                                                                              : split_mode::isolated;
+                    : behavior == "removed" && j["pattern"].contains("Regex")
+                        ? split_mode::removed
+                        : split_mode::isolated;
   return std::make_unique<split>(make_pattern(j, "pre_tokenizer"), mode);
 }
 
@@ -149,10 +153,11 @@ std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json& j) {
   if (type == "Sequence") return make_sequence(j);
   if (type == "ByteLevel")
     return std::make_unique<byte_level_step>(json_bool(j, "add_prefix_space", false),
-                                        json_bool(j, "use_regex", true));
+                                             json_bool(j, "use_regex", true));
   if (type == "Metaspace") {
     std::string rep = json_string(j, "replacement", "pre_tokenizer");
-    std::string str_rep = j.contains("str_rep") && j["str_rep"].is_string() ? j["str_rep"].get<std::string>() : rep;
+    std::string str_rep =
+        j.contains("str_rep") && j["str_rep"].is_string() ? j["str_rep"].get<std::string>() : rep;
     if (str_rep.empty()) str_rep = rep;
     // NOTE: like the reference, only an explicit add_prefix_space turns the prefix on.
     return std::make_unique<metaspace>(rep, str_rep, json_bool(j, "add_prefix_space", false),
@@ -160,7 +165,8 @@ std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json& j) {
   }
   if (type == "Digits") {
     bool each = json_bool(j, "individual_digits", false);
-    return std::make_unique<split>(regex(each ? "[^\\d]+|\\d" : "[^\\d]+|\\d+"), split_mode::matches);
+    return std::make_unique<split>(regex(each ? "[^\\d]+|\\d" : "[^\\d]+|\\d+"),
+                                   split_mode::matches);
   }
   if (type == "Punctuation")
     return std::make_unique<split>(

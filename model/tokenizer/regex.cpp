@@ -70,8 +70,10 @@ std::string translate_js_pattern(const std::string& pattern) {
       i += translate_escape(p, i, in_class, out);
       continue;
     }
-    if (c == '[' && !in_class) in_class = true;
-    else if (c == ']' && in_class) in_class = false;
+    if (c == '[' && !in_class)
+      in_class = true;
+    else if (c == ']' && in_class)
+      in_class = false;
     if (c == '.' && !in_class) {
       out += "[^\\n\\r\\x{2028}\\x{2029}]";
     } else {
@@ -100,8 +102,7 @@ static std::unique_ptr<regex::impl> compile(const std::string& pcre_pattern, uin
   p->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre_pattern.data()), pcre_pattern.size(),
                           PCRE2_UTF | PCRE2_NO_UTF_CHECK |
                               ((extra & PCRE2_LITERAL) ? extra : extra | PCRE2_DOLLAR_ENDONLY),
-                          &err,
-                          &offset, nullptr);
+                          &err, &offset, nullptr);
   if (p->code == nullptr) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);

@@ -26,7 +26,7 @@ class regex {
   /// Replaces every match by `content`, taken literally.
   [[nodiscard]] std::string replace_all(std::string_view text, std::string_view content) const;
 
- /// The compiled PCRE2 code (defined in regex.cpp).
+  /// The compiled PCRE2 code (defined in regex.cpp).
   struct impl;
 
  private:

@@ -34,8 +34,8 @@ json parse_json_file(const std::filesystem::path& path) {
 // The reference's clean_up_tokenization (English spacing artifacts).
 std::string clean_up(std::string s) {
   static const std::pair<const char*, const char*> rules[] = {
-      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (auto [from, to] : rules) {
     std::string out;
     std::string_view f(from);
@@ -93,7 +93,8 @@ std::vector<std::string> tokenizer_impl::split_added(std::string_view text) cons
   return sections;
 }
 
-void tokenizer_impl::encode_section(std::string text, size_t index, std::vector<int32_t>& out) const {
+void tokenizer_impl::encode_section(std::string text, size_t index,
+                                    std::vector<int32_t>& out) const {
   if (norm) text = norm->apply(std::move(text));
   if (text.empty()) return;
   std::vector<std::string> pieces;
@@ -119,7 +120,8 @@ tokenizer tokenizer::load(const std::filesystem::path& tokenizer_json) {
   json config = json::object();
   auto config_path = tokenizer_json.parent_path() / "tokenizer_config.json";
   if (std::filesystem::exists(config_path)) config = parse_json_file(config_path);
-  if (!config.is_object()) throw std::runtime_error(config_path.string() + ": expected a JSON object");
+  if (!config.is_object())
+    throw std::runtime_error(config_path.string() + ": expected a JSON object");
   try {
     return tokenizer(build_tokenizer(tok, config));
   } catch (const std::exception& e) {
@@ -157,9 +159,11 @@ std::vector<int32_t> tokenizer::encode(std::string_view input, bool add_special)
   if (!add_special) return ids;
   std::vector<int32_t> out;
   if (t.post.present) {
-    for (const auto& s : t.post.prefix) if (auto id = t.id_of(s)) out.push_back(*id);
+    for (const auto& s : t.post.prefix)
+      if (auto id = t.id_of(s)) out.push_back(*id);
     out.insert(out.end(), ids.begin(), ids.end());
-    for (const auto& s : t.post.suffix) if (auto id = t.id_of(s)) out.push_back(*id);
+    for (const auto& s : t.post.suffix)
+      if (auto id = t.id_of(s)) out.push_back(*id);
     return out;
   }
   if (t.add_bos && t.bos) out.push_back(*t.bos);
@@ -173,8 +177,9 @@ std::string tokenizer::decode(std::span<const int32_t> ids) const {
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
     if (id < 0 || static_cast<size_t>(id) >= t.id_to_token.size() || !t.id_known[id])
-      throw std::runtime_error("decode: unknown token id " + std::to_string(id) + " (vocabulary has " +
-                               std::to_string(t.id_to_token.size()) + " ids)");
+      throw std::runtime_error("decode: unknown token id " + std::to_string(id) +
+                               " (vocabulary has " + std::to_string(t.id_to_token.size()) +
+                               " ids)");
     tokens.push_back(t.id_to_token[id]);
   }
   std::string text;

@@ -1,5 +1,6 @@
 // Hugging Face `tokenizer.json` tokenizers: byte-level BPE (Qwen, OLMoE, GPT-2, DeepSeek) and
-// SentencePiece-style BPE with byte fallback (Llama, Mistral, Mixtral), exact against the reference.
+// SentencePiece-style BPE with byte fallback (Llama, Mistral, Mixtral), exact against the
+// reference.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,8 @@ class tokenizer {
 
   /// Turns text into ids; with `add_special` the bos token is prepended when the model adds one.
   [[nodiscard]] std::vector<int32_t> encode(std::string_view text, bool add_special) const;
-  /// Turns ids back into text; throws std::runtime_error on unknown ids, invalid UTF-8 becomes U+FFFD.
+  /// Turns ids back into text; throws std::runtime_error on unknown ids, invalid UTF-8 becomes
+  /// U+FFFD.
   [[nodiscard]] std::string decode(std::span<const int32_t> ids) const;
 
   /// The beginning-of-sequence token, when the model has one.

@@ -32,18 +32,18 @@ struct tokenizer_impl {
 
   std::vector<added_token> added;
   std::array<std::vector<int32_t>, 256> added_by_byte;  // indices into `added`, longest first
-  token_map added_ids;                                   // content -> id
+  token_map added_ids;                                  // content -> id
 
   std::vector<std::string> id_to_token;  // model-space token strings (added tokens override)
   std::vector<bool> id_known;
-  token_map token_ids;                   // model-space string -> id, vocab then added
+  token_map token_ids;  // model-space string -> id, vocab then added
 
   std::optional<int32_t> bos, eos, unk;
   bool add_bos = false;
   bool fuse_unk = false;
   bool clean_up_spaces = true;
-  bool llama_non_legacy = false;         // LlamaTokenizer with legacy=false in tokenizer_config
-  std::optional<int32_t> spiece_id;      // id of "▁" (non-legacy Llama)
+  bool llama_non_legacy = false;     // LlamaTokenizer with legacy=false in tokenizer_config
+  std::optional<int32_t> spiece_id;  // id of "▁" (non-legacy Llama)
   std::unordered_set<int32_t> special_ids;
 
   /// Splits raw text into sections: added tokens and the text between them.
@@ -55,6 +55,7 @@ struct tokenizer_impl {
 };
 
 /// Builds the state from parsed tokenizer.json and (possibly empty) tokenizer_config.json.
-std::unique_ptr<tokenizer_impl> build_tokenizer(const nlohmann::json& tok, const nlohmann::json& config);
+std::unique_ptr<tokenizer_impl> build_tokenizer(const nlohmann::json& tok,
+                                                const nlohmann::json& config);
 
 }  // namespace xmesh::tokenizer

@@ -1,10 +1,10 @@
 // UTF-8, WHATWG decoding, JS white space, the byte-level alphabet and ICU NFC.
 #include "model/tokenizer/unicode.hpp"
 
-#include <stdexcept>
-
-#include <unicode/normalizer2.h>
 #include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+
+#include <stdexcept>
 
 namespace xmesh::tokenizer {
 
@@ -98,8 +98,8 @@ bool is_valid_utf8(std::string_view s) {
 
 bool is_js_space(char32_t c) {
   if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D);
-  return c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-         c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000 || c == 0xFEFF;
+  return c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202F || c == 0x205F || c == 0x3000 || c == 0xFEFF;
 }
 
 std::string_view js_trim(std::string_view s, bool front, bool back) {

@@ -23,7 +23,8 @@ class GenerateCli : public testing::Test {
   }
   static void TearDownTestSuite() { delete dir_; }
   static std::filesystem::path model_dir() { return dir_->path() / "model"; }
-  static void expect_one_error_line(const testing_support::process_result& r, const std::string& needle) {
+  static void expect_one_error_line(const testing_support::process_result& r,
+                                    const std::string& needle) {
     EXPECT_NE(r.status, 0);
     EXPECT_LT(r.status, 128) << "crashed: " << r.err;
     EXPECT_EQ(r.err.find("xmesh generate: error: "), 0u) << r.err;
@@ -35,8 +36,8 @@ class GenerateCli : public testing::Test {
 temp_dir* GenerateCli::dir_ = nullptr;
 
 TEST_F(GenerateCli, TokensInIdsOutWithoutTokenizer) {
-  auto r = run_xmesh({"generate", "--model", model_dir(), "--tokens", "1,2,3", "--max-new-tokens", "4",
-                      "--ignore-eos"});
+  auto r = run_xmesh({"generate", "--model", model_dir(), "--tokens", "1,2,3", "--max-new-tokens",
+                      "4", "--ignore-eos"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ','), 3) << r.out;
 }
@@ -44,8 +45,8 @@ TEST_F(GenerateCli, TokensInIdsOutWithoutTokenizer) {
 TEST_F(GenerateCli, LogitsOutIsNpyOfPromptPositions) {
   temp_dir d;
   auto npy = d.path() / "logits.npy";
-  auto r = run_xmesh({"generate", "--model", model_dir(), "--tokens", "1,2,3,4,5", "--max-new-tokens", "0",
-                      "--logits-out", npy, "--json"});
+  auto r = run_xmesh({"generate", "--model", model_dir(), "--tokens", "1,2,3,4,5",
+                      "--max-new-tokens", "0", "--logits-out", npy, "--json"});
   ASSERT_EQ(r.status, 0) << r.err;
   std::string bytes = read_text(npy);
   ASSERT_GT(bytes.size(), 128u);
@@ -72,10 +73,12 @@ TEST_F(GenerateCli, PromptLongerThanContext) {
 TEST_F(GenerateCli, BadFlags) {
   expect_one_error_line(run_xmesh({"generate", "--model", model_dir(), "--tokens", "1,x"}),
                         "--tokens: expected an integer, got 'x'");
-  expect_one_error_line(run_xmesh({"generate", "--model", model_dir()}), "give exactly one of --prompt and --tokens");
+  expect_one_error_line(run_xmesh({"generate", "--model", model_dir()}),
+                        "give exactly one of --prompt and --tokens");
   expect_one_error_line(run_xmesh({"generate", "--bogus"}), "unknown argument '--bogus'");
-  expect_one_error_line(run_xmesh({"generate", "--model", model_dir(), "--tokens", "1", "--top-p", "0"}),
-                        "--top-p: must be in (0, 1]");
+  expect_one_error_line(
+      run_xmesh({"generate", "--model", model_dir(), "--tokens", "1", "--top-p", "0"}),
+      "--top-p: must be in (0, 1]");
 }
 
 TEST_F(GenerateCli, MissingModelDirectory) {
@@ -87,8 +90,9 @@ TEST_F(GenerateCli, UnknownArchitecture) {
   temp_dir d;
   std::filesystem::copy(model_dir(), d.path() / "m");
   std::ofstream(d.path() / "m" / "config.json") << R"({"architectures": ["GptOssForCausalLM"]})";
-  expect_one_error_line(run_xmesh({"generate", "--model", d.path() / "m", "--tokens", "1"}),
-                        "unsupported architecture 'GptOssForCausalLM' (supported: MixtralForCausalLM");
+  expect_one_error_line(
+      run_xmesh({"generate", "--model", d.path() / "m", "--tokens", "1"}),
+      "unsupported architecture 'GptOssForCausalLM' (supported: MixtralForCausalLM");
 }
 
 TEST_F(GenerateCli, CorruptSafetensorsHeader) {
@@ -96,18 +100,22 @@ TEST_F(GenerateCli, CorruptSafetensorsHeader) {
   std::filesystem::copy(model_dir(), d.path() / "m");
   auto st = d.path() / "m" / "model.safetensors";
   std::filesystem::resize_file(st, 100);  // header now runs past the end of the file
-  expect_one_error_line(run_xmesh({"generate", "--model", d.path() / "m", "--tokens", "1"}), "exceeds the file");
+  expect_one_error_line(run_xmesh({"generate", "--model", d.path() / "m", "--tokens", "1"}),
+                        "exceeds the file");
 }
 
 TEST_F(GenerateCli, PromptNeedsTokenizer) {
-  expect_one_error_line(run_xmesh({"generate", "--model", model_dir(), "--prompt", "hello"}), "tokenizer.json");
+  expect_one_error_line(run_xmesh({"generate", "--model", model_dir(), "--prompt", "hello"}),
+                        "tokenizer.json");
 }
 
 TEST(GenModelCli, UnknownFamilyAndPreset) {
   temp_dir d;
-  auto r = run_xmesh({"gen-model", "--family", "llama", "--preset", "tiny", "--out", d.path() / "m"});
+  auto r =
+      run_xmesh({"gen-model", "--family", "llama", "--preset", "tiny", "--out", d.path() / "m"});
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.err.find("unknown family 'llama' (supported: mixtral, qwen2_moe, qwen3_moe, olmoe)"), std::string::npos)
+  EXPECT_NE(r.err.find("unknown family 'llama' (supported: mixtral, qwen2_moe, qwen3_moe, olmoe)"),
+            std::string::npos)
       << r.err;
   r = run_xmesh({"gen-model", "--family", "olmoe", "--preset", "huge", "--out", d.path() / "m"});
   EXPECT_NE(r.err.find("unknown preset 'huge'"), std::string::npos) << r.err;

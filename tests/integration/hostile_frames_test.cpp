@@ -5,9 +5,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "tests/support/paths.hpp"
 #include "tests/support/run_process.hpp"
@@ -30,7 +29,8 @@ transport::bytes valid_frame(std::mt19937& gen, uint32_t hidden) {
   h.num_rows = 1 + gen() % 4;
   h.hidden = hidden;
   std::vector<int32_t> experts(h.num_rows), rows(h.num_rows);
-  for (uint32_t i = 0; i < h.num_rows; ++i) experts[i] = static_cast<int32_t>(gen() % 8), rows[i] = static_cast<int32_t>(i);
+  for (uint32_t i = 0; i < h.num_rows; ++i)
+    experts[i] = static_cast<int32_t>(gen() % 8), rows[i] = static_cast<int32_t>(i);
   std::vector<float> x(h.num_rows * hidden, 0.5f);
   return transport::encode_frame(h, experts, rows, x);
 }
@@ -45,38 +45,56 @@ transport::bytes hostile_frame(std::mt19937& gen, int i, uint32_t hidden) {
       for (auto& c : r) c = static_cast<std::byte>(gen());
       return r;
     }
-    case 1: put32(0, 0xDEADBEEF); return b;                                   // bad magic
-    case 2: b[64 + gen() % (b.size() - 64)] ^= std::byte{0x5A}; return b;     // checksum
-    case 3: b.resize(gen() % b.size()); return b;                             // truncated
-    case 4: put32(32, 1u << 30); return b;                                    // oversized row count
-    case 5: put32(36, hidden + 1); return b;                                  // wrong hidden size
-    default: b[6] = std::byte{static_cast<uint8_t>(9 + gen() % 200)}; return b;  // bad kind
+    case 1:
+      put32(0, 0xDEADBEEF);
+      return b;  // bad magic
+    case 2:
+      b[64 + gen() % (b.size() - 64)] ^= std::byte{0x5A};
+      return b;  // checksum
+    case 3:
+      b.resize(gen() % b.size());
+      return b;  // truncated
+    case 4:
+      put32(32, 1u << 30);
+      return b;  // oversized row count
+    case 5:
+      put32(36, hidden + 1);
+      return b;  // wrong hidden size
+    default:
+      b[6] = std::byte{static_cast<uint8_t>(9 + gen() % 200)};
+      return b;  // bad kind
   }
 }
 
 TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   temp_dir d;
   auto model = d.path() / "model";
-  ASSERT_EQ(0, run_xmesh({"gen-model", "--family", "olmoe", "--preset", "tiny", "--seed", "9", "--out", model}).status);
+  ASSERT_EQ(0, run_xmesh({"gen-model", "--family", "olmoe", "--preset", "tiny", "--seed", "9",
+                          "--out", model})
+                   .status);
   int p = free_port();
   auto cluster = d.path() / "cluster.yaml";
-  std::ofstream(cluster) << "model: " << model.string() << "\ntransport: zmq\nplacement: static\n"
-                         << "static_placement: {experts-a: [0, 1, 2, 3, 4, 5, 6, 7], experts-b: [0, 1]}\nnodes:\n"
-                         << "  - {name: head, control_port: " << p << ", data_port: " << p + 1
-                         << ", roles: [coordinator, head]}\n"
-                         << "  - {name: experts-a, control_port: " << p + 2 << ", data_port: " << p + 3
-                         << ", roles: [experts]}\n"
-                         << "  - {name: experts-b, control_port: " << p + 4 << ", data_port: " << p + 5
-                         << ", roles: [experts]}\n";
-  std::string env = "XMESH_BIN=" + shell_quote(xmesh_bin().string()) + " XMESH_RUN_DIR=" + shell_quote((d.path() / "run").string());
+  std::ofstream(cluster)
+      << "model: " << model.string() << "\ntransport: zmq\nplacement: static\n"
+      << "static_placement: {experts-a: [0, 1, 2, 3, 4, 5, 6, 7], experts-b: [0, 1]}\nnodes:\n"
+      << "  - {name: head, control_port: " << p << ", data_port: " << p + 1
+      << ", roles: [coordinator, head]}\n"
+      << "  - {name: experts-a, control_port: " << p + 2 << ", data_port: " << p + 3
+      << ", roles: [experts]}\n"
+      << "  - {name: experts-b, control_port: " << p + 4 << ", data_port: " << p + 5
+      << ", roles: [experts]}\n";
+  std::string env = "XMESH_BIN=" + shell_quote(xmesh_bin().string()) +
+                    " XMESH_RUN_DIR=" + shell_quote((d.path() / "run").string());
   std::string local = env + " " + shell_quote((source_dir() / "deploy/local.sh").string());
-  ASSERT_EQ(0, std::system((local + " up " + shell_quote(cluster.string()) + " >/dev/null").c_str()));
+  ASSERT_EQ(0,
+            std::system((local + " up " + shell_quote(cluster.string()) + " >/dev/null").c_str()));
   struct down_at_exit {
     std::string cmd;
     ~down_at_exit() { (void)std::system(cmd.c_str()); }
   } down{local + " down " + shell_quote(cluster.string()) + " >/dev/null"};
 
-  std::vector<std::string> prompt = {"--tokens", "3,1,4,1,5", "--max-new-tokens", "5", "--ignore-eos", "--json"};
+  std::vector<std::string> prompt = {"--tokens", "3,1,4,1,5",    "--max-new-tokens",
+                                     "5",        "--ignore-eos", "--json"};
   auto args = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = {"generate", "--model", model.string()};
     a.insert(a.end(), prompt.begin(), prompt.end());
@@ -108,9 +126,11 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   auto j = nlohmann::json::parse(status.out);
   EXPECT_EQ(j["nodes"]["experts-a"]["frames_dropped"].get<int>(), total) << status.out;
 
-  auto after = run_xmesh(args({"--cluster", cluster.string(), "--logits-out", (d.path() / "after.npy").string()}));
+  auto after = run_xmesh(
+      args({"--cluster", cluster.string(), "--logits-out", (d.path() / "after.npy").string()}));
   ASSERT_EQ(0, after.status) << after.err;
-  EXPECT_EQ(nlohmann::json::parse(after.out)["tokens"], nlohmann::json::parse(oracle.out)["tokens"]);
+  EXPECT_EQ(nlohmann::json::parse(after.out)["tokens"],
+            nlohmann::json::parse(oracle.out)["tokens"]);
   EXPECT_EQ(read_text(d.path() / "after.npy"), read_text(d.path() / "oracle.npy"));
 }
 

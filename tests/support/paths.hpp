@@ -12,7 +12,11 @@ inline std::filesystem::path env_or(const char* name, const char* fallback) {
   return v && *v ? v : fallback;
 }
 inline std::filesystem::path xmesh_bin() { return env_or("XMESH_BIN", XMESH_BIN_DEFAULT); }
-inline std::filesystem::path source_dir() { return env_or("XMESH_SOURCE_DIR", XMESH_SOURCE_DIR_DEFAULT); }
-inline std::filesystem::path build_dir() { return env_or("XMESH_BUILD_DIR", XMESH_BUILD_DIR_DEFAULT); }
+inline std::filesystem::path source_dir() {
+  return env_or("XMESH_SOURCE_DIR", XMESH_SOURCE_DIR_DEFAULT);
+}
+inline std::filesystem::path build_dir() {
+  return env_or("XMESH_BUILD_DIR", XMESH_BUILD_DIR_DEFAULT);
+}
 
 }  // namespace xmesh::testing_support

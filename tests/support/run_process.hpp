@@ -36,8 +36,12 @@ inline std::string read_text(const std::filesystem::path& p) {
 inline process_result run_xmesh(const std::vector<std::string>& args) {
   temp_dir d;
   std::string cmd = shell_quote(xmesh_bin().string());
-  for (const auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " >" + shell_quote((d.path() / "out").string()) + " 2>" + shell_quote((d.path() / "err").string());
+  for (const auto& a : args) {
+    cmd += ' ';
+    cmd += shell_quote(a);
+  }
+  cmd += " >" + shell_quote((d.path() / "out").string()) + " 2>" +
+         shell_quote((d.path() / "err").string());
   int raw = std::system(cmd.c_str());
   process_result r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);

@@ -64,19 +64,23 @@ std::map<std::string, std::weak_ptr<server>>& registry() {
 std::string local_name(const std::string& address) {
   constexpr std::string_view scheme = "local://";
   if (address.rfind(scheme, 0) != 0 || address.size() == scheme.size())
-    throw std::invalid_argument("local transport address must be local://NAME, got '" +
-                                address + "'");
+    throw std::invalid_argument("local transport address must be local://NAME, got '" + address +
+                                "'");
   return address.substr(scheme.size());
 }
 
 class local_channel : public channel {
  public:
   local_channel(std::shared_ptr<executor> exec, std::weak_ptr<server> srv, std::string address)
-      : exec_(std::move(exec)), server_(std::move(srv)), address_(std::move(address)),
+      : exec_(std::move(exec)),
+        server_(std::move(srv)),
+        address_(std::move(address)),
         state_(std::make_shared<client_state>()) {
     state_->exec = exec_;
   }
-  ~local_channel() override { state_->pending.fail_all("channel to " + address_ + " closed", true); }
+  ~local_channel() override {
+    state_->pending.fail_all("channel to " + address_ + " closed", true);
+  }
 
   /// The shared state the listener keeps a weak reference to.
   [[nodiscard]] std::shared_ptr<client_state> state() const { return state_; }
@@ -92,7 +96,8 @@ class local_channel : public channel {
       if (auto s = weak.lock()) invoke_handler(s->handler, std::move(m), std::move(reply));
     });
     if (!queued) {
-      if (auto cb = state_->pending.take(id)) fail_now(std::move(cb), "peer " + address_ + " is gone");
+      if (auto cb = state_->pending.take(id))
+        fail_now(std::move(cb), "peer " + address_ + " is gone");
     }
   }
 
@@ -139,8 +144,8 @@ class local_endpoint : public endpoint {
       if (it != registry().end()) srv = it->second.lock();
     }
     if (!srv) {
-      throw std::runtime_error("cannot reach " + address + " within " +
-                               std::to_string(timeout_ms) + " ms: no such local listener");
+      throw std::runtime_error("cannot reach " + address + " within " + std::to_string(timeout_ms) +
+                               " ms: no such local listener");
     }
     auto ch = std::make_unique<local_channel>(exec_, srv, address);
     std::lock_guard lock(srv->mutex);

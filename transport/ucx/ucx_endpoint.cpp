@@ -77,7 +77,8 @@ void ucx_engine::listen(const std::string& address, request_handler handler) {
 }
 
 // Creates a client ep and proves the peer answers with a ping/pong within the timeout.
-std::shared_ptr<channel_state> ucx_engine::open_channel(const std::string& address, int timeout_ms) {
+std::shared_ptr<channel_state> ucx_engine::open_channel(const std::string& address,
+                                                        int timeout_ms) {
   const ucx_address a = parse_address(address);
   auto st = std::make_shared<channel_state>();
   st->id = next_channel_id_++;

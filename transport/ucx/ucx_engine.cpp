@@ -45,10 +45,10 @@ void ucx_engine::conn_cb(ucp_conn_request_h req, void* arg) {
   e->deferred_.emplace_back([e, req] { e->accept(req); });
 }
 
-ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header_length,
-                               void* data, size_t length, const ucp_am_recv_param_t* param) {
+ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header_length, void* data,
+                               size_t length, const ucp_am_recv_param_t* param) {
   if (header_length != sizeof(am_header)) return UCS_OK;  // not ours: drop
-  if (length > max_message_bytes) return UCS_OK;           // too big: dropped, nothing allocated
+  if (length > max_message_bytes) return UCS_OK;          // too big: dropped, nothing allocated
   am_header h;
   std::memcpy(&h, header, sizeof h);
   uint64_t conn = 0;
@@ -125,8 +125,8 @@ void ucx_engine::wait_for_events() {
 
 void ucx_engine::start_rndv(void* desc, recv_op* op) {
   ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                   UCP_OP_ATTR_FIELD_DATATYPE;
+  p.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
   p.cb.recv_am = rndv_done;
   p.user_data = op;
   p.datatype = ucp_dt_make_contig(1);
@@ -161,13 +161,13 @@ ucs_status_t ucx_engine::am_send(ucp_ep_h ep, unsigned id, am_header h, bytes da
                                  bool want_reply_ep) {
   auto* op = new send_op{std::move(data), h};
   ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                   UCP_OP_ATTR_FIELD_FLAGS;
+  p.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.cb.send = send_done;
   p.user_data = op;
   p.flags = want_reply_ep ? UCP_AM_SEND_FLAG_REPLY : 0;
-  auto r = ucp_am_send_nbx(ep, id, &op->header, sizeof op->header, op->data.data(),
-                           op->data.size(), &p);
+  auto r =
+      ucp_am_send_nbx(ep, id, &op->header, sizeof op->header, op->data.data(), op->data.size(), &p);
   if (r == nullptr) {
     delete op;
     return UCS_OK;
@@ -240,7 +240,9 @@ void ucx_engine::accept(ucp_conn_request_h req) {
 
 void ucx_engine::deliver(unsigned am_id, uint64_t conn, am_header h, bytes data) {
   if (am_id == am_request) {
-    if (handler_) invoke_handler(handler_, std::move(data), std::make_shared<ucx_reply>(weak_from_this(), conn, h));
+    if (handler_)
+      invoke_handler(handler_, std::move(data),
+                     std::make_shared<ucx_reply>(weak_from_this(), conn, h));
   } else if (am_id == am_ping) {
     if (auto it = server_eps_.find(conn); it != server_eps_.end())
       am_send(it->second, am_pong, h, {}, false);

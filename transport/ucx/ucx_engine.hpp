@@ -136,15 +136,14 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   std::unordered_map<uint64_t, ucp_ep_h> server_eps_;
   std::unordered_map<ucp_ep_h, ep_info> ep_index_;
   uint64_t next_conn_id_ = 1;
-  std::vector<std::function<void()>> deferred_;  // recorded by UCX callbacks, run after progress
+  std::vector<std::function<void()>> deferred_;   // recorded by UCX callbacks, run after progress
   std::vector<std::pair<void*, recv_op*>> rndv_;  // data descriptors to receive after progress
-  std::vector<void*> closing_;                   // ep close requests still in flight
+  std::vector<void*> closing_;                    // ep close requests still in flight
   struct am_ctx {
     ucx_engine* engine;
     unsigned id;
   } am_ctx_[4] = {{this, am_request}, {this, am_reply}, {this, am_ping}, {this, am_pong}};
 };
-
 
 /// The server's answer path for one request: the connection it came on and its header.
 class ucx_reply : public reply_handle {

@@ -8,9 +8,7 @@
 
 namespace xmesh::transport::ucx {
 
-bool ucx_address::loopback() const {
-  return (ntohl(sockaddr.sin_addr.s_addr) >> 24) == 127;
-}
+bool ucx_address::loopback() const { return (ntohl(sockaddr.sin_addr.s_addr) >> 24) == 127; }
 
 ucx_address parse_address(const std::string& address) {
   constexpr std::string_view scheme = "ucx://";

@@ -1,8 +1,5 @@
 #include "transport/zmq/zmq_endpoint.hpp"
 
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
-
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "transport/pending.hpp"
 
@@ -42,8 +41,9 @@ bool read_envelope(const zmq::message_t& m, msg_type& t, uint64_t& id) {
 zmq::message_t adopt(bytes payload) {
   if (payload.empty()) return zmq::message_t();
   auto* owned = new bytes(std::move(payload));
-  return zmq::message_t(owned->data(), owned->size(),
-                        [](void*, void* hint) { delete static_cast<bytes*>(hint); }, owned);
+  return zmq::message_t(
+      owned->data(), owned->size(), [](void*, void* hint) { delete static_cast<bytes*>(hint); },
+      owned);
 }
 
 bytes copy_out(const zmq::message_t& m) {
@@ -53,8 +53,8 @@ bytes copy_out(const zmq::message_t& m) {
 
 void check_scheme(const std::string& address) {
   if (address.rfind("tcp://", 0) != 0 && address.rfind("ipc://", 0) != 0)
-    throw std::invalid_argument("zmq transport address must be tcp://HOST:PORT or ipc://PATH, got '" +
-                                address + "'");
+    throw std::invalid_argument(
+        "zmq transport address must be tcp://HOST:PORT or ipc://PATH, got '" + address + "'");
 }
 
 // "tcp://127.0.0.1:0" asks for an ephemeral port, which libzmq spells "*".
@@ -209,7 +209,8 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
 }
 
 // Opens a DEALER and proves the peer is there with a ping/pong before returning.
-std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& address, int timeout_ms) {
+std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& address,
+                                                        int timeout_ms) {
   check_scheme(address);
   auto st = std::make_shared<channel_state>();
   st->id = next_channel_id_++;
@@ -241,7 +242,8 @@ std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& addre
     }
   });
   if (!queued) throw std::runtime_error("zmq endpoint is shut down");
-  const std::string prefix = "cannot reach " + address + " within " + std::to_string(timeout_ms) + " ms";
+  const std::string prefix =
+      "cannot reach " + address + " within " + std::to_string(timeout_ms) + " ms";
   if (fut.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
     st->pending.fail_all(prefix, true);
     close_channel(st->id);
@@ -266,7 +268,8 @@ void zmq_engine::send_request(const std::shared_ptr<channel_state>& ch, bytes me
     auto it = dealers_.find(ch->id);
     if (it == dealers_.end()) return;  // closed: its pending requests were failed already
     auto& s = it->second.socket;
-    if (!s.send(make_envelope(msg_type::request, id), zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
+    if (!s.send(make_envelope(msg_type::request, id),
+                zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
         !s.send(adopt(std::move(m)), zmq::send_flags::dontwait)) {
       if (auto c = ch->pending.take(id)) c({}, "zmq: send to " + ch->address + " would block");
     }
@@ -281,7 +284,8 @@ void zmq_engine::send_reply(const std::string& identity, uint64_t id, bytes mess
     if (!router_) return;
     try {
       router_->send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      router_->send(make_envelope(msg_type::reply, id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(make_envelope(msg_type::reply, id),
+                    zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       router_->send(adopt(std::move(m)), zmq::send_flags::dontwait);
     } catch (const zmq::error_t&) {
       // The client went away: nobody waits for this reply (ROUTER drops unknown identities).
@@ -338,7 +342,8 @@ void zmq_engine::run() {
 void zmq_engine::on_router_readable() {
   for (;;) {
     std::vector<zmq::message_t> parts;
-    if (!zmq::recv_multipart(*router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    if (!zmq::recv_multipart(*router_, std::back_inserter(parts), zmq::recv_flags::dontwait))
+      return;
     msg_type t;
     uint64_t id;
     if (parts.size() < 2 || !read_envelope(parts[1], t, id)) continue;  // not ours: drop
@@ -357,7 +362,8 @@ void zmq_engine::on_dealer_readable(dealer& d) {
   auto st = d.state;  // keeps the state alive while callbacks may close the channel
   for (;;) {
     std::vector<zmq::message_t> parts;
-    if (!zmq::recv_multipart(d.socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    if (!zmq::recv_multipart(d.socket, std::back_inserter(parts), zmq::recv_flags::dontwait))
+      return;
     msg_type t;
     uint64_t id;
     if (parts.empty() || !read_envelope(parts[0], t, id)) continue;
@@ -375,7 +381,8 @@ void zmq_engine::on_monitor_readable(dealer& d) {
   auto st = d.state;
   for (;;) {
     std::vector<zmq::message_t> parts;
-    if (!zmq::recv_multipart(d.monitor, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    if (!zmq::recv_multipart(d.monitor, std::back_inserter(parts), zmq::recv_flags::dontwait))
+      return;
     if (parts.empty() || parts[0].size() < 6) continue;
     uint16_t event;
     std::memcpy(&event, parts[0].data(), sizeof event);

@@ -47,7 +47,8 @@ TEST(ClusterConfig, ParsesNodesRolesAndBudgets) {
 }
 
 TEST(ClusterConfig, ErrorsNameTheField) {
-  EXPECT_EQ(error_of("nodes: [a"), "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
+  EXPECT_EQ(error_of("nodes: [a"),
+            "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
   EXPECT_EQ(error_of(with(three_nodes, "model: m\n", "")), "c.yaml: model: missing");
   EXPECT_EQ(error_of(with(three_nodes, "transport: ucx", "transport: rdma")),
             "c.yaml: transport: unknown transport 'rdma' (local, zmq, ucx)");
@@ -59,7 +60,8 @@ TEST(ClusterConfig, ErrorsNameTheField) {
             "c.yaml: node 'a'.data_port: port out of range: 70000");
   EXPECT_EQ(error_of(with(three_nodes, "data_port: 1011", "data_port: 1001")),
             "c.yaml: node 'a': port 1001 on 127.0.0.1 used twice");
-  EXPECT_EQ(error_of(with(three_nodes, "name: b,", "name: a,")), "c.yaml: node 'a': name used twice");
+  EXPECT_EQ(error_of(with(three_nodes, "name: b,", "name: a,")),
+            "c.yaml: node 'a': name used twice");
   EXPECT_EQ(error_of(with(three_nodes, "[coordinator, head]", "[head]")),
             "c.yaml: nodes: exactly one node must have the coordinator role");
   EXPECT_EQ(error_of(with(three_nodes, "device: edge", "device: tpu")),
@@ -84,14 +86,17 @@ TEST(PlacementTable, SpreadFollowsMemoryBudgets) {
 }
 
 TEST(PlacementTable, StaticWithReplicasAndErrors) {
-  std::string yaml = with(three_nodes, "nodes:", "placement: static\nstatic_placement: {a: [0, 1, 2, 3, 4, 5, 6, 7], b: [0, 1]}\nnodes:");
+  std::string yaml =
+      with(three_nodes, "nodes:",
+           "placement: static\nstatic_placement: {a: [0, 1, 2, 3, 4, 5, 6, 7], b: [0, 1]}\nnodes:");
   auto t = make_placement(parse_cluster(yaml, "c.yaml", "/"), tiny_model(), 1 << 20, 1);
   EXPECT_EQ(t.replicas(0, 0).size(), 2u);
   EXPECT_EQ(t.replicas(0, 5).size(), 1u);
   EXPECT_TRUE(t.hosts(1, 1, 1));
   EXPECT_FALSE(t.hosts(1, 1, 2));
 
-  std::string gap = with(three_nodes, "nodes:", "placement: static\nstatic_placement: {a: [0, 1, 2], b: [3]}\nnodes:");
+  std::string gap = with(
+      three_nodes, "nodes:", "placement: static\nstatic_placement: {a: [0, 1, 2], b: [3]}\nnodes:");
   EXPECT_THROW(
       {
         try {
@@ -103,8 +108,9 @@ TEST(PlacementTable, StaticWithReplicasAndErrors) {
       },
       std::runtime_error);
   // 1 GiB cannot hold node b's share of 2 GiB experts.
-  EXPECT_THROW(make_placement(parse_cluster(three_nodes, "c.yaml", "/"), tiny_model(), 1ll << 30, 1),
-               std::runtime_error);
+  EXPECT_THROW(
+      make_placement(parse_cluster(three_nodes, "c.yaml", "/"), tiny_model(), 1ll << 30, 1),
+      std::runtime_error);
 }
 
 TEST(CoordinatorState, TracksRegistrationAndSilence) {

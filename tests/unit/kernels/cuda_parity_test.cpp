@@ -10,9 +10,9 @@
 namespace xmesh::kernels {
 namespace {
 
-#define REQUIRE_DEVICE()                                               \
-  do {                                                                 \
-    std::string why;                                                   \
+#define REQUIRE_DEVICE()                                                          \
+  do {                                                                            \
+    std::string why;                                                              \
     if (cuda::device_count(&why) == 0) GTEST_SKIP() << "no CUDA device: " << why; \
   } while (0)
 
@@ -27,7 +27,8 @@ TEST(CudaParity, ExpertFfnMatchesCpu) {
   }
   std::vector<float> x(tokens * hidden);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.3f * i);
-  expert_weights w{{g.data(), dtype::bf16, inter, hidden}, {u.data(), dtype::bf16, inter, hidden},
+  expert_weights w{{g.data(), dtype::bf16, inter, hidden},
+                   {u.data(), dtype::bf16, inter, hidden},
                    {d.data(), dtype::bf16, hidden, inter}};
   std::vector<float> cpu(tokens * hidden), gpu(tokens * hidden);
   thread_pool pool(1);
@@ -35,7 +36,8 @@ TEST(CudaParity, ExpertFfnMatchesCpu) {
   run_experts({&job, 1}, pool);
   auto s = cuda::expert_ffn(x.data(), tokens, w, gpu.data());
   ASSERT_TRUE(s.ok()) << s.message();
-  for (size_t i = 0; i < cpu.size(); ++i) ASSERT_NEAR(gpu[i], cpu[i], 1e-4 + 1e-4 * std::fabs(cpu[i]));
+  for (size_t i = 0; i < cpu.size(); ++i)
+    ASSERT_NEAR(gpu[i], cpu[i], 1e-4 + 1e-4 * std::fabs(cpu[i]));
 }
 
 TEST(CudaParity, TopkGatingMatchesCpu) {
@@ -48,7 +50,8 @@ TEST(CudaParity, TopkGatingMatchesCpu) {
     std::vector<int32_t> cpu_ids(tokens * k), gpu_ids(tokens * k);
     std::vector<float> cpu_w(tokens * k), gpu_w(tokens * k);
     topk_gating(logits.data(), tokens, experts, k, renorm, cpu_ids.data(), cpu_w.data());
-    auto s = cuda::topk_gating(logits.data(), tokens, experts, k, renorm, gpu_ids.data(), gpu_w.data());
+    auto s =
+        cuda::topk_gating(logits.data(), tokens, experts, k, renorm, gpu_ids.data(), gpu_w.data());
     ASSERT_TRUE(s.ok()) << s.message();
     EXPECT_EQ(cpu_ids, gpu_ids);
     for (size_t i = 0; i < cpu_w.size(); ++i) EXPECT_NEAR(gpu_w[i], cpu_w[i], 1e-6);

@@ -1,3 +1,5 @@
+#include "kernels/ops.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +8,6 @@
 
 #include "kernels/core/dtype.hpp"
 #include "kernels/expert_ffn.hpp"
-#include "kernels/ops.hpp"
 #include "kernels/topk_gating.hpp"
 
 namespace xmesh::kernels {
@@ -66,7 +67,8 @@ TEST(ExpertFfn, MatchesScalarSwiGlu) {
   for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(0.1 * i), u[i] = std::cos(0.07 * i);
   for (size_t i = 0; i < d.size(); ++i) d[i] = std::sin(0.05 * i + 1);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.3 * i);
-  expert_weights w{{g.data(), dtype::f32, inter, hidden}, {u.data(), dtype::f32, inter, hidden},
+  expert_weights w{{g.data(), dtype::f32, inter, hidden},
+                   {u.data(), dtype::f32, inter, hidden},
                    {d.data(), dtype::f32, hidden, inter}};
   std::vector<float> y(tokens * hidden);
   thread_pool pool(2);

@@ -14,7 +14,8 @@ std::string error_of(const std::string& json) {
   return "";
 }
 
-const char* mixtral = R"({"architectures":["MixtralForCausalLM"],"hidden_size":64,"num_hidden_layers":2,
+const char* mixtral =
+    R"({"architectures":["MixtralForCausalLM"],"hidden_size":64,"num_hidden_layers":2,
   "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,"num_local_experts":8,
   "num_experts_per_tok":2,"intermediate_size":32})";
 
@@ -28,10 +29,11 @@ TEST(Config, AppliesFamilyDefaults) {
 }
 
 TEST(Config, QwenDenseLayers) {
-  auto c = parse_config(R"({"architectures":["Qwen2MoeForCausalLM"],"hidden_size":64,"num_hidden_layers":4,
+  auto c = parse_config(
+      R"({"architectures":["Qwen2MoeForCausalLM"],"hidden_size":64,"num_hidden_layers":4,
     "num_attention_heads":4,"vocab_size":100,"num_experts":8,"num_experts_per_tok":2,
     "moe_intermediate_size":32,"intermediate_size":128,"decoder_sparse_step":2,"mlp_only_layers":[3]})",
-                        "config.json");
+      "config.json");
   EXPECT_FALSE(c.is_moe_layer(0));
   EXPECT_TRUE(c.is_moe_layer(1));
   EXPECT_FALSE(c.is_moe_layer(2));
@@ -42,8 +44,9 @@ TEST(Config, QwenDenseLayers) {
 TEST(Config, UnknownArchitectureListsSupported) {
   auto err = error_of(R"({"architectures":["LlamaForCausalLM"]})");
   EXPECT_NE(err.find("unsupported architecture 'LlamaForCausalLM'"), std::string::npos) << err;
-  EXPECT_NE(err.find("MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM"),
-            std::string::npos)
+  EXPECT_NE(
+      err.find("MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM"),
+      std::string::npos)
       << err;
 }
 

@@ -22,7 +22,10 @@ struct engine {
   local_expert_backend experts;
   transformer net;
   engine(const std::filesystem::path& dir, int threads)
-      : m(load_model(dir)), pool(threads), experts(m.weights, pool), net(m.config, m.weights, pool, experts) {}
+      : m(load_model(dir)),
+        pool(threads),
+        experts(m.weights, pool),
+        net(m.config, m.weights, pool, experts) {}
 };
 
 std::vector<float> forward_logits(engine& e, const std::vector<int32_t>& tokens,
@@ -75,7 +78,8 @@ TEST_P(Engine, PrefillBatchEqualsTokenByTokenBitForBit) {
 
 TEST_P(Engine, SamplingIsSeededAndDeterministic) {
   engine e(dir_.path(), 2);
-  generation_options o{.max_new_tokens = 16, .sampling = {.temperature = 1.0, .top_k = 50, .top_p = 0.9, .seed = 3},
+  generation_options o{.max_new_tokens = 16,
+                       .sampling = {.temperature = 1.0, .top_k = 50, .top_p = 0.9, .seed = 3},
                        .stop_at_eos = false};
   auto a = generate(e.net, prompt_, o);
   auto b = generate(e.net, prompt_, o);
@@ -91,7 +95,8 @@ TEST_P(Engine, RejectsTokenOutsideVocabulary) {
     FAIL();
   } catch (const std::runtime_error& err) {
     EXPECT_EQ(std::string(err.what()), "token id " + std::to_string(e.m.config.vocab) +
-                                           " outside the vocabulary [0, " + std::to_string(e.m.config.vocab) + ")");
+                                           " outside the vocabulary [0, " +
+                                           std::to_string(e.m.config.vocab) + ")");
   }
 }
 
@@ -102,11 +107,13 @@ TEST_P(Engine, RejectsPromptLongerThanContext) {
     generate(e.net, long_prompt, {.max_new_tokens = 1});
     FAIL();
   } catch (const std::runtime_error& err) {
-    EXPECT_NE(std::string(err.what()).find("exceeds the context of"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("exceeds the context of"), std::string::npos)
+        << err.what();
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, Engine, testing::Values("mixtral", "qwen2_moe", "qwen3_moe", "olmoe"));
+INSTANTIATE_TEST_SUITE_P(Families, Engine,
+                         testing::Values("mixtral", "qwen2_moe", "qwen3_moe", "olmoe"));
 
 void edit_config(const std::filesystem::path& dir, const std::string& from, const std::string& to) {
   std::ifstream in(dir / "config.json");
@@ -131,7 +138,8 @@ TEST(ModelLoading, MisShapedTensorNamesExpectedAndFound) {
   write_synthetic_weights(d.path(), {.family = "mixtral", .preset = "tiny"});
   edit_config(d.path(), "\"intermediate_size\": 32", "\"intermediate_size\": 48");
   auto err = load_error(d.path());
-  EXPECT_NE(err.find("tensor 'model.layers.0.block_sparse_moe.experts.0.w1.weight': expected shape [48, 64], found [32, 64]"),
+  EXPECT_NE(err.find("tensor 'model.layers.0.block_sparse_moe.experts.0.w1.weight': expected shape "
+                     "[48, 64], found [32, 64]"),
             std::string::npos)
       << err;
 }
@@ -147,7 +155,8 @@ TEST(ModelLoading, Bf16AndF16ModelsRunAndAgreeWithF32Closely) {
   std::vector<float> reference;
   for (auto type : {kernels::dtype::f32, kernels::dtype::bf16, kernels::dtype::f16}) {
     temp_dir d;
-    write_synthetic_weights(d.path(), {.family = "olmoe", .preset = "tiny", .seed = 2, .type = type});
+    write_synthetic_weights(d.path(),
+                            {.family = "olmoe", .preset = "tiny", .seed = 2, .type = type});
     engine e(d.path(), 2);
     auto logits = forward_logits(e, {1, 2, 3, 4}, {4});
     if (reference.empty()) {

@@ -33,9 +33,10 @@ std::string error_of(const std::filesystem::path& p) {
 
 TEST(Safetensors, ReadsTensorsInPlace) {
   temp_dir d;
-  write_raw(d.path() / "a.safetensors",
-            R"({"x":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"y":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]},"__metadata__":{"format":"pt"}})",
-            22);
+  write_raw(
+      d.path() / "a.safetensors",
+      R"({"x":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"y":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]},"__metadata__":{"format":"pt"}})",
+      22);
   auto ck = safetensors_checkpoint::open(d.path());
   ASSERT_NE(ck.find("x"), nullptr);
   EXPECT_EQ(ck.find("x")->shape, (std::vector<int64_t>{2, 2}));
@@ -70,20 +71,42 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         bad_case{"HeaderBeyondFile", R"({})", 0, 1000, "header length 1000 exceeds the file"},
         bad_case{"BadJson", R"({"x": [1, 2)", 0, {}, "not a valid JSON object"},
-        bad_case{"OffsetsOutOfRange", R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8, {},
+        bad_case{"OffsetsOutOfRange",
+                 R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+                 8,
+                 {},
                  "out of range"},
-        bad_case{"Overlapping",
-                 R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                 12, {}, "overlap"},
-        bad_case{"SizeDisagreesWithShape", R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, {},
+        bad_case{
+            "Overlapping",
+            R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+            12,
+            {},
+            "overlap"},
+        bad_case{"SizeDisagreesWithShape",
+                 R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                 8,
+                 {},
                  "needs 12 bytes"},
-        bad_case{"UnsupportedDtype", R"({"x":{"dtype":"I8","shape":[8],"data_offsets":[0,8]}})", 8, {},
+        bad_case{"UnsupportedDtype",
+                 R"({"x":{"dtype":"I8","shape":[8],"data_offsets":[0,8]}})",
+                 8,
+                 {},
                  "unsupported dtype I8"},
-        bad_case{"NegativeDimension", R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}})", 8, {},
+        bad_case{"NegativeDimension",
+                 R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}})",
+                 8,
+                 {},
                  "negative"},
-        bad_case{"ReversedOffsets", R"({"x":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8, {},
+        bad_case{"ReversedOffsets",
+                 R"({"x":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})",
+                 8,
+                 {},
                  "out of range"},
-        bad_case{"MissingFields", R"({"x":{"dtype":"F32"}})", 0, {}, "needs dtype, shape and data_offsets"}),
+        bad_case{"MissingFields",
+                 R"({"x":{"dtype":"F32"}})",
+                 0,
+                 {},
+                 "needs dtype, shape and data_offsets"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Safetensors, TruncatedFile) {
@@ -95,8 +118,10 @@ TEST(Safetensors, TruncatedFile) {
 
 TEST(Safetensors, ShardedIndexNamesMissingTensor) {
   temp_dir d;
-  write_raw(d.path() / "s1.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
-  write_raw(d.path() / "s2.safetensors", R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
+  write_raw(d.path() / "s1.safetensors",
+            R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
+  write_raw(d.path() / "s2.safetensors",
+            R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
   std::ofstream(d.path() / "model.safetensors.index.json")
       << R"({"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}})";
   auto ck = safetensors_checkpoint::open(d.path());
@@ -108,7 +133,8 @@ TEST(Safetensors, ShardedIndexNamesMissingTensor) {
     safetensors_checkpoint::open(d.path());
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("tensor 'c' is not in s2.safetensors"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tensor 'c' is not in s2.safetensors"), std::string::npos)
+        << e.what();
   }
 }
 

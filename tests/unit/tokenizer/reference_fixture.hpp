@@ -2,15 +2,15 @@
 // process and hands the results to the tests. Missing node or npm packages fail, never skip.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <unistd.h>
 
 namespace xmesh::tokenizer::testing {
 
@@ -45,9 +45,9 @@ inline nlohmann::json run_reference(const std::string& package, std::string& err
   fs::path dir = fs::temp_directory_path() / ("xmesh_tok_ref_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   fs::path out = dir / "out.json", err = dir / "err.txt";
-  std::string cmd = "node '" + (src / "reference.cjs").string() + "' '" + npm_dir().string() + "' '" +
-                    package + "' '" + (src / "corpus.json").string() + "' '" + out.string() +
-                    "' 2>'" + err.string() + "'";
+  std::string cmd = "node '" + (src / "reference.cjs").string() + "' '" + npm_dir().string() +
+                    "' '" + package + "' '" + (src / "corpus.json").string() + "' '" +
+                    out.string() + "' 2>'" + err.string() + "'";
   int rc = std::system(cmd.c_str());
   if (rc != 0) {
     error = "reference run failed (" + cmd + "): " + slurp(err);

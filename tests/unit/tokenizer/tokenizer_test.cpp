@@ -1,8 +1,9 @@
 // The demo tokenizer, bad input (one clear error each) and the `xmesh tokenize` command.
+#include "model/tokenizer/tokenizer.hpp"
+
 #include <array>
 #include <cstdio>
 
-#include "model/tokenizer/tokenizer.hpp"
 #include "tests/unit/tokenizer/reference_fixture.hpp"
 
 namespace xmesh::tokenizer {
@@ -102,7 +103,8 @@ TEST(TokenizerErrors, BadFieldsAreNamed) {
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": 3}})", "model.merges"},
       {R"({"model": {"type": "BPE", "vocab": {"a": "x"}, "merges": []}})", "model.vocab"},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
-           "pre_tokenizer": {"type": "Nonsense"}})", "unsupported pre-tokenizer 'Nonsense'"},
+           "pre_tokenizer": {"type": "Nonsense"}})",
+       "unsupported pre-tokenizer 'Nonsense'"},
   }};
   for (const auto& [text, expected] : cases) {
     write(d / "tokenizer.json", text);
@@ -180,9 +182,10 @@ TEST_F(TokenizeCommand, Decodes) {
 }
 
 TEST_F(TokenizeCommand, ErrorsAreOneLine) {
-  for (const std::string& args : std::vector<std::string>{"tokenize " + flag() + " --decode 1,999999",
-                                  std::string("tokenize --tokenizer /nonexistent/tokenizer.json --text x"),
-                                  "tokenize " + flag(), "tokenize " + flag() + " --text a --file b"}) {
+  for (const std::string& args : std::vector<std::string>{
+           "tokenize " + flag() + " --decode 1,999999",
+           std::string("tokenize --tokenizer /nonexistent/tokenizer.json --text x"),
+           "tokenize " + flag(), "tokenize " + flag() + " --text a --file b"}) {
     auto r = run_xmesh(args);
     EXPECT_NE(r.status, 0) << args;
     EXPECT_TRUE(r.out.starts_with("xmesh tokenize: error: ")) << r.out;

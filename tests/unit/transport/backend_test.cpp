@@ -1,11 +1,10 @@
 // Every back end, same cases: frame round trips, concurrency with out-of-order replies,
 // unreachable peers and peer shutdown. Real sockets on 127.0.0.1 with ephemeral ports.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
@@ -54,7 +53,8 @@ void PrintTo(const backend_case& c, std::ostream* os) { *os << c.name << "/" << 
 std::string listen_address_for(const backend_case& c) {
   if (c.name == "local") return "local://test-" + unique_suffix();
   if (c.variant == "ipc")
-    return "ipc://" + (std::filesystem::temp_directory_path() / ("xmesh-" + unique_suffix())).string();
+    return "ipc://" +
+           (std::filesystem::temp_directory_path() / ("xmesh-" + unique_suffix())).string();
   if (c.name == "zmq") return "tcp://127.0.0.1:0";
   return "ucx://127.0.0.1:0";
 }
@@ -118,9 +118,8 @@ class Transport : public ::testing::TestWithParam<backend_case> {
 
 TEST_P(Transport, FramesRoundTrip) {
   auto server = make();
-  auto addr = serve(*server, [](xt::bytes m, std::shared_ptr<xt::reply_handle> r) {
-    r->send(echo_result(m));
-  });
+  auto addr = serve(
+      *server, [](xt::bytes m, std::shared_ptr<xt::reply_handle> r) { r->send(echo_result(m)); });
   auto client = make();
   auto ch = client->connect(addr, 5000);
   for (size_t size : {size_t{4096}, size_t{65536}, size_t{1} << 20}) {
@@ -165,7 +164,9 @@ TEST_P(Transport, ConcurrentRequestsOutOfOrderReplies) {
         auto p = std::make_shared<std::promise<reply_result>>();
         futures[t].push_back(p->get_future());
         ch->request(dispatch_of_size(4096 * (1 + i % 3), t * 1000 + i),
-                    [p](xt::bytes r, std::string e) { p->set_value({std::move(r), e}); });
+                    [p](xt::bytes r, std::string e) {
+                      p->set_value({std::move(r), e});
+                    });
       }
     });
   }
@@ -267,7 +268,9 @@ std::vector<backend_case> backends() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Transport, ::testing::ValuesIn(backends()),
-                         [](const auto& info) { return info.param.name + "_" + info.param.variant; });
+                         [](const auto& info) {
+                           return info.param.name + "_" + info.param.variant;
+                         });
 
 }  // namespace
 

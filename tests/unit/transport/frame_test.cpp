@@ -129,9 +129,21 @@ TEST(Frame, RejectsEachCorruption) {
   EXPECT_EQ(with([](auto& b) { b[100] ^= std::byte{1}; }), E::bad_checksum);
   EXPECT_EQ(with([](auto& b) { poke<uint64_t>(b, 56, 0); }), E::bad_checksum);
   // Row-level checks run on checksummed bytes: reseal after editing.
-  EXPECT_EQ(with([](auto& b) { poke<int32_t>(b, 64, 70); reseal(b); }), E::bad_expert);
-  EXPECT_EQ(with([](auto& b) { poke<int32_t>(b, 64, -1); reseal(b); }), E::bad_expert);
-  EXPECT_EQ(with([](auto& b) { poke<int32_t>(b, 64 + 16, -5); reseal(b); }), E::bad_shape);
+  EXPECT_EQ(with([](auto& b) {
+              poke<int32_t>(b, 64, 70);
+              reseal(b);
+            }),
+            E::bad_expert);
+  EXPECT_EQ(with([](auto& b) {
+              poke<int32_t>(b, 64, -1);
+              reseal(b);
+            }),
+            E::bad_expert);
+  EXPECT_EQ(with([](auto& b) {
+              poke<int32_t>(b, 64 + 16, -5);
+              reseal(b);
+            }),
+            E::bad_shape);
   auto fixed = xt::encode_frame(sample_frame(2, 4, 9));
   poke<int32_t>(fixed, 64, 10);
   reseal(fixed);
@@ -189,7 +201,8 @@ TEST(Frame, FuzzNeverCrashesAndRejectsCorruption) {
         if (b.size() >= 4 && rng() % 2) poke<uint32_t>(b, 0, xt::frame_magic);
         break;
       case 1:  // flip 1-4 bits anywhere
-        for (int k = 0, n = 1 + int(rng() % 4); k < n; ++k) b[rng() % b.size()] ^= std::byte(1u << (rng() % 8));
+        for (int k = 0, n = 1 + int(rng() % 4); k < n; ++k)
+          b[rng() % b.size()] ^= std::byte(1u << (rng() % 8));
         break;
       case 2:  // truncate or extend
         b.resize(rng() % 2 ? rng() % b.size() : b.size() + 1 + rng() % 64);
