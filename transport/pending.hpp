@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -138,5 +141,24 @@ class command_queue {
   std::atomic<bool> nonempty_{false};
   wake_fd wake_;
 };
+
+/// Waits for a new channel's handshake (its outcome: empty, or an error). On a timeout or an
+/// error, fails the channel's pending requests, closes it with `close()` and throws
+/// "cannot reach ADDRESS within N ms[: error]".
+template <class Close>
+void await_handshake(std::future<std::string>& outcome, pending_table& pending,
+                     const std::string& address, int timeout_ms, Close close) {
+  const std::string prefix =
+      "cannot reach " + address + " within " + std::to_string(timeout_ms) + " ms";
+  if (outcome.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+    pending.fail_all(prefix, true);
+    close();
+    throw std::runtime_error(prefix);
+  }
+  if (auto err = outcome.get(); !err.empty()) {
+    close();
+    throw std::runtime_error(prefix + ": " + err);
+  }
+}
 
 }  // namespace xmesh::transport

@@ -242,17 +242,7 @@ std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& addre
     }
   });
   if (!queued) throw std::runtime_error("zmq endpoint is shut down");
-  const std::string prefix =
-      "cannot reach " + address + " within " + std::to_string(timeout_ms) + " ms";
-  if (fut.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
-    st->pending.fail_all(prefix, true);
-    close_channel(st->id);
-    throw std::runtime_error(prefix);
-  }
-  if (auto err = fut.get(); !err.empty()) {
-    close_channel(st->id);
-    throw std::runtime_error(prefix + ": " + err);
-  }
+  await_handshake(fut, st->pending, address, timeout_ms, [&] { close_channel(st->id); });
   return st;
 }
 
