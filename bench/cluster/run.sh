@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Decode throughput of the 3-process loopback cluster (1 head + coordinator, 2 expert nodes)
-# against the single-process run at the same total thread count, on the bench preset (bf16).
+# against the single-process run at the same total thread count, on the bench preset (bf16):
+# `xmesh generate` without a cluster (every role in one process, through the same actors) and
+# `xmesh bench decode` (the engine alone, no actors or frames).
 # usage: bench/cluster/run.sh [ucx|zmq] [MODEL_DIR]   (prints JSON)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,18 +28,21 @@ YAML
 
 generate() { "$xmesh" generate --model "$model" --tokens "$prompt" --max-new-tokens "$new_tokens" --ignore-eos --json "$@"; }
 single=$(generate --threads 2)
+engine=$("$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json)
 XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" up "$run_dir/cluster.yaml" >&2
 generate --cluster "$run_dir/cluster.yaml" >/dev/null  # warm-up: connections, page cache
 cluster=$(generate --cluster "$run_dir/cluster.yaml")
-python3 - "$single" "$cluster" "$transport" <<'PY'
+python3 - "$single" "$cluster" "$transport" "$engine" <<'PY'
 import json, sys
-single, cluster, transport = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+single, cluster, transport, engine = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 assert single["tokens"] == cluster["tokens"], "cluster output differs from the single-process run"
 print(json.dumps({
     "benchmark": "cluster_decode", "transport": transport, "processes": 3,
     "single_process_decode_tokens_per_s": single["decode_tokens_per_s"],
     "cluster_decode_tokens_per_s": cluster["decode_tokens_per_s"],
     "ratio": cluster["decode_tokens_per_s"] / single["decode_tokens_per_s"],
+    "engine_only_decode_tokens_per_s": engine["decode_tokens_per_s"],
+    "ratio_to_engine_only": cluster["decode_tokens_per_s"] / engine["decode_tokens_per_s"],
     "single_process_dispatch_round_trip_s": single["dispatch_round_trip_s"],
     "cluster_dispatch_round_trip_s": cluster["dispatch_round_trip_s"],
     "tokens_identical": True}))
