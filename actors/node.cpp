@@ -239,8 +239,8 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
                                 .stop_at_eos = req.stop_at_eos};
     auto r = model::generate(net, req.prompt, o);
     reply.generated = r.generated;
-    reply.logits.resize(r.logits.size() * sizeof(float));
-    std::memcpy(reply.logits.data(), r.logits.data(), reply.logits.size());
+    const auto* logits = reinterpret_cast<const uint8_t*>(r.logits.data());
+    reply.logits.assign(logits, logits + r.logits.size() * sizeof(float));
     reply.positions = r.positions;
     reply.prefill_seconds = r.prefill_seconds;
     reply.decode_seconds = r.decode_seconds;
