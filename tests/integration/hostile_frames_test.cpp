@@ -1,6 +1,10 @@
 // A live expert node under 10,000 random and mutated frames: it stays up, counts every drop,
 // and a request afterwards is still bit-identical to the single-process run.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -17,9 +21,22 @@ namespace {
 
 using namespace testing_support;
 
-int free_port() {
-  static std::mt19937 gen(std::random_device{}());
-  return std::uniform_int_distribution<int>(20000, 40000)(gen);
+// Ports the kernel just handed out and released: free now, unlike a guessed range.
+std::vector<int> free_ports(int n) {
+  std::vector<int> fds, ports;
+  for (int i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    fds.push_back(fd);
+    ports.push_back(ntohs(a.sin_port));
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
 }
 
 transport::bytes valid_frame(std::mt19937& gen, uint32_t hidden) {
@@ -72,16 +89,16 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   ASSERT_EQ(0, run_xmesh({"gen-model", "--family", "olmoe", "--preset", "tiny", "--seed", "9",
                           "--out", model})
                    .status);
-  int p = free_port();
+  auto p = free_ports(6);
   auto cluster = d.path() / "cluster.yaml";
   std::ofstream(cluster)
       << "model: " << model.string() << "\ntransport: zmq\nplacement: static\n"
       << "static_placement: {experts-a: [0, 1, 2, 3, 4, 5, 6, 7], experts-b: [0, 1]}\nnodes:\n"
-      << "  - {name: head, control_port: " << p << ", data_port: " << p + 1
+      << "  - {name: head, control_port: " << p[0] << ", data_port: " << p[1]
       << ", roles: [coordinator, head]}\n"
-      << "  - {name: experts-a, control_port: " << p + 2 << ", data_port: " << p + 3
+      << "  - {name: experts-a, control_port: " << p[2] << ", data_port: " << p[3]
       << ", roles: [experts]}\n"
-      << "  - {name: experts-b, control_port: " << p + 4 << ", data_port: " << p + 5
+      << "  - {name: experts-b, control_port: " << p[4] << ", data_port: " << p[5]
       << ", roles: [experts]}\n";
   std::string env = "XMESH_BIN=" + shell_quote(xmesh_bin().string()) +
                     " XMESH_RUN_DIR=" + shell_quote((d.path() / "run").string());
@@ -105,7 +122,7 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   ASSERT_EQ(0, oracle.status) << oracle.err;
 
   auto endpoint = transport::make_endpoint("zmq");
-  auto channel = endpoint->connect("tcp://127.0.0.1:" + std::to_string(p + 3), 5000);
+  auto channel = endpoint->connect("tcp://127.0.0.1:" + std::to_string(p[3]), 5000);
   constexpr int total = 10000;
   std::mutex m;
   std::condition_variable cv;
