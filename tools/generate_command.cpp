@@ -59,7 +59,8 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
     return actors::ask<actors::generate_reply>(
         *rt.system, head, timeout, "generation on the cluster", actors::generate_atom_v, request);
   }
-  actors::actor_runtime rt(threads + 1);
+  actors::actor_runtime rt(
+      threads);  // one CAF worker per compute thread: more only oversubscribe the cores
   actors::node_runtime node(*rt.system, actors::embedded_cluster(dir, threads), "embedded");
   node.start();
   return actors::ask<actors::generate_reply>(*rt.system, node.actor(), timeout, "generation",

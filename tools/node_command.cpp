@@ -23,7 +23,7 @@ int node_main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  actors::actor_runtime rt(self.threads + 1);
+  actors::actor_runtime rt(self.threads);  // one CAF worker per compute thread (at least 2)
   {
     actors::node_runtime node(*rt.system, cluster, name);
     node.start();
