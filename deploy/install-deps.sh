@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config git curl
+  build-essential cmake pkg-config git curl clang-format
   libcaf-dev libucx-dev ucx-utils libzmq3-dev cppzmq-dev prometheus-cpp-dev prometheus
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libicu-dev libxxhash-dev libyaml-cpp-dev

@@ -64,7 +64,8 @@ int bench_decode(int argc, char** argv) {
     rounds.push_back({bandwidth, static_cast<double>(prompt_len) / r.prefill_seconds, decode_tps,
                       decode_tps * static_cast<double>(per_token) / bandwidth});
   }
-  std::sort(rounds.begin(), rounds.end(), [](const round& a, const round& b) { return a.fraction < b.fraction; });
+  std::sort(rounds.begin(), rounds.end(),
+            [](const round& a, const round& b) { return a.fraction < b.fraction; });
   const round& mid = rounds[rounds.size() / 2];
   nlohmann::json per_round = nlohmann::json::array();
   for (const auto& r : rounds)
