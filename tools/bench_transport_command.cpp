@@ -31,6 +31,10 @@ namespace xt = xmesh::transport;
 using clock_type = std::chrono::steady_clock;
 
 constexpr uint32_t bench_hidden = 1024;
+// Header flag (flags field, offset 40, outside the checksum): answer with a header-only result
+// frame, so throughput counts one direction like ucx_perftest's bandwidth tests.
+constexpr uint32_t flag_ack_only = 1;
+constexpr size_t flags_offset = 40;
 constexpr size_t row_bytes = 8 + bench_hidden * sizeof(float);
 
 xt::frame_limits bench_limits() {
@@ -68,6 +72,12 @@ int serve(const std::string& transport, const std::string& address) {
   ep->listen(address, [limits](xt::bytes m, std::shared_ptr<xt::reply_handle> reply) {
     auto d = xt::decode_frame(m, limits);
     if (!d) return reply->send(xt::encode_error_frame({}, d.reason));
+    if (d.frame.header.flags & flag_ack_only) {
+      auto h = d.frame.header;
+      h.kind = xt::frame_kind::result;
+      h.num_rows = 0;
+      return reply->send(xt::encode_frame(h, {}, {}, {}));
+    }
     // Echo in place: the rows come back unchanged, so the payload checksum stays valid and
     // only the kind byte (offset 6, outside the checksum) changes. A real expert encodes anew.
     m[6] = std::byte(static_cast<uint8_t>(xt::frame_kind::result));
@@ -190,14 +200,15 @@ std::vector<double> measure_rtt(xt::channel& ch, const xt::bytes& frame, size_t 
 }
 
 // `window` requests in flight until `iterations` replies came back; returns seconds.
-double measure_window(xt::channel& ch, const xt::bytes& frame, size_t iterations, size_t window) {
+double measure_window(xt::channel& ch, const xt::bytes& frame, size_t iterations, size_t window,
+                      size_t reply_size) {
   completion c;
   std::atomic<size_t> sent{0};
   std::function<void()> send_one;
   send_one = [&] {
     if (sent++ >= iterations) return;
     ch.request(frame, [&](xt::bytes reply, std::string error) {
-      if (!error.empty() || reply.size() != frame.size())
+      if (!error.empty() || reply.size() != reply_size)
         return c.fail(error.empty() ? "bad reply" : error);
       send_one();
       c.tick(iterations);
@@ -273,18 +284,23 @@ int bench_transport_main(int argc, char** argv) {
     size_t n = size_t(size >= (1 << 20) ? std::max<int64_t>(10, iterations / 4) : iterations);
     (void)measure_rtt(*ch, frame, std::min<size_t>(n, 200));  // warm-up: wire-up, allocator
     auto rtt = measure_rtt(*ch, frame, n);
-    double secs = measure_window(*ch, frame, n, size_t(window));
+    double secs = measure_window(*ch, frame, n, size_t(window), frame.size());
+    auto ack_frame = frame;
+    ack_frame[flags_offset] |= std::byte{flag_ack_only};
+    double one_way_secs = measure_window(*ch, ack_frame, n, size_t(window), xt::frame_header_bytes);
     double mean = 0;
     for (double v : rtt) mean += v / double(rtt.size());
-    results.push_back({{"size", size},
-                       {"frame_bytes", frame.size()},
-                       {"rows", (frame.size() - 64) / row_bytes},
-                       {"iterations", n},
-                       {"rtt_p50_us", percentile(rtt, 50)},
-                       {"rtt_p99_us", percentile(rtt, 99)},
-                       {"rtt_mean_us", mean},
-                       {"window", window},
-                       {"throughput_mbps", double(n) * double(frame.size()) / secs / 1e6}});
+    results.push_back(
+        {{"size", size},
+         {"frame_bytes", frame.size()},
+         {"rows", (frame.size() - 64) / row_bytes},
+         {"iterations", n},
+         {"rtt_p50_us", percentile(rtt, 50)},
+         {"rtt_p99_us", percentile(rtt, 99)},
+         {"rtt_mean_us", mean},
+         {"window", window},
+         {"throughput_mbps", double(n) * double(frame.size()) / secs / 1e6},
+         {"one_way_throughput_mbps", double(n) * double(frame.size()) / one_way_secs / 1e6}});
   }
   ch.reset();
   client.reset();
@@ -294,7 +310,8 @@ int bench_transport_main(int argc, char** argv) {
                      {"machine", machine()},
                      {"note",
                       "rtt: one request at a time, next sent from the reply callback; "
-                      "throughput: request-direction bytes, replies carry as many"},
+                      "throughput: request-direction bytes, replies carry as many; "
+                      "one_way_throughput: same frames, header-only acknowledgements"},
                      {"results", results}};
   if (f.has("--json")) {
     std::cout << out.dump(2) << "\n";

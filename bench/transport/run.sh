@@ -90,12 +90,16 @@ for r in ours_ucx["results"]:
         "size": r["size"], "frame_bytes": r["frame_bytes"],
         "ours_rtt_p50_us": round(r["rtt_p50_us"], 2), "ours_rtt_p99_us": round(r["rtt_p99_us"], 2),
         "ours_throughput_mbps": round(r["throughput_mbps"], 1),
+        "ours_one_way_throughput_mbps": round(r["one_way_throughput_mbps"], 1),
         "raw_am_rtt_p50_us": am_rtt, "raw_tag_rtt_p50_us": tag_rtt,
         "raw_am_bw_mbps": round(am_bw, 1), "raw_tag_bw_mbps": round(tag_bw, 1),
         "rtt_ratio_vs_am": ratio(r["rtt_p50_us"], am_rtt),
         "rtt_ratio_vs_tag": ratio(r["rtt_p50_us"], tag_rtt),
         "throughput_ratio_vs_am_bw": ratio(r["throughput_mbps"], am_bw),
-        "throughput_ratio_vs_tag_bw": ratio(r["throughput_mbps"], tag_bw)})
+        "throughput_ratio_vs_tag_bw": ratio(r["throughput_mbps"], tag_bw),
+        # like for like: the raw bandwidth tests stream one way, so compare the one-way run
+        "one_way_throughput_ratio_vs_am_bw": ratio(r["one_way_throughput_mbps"], am_bw),
+        "one_way_throughput_ratio_vs_tag_bw": ratio(r["one_way_throughput_mbps"], tag_bw)})
 for r in ours_zmq["results"]:
     raw = raw_zmq.get(r["frame_bytes"], {})
     out["zmq"].append({
