@@ -9,8 +9,8 @@ coordinator_state::coordinator_state(const cluster_config& cluster, placement_ta
   for (const auto& n : cluster.nodes) expected_.push_back(n.name);
 }
 
-void coordinator_state::register_node(const node_info& info, caf::actor node) {
-  members_[info.name] = {info, std::move(node), std::chrono::steady_clock::now()};
+void coordinator_state::register_node(const node_info& info) {
+  members_[info.name] = {info, std::chrono::steady_clock::now()};
 }
 
 void coordinator_state::heartbeat(const std::string& name) {
@@ -32,14 +32,6 @@ std::vector<std::string> coordinator_state::silent_nodes(std::chrono::millisecon
   auto now = std::chrono::steady_clock::now();
   for (const auto& [name, m] : members_)
     if (now - m.last_beat > timeout) out.push_back(name);
-  return out;
-}
-
-std::vector<caf::actor> coordinator_state::heads() const {
-  std::vector<caf::actor> out;
-  for (const auto& [name, m] : members_)
-    if (std::find(m.info.roles.begin(), m.info.roles.end(), "head") != m.info.roles.end())
-      out.push_back(m.actor);
   return out;
 }
 

@@ -18,20 +18,17 @@ class coordinator_state {
 
   coordinator_state(const cluster_config& cluster, placement_table table);
 
-  /// Records a node; returns the heads to push the table to once every node is in.
-  void register_node(const node_info& info, caf::actor node);
+  /// Records a node (again, after a restart) and its first heartbeat.
+  void register_node(const node_info& info);
   void heartbeat(const std::string& name);
   [[nodiscard]] cluster_status status() const;
   [[nodiscard]] const placement_table& table() const { return table_; }
   /// Nodes whose last heartbeat is older than `timeout` (they are reported, not yet re-placed).
   [[nodiscard]] std::vector<std::string> silent_nodes(std::chrono::milliseconds timeout) const;
-  /// Actors of registered heads (placement updates go to them).
-  [[nodiscard]] std::vector<caf::actor> heads() const;
 
  private:
   struct member {
     node_info info;
-    caf::actor actor;
     std::chrono::steady_clock::time_point last_beat;
   };
   std::vector<std::string> expected_;

@@ -39,7 +39,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       [=](stats_atom) { return rt->stats(); },
       [=](register_atom, const node_info& info) -> caf::result<placement_table> {
         if (!rt->coordinator()) return not_coordinator();
-        rt->coordinator()->register_node(info, info.node);
+        rt->coordinator()->register_node(info);
         return rt->coordinator()->table();
       },
       [=](heartbeat_atom, const std::string& name) {
@@ -52,14 +52,6 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       [=](placement_atom) -> caf::result<placement_table> {
         if (!rt->coordinator()) return not_coordinator();
         return rt->coordinator()->table();
-      },
-      [=](placement_atom, placement_table& table) {
-        try {
-          rt->set_placement(std::move(table));
-        } catch (const std::exception& e) {  // a bad table from the network is refused, not used
-          std::fprintf(stderr, "xmesh node %s: refused placement: %s\n", rt->self().name.c_str(),
-                       e.what());
-        }
       },
       [=](generate_atom, generate_request& request) {
         // Each request runs on its own thread, so independent requests overlap.
@@ -136,7 +128,7 @@ void node_runtime::start() {
   if (self_.has(role::head))
     for (int64_t l = 0; l < model_->config.num_layers; ++l)
       routers_.push_back(system_.spawn(router_actor));
-  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
+  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport)};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
                                      register_atom_v, info));
   heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
@@ -145,18 +137,11 @@ void node_runtime::start() {
 
 caf::actor node_runtime::find_coordinator() {
   if (self_.has(role::coordinator)) return actor_;
-  const auto& c = cluster_.coordinator();
-  auto deadline = std::chrono::steady_clock::now() + connect_timeout();
-  std::string last;
-  do {
-    auto a = system_.middleman().remote_actor(c.host, c.control_port);
-    if (a) return *a;
-    last = system_.render(a.error());
-    std::this_thread::sleep_for(200ms);
-  } while (std::chrono::steady_clock::now() < deadline);
-  throw std::runtime_error("node '" + self_.name + "': cannot reach coordinator '" + c.name +
-                           "' at " + c.host + ":" + std::to_string(c.control_port) + " (" + last +
-                           ")");
+  try {
+    return reach_node(system_, cluster_.coordinator(), connect_timeout(), "coordinator");
+  } catch (const std::exception& e) {
+    throw std::runtime_error("node '" + self_.name + "': " + e.what());
+  }
 }
 
 void node_runtime::start_experts() {

@@ -16,12 +16,11 @@ struct node_info {
   std::string name;
   std::vector<std::string> roles;
   std::string data_address;
-  caf::actor node;  // the node's own actor (the sender of a request may be a temporary)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node);
+  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address);
 }
 
 template <class Inspector>
@@ -104,7 +103,8 @@ CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_request))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_reply))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::cluster_status))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::node_stats))
-// Coordinator: a node registers (node_info) and beats (name); heads receive placement tables.
+// Coordinator: a node asks for the placement table, registers (node_info; the answer is the
+// table it routes with) and beats (name).
 CAF_ADD_ATOM(xmesh, xmesh::actors, register_atom, "register")
 CAF_ADD_ATOM(xmesh, xmesh::actors, heartbeat_atom, "heartbeat")
 CAF_ADD_ATOM(xmesh, xmesh::actors, placement_atom, "placement")

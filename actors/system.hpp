@@ -9,7 +9,9 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
+#include "actors/cluster_config.hpp"
 #include "actors/protocol.hpp"
 
 namespace xmesh::actors {
@@ -36,6 +38,23 @@ struct actor_runtime {
 inline std::chrono::milliseconds connect_timeout() {
   const char* v = std::getenv("XMESH_CONNECT_TIMEOUT_MS");
   return std::chrono::milliseconds(v && *v ? std::atol(v) : 30000);
+}
+
+/// The actor a node publishes on its control port, retried until `timeout`; throws
+/// "cannot reach KIND 'NAME' at HOST:PORT (reason)".
+inline caf::actor reach_node(caf::actor_system& sys, const node_config& node,
+                             std::chrono::milliseconds timeout, const std::string& kind = "node") {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last;
+  for (;;) {
+    auto a = sys.middleman().remote_actor(node.host, node.control_port);
+    if (a) return *a;
+    last = sys.render(a.error());
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  throw std::runtime_error("cannot reach " + kind + " '" + node.name + "' at " + node.host + ":" +
+                           std::to_string(node.control_port) + " (" + last + ")");
 }
 
 /// Sends a request from a blocking context and waits for the typed answer; throws with `what`

@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/system.hpp"
-#include "tools/cluster_client.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 
@@ -21,7 +20,8 @@ int cluster_nodes(const actors::cluster_config& c) {
 // Exit 0 when every node of the file has registered with the coordinator.
 int cluster_status(const actors::cluster_config& c, bool json) {
   actors::actor_runtime rt(1);
-  auto coordinator = reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000));
+  auto coordinator =
+      actors::reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000));
   auto s =
       actors::ask<actors::cluster_status>(*rt.system, coordinator, std::chrono::seconds(5),
                                           "status from the coordinator", actors::status_atom_v);
@@ -32,7 +32,7 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   nlohmann::json nodes = nlohmann::json::object();
   for (const auto& name : s.registered) {
     if (std::find(s.silent.begin(), s.silent.end(), name) != s.silent.end()) continue;
-    auto a = reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
+    auto a = actors::reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
     auto st = actors::ask<actors::node_stats>(*rt.system, a, std::chrono::seconds(5),
                                               "stats of " + name, actors::stats_atom_v);
     nodes[name] = {{"frames_served", st.frames_served}, {"frames_dropped", st.frames_dropped}};

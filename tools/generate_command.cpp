@@ -7,7 +7,6 @@
 #include "actors/system.hpp"
 #include "model/npy.hpp"
 #include "model/tokenizer/tokenizer.hpp"
-#include "tools/cluster_client.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 
@@ -54,7 +53,8 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
   if (auto file = f.opt("--cluster")) {
     auto cluster = actors::load_cluster(*file);
     actors::actor_runtime rt(1);
-    auto head = reach_node(*rt.system, *cluster.with_role(actors::role::head).front(),
+    auto head =
+        actors::reach_node(*rt.system, *cluster.with_role(actors::role::head).front(),
                            std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
     return actors::ask<actors::generate_reply>(
         *rt.system, head, timeout, "generation on the cluster", actors::generate_atom_v, request);
