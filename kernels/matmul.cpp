@@ -1,6 +1,7 @@
 #include "kernels/matmul.hpp"
 
 #include <atomic>
+#include <stdexcept>
 
 #include "kernels/cpu/matmul_impl.hpp"
 
@@ -8,29 +9,37 @@ namespace xmesh::kernels {
 
 namespace {
 
-bool cpu_has_avx512() {
+enum class isa : int { generic, avx2, avx512 };
+constexpr const char* isa_names[] = {"generic", "avx2", "avx512"};
+
+isa best_isa() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") &&
-         __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return isa::avx512;
+  return avx2 ? isa::avx2 : isa::generic;
 }
 
-const bool have_avx512 = cpu_has_avx512();
-std::atomic<bool> forced_generic{false};
+const isa best = best_isa();
+std::atomic<isa> active{best};
 
-bool use_avx512() { return have_avx512 && !forced_generic.load(std::memory_order_relaxed); }
-
-// Rows per work item: a multiple of the AVX-512 tile, small enough to balance two threads.
+// Rows per work item: a multiple of every tile, small enough to balance two threads.
 constexpr int64_t rows_per_item = 16;
 
 }  // namespace
 
 void matmul_rows(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                  int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
-  if (use_avx512())
-    cpu::matmul_rows_avx512(x, num_tokens, ldx, w, row_begin, row_end, y, ldy);
-  else
-    cpu::matmul_rows_generic(x, num_tokens, ldx, w, row_begin, row_end, y, ldy);
+  switch (active.load(std::memory_order_relaxed)) {
+    case isa::avx512:
+      return cpu::matmul_rows_avx512(x, num_tokens, ldx, w, row_begin, row_end, y, ldy);
+    case isa::avx2:
+      return cpu::matmul_rows_avx2(x, num_tokens, ldx, w, row_begin, row_end, y, ldy);
+    case isa::generic:
+      return cpu::matmul_rows_generic(x, num_tokens, ldx, w, row_begin, row_end, y, ldy);
+  }
 }
 
 void matmul(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w, float* y,
@@ -43,11 +52,32 @@ void matmul(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& 
 }
 
 float dot(const float* a, const float* b, int64_t n) {
-  return use_avx512() ? cpu::dot_avx512(a, b, n) : cpu::dot_generic(a, b, n);
+  switch (active.load(std::memory_order_relaxed)) {
+    case isa::avx512:
+      return cpu::dot_avx512(a, b, n);
+    case isa::avx2:
+      return cpu::dot_avx2(a, b, n);
+    case isa::generic:
+      break;
+  }
+  return cpu::dot_generic(a, b, n);
 }
 
-const char* matmul_isa() { return use_avx512() ? "avx512" : "generic"; }
+const char* matmul_isa() { return isa_names[int(active.load())]; }
 
-void force_generic_kernels(bool on) { forced_generic.store(on); }
+std::vector<std::string> matmul_isas() {
+  std::vector<std::string> out;
+  for (int i = int(best); i >= 0; --i) out.emplace_back(isa_names[i]);
+  return out;
+}
+
+void force_matmul_isa(std::string_view name) {
+  for (int i = 0; i <= int(best); ++i) {
+    if (name == isa_names[i]) return active.store(isa(i));
+  }
+  if (!name.empty())
+    throw std::invalid_argument("matmul isa not available here: " + std::string(name));
+  active.store(best);
+}
 
 }  // namespace xmesh::kernels

@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "kernels/core/dtype.hpp"
 #include "kernels/core/thread_pool.hpp"
@@ -41,9 +44,11 @@ void matmul(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& 
 /// Dot product of two f32 vectors in the canonical order.
 float dot(const float* a, const float* b, int64_t n);
 
-/// Which implementation runs: "avx512" or "generic" (chosen once from the CPU's features).
+/// Which implementation runs: "avx512", "avx2" or "generic" (the best the CPU has, unless forced).
 const char* matmul_isa();
-/// Forces the portable implementation (tests compare the two bit for bit).
-void force_generic_kernels(bool on);
+/// The implementations this CPU can run, best first; always ends with "generic".
+std::vector<std::string> matmul_isas();
+/// Runs `isa` (one of matmul_isas(); tests compare them bit for bit); "" restores the best.
+void force_matmul_isa(std::string_view isa);
 
 }  // namespace xmesh::kernels

@@ -11,7 +11,8 @@ namespace xmesh::kernels {
 
 namespace cpu {
 uint64_t stream_read_avx512(const std::byte* p, int64_t size);
-}
+uint64_t stream_read_avx2(const std::byte* p, int64_t size);
+}  // namespace cpu
 
 namespace {
 
@@ -23,7 +24,10 @@ struct chunk {
 };
 
 uint64_t read_chunk(const chunk& c) {
-  if (std::string_view(matmul_isa()) == "avx512") return cpu::stream_read_avx512(c.data, c.size);
+  // The same vector width the matmul kernels load with.
+  const std::string_view isa = matmul_isa();
+  if (isa == "avx512") return cpu::stream_read_avx512(c.data, c.size);
+  if (isa == "avx2") return cpu::stream_read_avx2(c.data, c.size);
   uint64_t acc[8] = {};
   int64_t words = c.size / 8;
   const std::byte* p = c.data;

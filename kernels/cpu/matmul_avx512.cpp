@@ -17,13 +17,6 @@ constexpr int max_tile_tokens = 6;
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 
-struct bf16_t {
-  uint16_t bits;
-};
-struct f16_t {
-  uint16_t bits;
-};
-
 inline __m512 widen_bf16(__m256i h) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -123,17 +116,8 @@ void rows(const W* w, int64_t cols, const float* x, int64_t num_tokens, int64_t 
 
 void matmul_rows_avx512(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                         int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
-  switch (w.type) {
-    case dtype::f32:
-      return rows(static_cast<const float*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end,
-                  y, ldy);
-    case dtype::bf16:
-      return rows(static_cast<const bf16_t*>(w.data), w.cols, x, num_tokens, ldx, row_begin,
-                  row_end, y, ldy);
-    case dtype::f16:
-      return rows(static_cast<const f16_t*>(w.data), w.cols, x, num_tokens, ldx, row_begin, row_end,
-                  y, ldy);
-  }
+  with_typed_weights(
+      w, [&](auto* p) { rows(p, w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy); });
 }
 
 float dot_avx512(const float* a, const float* b, int64_t n) {

@@ -1,13 +1,39 @@
-// The two implementations behind kernels/matmul.hpp, chosen at run time.
+// The implementations behind kernels/matmul.hpp, chosen at run time.
 #pragma once
 
 #include "kernels/matmul.hpp"
 
 namespace xmesh::kernels::cpu {
 
+/// Tags for 16-bit weight elements, so the vector kernels overload their loads on them.
+struct bf16_t {
+  uint16_t bits;
+};
+struct f16_t {
+  uint16_t bits;
+};
+
+/// Calls `rows(p)` with the weights as a typed pointer: const float*, const bf16_t* or const
+/// f16_t*.
+template <class Rows>
+void with_typed_weights(const matrix_view& w, Rows&& rows) {
+  switch (w.type) {
+    case dtype::f32:
+      return rows(static_cast<const float*>(w.data));
+    case dtype::bf16:
+      return rows(static_cast<const bf16_t*>(w.data));
+    case dtype::f16:
+      return rows(static_cast<const f16_t*>(w.data));
+  }
+}
+
 void matmul_rows_generic(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                          int64_t row_begin, int64_t row_end, float* y, int64_t ldy);
 float dot_generic(const float* a, const float* b, int64_t n);
+
+void matmul_rows_avx2(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
+                      int64_t row_begin, int64_t row_end, float* y, int64_t ldy);
+float dot_avx2(const float* a, const float* b, int64_t n);
 
 void matmul_rows_avx512(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                         int64_t row_begin, int64_t row_end, float* y, int64_t ldy);

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 namespace xmesh::kernels {
@@ -62,7 +64,7 @@ double reference_dot(const matrix_view& w, int64_t r, const float* x) {
 
 class Matmul : public testing::TestWithParam<matmul_case> {
  protected:
-  void TearDown() override { force_generic_kernels(false); }
+  void TearDown() override { force_matmul_isa(""); }
 };
 
 TEST_P(Matmul, MatchesDoublePrecisionReference) {
@@ -79,16 +81,20 @@ TEST_P(Matmul, MatchesDoublePrecisionReference) {
           << "token " << t << " row " << r;
 }
 
-TEST_P(Matmul, GenericAndVectorKernelsAgreeBitForBit) {
+TEST_P(Matmul, EveryIsaAgreesWithGenericBitForBit) {
   auto c = GetParam();
   random_matrix w(c.type, c.rows, c.cols, 3);
   auto x = random_vector(c.tokens * c.cols, 4);
-  std::vector<float> fast(c.tokens * c.rows), generic(c.tokens * c.rows);
+  std::vector<float> generic(c.tokens * c.rows), fast(c.tokens * c.rows);
   thread_pool pool(1);
-  matmul(x.data(), c.tokens, c.cols, w.view, fast.data(), c.rows, pool);
-  force_generic_kernels(true);
+  force_matmul_isa("generic");
   matmul(x.data(), c.tokens, c.cols, w.view, generic.data(), c.rows, pool);
-  EXPECT_EQ(0, std::memcmp(fast.data(), generic.data(), fast.size() * sizeof(float)));
+  for (const auto& isa : matmul_isas()) {
+    force_matmul_isa(isa);
+    std::fill(fast.begin(), fast.end(), -1.0f);
+    matmul(x.data(), c.tokens, c.cols, w.view, fast.data(), c.rows, pool);
+    EXPECT_EQ(0, std::memcmp(fast.data(), generic.data(), fast.size() * sizeof(float))) << isa;
+  }
 }
 
 TEST_P(Matmul, TokenResultIndependentOfBatchAndThreads) {
@@ -113,13 +119,26 @@ std::vector<matmul_case> matmul_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Matmul, testing::ValuesIn(matmul_cases()), case_name);
 
-TEST(Dot, CanonicalOrderSameOnBothPaths) {
-  auto a = random_vector(77, 8), b = random_vector(77, 9);
-  float fast = dot(a.data(), b.data(), 77);
-  force_generic_kernels(true);
-  float generic = dot(a.data(), b.data(), 77);
-  force_generic_kernels(false);
-  EXPECT_EQ(fast, generic);
+TEST(Dot, CanonicalOrderSameOnEveryIsa) {
+  for (int64_t n : {77, 16, 5, 1024}) {
+    auto a = random_vector(n, 8), b = random_vector(n, 9);
+    force_matmul_isa("generic");
+    const float generic = dot(a.data(), b.data(), n);
+    for (const auto& isa : matmul_isas()) {
+      force_matmul_isa(isa);
+      EXPECT_EQ(generic, dot(a.data(), b.data(), n)) << isa << " n=" << n;
+    }
+  }
+  force_matmul_isa("");
+}
+
+TEST(MatmulIsa, ListsBestFirstAndRejectsUnknown) {
+  auto isas = matmul_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.back(), "generic");
+  EXPECT_EQ(isas.front(), matmul_isa());
+  EXPECT_THROW(force_matmul_isa("sve"), std::invalid_argument);
+  EXPECT_EQ(isas.front(), matmul_isa());
 }
 
 }  // namespace

@@ -1,0 +1,126 @@
+// AVX2 + FMA kernels in the canonical order of kernels/matmul.hpp, for CPUs without AVX-512
+// (most edge devices, many servers). The 16 canonical lanes are two 8-lane halves, so every
+// output is bit-identical to the AVX-512 and portable paths. Compiled with AVX2/FMA/F16C flags
+// and only called when the CPU has them.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/matmul_impl.hpp"
+
+namespace xmesh::kernels::cpu {
+
+namespace {
+
+// Decode streams 4 rows at once (8 accumulators); prefill reuses each weight load across up to
+// 6 tokens (12 accumulators): both fit AVX2's 16 registers.
+constexpr int decode_rows = 4;
+constexpr int prefill_tokens = 6;
+constexpr int prefetch_bytes = 256;
+
+// The 16 canonical lanes: lo = lanes 0-7, hi = lanes 8-15.
+struct v16 {
+  __m256 lo, hi;
+};
+
+inline v16 load16(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+inline __m256 widen_bf16(__m128i h) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline v16 load16(const bf16_t* p) {
+  return {widen_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+          widen_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
+}
+inline v16 load16(const f16_t* p) {
+  return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)))};
+}
+
+// The last `n` < 16 elements, zero-padded (a zero pair adds fma(0, 0, acc) as the order says).
+template <class T>
+inline v16 load_tail(const T* p, int64_t n) {
+  T buf[16] = {};
+  std::memcpy(buf, p, size_t(n) * sizeof(T));
+  return load16(buf);
+}
+
+inline void fma16(const v16& w, const v16& x, v16& acc) {
+  acc.lo = _mm256_fmadd_ps(w.lo, x.lo, acc.lo);
+  acc.hi = _mm256_fmadd_ps(w.hi, x.hi, acc.hi);
+}
+
+// Lane tree (i, i+8), (i, i+4), (i, i+2), (0, 1): the canonical order.
+inline float reduce(const v16& v) {
+  __m256 s8 = _mm256_add_ps(v.lo, v.hi);
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+  return _mm_cvtss_f32(s1);
+}
+
+template <class W, int R, int T>
+void tile(const W* w, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  v16 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  int64_t k = 0;
+  for (; k + 16 <= cols; k += 16) {
+    v16 wv[R];
+    for (int r = 0; r < R; ++r) {
+      if constexpr (T == 1)  // decode streams R rows at once: fetch ahead of each
+        _mm_prefetch(reinterpret_cast<const char*>(w + r * cols + k) + prefetch_bytes, _MM_HINT_T0);
+      wv[r] = load16(w + r * cols + k);
+    }
+    for (int t = 0; t < T; ++t) {
+      v16 xv = load16(x + t * ldx + k);
+      for (int r = 0; r < R; ++r) fma16(wv[r], xv, acc[r][t]);
+    }
+  }
+  if (k < cols) {
+    v16 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = load_tail(w + r * cols + k, cols - k);
+    for (int t = 0; t < T; ++t) {
+      v16 xv = load_tail(x + t * ldx + k, cols - k);
+      for (int r = 0; r < R; ++r) fma16(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = reduce(acc[r][t]);
+}
+
+template <class W, int T>
+void row_tokens(const W* w, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy,
+                int64_t num_tokens) {
+  if constexpr (T > 0) {
+    for (; num_tokens >= T; num_tokens -= T, x += T * ldx, y += T * ldy)
+      tile<W, 1, T>(w, cols, x, ldx, y, ldy);
+    row_tokens<W, T - 1>(w, cols, x, ldx, y, ldy, num_tokens);
+  }
+}
+
+template <class W>
+void rows(const W* w, int64_t cols, const float* x, int64_t num_tokens, int64_t ldx,
+          int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
+  int64_t r = row_begin;
+  if (num_tokens == 1)  // decode: more rows in flight hide load latency
+    for (; r + decode_rows <= row_end; r += decode_rows)
+      tile<W, decode_rows, 1>(w + r * cols, cols, x, ldx, y + r, ldy);
+  for (; r < row_end; ++r)
+    row_tokens<W, prefill_tokens>(w + r * cols, cols, x, ldx, y + r, ldy, num_tokens);
+}
+
+}  // namespace
+
+void matmul_rows_avx2(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
+                      int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
+  with_typed_weights(
+      w, [&](auto* p) { rows(p, w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy); });
+}
+
+float dot_avx2(const float* a, const float* b, int64_t n) {
+  float out = 0;
+  tile<float, 1, 1>(a, n, b, n, &out, 1);
+  return out;
+}
+
+}  // namespace xmesh::kernels::cpu
