@@ -32,58 +32,84 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Ours.
-timeout 300 "$xmesh" bench transport --transport ucx --sizes "$sizes" --iterations "$iterations" \
-  --window "$window" --json >"$work/ours_ucx.json"
-timeout 300 "$xmesh" bench transport --transport zmq --sizes "$sizes" --iterations "$iterations" \
-  --window "$window" --json >"$work/ours_zmq.json"
-
-# Raw ZeroMQ echo, same sizes (the frame sizes ours actually sent).
-frame_sizes=$(python3 -c 'import json,sys; print(",".join(str(r["frame_bytes"]) for r in json.load(open(sys.argv[1]))["results"]))' "$work/ours_zmq.json")
-port=$(free_port)
-"$echo_bin" serve "tcp://127.0.0.1:$port" & pids+=($!)
-sleep 0.3
-timeout 300 "$echo_bin" client "tcp://127.0.0.1:$port" "$frame_sizes" "$iterations" "$window" >"$work/raw_zmq.json"
-
 # Raw UCX: one ucx_perftest server per test (it exits after one).
-perftest() {  # TEST SIZE N -> the "Final:" line
-  local port
+perftest() {  # TEST SIZE N [FLAGS...] -> the "Final:" line
+  local port t=$1 size=$2 n=$3
+  shift 3
   port=$(free_port)
   ucx_perftest -p "$port" >/dev/null 2>&1 & local srv=$!
   pids+=("$srv")
   sleep 0.3
-  timeout 120 ucx_perftest 127.0.0.1 -p "$port" -t "$1" -s "$2" -n "$3" 2>/dev/null | grep '^Final:' || echo "Final: 0 0 0 0 0 0 0 0"
+  timeout 120 ucx_perftest 127.0.0.1 -p "$port" -t "$t" -s "$size" -n "$n" "$@" 2>/dev/null | grep '^Final:' || echo "Final: 0 0 0 0 0 0 0 0"
   wait "$srv" 2>/dev/null || true
 }
-: >"$work/raw_ucx.txt"
-IFS=, read -ra fs <<<"$frame_sizes"
-for s in "${fs[@]}"; do
-  n=$iterations
-  (( s >= 1048576 )) && n=$(( iterations / 4 > 10 ? iterations / 4 : 10 ))
-  for t in ucp_am_lat tag_lat ucp_am_bw tag_bw; do
-    echo "$s $t $(perftest "$t" "$s" "$n")" >>"$work/raw_ucx.txt"
+
+repeat=${REPEAT:-3}
+for round in $(seq 1 "$repeat"); do
+  # Ours.
+  timeout 300 "$xmesh" bench transport --transport ucx --sizes "$sizes" --iterations "$iterations" \
+    --window "$window" --json >"$work/ours_ucx.$round.json"
+  timeout 300 "$xmesh" bench transport --transport zmq --sizes "$sizes" --iterations "$iterations" \
+    --window "$window" --json >"$work/ours_zmq.$round.json"
+
+  # Raw ZeroMQ echo, same sizes (the frame sizes ours actually sent).
+  frame_sizes=$(python3 -c 'import json,sys; print(",".join(str(r["frame_bytes"]) for r in json.load(open(sys.argv[1]))["results"]))' "$work/ours_zmq.$round.json")
+  port=$(free_port)
+  "$echo_bin" serve "tcp://127.0.0.1:$port" & pids+=($!)
+  sleep 0.3
+  timeout 300 "$echo_bin" client "tcp://127.0.0.1:$port" "$frame_sizes" "$iterations" "$window" >"$work/raw_zmq.$round.json"
+
+  : >"$work/raw_ucx.$round.txt"
+  IFS=, read -ra fs <<<"$frame_sizes"
+  for s in "${fs[@]}"; do
+    n=$iterations
+    (( s >= 1048576 )) && n=$(( iterations / 4 > 10 ? iterations / 4 : 10 ))
+    for t in ucp_am_lat tag_lat ucp_am_bw tag_bw; do
+      echo "$s $t $(perftest "$t" "$s" "$n")" >>"$work/raw_ucx.$round.txt"
+    done
+    # For reference: raw UCX in its own wakeup mode (worker_wait between messages).
+    echo "$s ucp_am_lat_sleep $(perftest ucp_am_lat "$s" "$n" -E sleep)" >>"$work/raw_ucx.$round.txt"
   done
+  kill "${pids[@]}" 2>/dev/null || true
+  pids=()
 done
 
-python3 - "$work" <<'PY'
-import json, sys
-w = sys.argv[1]
-ours_ucx = json.load(open(f"{w}/ours_ucx.json"))
-ours_zmq = json.load(open(f"{w}/ours_zmq.json"))
-raw_zmq = {r["size"]: r for r in json.load(open(f"{w}/raw_zmq.json"))}
+python3 - "$work" "$repeat" <<'PY'
+import json, statistics, sys
+w, rounds = sys.argv[1], range(1, int(sys.argv[2]) + 1)
+def median_rows(rows_per_round, key):
+    # rows_per_round: one list of result dicts per round -> one dict of per-key medians by `key`
+    out = {}
+    for rows in rows_per_round:
+        for r in rows:
+            for k, v in r.items():
+                out.setdefault(r[key], {}).setdefault(k, []).append(v)
+    return {s: {k: statistics.median(v) if isinstance(v[0], (int, float)) else v[0]
+                for k, v in d.items()} for s, d in out.items()}
+first = json.load(open(f"{w}/ours_ucx.1.json"))
+ours_ucx = {"machine": first["machine"], "results": list(median_rows(
+    [json.load(open(f"{w}/ours_ucx.{i}.json"))["results"] for i in rounds], "size").values())}
+ours_zmq = {"results": list(median_rows(
+    [json.load(open(f"{w}/ours_zmq.{i}.json"))["results"] for i in rounds], "size").values())}
+raw_zmq = median_rows([json.load(open(f"{w}/raw_zmq.{i}.json")) for i in rounds], "size")
 raw_ucx = {}
-for line in open(f"{w}/raw_ucx.txt"):
-    f = line.split()
-    size, test, cols = int(f[0]), f[1], f[3:]  # cols: iters p50 avg overall bw_avg bw_overall ...
-    raw_ucx.setdefault(size, {})[test] = cols
+for i in rounds:
+    for line in open(f"{w}/raw_ucx.{i}.txt"):
+        f = line.split()
+        size, test, cols = int(f[0]), f[1], f[3:]  # cols: iters p50 avg overall bw_avg bw_overall ...
+        raw_ucx.setdefault(size, {}).setdefault(test, []).append([float(c) for c in cols])
+raw_ucx = {s: {t: [statistics.median(col) for col in zip(*runs)] for t, runs in d.items()}
+           for s, d in raw_ucx.items()}
 def ratio(a, b):
     return round(a / b, 3) if b else None
 out = {"machine": ours_ucx["machine"], "env": "UCX_TLS=tcp UCX_NET_DEVICES=lo, loopback",
+       "rounds": len(rounds), "statistic": "median over rounds of each number",
        "ucx": [], "zmq": []}
 for r in ours_ucx["results"]:
     raw = raw_ucx.get(r["frame_bytes"], {})
     am_rtt = 2 * float(raw.get("ucp_am_lat", [0, 0])[1])   # one-way p50 -> round trip
     tag_rtt = 2 * float(raw.get("tag_lat", [0, 0])[1])
+    sleep_rtt = 2 * float(raw.get("ucp_am_lat_sleep", [0, 0])[1])
     am_bw = float(raw.get("ucp_am_bw", [0] * 5)[4]) * 1.048576  # MiB/s -> MB/s
     tag_bw = float(raw.get("tag_bw", [0] * 5)[4]) * 1.048576
     out["ucx"].append({
@@ -92,9 +118,11 @@ for r in ours_ucx["results"]:
         "ours_throughput_mbps": round(r["throughput_mbps"], 1),
         "ours_one_way_throughput_mbps": round(r["one_way_throughput_mbps"], 1),
         "raw_am_rtt_p50_us": am_rtt, "raw_tag_rtt_p50_us": tag_rtt,
+        "raw_am_rtt_p50_us_wakeup_mode": sleep_rtt,
         "raw_am_bw_mbps": round(am_bw, 1), "raw_tag_bw_mbps": round(tag_bw, 1),
         "rtt_ratio_vs_am": ratio(r["rtt_p50_us"], am_rtt),
         "rtt_ratio_vs_tag": ratio(r["rtt_p50_us"], tag_rtt),
+        "rtt_ratio_vs_am_wakeup_mode": ratio(r["rtt_p50_us"], sleep_rtt),
         "throughput_ratio_vs_am_bw": ratio(r["throughput_mbps"], am_bw),
         "throughput_ratio_vs_tag_bw": ratio(r["throughput_mbps"], tag_bw),
         # like for like: the raw bandwidth tests stream one way, so compare the one-way run

@@ -81,8 +81,9 @@ void ucx_engine::run() {
     }
     progress();
     if (stopping_) break;
-    if (spin()) continue;
-    wait_for_events();
+    const auto idle_since = std::chrono::steady_clock::now();
+    if (!spin(spin_.spin_for())) wait_for_events();
+    spin_.record_gap(std::chrono::steady_clock::now() - idle_since);
   }
   shutdown_io();
 }
@@ -107,9 +108,9 @@ void ucx_engine::progress() {
   });
 }
 
-bool ucx_engine::spin() {
-  if (spin_us_ <= 0 || !worker_) return false;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+bool ucx_engine::spin(spin_policy::duration budget) {
+  if (budget <= spin_policy::duration::zero() || !worker_) return false;
+  const auto until = std::chrono::steady_clock::now() + budget;
   while (std::chrono::steady_clock::now() < until) {
     if (ucp_worker_progress(worker_) != 0 || queue_.has_items() || stopping_) return true;
   }

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "transport/pending.hpp"
+#include "transport/spin_policy.hpp"
 #include "transport/ucx/ucx_util.hpp"
 
 namespace xmesh::transport::ucx {
@@ -48,6 +49,9 @@ struct recv_op {
 
 class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
  public:
+  /// Polling budget of the progress thread (XMESH_UCX_SPIN_US; 0 = always sleep).
+  static constexpr long default_spin_us = 100;
+
   ucx_engine();
   ~ucx_engine() { stop(); }
   ucx_engine(const ucx_engine&) = delete;
@@ -87,8 +91,8 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   };
 
   void run();
-  /// Polls the worker for up to spin_us_ before sleeping; true when work showed up.
-  bool spin();
+  /// Polls the worker for up to `budget` before sleeping; true when work showed up.
+  bool spin(spin_policy::duration budget);
   void wait_for_events();
   void ensure_worker(const ucx_address& a);
   ucs_status_t am_send(ucp_ep_h ep, unsigned id, am_header h, bytes data, bool want_reply_ep);
@@ -104,10 +108,6 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
                      size_t length, const ucp_am_recv_param_t* param);
   void shutdown_io();
 
-  static long spin_from_env() {
-    const char* v = std::getenv("XMESH_UCX_SPIN_US");
-    return v ? std::max(0L, std::strtol(v, nullptr, 10)) : 0;
-  }
   static ucs_status_t am_cb(void* arg, const void* header, size_t header_length, void* data,
                             size_t length, const ucp_am_recv_param_t* param);
   static void send_done(void* request, ucs_status_t status, void* user_data);
@@ -127,9 +127,8 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   int worker_fd_ = -1;
-  // XMESH_UCX_SPIN_US: after each wakeup, busy-poll this long before arming the worker and
-  // sleeping. 0 (default) is pure wakeup mode: nodes share their cores with compute.
-  long spin_us_ = spin_from_env();
+  // Poll before sleeping only while events have been coming sooner than a wake-up costs.
+  spin_policy spin_ = spin_policy::from_env("XMESH_UCX_SPIN_US", default_spin_us);
   ucp_listener_h listener_ = nullptr;
   request_handler handler_;
   std::unordered_map<uint64_t, client_ep> clients_;
