@@ -2,9 +2,9 @@
 # Transport benchmark: `xmesh bench transport` (ucx, zmq) against the raw baselines, in the same
 # run and the same environment (UCX_TLS=tcp UCX_NET_DEVICES=lo, loopback), printing one JSON
 # object with our numbers, the raw numbers and the ratios.
-#   bench/transport/run.sh [BUILD_DIR]     env: SIZES ITERATIONS WINDOW
-# Raw UCX: ucx_perftest ucp_am_lat / tag_lat (one-way = half the round trip, doubled here)
-# and ucp_am_bw / tag_bw (MiB/s, converted to MB/s). Raw ZeroMQ: bench/transport/zmq_echo.
+#   bench/transport/run.sh [BUILD_DIR]     env: SIZES ITERATIONS WINDOW REPEAT
+# Raw UCX: ucx_perftest ucp_am_lat (one-way = half the round trip, doubled here) and ucp_am_bw
+# (MiB/s, converted to MB/s), plain and with the features ours uses. Raw ZeroMQ: bench/transport/zmq_echo.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,11 +64,14 @@ for round in $(seq 1 "$repeat"); do
   for s in "${fs[@]}"; do
     n=$iterations
     (( s >= 1048576 )) && n=$(( iterations / 4 > 10 ? iterations / 4 : 10 ))
-    for t in ucp_am_lat tag_lat ucp_am_bw tag_bw; do
+    # Plain, then with the UCX features ours needs (-e: peer error handling, so a dead peer
+    # fails requests instead of hanging; it changes the rendezvous protocol over TCP. -I: the
+    # wakeup feature; it also prints the protocol chosen), then that in UCX's own wakeup mode (worker_wait between messages).
+    for t in ucp_am_lat ucp_am_bw; do
       echo "$s $t $(perftest "$t" "$s" "$n")" >>"$work/raw_ucx.$round.txt"
+      echo "$s ${t}_features $(perftest "$t" "$s" "$n" -e -I)" >>"$work/raw_ucx.$round.txt"
     done
-    # For reference: raw UCX in its own wakeup mode (worker_wait between messages).
-    echo "$s ucp_am_lat_sleep $(perftest ucp_am_lat "$s" "$n" -E sleep)" >>"$work/raw_ucx.$round.txt"
+    echo "$s ucp_am_lat_sleep $(perftest ucp_am_lat "$s" "$n" -e -I -E sleep)" >>"$work/raw_ucx.$round.txt"
   done
   kill "${pids[@]}" 2>/dev/null || true
   pids=()
@@ -96,7 +99,9 @@ raw_ucx = {}
 for i in rounds:
     for line in open(f"{w}/raw_ucx.{i}.txt"):
         f = line.split()
-        size, test, cols = int(f[0]), f[1], f[3:]  # cols: iters p50 avg overall bw_avg bw_overall ...
+        # cols: iters p50 avg overall bw_avg bw_overall msgrate_avg msgrate_overall (-I appends
+        # a description of the protocol after them)
+        size, test, cols = int(f[0]), f[1], f[3:11]
         raw_ucx.setdefault(size, {}).setdefault(test, []).append([float(c) for c in cols])
 raw_ucx = {s: {t: [statistics.median(col) for col in zip(*runs)] for t, runs in d.items()}
            for s, d in raw_ucx.items()}
@@ -107,27 +112,26 @@ out = {"machine": ours_ucx["machine"], "env": "UCX_TLS=tcp UCX_NET_DEVICES=lo, l
        "ucx": [], "zmq": []}
 for r in ours_ucx["results"]:
     raw = raw_ucx.get(r["frame_bytes"], {})
-    am_rtt = 2 * float(raw.get("ucp_am_lat", [0, 0])[1])   # one-way p50 -> round trip
-    tag_rtt = 2 * float(raw.get("tag_lat", [0, 0])[1])
-    sleep_rtt = 2 * float(raw.get("ucp_am_lat_sleep", [0, 0])[1])
-    am_bw = float(raw.get("ucp_am_bw", [0] * 5)[4]) * 1.048576  # MiB/s -> MB/s
-    tag_bw = float(raw.get("tag_bw", [0] * 5)[4]) * 1.048576
+    rtt = lambda t: 2 * float(raw.get(t, [0, 0])[1])                 # one-way p50 -> round trip
+    bw = lambda t: float(raw.get(t, [0] * 5)[4]) * 1.048576          # MiB/s -> MB/s
+    am_rtt, feat_rtt, sleep_rtt = rtt("ucp_am_lat"), rtt("ucp_am_lat_features"), rtt("ucp_am_lat_sleep")
+    am_bw, feat_bw = bw("ucp_am_bw"), bw("ucp_am_bw_features")
     out["ucx"].append({
         "size": r["size"], "frame_bytes": r["frame_bytes"],
         "ours_rtt_p50_us": round(r["rtt_p50_us"], 2), "ours_rtt_p99_us": round(r["rtt_p99_us"], 2),
         "ours_throughput_mbps": round(r["throughput_mbps"], 1),
         "ours_one_way_throughput_mbps": round(r["one_way_throughput_mbps"], 1),
-        "raw_am_rtt_p50_us": am_rtt, "raw_tag_rtt_p50_us": tag_rtt,
+        "raw_am_rtt_p50_us": am_rtt, "raw_am_rtt_p50_us_same_features": feat_rtt,
         "raw_am_rtt_p50_us_wakeup_mode": sleep_rtt,
-        "raw_am_bw_mbps": round(am_bw, 1), "raw_tag_bw_mbps": round(tag_bw, 1),
+        "raw_am_bw_mbps": round(am_bw, 1), "raw_am_bw_mbps_same_features": round(feat_bw, 1),
         "rtt_ratio_vs_am": ratio(r["rtt_p50_us"], am_rtt),
-        "rtt_ratio_vs_tag": ratio(r["rtt_p50_us"], tag_rtt),
+        "rtt_ratio_vs_am_same_features": ratio(r["rtt_p50_us"], feat_rtt),
         "rtt_ratio_vs_am_wakeup_mode": ratio(r["rtt_p50_us"], sleep_rtt),
-        "throughput_ratio_vs_am_bw": ratio(r["throughput_mbps"], am_bw),
-        "throughput_ratio_vs_tag_bw": ratio(r["throughput_mbps"], tag_bw),
         # like for like: the raw bandwidth tests stream one way, so compare the one-way run
         "one_way_throughput_ratio_vs_am_bw": ratio(r["one_way_throughput_mbps"], am_bw),
-        "one_way_throughput_ratio_vs_tag_bw": ratio(r["one_way_throughput_mbps"], tag_bw)})
+        "one_way_throughput_ratio_vs_am_bw_same_features":
+            ratio(r["one_way_throughput_mbps"], feat_bw),
+        "echo_throughput_ratio_vs_am_bw": ratio(r["throughput_mbps"], am_bw)})
 for r in ours_zmq["results"]:
     raw = raw_zmq.get(r["frame_bytes"], {})
     out["zmq"].append({
