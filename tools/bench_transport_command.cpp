@@ -184,7 +184,7 @@ std::vector<double> measure_rtt(xt::channel& ch, const xt::bytes& frame, size_t 
   std::function<void()> send_one;
   send_one = [&] {
     t0 = clock_type::now();
-    ch.request(frame, [&](xt::bytes reply, std::string error) {
+    ch.request(xt::copy_bytes(frame.data(), frame.size()), [&](xt::bytes reply, std::string error) {
       auto t1 = clock_type::now();
       if (!error.empty() || !valid_reply(reply, frame.size()))
         return c.fail(error.empty() ? "bad reply" : error);
@@ -207,7 +207,7 @@ double measure_window(xt::channel& ch, const xt::bytes& frame, size_t iterations
   std::function<void()> send_one;
   send_one = [&] {
     if (sent++ >= iterations) return;
-    ch.request(frame, [&](xt::bytes reply, std::string error) {
+    ch.request(xt::copy_bytes(frame.data(), frame.size()), [&](xt::bytes reply, std::string error) {
       if (!error.empty() || reply.size() != reply_size)
         return c.fail(error.empty() ? "bad reply" : error);
       send_one();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,6 +32,14 @@ struct default_init_allocator : std::allocator<T> {
 
 /// A message's bytes; back ends move them without copying where they can.
 using bytes = std::vector<std::byte, default_init_allocator<std::byte>>;
+
+/// A copy of `size` bytes at `data`: one memcpy into uninitialised memory. Use it rather than
+/// bytes' copy or range constructors, which construct element by element (2x slower per MiB).
+inline bytes copy_bytes(const void* data, size_t size) {
+  bytes out(size);
+  if (size != 0) std::memcpy(out.data(), data, size);
+  return out;
+}
 
 /// Largest message any back end accepts from the network; bigger ones are dropped before any
 /// buffer is allocated for them.

@@ -64,8 +64,7 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
     return UCS_INPROGRESS;
   }
   // Eager: `data` is valid only during this callback.
-  const auto* p = static_cast<const std::byte*>(data);
-  deferred_.emplace_back([this, am_id, conn, h, b = bytes(p, p + length)]() mutable {
+  deferred_.emplace_back([this, am_id, conn, h, b = copy_bytes(data, length)]() mutable {
     deliver(am_id, conn, h, std::move(b));
   });
   return UCS_OK;

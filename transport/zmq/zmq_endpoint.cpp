@@ -46,10 +46,7 @@ zmq::message_t adopt(bytes payload) {
       owned);
 }
 
-bytes copy_out(const zmq::message_t& m) {
-  const auto* p = static_cast<const std::byte*>(m.data());
-  return bytes(p, p + m.size());
-}
+bytes copy_out(const zmq::message_t& m) { return copy_bytes(m.data(), m.size()); }
 
 void check_scheme(const std::string& address) {
   if (address.rfind("tcp://", 0) != 0 && address.rfind("ipc://", 0) != 0)
