@@ -11,8 +11,19 @@
 
 namespace xmesh::transport {
 
+namespace detail {
+/// Frames at least this big that a back end received in its own buffer are adopted, not copied.
+inline constexpr size_t adopt_min_bytes = size_t{64} << 10;
+/// The block adopt_bytes() armed on this thread, handed out once by the next allocation of
+/// exactly `size` bytes; nullptr otherwise.
+void* take_adopted(size_t size) noexcept;
+/// Runs and forgets the release of an adopted block; false when `p` was not adopted.
+bool release_adopted(void* p) noexcept;
+}  // namespace detail
+
 /// Leaves new elements uninitialised: receive buffers are filled right after they are sized, and
-/// zero-filling a 1 MiB frame first costs as much as a memory copy of it.
+/// zero-filling a 1 MiB frame first costs as much as a memory copy of it. It can also hand a
+/// vector a block some library owns (adopt_bytes), and gives it back to that library when freed.
 template <class T>
 struct default_init_allocator : std::allocator<T> {
   template <class U>
@@ -20,6 +31,14 @@ struct default_init_allocator : std::allocator<T> {
     using other = default_init_allocator<U>;
   };
   using std::allocator<T>::allocator;
+  T* allocate(size_t n) {
+    if (void* p = detail::take_adopted(n * sizeof(T))) return static_cast<T*>(p);
+    return std::allocator<T>::allocate(n);
+  }
+  void deallocate(T* p, size_t n) noexcept {
+    if (n * sizeof(T) >= detail::adopt_min_bytes && detail::release_adopted(p)) return;
+    std::allocator<T>::deallocate(p, n);
+  }
   template <class U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;
@@ -40,6 +59,11 @@ inline bytes copy_bytes(const void* data, size_t size) {
   if (size != 0) std::memcpy(out.data(), data, size);
   return out;
 }
+
+/// The `size` bytes at `data`, owned by a library (e.g. a received ZeroMQ message), as `bytes`
+/// without copying them: `release` runs once the bytes are freed (on any thread). Blocks under
+/// detail::adopt_min_bytes are copied instead and released at once.
+bytes adopt_bytes(void* data, size_t size, std::function<void()> release);
 
 /// Largest message any back end accepts from the network; bigger ones are dropped before any
 /// buffer is allocated for them.

@@ -46,7 +46,11 @@ zmq::message_t adopt(bytes payload) {
       owned);
 }
 
-bytes copy_out(const zmq::message_t& m) { return copy_bytes(m.data(), m.size()); }
+// A received payload as bytes: large ones keep ZeroMQ's buffer (no copy), small ones are copied.
+bytes take_payload(zmq::message_t& m) {
+  auto* held = new zmq::message_t(std::move(m));
+  return adopt_bytes(held->data(), held->size(), [held] { delete held; });
+}
 
 void check_scheme(const std::string& address) {
   if (address.rfind("tcp://", 0) != 0 && address.rfind("ipc://", 0) != 0)
@@ -340,7 +344,7 @@ void zmq_engine::on_router_readable() {
       router_->send(make_envelope(msg_type::pong, id), zmq::send_flags::dontwait);
     } else if (t == msg_type::request && parts.size() == 3 && handler_) {
       auto reply = std::make_shared<zmq_reply>(weak_from_this(), std::move(identity), id);
-      invoke_handler(handler_, copy_out(parts[2]), std::move(reply));
+      invoke_handler(handler_, take_payload(parts[2]), std::move(reply));
     }
   }
 }
@@ -358,7 +362,7 @@ void zmq_engine::on_dealer_readable(dealer& d) {
       st->down = false;
       if (auto cb = st->pending.take(id)) cb({}, {});
     } else if (t == msg_type::reply && parts.size() == 2) {
-      if (auto cb = st->pending.take(id)) cb(copy_out(parts[1]), {});
+      if (auto cb = st->pending.take(id)) cb(take_payload(parts[1]), {});
     }
     if (!dealers_.count(st->id)) return;  // a callback closed the channel
   }
