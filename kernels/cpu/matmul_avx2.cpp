@@ -16,7 +16,6 @@ namespace {
 // 6 tokens (12 accumulators): both fit AVX2's 16 registers.
 constexpr int decode_rows = 4;
 constexpr int prefill_tokens = 6;
-constexpr int prefetch_bytes = 256;
 
 // The 16 canonical lanes: lo = lanes 0-7, hi = lanes 8-15.
 struct v16 {
@@ -67,8 +66,10 @@ void tile(const W* w, int64_t cols, const float* x, int64_t ldx, float* y, int64
   for (; k + 16 <= cols; k += 16) {
     v16 wv[R];
     for (int r = 0; r < R; ++r) {
-      if constexpr (T == 1)  // decode streams R rows at once: fetch ahead of each
-        _mm_prefetch(reinterpret_cast<const char*>(w + r * cols + k) + prefetch_bytes, _MM_HINT_T0);
+      // Decode: fetch the next tile's rows (the R rows right after these) while this one runs;
+      // the hardware prefetcher alone leaves each new tile to start cold (8 -> 11 GB/s a thread).
+      if constexpr (T == 1)
+        _mm_prefetch(reinterpret_cast<const char*>(w + (r + R) * cols + k), _MM_HINT_T0);
       wv[r] = load16(w + r * cols + k);
     }
     for (int t = 0; t < T; ++t) {
