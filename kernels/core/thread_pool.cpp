@@ -2,12 +2,26 @@
 
 #include <immintrin.h>
 
+#include <chrono>
+
 namespace xmesh::kernels {
 
 namespace {
 // Spin briefly before sleeping: long enough to catch the next job of a decode step, short enough
 // not to steal a shared core from other processes (cluster nodes share the machine's cores).
-constexpr int spin_iterations = 2000;
+// Timed, not counted: one pause takes 10 to 140 cycles depending on the CPU.
+constexpr auto spin_time = std::chrono::microseconds(50);
+
+// Polls `done` with pauses until it holds (true) or spin_time has passed (false).
+template <class Done>
+bool spin_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + spin_time;
+  while (!done()) {
+    for (int i = 0; i < 16; ++i) _mm_pause();
+    if (std::chrono::steady_clock::now() >= until) return done();
+  }
+  return true;
+}
 }  // namespace
 
 thread_pool::thread_pool(int num_threads) {
@@ -40,9 +54,7 @@ void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, 
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   run_chunk(0);
-  for (int spin = 0; spin < spin_iterations && pending_.load(std::memory_order_acquire) != 0;
-       ++spin)
-    _mm_pause();
+  spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
   for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(left);
 }
 
@@ -50,10 +62,7 @@ void thread_pool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < spin_iterations; ++spin) {
-      _mm_pause();
-      gen = generation_.load(std::memory_order_acquire);
-    }
+    spin_until([&] { return (gen = generation_.load(std::memory_order_acquire)) != seen; });
     if (gen == seen) {
       generation_.wait(seen, std::memory_order_acquire);
       continue;
