@@ -2,9 +2,7 @@
 // Internal to transport/ucx; other threads talk to it through run_on_io().
 #pragma once
 
-#include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>

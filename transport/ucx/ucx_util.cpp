@@ -59,7 +59,6 @@ void create_context(const ucx_address& first_host, ucp_context_h& context, ucp_w
     throw std::runtime_error(status_message("ucp_config_read", st));
   if (std::getenv("UCX_NET_DEVICES") == nullptr && first_host.loopback())
     ucp_config_modify(config, "NET_DEVICES", "lo");
-
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;

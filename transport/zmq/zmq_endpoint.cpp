@@ -48,6 +48,7 @@ zmq::message_t adopt(bytes payload) {
 
 // A received payload as bytes: large ones keep ZeroMQ's buffer (no copy), small ones are copied.
 bytes take_payload(zmq::message_t& m) {
+  if (m.size() < detail::adopt_min_bytes) return copy_bytes(m.data(), m.size());  // decode frames
   auto* held = new zmq::message_t(std::move(m));
   return adopt_bytes(held->data(), held->size(), [held] { delete held; });
 }

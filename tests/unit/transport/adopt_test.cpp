@@ -72,7 +72,7 @@ TEST(AdoptBytes, FreedOnAnotherThread) {
 }
 
 TEST(AdoptBytes, OrdinaryBytesAreUntouched) {
-  bytes a(1 << 20), b(10);
+  bytes a(1 << 20);
   a[0] = std::byte{1};
   bytes c = a;
   EXPECT_EQ(c[0], std::byte{1});
