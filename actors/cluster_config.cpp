@@ -95,6 +95,53 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
 }
 
 // `p` by value: yaml-cpp iterators must not outlive the node they came from.
+// "250ms", "30s", "2m" or a plain number of seconds.
+double parse_seconds(const std::string& origin, const std::string& field, const std::string& text) {
+  static const std::pair<const char*, double> units[] = {{"ms", 1e-3}, {"s", 1}, {"m", 60}};
+  for (const auto& [suffix, scale] : units) {
+    std::string u = suffix;
+    if (text.size() > u.size() && text.compare(text.size() - u.size(), u.size(), u) == 0) {
+      std::string num = text.substr(0, text.size() - u.size());
+      if (num.find_first_not_of("0123456789.") == std::string::npos && !num.empty())
+        return std::stod(num) * scale;
+    }
+  }
+  if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos)
+    return std::stod(text);
+  fail(origin, field, "expected a duration like 500ms or 30s, got '" + text + "'");
+}
+
+void parse_rebalance(YAML::Node r, const std::string& origin, rebalance_config& c) {
+  if (!r.IsMap()) fail(origin, "rebalance", "expected a mapping");
+  auto text = [&](const char* key) {
+    return scalar<std::string>(r[key], origin, std::string("rebalance.") + key);
+  };
+  auto fraction = [&](const char* key, double& out) {
+    if (!r[key]) return;
+    out = scalar<double>(r[key], origin, std::string("rebalance.") + key);
+    if (!(out >= 0 && out < 1)) fail(origin, std::string("rebalance.") + key, "must be in [0, 1)");
+  };
+  for (auto it = r.begin(); it != r.end(); ++it) {
+    auto key = it->first.as<std::string>();
+    static const char* known[] = {"period",     "window",    "min_gain",
+                                  "hysteresis", "bandwidth", "replicas"};
+    if (std::find(std::begin(known), std::end(known), key) == std::end(known))
+      fail(origin, "rebalance." + key,
+           "unknown setting (period, window, min_gain, hysteresis, bandwidth, replicas)");
+  }
+  if (r["period"]) c.period_s = parse_seconds(origin, "rebalance.period", text("period"));
+  if (r["window"]) c.window_s = parse_seconds(origin, "rebalance.window", text("window"));
+  if (c.window_s < 1) fail(origin, "rebalance.window", "must be at least 1s");
+  fraction("min_gain", c.min_gain);
+  fraction("hysteresis", c.hysteresis);
+  if (r["bandwidth"])
+    c.bandwidth_bytes_s = parse_bytes(origin, "rebalance.bandwidth", text("bandwidth"));
+  if (r["replicas"]) {
+    c.replicas_per_layer = scalar<int64_t>(r["replicas"], origin, "rebalance.replicas");
+    if (c.replicas_per_layer < 1) fail(origin, "rebalance.replicas", "must be >= 1");
+  }
+}
+
 void parse_static_placement(YAML::Node p, const std::string& origin, cluster_config& c) {
   if (!p.IsMap()) fail(origin, "static_placement", "expected a mapping node -> list of experts");
   for (auto it = p.begin(); it != p.end(); ++it) {
@@ -187,6 +234,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
       fail(origin, "static_placement", "required when placement is static");
     parse_static_placement(root["static_placement"], origin, c);
   }
+  if (root["rebalance"]) parse_rebalance(root["rebalance"], origin, c.rebalance);
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
   size_t i = 0;
   YAML::Node nodes = root["nodes"];

@@ -29,6 +29,16 @@ struct node_config {
   [[nodiscard]] std::string data_address(const std::string& transport) const;
 };
 
+/// The coordinator's load-aware rebalancing (cluster file section `rebalance:`).
+struct rebalance_config {
+  double period_s = 0;             // automatic loop period; 0: only on request
+  double window_s = 10;            // heads count routed tokens over this sliding window
+  double min_gain = 0.02;          // apply a plan only if balancedness improves this much
+  double hysteresis = 0.01;        // a moved replica must cut its layer's peak time this much
+  int64_t bandwidth_bytes_s = 0;   // migration copy rate cap; 0: unlimited
+  int64_t replicas_per_layer = 0;  // expert slots per layer; 0: experts + expert nodes
+};
+
 /// The whole cluster file, validated.
 struct cluster_config {
   std::filesystem::path model;       // model directory every node reads
@@ -36,6 +46,7 @@ struct cluster_config {
   std::string placement = "spread";  // spread (by memory budget) or static
   std::map<std::string, std::vector<int64_t>> static_experts;  // node -> experts (every layer)
   std::vector<node_config> nodes;
+  rebalance_config rebalance;
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

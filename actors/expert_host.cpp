@@ -1,10 +1,13 @@
 #include "actors/expert_host.hpp"
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 
-#include "actors/protocol.hpp"
 #include "kernels/expert_ffn.hpp"
 #include "transport/frame.hpp"
 
@@ -12,11 +15,14 @@ namespace xmesh::actors {
 
 namespace {
 
-// One received dispatch frame until every expert it names has answered.
+using clock_type = std::chrono::steady_clock;
+
+// One received dispatch frame until every expert it names has answered; the reply is built in
+// place as the experts compute.
 struct pending_frame {
   transport::bytes message;  // owns the bytes `view` points into
   transport::frame_view view;
-  std::vector<float> outputs;  // num_rows * hidden, request order
+  std::optional<transport::frame_builder> reply_frame;
   std::atomic<int> remaining{0};
   std::atomic<bool> failed{false};
   std::shared_ptr<transport::reply_handle> reply;
@@ -25,32 +31,87 @@ struct pending_frame {
   // Counters first: the host may be gone once the requester has its answer.
   void finish() {
     if (failed) return;
-    auto h = view.header;
-    h.kind = transport::frame_kind::result;
     served->fetch_add(1);
-    reply->send(transport::encode_frame(h, view.expert_of_row, view.token_of_row, outputs));
+    reply->send(reply_frame->seal());
   }
   // Answers once with an error, so the requester fails fast instead of timing out.
   void fail(const std::string& why) {
     if (failed.exchange(true)) return;
-    reply->send(transport::encode_error_frame(view.header, why));
+    auto h = view.header;
+    h.flags = static_cast<uint32_t>(host_errc::expert_failed);
+    reply->send(transport::encode_error_frame(h, why));
   }
 };
 
+// Contiguous rows [first, first + count) of a frame for one expert.
 struct piece {
   std::shared_ptr<pending_frame> frame;
-  std::vector<uint32_t> rows;  // row indices of `frame` for this expert
+  uint32_t first = 0, count = 0;
 };
+
+// A replica's weights in memory the host owns (64-byte aligned, like the kernels like them).
+struct resident_weights {
+  std::unique_ptr<std::byte, decltype(&std::free)> storage{nullptr, &std::free};
+  kernels::expert_weights weights;
+  int64_t bytes = 0;
+};
+
+// Copies the three matrices at most `bytes_per_s` fast (0: as fast as memory goes).
+std::shared_ptr<resident_weights> copy_weights(const kernels::expert_weights& from,
+                                               int64_t bytes_per_s) {
+  auto r = std::make_shared<resident_weights>();
+  r->bytes = from.bytes();
+  auto* base = static_cast<std::byte*>(std::aligned_alloc(64, (r->bytes + 63) / 64 * 64 + 128));
+  if (base == nullptr) throw std::bad_alloc();
+  r->storage.reset(base);
+  auto start = clock_type::now();
+  int64_t done = 0;
+  std::byte* at = base;
+  auto copy = [&](const kernels::matrix_view& m) {
+    kernels::matrix_view out = m;
+    const auto* src = static_cast<const std::byte*>(m.data);
+    for (int64_t off = 0; off < m.bytes(); off += int64_t{1} << 20) {
+      int64_t n = std::min<int64_t>(int64_t{1} << 20, m.bytes() - off);
+      std::memcpy(at + off, src + off, n);
+      done += n;
+      if (bytes_per_s > 0)
+        std::this_thread::sleep_until(start +
+                                      std::chrono::duration<double>(double(done) / bytes_per_s));
+    }
+    out.data = at;
+    at += (m.bytes() + 63) / 64 * 64;
+    return out;
+  };
+  r->weights.gate = copy(from.gate);
+  r->weights.up = copy(from.up);
+  r->weights.down = copy(from.down);
+  return r;
+}
 
 }  // namespace
 
-/// The rows queued for one hosted expert; its actor drains them as one batch.
+model::expert_errc to_expert_errc(host_errc e) {
+  switch (e) {
+    case host_errc::not_hosted:
+      return model::expert_errc::not_hosted;
+    case host_errc::expert_failed:
+      return model::expert_errc::expert_failed;
+    case host_errc::bad_frame:
+      break;
+  }
+  return model::expert_errc::bad_frame;
+}
+
+/// The rows queued for one hosted replica; its actor drains them as one batch.
 struct expert_queue {
-  const kernels::expert_weights* weights = nullptr;
+  std::shared_ptr<resident_weights> resident;
   std::mutex mutex;
   std::vector<piece> items;
   bool scheduled = false;
+  std::function<void()> on_retired;
   kernels::thread_pool pool{1};  // runs inline: parallelism comes from many expert actors
+  std::atomic<uint64_t>* rows = nullptr;
+  std::atomic<uint64_t>* compute_ns = nullptr;
 
   /// Adds a piece; true when the actor must be woken.
   bool push(piece p) {
@@ -79,52 +140,148 @@ struct expert_queue {
     }
   }
 
+  // One piece computes straight from the request frame into the reply frame; several are
+  // gathered into one batch (dynamic batching) and scattered back.
   void compute(std::vector<piece>& batch) {
-    const int64_t hidden = weights->hidden();
+    const auto& w = resident->weights;
+    const int64_t hidden = w.hidden();
+    auto start = clock_type::now();
     int64_t n = 0;
-    for (const auto& p : batch) n += static_cast<int64_t>(p.rows.size());
-    std::vector<float> x(n * hidden), y(n * hidden);
-    int64_t at = 0;
-    for (const auto& p : batch)
-      for (uint32_t r : p.rows)
-        std::copy_n(p.frame->view.row(r).data(), hidden, x.data() + (at++) * hidden);
-    kernels::expert_job job{weights, x.data(), n, y.data()};
-    kernels::run_experts({&job, 1}, pool);
-    at = 0;
-    for (auto& p : batch) {
-      for (uint32_t r : p.rows)
-        std::copy_n(y.data() + (at++) * hidden, hidden, p.frame->outputs.data() + r * hidden);
-      if (p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
+    for (const auto& p : batch) n += p.count;
+    if (batch.size() == 1) {
+      auto& p = batch.front();
+      kernels::expert_job job{&w, p.frame->view.row(p.first).data(), p.count,
+                              p.frame->reply_frame->rows() + int64_t{p.first} * hidden};
+      kernels::run_experts({&job, 1}, pool);
+    } else {
+      std::vector<float> x(n * hidden), y(n * hidden);
+      int64_t at = 0;
+      for (const auto& p : batch) {
+        std::memcpy(x.data() + at * hidden, p.frame->view.row(p.first).data(),
+                    sizeof(float) * p.count * hidden);
+        at += p.count;
+      }
+      kernels::expert_job job{&w, x.data(), n, y.data()};
+      kernels::run_experts({&job, 1}, pool);
+      at = 0;
+      for (auto& p : batch) {
+        std::memcpy(p.frame->reply_frame->rows() + int64_t{p.first} * hidden,
+                    y.data() + at * hidden, sizeof(float) * p.count * hidden);
+        at += p.count;
+      }
     }
+    rows->fetch_add(n);
+    compute_ns->fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start).count());
+    for (auto& p : batch)
+      if (p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
   }
 };
 
 expert_host::expert_host(caf::actor_system& system, const model::loaded_model& model,
-                         const placement_table& table, const std::string& node_name)
-    : system_(system), model_(model), node_name_(node_name) {
+                         std::string node_name)
+    : system_(system), model_(model), node_name_(std::move(node_name)) {
   const auto& c = model.config;
   queues_.resize(c.num_layers * c.num_experts);
   actors_.resize(queues_.size());
-  for (int64_t slot : hosted_experts(table, node_name)) {
-    int64_t layer = slot / c.num_experts, expert = slot % c.num_experts;
-    if (!model.weights.layers[layer].moe) continue;
-    auto q = std::make_shared<expert_queue>();
-    q->weights = &model.weights.layers[layer].experts[expert];
-    queues_[slot] = q;
-    actors_[slot] = system.spawn(
-        [q](caf::event_based_actor*) -> caf::behavior { return {[q](run_atom) { q->run(); }}; });
-  }
 }
 
 expert_host::~expert_host() { stop(); }
 
-void expert_host::reject(const std::string& reason,
-                         const std::shared_ptr<transport::reply_handle>& reply) {
-  uint64_t n = dropped_.fetch_add(1) + 1;
-  if (n <= 10 || n % 1000 == 0)
-    std::fprintf(stderr, "xmesh node %s: dropped frame: %s (%llu dropped so far)\n",
-                 node_name_.c_str(), reason.c_str(), static_cast<unsigned long long>(n));
+expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per_s) {
+  const auto& c = model_.config;
+  const std::string what =
+      "expert " + std::to_string(expert) + " of layer " + std::to_string(layer);
+  if (layer < 0 || layer >= c.num_layers || expert < 0 || expert >= c.num_experts)
+    throw std::runtime_error(what + " is out of range");
+  if (!model_.weights.layers[layer].moe)
+    throw std::runtime_error("layer " + std::to_string(layer) + " has no experts");
+  if (hosts(layer, expert)) throw std::runtime_error(node_name_ + " already hosts " + what);
+  auto start = clock_type::now();
+  auto q = std::make_shared<expert_queue>();
+  q->resident = copy_weights(model_.weights.layers[layer].experts[expert], bytes_per_s);
+  q->rows = &rows_;
+  q->compute_ns = &compute_ns_;
+  {  // warm: one row through the kernels touches every weight once
+    std::vector<float> x(c.hidden, 0.0f), y(c.hidden);
+    kernels::expert_job job{&q->resident->weights, x.data(), 1, y.data()};
+    kernels::run_experts({&job, 1}, q->pool);
+  }
+  auto actor = system_.spawn([q](caf::event_based_actor* self) -> caf::behavior {
+    return {
+        [q](run_atom) { q->run(); },
+        [q, self](retire_atom) {
+          q->run();  // what was queued before the retirement
+          std::function<void()> done;
+          {
+            std::lock_guard lock(q->mutex);
+            done = std::move(q->on_retired);
+          }
+          self->quit();
+          if (done) done();
+        },
+    };
+  });
+  const int64_t slot = layer * c.num_experts + expert;
+  const int64_t bytes = q->resident->bytes;
+  {
+    std::unique_lock lock(mutex_);
+    queues_[slot] = std::move(q);
+    actors_[slot] = std::move(actor);
+  }
+  resident_bytes_ += bytes;
+  return {bytes, std::chrono::duration<double>(clock_type::now() - start).count(), "local files"};
+}
+
+void expert_host::retire(int64_t layer, int64_t expert, std::function<void()> done) {
+  const auto& c = model_.config;
+  if (!hosts(layer, expert))
+    throw std::runtime_error(node_name_ + " does not host expert " + std::to_string(expert) +
+                             " of layer " + std::to_string(layer));
+  const int64_t slot = layer * c.num_experts + expert;
+  std::shared_ptr<expert_queue> q;
+  caf::actor actor;
+  {
+    // NOTE: frames push and wake their actor under the shared lock, so once this exclusive
+    // section ends, every wake-up for this replica is already in its mailbox ahead of the
+    // retirement below, and no new piece can arrive.
+    std::unique_lock lock(mutex_);
+    q = std::move(queues_[slot]);
+    actor = std::move(actors_[slot]);
+  }
+  const int64_t bytes = q->resident->bytes;
+  {
+    std::lock_guard lock(q->mutex);
+    q->on_retired = [this, bytes, done = std::move(done)] {
+      resident_bytes_ -= bytes;
+      done();
+    };
+  }
+  caf::anon_send(actor, retire_atom_v);
+}
+
+bool expert_host::hosts(int64_t layer, int64_t expert) const {
+  const auto& c = model_.config;
+  if (layer < 0 || layer >= c.num_layers || expert < 0 || expert >= c.num_experts) return false;
+  std::shared_lock lock(mutex_);
+  return queues_[layer * c.num_experts + expert] != nullptr;
+}
+
+host_speed expert_host::speed() const {
+  return {rows_.load(), static_cast<double>(compute_ns_.load()) * 1e-9, resident_bytes_.load()};
+}
+
+void expert_host::reject(host_errc code, const std::string& reason,
+                         const std::shared_ptr<transport::reply_handle>& reply, uint64_t batch_id) {
+  if (code != host_errc::not_hosted) {
+    uint64_t n = dropped_.fetch_add(1) + 1;
+    if (n <= 10 || n % 1000 == 0)
+      std::fprintf(stderr, "xmesh node %s: dropped frame: %s (%llu dropped so far)\n",
+                   node_name_.c_str(), reason.c_str(), static_cast<unsigned long long>(n));
+  }
   transport::frame_header h;
+  h.batch_id = batch_id;
+  h.flags = static_cast<uint32_t>(code);
   reply->send(transport::encode_error_frame(h, reason));
 }
 
@@ -133,15 +290,20 @@ void expert_host::on_message(transport::bytes message,
   try {
     serve(std::move(message), reply);
   } catch (const std::exception& e) {  // never let network input take the node down
-    reject(std::string("cannot serve frame: ") + e.what(), reply);
+    reject(host_errc::bad_frame, std::string("cannot serve frame: ") + e.what(), reply);
   }
 }
 
 // Handles stay valid (the receive thread may still read them); messages to an actor that has
 // exited are dropped by CAF.
 void expert_host::stop() {
+  std::vector<caf::actor> actors;
+  {
+    std::shared_lock lock(mutex_);
+    actors = actors_;
+  }
   caf::scoped_actor self{system_};
-  for (const auto& a : actors_)
+  for (const auto& a : actors)
     if (a) {
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
       self->wait_for(a);
@@ -160,29 +322,44 @@ void expert_host::serve(transport::bytes message,
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);
   auto d = transport::decode_frame(frame->message, limits);
-  if (!d) return reject(std::string(transport::to_string(d.error)) + ": " + d.reason, reply);
+  if (!d)
+    return reject(host_errc::bad_frame,
+                  std::string(transport::to_string(d.error)) + ": " + d.reason, reply);
   const auto& h = d.frame.header;
-  if (h.kind != transport::frame_kind::dispatch) return reject("not a dispatch frame", reply);
+  if (h.kind != transport::frame_kind::dispatch)
+    return reject(host_errc::bad_frame, "not a dispatch frame", reply, h.batch_id);
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)
-    return reject("layer " + std::to_string(h.layer) + " has no experts", reply);
-  std::map<int32_t, std::vector<uint32_t>> rows_of;
+    return reject(host_errc::bad_frame, "layer " + std::to_string(h.layer) + " has no experts",
+                  reply, h.batch_id);
+  // Runs of consecutive rows with the same expert (routers send them sorted by expert).
+  std::vector<std::pair<int32_t, piece>> runs;
   for (uint32_t r = 0; r < h.num_rows; ++r) {
     int32_t e = d.frame.expert_of_row[r];
-    if (!queues_[h.layer * c.num_experts + e])
-      return reject("expert " + std::to_string(e) + " of layer " + std::to_string(h.layer) +
-                        " is not hosted on " + node_name_,
-                    reply);
-    rows_of[e].push_back(r);
+    if (!runs.empty() && runs.back().first == e)
+      ++runs.back().second.count;
+    else
+      runs.push_back({e, piece{frame, r, 1}});
   }
   frame->view = d.frame;
-  frame->outputs.resize(static_cast<size_t>(h.num_rows) * h.hidden);
+  auto rh = h;
+  rh.kind = transport::frame_kind::result;
+  frame->reply_frame.emplace(rh, d.frame.expert_of_row, d.frame.token_of_row);
   frame->reply = reply;
   frame->served = &served_;
-  if (rows_of.empty()) return frame->finish();
-  frame->remaining = static_cast<int>(rows_of.size());
-  for (auto& [e, rows] : rows_of) {
+  if (runs.empty()) return frame->finish();
+  frame->remaining = static_cast<int>(runs.size());
+  std::shared_lock lock(mutex_);  // see retire(): lookups, pushes and wake-ups under this lock
+  for (const auto& [e, p] : runs)
+    if (!queues_[h.layer * c.num_experts + e]) {
+      lock.unlock();
+      return reject(host_errc::not_hosted,
+                    "expert " + std::to_string(e) + " of layer " + std::to_string(h.layer) +
+                        " is not hosted on " + node_name_,
+                    reply, h.batch_id);
+    }
+  for (auto& [e, p] : runs) {
     int64_t slot = h.layer * c.num_experts + e;
-    if (queues_[slot]->push({frame, std::move(rows)})) caf::anon_send(actors_[slot], run_atom_v);
+    if (queues_[slot]->push(std::move(p))) caf::anon_send(actors_[slot], run_atom_v);
   }
 }
 

@@ -1,33 +1,54 @@
-// The experts role: serves dispatch frames with one CAF actor per hosted (layer, expert) replica.
+// The experts role: serves dispatch frames with one CAF actor per hosted (layer, expert) replica,
+// and adds and retires replicas while frames keep coming.
 #pragma once
 
 #include <atomic>
 #include <caf/all.hpp>
+#include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
-#include "actors/placement_table.hpp"
+#include "actors/protocol.hpp"
+#include "model/expert_backend.hpp"
 #include "model/weights.hpp"
 #include "transport/transport.hpp"
 
 namespace xmesh::actors {
+
+/// The code an expert host puts in an error frame's `flags`, so a router can act on it.
+enum class host_errc : uint32_t { bad_frame = 1, not_hosted = 2, expert_failed = 3 };
+
+/// The router's view of a host's error code (an unknown code counts as a bad frame).
+[[nodiscard]] model::expert_errc to_expert_errc(host_errc e);
 
 struct expert_queue;
 
 /// Validates every frame from the network before use, splits its rows by expert, lets each
 /// expert actor run whatever has queued up for it as one batch (dynamic batching: no capacity,
 /// no dropped token), and answers with one result frame carrying the rows in request order.
+/// Each replica's weights are the host's own copy (resident memory), computed from the received
+/// frame into the reply frame without staging copies when an expert's batch is one frame.
 class expert_host {
  public:
-  expert_host(caf::actor_system& system, const model::loaded_model& model,
-              const placement_table& table, const std::string& node_name);
+  expert_host(caf::actor_system& system, const model::loaded_model& model, std::string node_name);
   ~expert_host();
   expert_host(const expert_host&) = delete;
   expert_host& operator=(const expert_host&) = delete;
 
   /// Rows one frame may carry (a decode step carries tokens x k; a prefill chunk more).
   static constexpr uint32_t max_rows_per_frame = 1u << 16;
+
+  /// Copies a replica's weights from the node's model files (at most `bytes_per_s`, 0: no cap),
+  /// warms it with one row and starts serving it. Throws naming the fault (out of range, a
+  /// layer without experts, already hosted).
+  expert_loaded load(int64_t layer, int64_t expert, int64_t bytes_per_s = 0);
+  /// Stops taking frames for the replica (they are answered not_hosted from now on), finishes
+  /// what it was sent, frees its memory, then runs `done` (on an actor thread). Throws when the
+  /// replica is not hosted.
+  void retire(int64_t layer, int64_t expert, std::function<void()> done);
+  [[nodiscard]] bool hosts(int64_t layer, int64_t expert) const;
 
   /// Transport handler (runs on the receive thread; never throws, never crashes on bad input).
   void on_message(transport::bytes message, std::shared_ptr<transport::reply_handle> reply);
@@ -36,18 +57,23 @@ class expert_host {
 
   [[nodiscard]] uint64_t frames_served() const { return served_.load(); }
   [[nodiscard]] uint64_t frames_dropped() const { return dropped_.load(); }
+  /// Rows computed, compute seconds, resident weight bytes.
+  [[nodiscard]] host_speed speed() const;
 
  private:
   void serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply);
-  void reject(const std::string& reason, const std::shared_ptr<transport::reply_handle>& reply);
+  void reject(host_errc code, const std::string& reason,
+              const std::shared_ptr<transport::reply_handle>& reply, uint64_t batch_id = 0);
 
   caf::actor_system& system_;
   const model::loaded_model& model_;
   std::string node_name_;
+  mutable std::shared_mutex mutex_;  // guards queues_ and actors_ (shared: serving frames)
   std::vector<std::shared_ptr<expert_queue>>
-      queues_;                      // by layer * num_experts + expert; null if not hosted
+      queues_;                      // by layer * experts + expert; null: not hosted
   std::vector<caf::actor> actors_;  // same index as queues_
-  std::atomic<uint64_t> served_{0}, dropped_{0};
+  std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0};
+  std::atomic<int64_t> resident_bytes_{0};
 };
 
 }  // namespace xmesh::actors

@@ -4,12 +4,9 @@
 #include <caf/io/all.hpp>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <optional>
-#include <thread>
+#include <map>
 
-#include "actors/router.hpp"
+#include "actors/coordinator_actor.hpp"
 #include "actors/system.hpp"
 #include "model/generator.hpp"
 
@@ -32,36 +29,130 @@ int64_t expert_bytes(const model::loaded_model& m) {
   return 0;
 }
 
+std::vector<int64_t> moe_layers(const model::loaded_model& m) {
+  std::vector<int64_t> out;
+  for (size_t l = 0; l < m.weights.layers.size(); ++l)
+    if (m.weights.layers[l].moe) out.push_back(static_cast<int64_t>(l));
+  return out;
+}
+
+// Answers that complete later, on another thread (a drained router, a retired replica): the
+// thread sends (drained_atom, id) to the node actor, which delivers the kept promise.
+struct pending_replies {
+  uint64_t next = 0;
+  std::map<uint64_t, caf::response_promise> promises;
+};
+
 // The control-plane face of a node: every role's messages, answered from the runtime.
 caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
-  auto not_coordinator = [] { return caf::make_error(caf::sec::unexpected_message); };
+  auto pending = std::make_shared<pending_replies>();
+  auto no_role = [](const char* role) {
+    return caf::make_error(caf::sec::runtime_error,
+                           std::string("this node has no ") + role + " role");
+  };
+  // A promise fulfilled by a (drained_atom, id) message from whatever thread finishes the work.
+  auto later = [self, pending] {
+    uint64_t id = pending->next++;
+    pending->promises.emplace(id, self->make_response_promise());
+    return std::pair{id, [me = caf::actor_cast<caf::actor>(self), id] {
+                       caf::anon_send(me, drained_atom_v, id);
+                     }};
+  };
   return {
       [=](stats_atom) { return rt->stats(); },
-      [=](register_atom, const node_info& info) -> caf::result<placement_table> {
-        if (!rt->coordinator()) return not_coordinator();
-        rt->coordinator()->register_node(info);
-        return rt->coordinator()->table();
+      // -- coordinator role: the coordinator actor answers --------------------------------
+      [=](register_atom a, node_info& info) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a, std::move(info));
       },
-      [=](heartbeat_atom, const std::string& name) {
-        if (rt->coordinator()) rt->coordinator()->heartbeat(name);
+      [=](heartbeat_atom a, std::string& name) {
+        if (rt->coordinator()) self->send(rt->coordinator(), a, std::move(name));
       },
-      [=](status_atom) -> caf::result<cluster_status> {
-        if (!rt->coordinator()) return not_coordinator();
-        return rt->coordinator()->status();
+      [=](status_atom a) -> caf::result<cluster_status> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a);
       },
-      [=](placement_atom) -> caf::result<placement_table> {
-        if (!rt->coordinator()) return not_coordinator();
-        return rt->coordinator()->table();
+      [=](placement_atom a) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a);
       },
-      [=](generate_atom, generate_request& request) {
-        // Each request runs on its own thread, so independent requests overlap.
+      [=](placement_atom a, report_atom b) -> caf::result<placement_report> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a, b);
+      },
+      [=](rebalance_atom a) -> caf::result<rebalance_report> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a);
+      },
+      [=](move_atom a, move_order& o) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a, std::move(o));
+      },
+      // -- every node: a new table; a head answers once it routes no frame with an older one
+      [=](placement_atom, placement_table& table) -> caf::result<caf::unit_t> {
+        const uint64_t version = table.version;
+        try {
+          rt->set_placement(std::move(table));
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        if (!rt->router()) return caf::unit;
+        auto [id, done] = later();
+        rt->router()->when_drained(version, done);
+        return pending->promises.at(id);
+      },
+      [=](drained_atom, uint64_t id) {
+        auto it = pending->promises.find(id);
+        if (it == pending->promises.end()) return;
+        it->second.deliver(caf::unit);
+        pending->promises.erase(it);
+      },
+      // -- head role ------------------------------------------------------------------------
+      [=](load_atom) -> caf::result<head_load> {
+        if (!rt->router()) return no_role("head");
+        return rt->router()->load();
+      },
+      [=](generate_atom a, generate_request& request) {
+        // Blocking work runs on its own thread, so independent requests overlap.
         auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
           return {[=](generate_atom, const generate_request& r) {
             w->quit();
             return rt->run_generation(r);
           }};
         });
-        return self->delegate(worker, generate_atom_v, std::move(request));
+        return self->delegate(worker, a, std::move(request));
+      },
+      // -- experts role -----------------------------------------------------------------------
+      [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s) {
+        // Copying weights blocks: a thread of its own, like a generation.
+        auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
+          return {[=](load_atom, int64_t l, int64_t e, int64_t bw) -> caf::result<expert_loaded> {
+            w->quit();
+            if (!rt->host())
+              return caf::make_error(caf::sec::runtime_error, std::string("not an expert node"));
+            try {
+              return rt->host()->load(l, e, bw);
+            } catch (const std::exception& ex) {
+              return caf::make_error(caf::sec::runtime_error, std::string(ex.what()));
+            }
+          }};
+        });
+        return self->delegate(worker, a, layer, expert, bytes_per_s);
+      },
+      [=](retire_atom, int64_t layer, int64_t expert) -> caf::result<caf::unit_t> {
+        if (!rt->host()) return no_role("experts");
+        auto [id, done] = later();
+        try {
+          rt->host()->retire(layer, expert, done);
+        } catch (const std::exception& e) {
+          pending->promises.erase(id);
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+        return pending->promises.at(id);
+      },
+      [=](speed_atom) -> caf::result<host_speed> {
+        if (!rt->host()) return no_role("experts");
+        return rt->host()->speed();
       },
   };
 }
@@ -82,7 +173,7 @@ node_runtime::node_runtime(caf::actor_system& system, cluster_config cluster, st
 
 // Tear-down runs strictly inside out: no new requests, running generations finish, expert actors
 // stop (they read the weights and reply through the endpoint), then the endpoint (whose receive
-// thread calls into the expert host), then the host; the model goes last.
+// thread calls into the expert host and the router), then router and host; the model goes last.
 node_runtime::~node_runtime() {
   stopping_ = true;
   caf::scoped_actor self{system_};
@@ -91,14 +182,17 @@ node_runtime::~node_runtime() {
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
       self->wait_for(*a);
     }
+  if (coordinator_) {
+    caf::anon_send_exit(coordinator_, caf::exit_reason::user_shutdown);
+    self->wait_for(coordinator_);
+  }
   {
     std::unique_lock lock(mutex_);
     drained_.wait_for(lock, 30s, [&] { return in_flight_ == 0; });
   }
-  for (const auto& r : routers_) caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   if (host_) host_->stop();
   endpoint_.reset();
-  channels_.clear();
+  router_.reset();
   host_.reset();
 }
 
@@ -106,7 +200,8 @@ void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(cluster_.model));
   if (self_.has(role::coordinator)) {
     auto table = make_placement(cluster_, model_->config, expert_bytes(*model_), 1);
-    coordinator_ = std::make_unique<coordinator_state>(cluster_, std::move(table));
+    coordinator_ = spawn_coordinator(system_, cluster_, std::move(table),
+                                     {expert_bytes(*model_), moe_layers(*model_)});
   }
   endpoint_ = transport::make_endpoint(cluster_.transport);
   actor_ = system_.spawn(node_actor, this);
@@ -118,17 +213,24 @@ void node_runtime::start() {
                                system_.render(port.error()));
   }
   caf::actor coordinator = find_coordinator();
-  // Experts need the table to know what to host before they listen; registration (which marks
+  // Experts need the table to know what to load before they listen; registration (which marks
   // the node ready) answers with the current table, which heads route with.
-  if (self_.has(role::experts)) {
-    set_placement(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator",
+  if (self_.has(role::experts))
+    start_experts(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator",
                                        placement_atom_v));
-    start_experts();
+  if (self_.has(role::head)) {
+    router_options o;
+    auto me = std::find_if(cluster_.nodes.begin(), cluster_.nodes.end(),
+                           [&](const node_config& n) { return n.name == self_.name; });
+    o.head_id = static_cast<uint16_t>(me - cluster_.nodes.begin());
+    o.window_s = static_cast<int64_t>(cluster_.rebalance.window_s);
+    auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
+    router_ = std::make_unique<router_service>(model_->config.hidden, o,
+                                               [this, timeout](const std::string& address) {
+                                                 return endpoint_->connect(address, timeout);
+                                               });
   }
-  if (self_.has(role::head))
-    for (int64_t l = 0; l < model_->config.num_layers; ++l)
-      routers_.push_back(system_.spawn(router_actor));
-  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport)};
+  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
                                      register_atom_v, info));
   heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
@@ -144,8 +246,13 @@ caf::actor node_runtime::find_coordinator() {
   }
 }
 
-void node_runtime::start_experts() {
-  host_ = std::make_unique<expert_host>(system_, *model_, *placement(), self_.name);
+void node_runtime::start_experts(const placement_table& table) {
+  check_placement(table, model_->config);
+  host_ = std::make_unique<expert_host>(system_, *model_, self_.name);
+  for (int64_t slot : hosted_experts(table, self_.name)) {
+    int64_t layer = slot / table.num_experts, expert = slot % table.num_experts;
+    if (model_->weights.layers[layer].moe) (void)host_->load(layer, expert);
+  }
   endpoint_->listen(
       self_.data_address(cluster_.transport),
       [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {
@@ -155,69 +262,26 @@ void node_runtime::start_experts() {
 
 void node_runtime::set_placement(placement_table table) {
   check_placement(table, model_->config);
-  std::lock_guard lock(mutex_);
-  if (placement_ && table.version < placement_->version)
-    throw std::runtime_error("placement version " + std::to_string(table.version) +
-                             " is older than " + std::to_string(placement_->version));
-  placement_ = std::make_shared<const placement_table>(std::move(table));
-}
-
-std::shared_ptr<const placement_table> node_runtime::placement() const {
-  std::lock_guard lock(mutex_);
-  return placement_;
-}
-
-std::vector<std::shared_ptr<transport::channel>> node_runtime::channels_for(
-    const placement_table& table) {
-  std::vector<std::shared_ptr<transport::channel>> out(table.addresses.size());
-  {
-    std::lock_guard lock(mutex_);
-    for (size_t i = 0; i < out.size(); ++i)
-      if (auto it = channels_.find(table.addresses[i]); it != channels_.end()) out[i] = it->second;
-  }
-  // Connect outside the lock: reaching a dead node may take the whole timeout.
-  auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i]) continue;
-    try {
-      out[i] = endpoint_->connect(table.addresses[i], timeout);
-    } catch (const std::exception& e) {
-      throw std::runtime_error("cannot reach node '" + table.nodes[i] + "': " + e.what());
-    }
-    std::lock_guard lock(mutex_);
-    out[i] = channels_.emplace(table.addresses[i], out[i]).first->second;  // first connection wins
-  }
-  return out;
-}
-
-// After a node failed a request its channel may be dead (peer restarted or gone): drop it so the
-// next request connects afresh, and a node that comes back is used again.
-void node_runtime::forget_channel(const std::shared_ptr<transport::channel>& broken) {
-  std::lock_guard lock(mutex_);
-  for (auto it = channels_.begin(); it != channels_.end();)
-    it = it->second == broken ? channels_.erase(it) : std::next(it);
+  if (router_) router_->set_table(std::make_shared<const placement_table>(std::move(table)));
 }
 
 generate_reply node_runtime::run_generation(const generate_request& req) {
   generate_reply reply;
-  if (!ready_ || stopping_) {
-    reply.error = "node '" + self_.name + "' is " + (stopping_ ? "stopping" : "still starting");
+  if (!ready_ || stopping_ || !router_) {
+    reply.error = "node '" + self_.name + "' is " +
+                  (stopping_  ? "stopping"
+                   : !router_ ? "not a head"
+                              : "still starting");
     return reply;
   }
   {
     std::lock_guard lock(mutex_);
     ++in_flight_;
   }
-  std::vector<std::shared_ptr<transport::channel>> channels;
-  std::optional<routed_experts> experts;
   try {
-    auto table = placement();
-    channels = channels_for(*table);
-    std::vector<transport::channel*> raw;
-    for (const auto& c : channels) raw.push_back(c.get());
     kernels::thread_pool pool(self_.threads);
-    experts.emplace(table, raw, routers_, model_->config.hidden);
-    model::transformer net(model_->config, model_->weights, pool, *experts);
+    counted_backend experts(*router_);
+    model::transformer net(model_->config, model_->weights, pool, experts);
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
                                 .keep_all_logits = req.keep_all_logits,
@@ -230,11 +294,10 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     reply.prefill_seconds = r.prefill_seconds;
     reply.decode_seconds = r.decode_seconds;
     reply.decode_steps = r.decode_steps;
-    reply.dispatches = experts->dispatches();
-    reply.dispatch_seconds = experts->dispatch_seconds();
+    reply.dispatches = experts.dispatches();
+    reply.dispatch_seconds = experts.dispatch_seconds();
   } catch (const std::exception& e) {
     reply.error = e.what();
-    if (experts && experts->failed_node() >= 0) forget_channel(channels[experts->failed_node()]);
   }
   std::lock_guard lock(mutex_);
   if (--in_flight_ == 0) drained_.notify_all();

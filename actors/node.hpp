@@ -10,9 +10,9 @@
 #include <string>
 
 #include "actors/cluster_config.hpp"
-#include "actors/coordinator.hpp"
 #include "actors/expert_host.hpp"
 #include "actors/protocol.hpp"
+#include "actors/router.hpp"
 #include "model/weights.hpp"
 #include "transport/transport.hpp"
 
@@ -30,39 +30,37 @@ class node_runtime {
   /// Brings the roles up; throws one clear line naming what failed (e.g. an unreachable
   /// coordinator).
   void start();
-  /// The node's actor: coordinator and head requests are sent here.
+  /// The node's actor: coordinator, head and expert-host requests are sent here.
   [[nodiscard]] caf::actor actor() const { return actor_; }
   [[nodiscard]] const node_config& self() const { return self_; }
 
   // -- role handlers (called from the node actor) ------------------------------------------
   generate_reply run_generation(const generate_request& request);
   node_stats stats() const;
-  coordinator_state* coordinator() { return coordinator_.get(); }
+  /// The coordinator actor; null unless this node has the coordinator role.
+  [[nodiscard]] const coordinator_actor& coordinator() const { return coordinator_; }
+  /// Adopts a newer table (checked against the model first); throws naming the fault.
   void set_placement(placement_table table);
+  [[nodiscard]] router_service* router() { return router_.get(); }
+  [[nodiscard]] expert_host* host() { return host_.get(); }
 
  private:
   caf::actor find_coordinator();
-  void start_experts();
-  std::vector<std::shared_ptr<transport::channel>> channels_for(const placement_table& table);
-  void forget_channel(const std::shared_ptr<transport::channel>& broken);
-  std::shared_ptr<const placement_table> placement() const;
+  void start_experts(const placement_table& table);
 
   caf::actor_system& system_;
   cluster_config cluster_;
   node_config self_;
   std::unique_ptr<model::loaded_model> model_;
-  std::unique_ptr<coordinator_state> coordinator_;
+  coordinator_actor coordinator_;
   std::unique_ptr<transport::endpoint> endpoint_;
   std::unique_ptr<expert_host> host_;
-  mutable std::mutex mutex_;  // guards placement_, channels_ and in_flight_
-  std::shared_ptr<const placement_table> placement_;
-  // By data address; shared so a request keeps its channels alive after they are forgotten.
-  std::map<std::string, std::shared_ptr<transport::channel>> channels_;
+  std::unique_ptr<router_service> router_;  // head role
   caf::actor actor_;
   caf::actor heartbeat_;
-  std::vector<caf::actor> routers_;  // head role: one router actor per layer
   std::atomic<bool> ready_{false}, stopping_{false};
-  int in_flight_ = 0;  // generations running; guarded by mutex_
+  std::mutex mutex_;   // guards in_flight_
+  int in_flight_ = 0;  // generations running
   std::condition_variable drained_;
 };
 

@@ -109,6 +109,34 @@ void check_placement(const placement_table& t, const model::model_config& model)
       fail("replica on unknown node " + std::to_string(n));
 }
 
+placement_table with_replica(const placement_table& t, int64_t layer, int64_t expert, int32_t node,
+                             bool add) {
+  if (t.hosts(node, layer, expert) == add)
+    throw std::runtime_error("node '" + t.nodes.at(node) + "' " +
+                             (add ? "already hosts" : "does not host") + " expert " +
+                             std::to_string(expert) + " of layer " + std::to_string(layer));
+  placement_table out = t;
+  out.version = t.version + 1;
+  out.replica_node.clear();
+  out.replica_begin.assign(1, 0);
+  const int64_t target = layer * t.num_experts + expert;
+  for (int64_t s = 0; s < t.num_layers * t.num_experts; ++s) {
+    for (int32_t i = t.replica_begin[s]; i < t.replica_begin[s + 1]; ++i)
+      if (s != target || t.replica_node[i] != node) out.replica_node.push_back(t.replica_node[i]);
+    if (s == target && add) {
+      auto begin = out.replica_node.begin() + out.replica_begin.back();
+      out.replica_node.insert(std::upper_bound(begin, out.replica_node.end(), node), node);
+    }
+    out.replica_begin.push_back(static_cast<int32_t>(out.replica_node.size()));
+  }
+  return out;
+}
+
+int32_t node_index(const placement_table& t, const std::string& name) {
+  auto it = std::find(t.nodes.begin(), t.nodes.end(), name);
+  return it == t.nodes.end() ? -1 : static_cast<int32_t>(it - t.nodes.begin());
+}
+
 std::vector<int64_t> hosted_experts(const placement_table& t, const std::string& node_name) {
   auto it = std::find(t.nodes.begin(), t.nodes.end(), node_name);
   std::vector<int64_t> out;

@@ -27,6 +27,14 @@ struct placement_table {
   [[nodiscard]] bool hosts(int32_t node, int64_t layer, int64_t expert) const;
 };
 
+/// The table one version on, with `node` added to (or removed from) the replicas of
+/// (layer, expert); throws when that replica is already there (or not there).
+placement_table with_replica(const placement_table& table, int64_t layer, int64_t expert,
+                             int32_t node, bool add);
+
+/// Index of `name` in the table's node list, or -1.
+int32_t node_index(const placement_table& table, const std::string& name);
+
 /// Builds the table for `cluster`'s placement policy: `static` (experts named per node, the
 /// same for every layer) or `spread` (experts dealt to expert nodes in proportion to their
 /// memory budgets). Throws when an expert has no replica or a budget cannot hold its share.

@@ -11,16 +11,89 @@
 
 namespace xmesh::actors {
 
-/// A node announcing itself to the coordinator.
+/// A node announcing itself to the coordinator, with the actor it answers control messages on
+/// (placement pushes, expert loads and retirements, load reports).
 struct node_info {
   std::string name;
   std::vector<std::string> roles;
   std::string data_address;
+  caf::actor node;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address);
+  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node);
+}
+
+/// An operator's or the planner's order to change one (layer, expert)'s replicas.
+struct move_order {
+  enum kind_t : uint8_t { replicate = 1, retire = 2, migrate = 3 };
+  uint8_t kind = replicate;
+  int64_t layer = 0;
+  int64_t expert = 0;
+  std::string from;  // retire, migrate: the node losing its replica
+  std::string to;    // replicate, migrate: the node gaining one
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, move_order& x) {
+  return f(caf::meta::type_name("move_order"), x.kind, x.layer, x.expert, x.from, x.to);
+}
+
+/// What a head measured since the coordinator last asked: routed tokens per (layer, expert)
+/// over its sliding window, and the dispatch round trip per node of the table.
+struct head_load {
+  std::vector<double> tokens;  // layer * num_experts + expert
+  std::vector<double> rtt_s;   // by the table's node index; 0 = not measured
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, head_load& x) {
+  return f(caf::meta::type_name("head_load"), x.tokens, x.rtt_s);
+}
+
+/// What an expert host measured: rows computed and compute seconds, over its lifetime.
+struct host_speed {
+  uint64_t rows = 0;
+  double compute_s = 0;
+  int64_t resident_bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, host_speed& x) {
+  return f(caf::meta::type_name("host_speed"), x.rows, x.compute_s, x.resident_bytes);
+}
+
+/// The live placement as operators see it (`xmesh cluster placement`).
+struct placement_report {
+  placement_table table;
+  int64_t bytes_moved = 0;   // weights copied by replications and migrations so far
+  int64_t replications = 0;  // replicas added (a migration counts once here)
+  int64_t retirements = 0;   // replicas retired (a migration counts once here)
+  int64_t failed_moves = 0;  // orders that failed after they were accepted
+  bool rebalancing = false;  // an order is being carried out
+  double balancedness = 1;   // of the last measured load under the live table
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, placement_report& x) {
+  return f(caf::meta::type_name("placement_report"), x.table, x.bytes_moved, x.replications,
+           x.retirements, x.failed_moves, x.rebalancing, x.balancedness);
+}
+
+/// What one rebalance did.
+struct rebalance_report {
+  double balancedness_before = 1;  // measured load under the table the rebalance started from
+  double balancedness_after = 1;   // the same load under the table it left
+  int64_t orders = 0;              // replications, retirements and migrations carried out
+  uint64_t version = 0;            // placement version afterwards
+  std::string note;                // why nothing moved, when nothing did
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rebalance_report& x) {
+  return f(caf::meta::type_name("rebalance_report"), x.balancedness_before, x.balancedness_after,
+           x.orders, x.version, x.note);
 }
 
 template <class Inspector>
@@ -68,6 +141,18 @@ typename Inspector::result_type inspect(Inspector& f, generate_reply& x) {
            x.error);
 }
 
+/// An expert replica an expert host has loaded and warmed.
+struct expert_loaded {
+  int64_t bytes = 0;
+  double seconds = 0;
+  std::string source;  // "local files" or "peer NAME"
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expert_loaded& x) {
+  return f(caf::meta::type_name("expert_loaded"), x.bytes, x.seconds, x.source);
+}
+
 /// What the coordinator knows: registered nodes and the ones still missing.
 struct cluster_status {
   std::vector<std::string> registered;
@@ -103,6 +188,12 @@ CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_request))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::generate_reply))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::cluster_status))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::node_stats))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::move_order))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::head_load))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::host_speed))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::placement_report))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::rebalance_report))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::expert_loaded))
 // Coordinator: a node asks for the placement table, registers (node_info; the answer is the
 // table it routes with) and beats (name).
 CAF_ADD_ATOM(xmesh, xmesh::actors, register_atom, "register")
@@ -113,9 +204,42 @@ CAF_ADD_ATOM(xmesh, xmesh::actors, status_atom, "status")
 CAF_ADD_ATOM(xmesh, xmesh::actors, stats_atom, "stats")
 // Head: runs one generation request.
 CAF_ADD_ATOM(xmesh, xmesh::actors, generate_atom, "generate")
-// Router actor (one per MoE layer on a head): a layer's batch to dispatch, a node's reply in.
-CAF_ADD_ATOM(xmesh, xmesh::actors, dispatch_atom, "dispatch")
-CAF_ADD_ATOM(xmesh, xmesh::actors, reply_atom, "reply")
-// Expert actor: runs the batches queued for it.
+// Coordinator: the live table with its counters (placement_atom, report_atom), one rebalance
+// now, and operators' orders (move_order), each answered once carried out.
+CAF_ADD_ATOM(xmesh, xmesh::actors, report_atom, "report")
+CAF_ADD_ATOM(xmesh, xmesh::actors, rebalance_atom, "rebalance")
+CAF_ADD_ATOM(xmesh, xmesh::actors, move_atom, "move")
+CAF_ADD_ATOM(xmesh, xmesh::actors, tick_atom, "tick")
+// Heads: a pushed table (answered once no batch routed with an older one is in flight), and
+// their routed-token counts. Expert hosts: load or retire a replica, their compute speed.
+CAF_ADD_ATOM(xmesh, xmesh::actors, load_atom, "load")
+CAF_ADD_ATOM(xmesh, xmesh::actors, retire_atom, "retire")
+CAF_ADD_ATOM(xmesh, xmesh::actors, speed_atom, "speed")
+// Node-internal: a head's router finished draining; an expert actor runs what queued for it.
+CAF_ADD_ATOM(xmesh, xmesh::actors, drained_atom, "drained")
 CAF_ADD_ATOM(xmesh, xmesh::actors, run_atom, "run")
 CAF_END_TYPE_ID_BLOCK(xmesh)
+
+namespace xmesh::actors {
+
+/// The COORDINATOR actor: membership, liveness and the live placement; it carries out every
+/// change of placement make-before-break and pushes each new version to every node.
+using coordinator_actor = caf::typed_actor<
+    // a node joins (again); the answer is the table it routes or serves with
+    caf::replies_to<register_atom, node_info>::with<placement_table>,
+    // liveness, every second
+    caf::reacts_to<heartbeat_atom, std::string>,
+    // registered, missing and silent nodes
+    caf::replies_to<status_atom>::with<cluster_status>,
+    // the live table
+    caf::replies_to<placement_atom>::with<placement_table>,
+    // the live table with bytes moved and order counters
+    caf::replies_to<placement_atom, report_atom>::with<placement_report>,
+    // measure, plan and apply now; answered when every resulting order is done
+    caf::replies_to<rebalance_atom>::with<rebalance_report>,
+    // the automatic loop's timer: rebalance unless busy
+    caf::reacts_to<tick_atom>,
+    // one operator order; answered with the table once done, or an error naming the reason
+    caf::replies_to<move_atom, move_order>::with<placement_table>>;
+
+}  // namespace xmesh::actors

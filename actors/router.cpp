@@ -1,132 +1,408 @@
 #include "actors/router.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <stdexcept>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 
-#include "actors/protocol.hpp"
+#include "actors/expert_host.hpp"
 #include "transport/frame.hpp"
 
 namespace xmesh::actors {
 
 namespace {
 
-constexpr auto reply_timeout = std::chrono::seconds(60);
+using clock_type = std::chrono::steady_clock;
+using model::expert_errc;
 
-// Replica choice: any replica gives the same bits (batch-invariant kernels); spread by slot.
-void plan_rows(dispatch_job& job) {
-  job.to.assign(job.channels.size(), {});
-  for (int64_t s = 0; s < job.num_tokens * job.k; ++s) {
-    auto replicas = job.table->replicas(job.layer, job.expert_ids[s]);
-    auto& o = job.to[replicas[s % static_cast<int64_t>(replicas.size())]];
-    const float* row = job.x + (s / job.k) * job.hidden;
-    o.experts.push_back(job.expert_ids[s]);
-    o.slots.push_back(static_cast<int32_t>(s));
-    o.rows.insert(o.rows.end(), row, row + job.hidden);
-  }
-}
-
-void send_frames(caf::event_based_actor* self, const dispatch_job_ptr& job) {
-  plan_rows(*job);
-  job->replies.resize(job->to.size());
-  job->errors.resize(job->to.size());
-  auto me = caf::actor_cast<caf::actor>(self);
-  uint64_t batch = job->first_batch_id;
-  for (size_t n = 0; n < job->to.size(); ++n) {
-    const auto& o = job->to[n];
-    if (o.slots.empty()) continue;
-    transport::frame_header h;
-    h.kind = transport::frame_kind::dispatch;
-    h.layer = static_cast<uint32_t>(job->layer);
-    h.placement_version = job->table->version;
-    h.batch_id = batch++;
-    h.num_rows = static_cast<uint32_t>(o.slots.size());
-    h.hidden = static_cast<uint32_t>(job->hidden);
-    ++job->remaining;
-    // Transport thread: fill this node's slot, then let the actor count it (the message
-    // orders the write before the actor's read).
-    job->channels[n]->request(transport::encode_frame(h, o.experts, o.slots, o.rows),
-                              [job, n, me](transport::bytes reply, std::string error) {
-                                job->replies[n] = std::move(reply);
-                                job->errors[n] = std::move(error);
-                                caf::anon_send(me, reply_atom_v, job);
-                              });
-  }
-  if (job->remaining == 0) job->done.set_value();
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(clock_type::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace
 
-caf::behavior router_actor(caf::event_based_actor* self) {
-  return {
-      [=](dispatch_atom, const dispatch_job_ptr& job) { send_frames(self, job); },
-      [=](reply_atom, const dispatch_job_ptr& job) {
-        if (--job->remaining == 0) job->done.set_value();
-      },
-  };
+/// One frame of a batch: the rows sent to one node.
+struct batch_part {
+  int32_t node = 0;
+  std::string node_name, address;
+  uint64_t batch_id = 0, version = 0;
+  std::vector<int32_t> slots, experts;  // ordered by expert, then slot
+  clock_type::time_point sent;
+  bool settled = false;  // accounted for in the router (answered or abandoned)
+  bool failed = false, handled = false;
+  expert_errc error = expert_errc::ok;
+  std::string why;
+};
+
+/// A layer's batch of one request, from submit() until wait() returns.
+struct batch_state {
+  router_service* router = nullptr;
+  int64_t layer = 0;
+  const float* x = nullptr;
+  const int32_t* expert_ids = nullptr;
+  int32_t k = 0;
+  float* y = nullptr;
+  clock_type::time_point deadline;
+  std::mutex mutex;
+  std::condition_variable answered;
+  std::deque<batch_part> parts;  // a deque: parts keep their address while re-sends append
+  int pending = 0;
+  int resends = 0;
+  bool abandoned = false;  // past the deadline: `y` may be gone, late replies are ignored
+};
+
+namespace {
+
+// Classifies a reply; on success copies its rows into the batch's outputs.
+void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::bytes reply,
+              const std::string& error) {
+  auto& p = b->parts[index];  // set before the frame was sent; only flags change below
+  const double rtt = std::chrono::duration<double>(clock_type::now() - p.sent).count();
+  const int64_t hidden = b->router->hidden();
+  expert_errc code = expert_errc::ok;
+  std::string why;
+  transport::decode_result d;
+  if (!error.empty()) {
+    code = expert_errc::node_unreachable;
+    why = error;
+  } else {
+    transport::frame_limits limits;
+    limits.expected_hidden = static_cast<uint32_t>(hidden);
+    d = transport::decode_frame(reply, limits);
+    const auto& f = d.frame;
+    if (!d) {
+      code = expert_errc::bad_frame;
+      why = "sent a bad frame: " + d.reason;
+    } else if (f.header.kind == transport::frame_kind::error) {
+      code = to_expert_errc(static_cast<host_errc>(f.header.flags));
+      why = std::string(f.error_text);
+    } else if (f.header.kind != transport::frame_kind::result || f.header.layer != b->layer ||
+               f.header.batch_id != p.batch_id || f.header.num_rows != p.slots.size() ||
+               !std::equal(p.slots.begin(), p.slots.end(), f.token_of_row.begin()) ||
+               !std::equal(p.experts.begin(), p.experts.end(), f.expert_of_row.begin())) {
+      code = expert_errc::bad_frame;
+      why = "answered layer " + std::to_string(b->layer) + " with a wrong frame";
+    }
+  }
+  bool settle = false;
+  {
+    std::lock_guard lock(b->mutex);
+    settle = !std::exchange(p.settled, true);
+    if (code == expert_errc::ok && !b->abandoned) {
+      for (size_t r = 0; r < p.slots.size(); ++r)
+        std::memcpy(b->y + static_cast<int64_t>(p.slots[r]) * hidden, d.frame.row(r).data(),
+                    sizeof(float) * hidden);
+    } else if (code != expert_errc::ok) {
+      p.failed = true;
+      p.error = code;
+      p.why = std::move(why);
+    }
+    --b->pending;
+  }
+  b->answered.notify_all();
+  if (settle)
+    b->router->settle(p.node, p.version, static_cast<int64_t>(p.slots.size()),
+                      code == expert_errc::ok ? rtt : -1);
 }
 
-routed_experts::routed_experts(std::shared_ptr<const placement_table> table,
-                               std::vector<transport::channel*> channels,
-                               const std::vector<caf::actor>& routers, int64_t hidden)
-    : table_(std::move(table)),
-      channels_(std::move(channels)),
-      routers_(routers),
-      hidden_(hidden) {}
+class routed_batch final : public model::expert_batch {
+ public:
+  explicit routed_batch(std::shared_ptr<batch_state> b) : b_(std::move(b)) {}
+  ~routed_batch() override {
+    std::lock_guard lock(b_->mutex);
+    b_->abandoned = true;  // e.g. the MoE block threw before wait(): no reply may write to y
+  }
 
-void routed_experts::run(int64_t layer, const float* x, int64_t num_tokens,
-                         const int32_t* expert_ids, int32_t k, float* y) {
-  auto job = std::make_shared<dispatch_job>();
-  job->layer = layer;
-  job->x = x;
-  job->num_tokens = num_tokens;
-  job->expert_ids = expert_ids;
-  job->k = k;
-  job->hidden = hidden_;
-  job->first_batch_id = next_batch_;
-  next_batch_ += channels_.size();
-  job->table = table_;
-  job->channels = channels_;
-  auto done = job->done.get_future();
-  auto start = std::chrono::steady_clock::now();
-  caf::anon_send(routers_[layer], dispatch_atom_v, job);
-  if (done.wait_for(reply_timeout) != std::future_status::ready) {
-    // The job stays alive with the actor; it only ever writes into its own buffers.
-    throw std::runtime_error("layer " + std::to_string(layer) +
-                             ": no reply from the expert nodes within 60 s");
+  void wait() override {
+    auto& b = *b_;
+    for (;;) {
+      std::vector<batch_part*> failed;
+      {
+        std::unique_lock lock(b.mutex);
+        if (!b.answered.wait_until(lock, b.deadline, [&] { return b.pending == 0; }))
+          return abandon(lock);
+        for (auto& p : b.parts)
+          if (p.failed && !std::exchange(p.handled, true)) failed.push_back(&p);
+      }
+      if (failed.empty()) return;
+      for (auto* p : failed) resend_or_throw(*p);
+    }
   }
-  dispatch_seconds_ +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ++dispatches_;
-  for (size_t n = 0; n < job->to.size(); ++n) {
-    if (job->to[n].slots.empty()) continue;
-    failed_node_ = static_cast<int>(n);  // blamed if anything below throws
-    accept_reply(*job, n, y);
+
+ private:
+  void resend_or_throw(const batch_part& p) {
+    auto& b = *b_;
+    auto fail = [&] { throw model::expert_error(p.error, "node '" + p.node_name + "': " + p.why); };
+    if (b.resends >= b.router->options().max_resends) fail();
+    auto table = b.router->table();
+    bool elsewhere = std::any_of(p.experts.begin(), p.experts.end(), [&](int32_t e) {
+      auto r = table->replicas(b.layer, e);
+      return r.size() > 1 || (r.size() == 1 && r[0] != p.node);
+    });
+    // A node that lost its replica may be asked again under a newer table; an unreachable
+    // node only when another replica exists (else the request fails now, naming the node).
+    if (p.error == expert_errc::node_unreachable) {
+      b.router->forget_channel(p.address);
+      if (!elsewhere) fail();
+    } else if (p.error != expert_errc::not_hosted) {
+      fail();
+    }
+    ++b.resends;
+    b.router->count_resent(p.slots.size());
+    b.router->route(b_, p.slots, p.node);
   }
-  failed_node_ = -1;
+
+  void abandon(std::unique_lock<std::mutex>& lock) {
+    auto& b = *b_;
+    b.abandoned = true;
+    std::vector<batch_part*> late;
+    std::string names;
+    for (auto& p : b.parts)
+      if (!std::exchange(p.settled, true)) {
+        late.push_back(&p);
+        names += (names.empty() ? "'" : ", '") + p.node_name + "'";
+      }
+    lock.unlock();
+    for (auto* p : late)
+      b.router->settle(p->node, p->version, static_cast<int64_t>(p->slots.size()), -1);
+    throw model::expert_error(expert_errc::deadline_passed,
+                              "layer " + std::to_string(b.layer) + ": no answer within " +
+                                  std::to_string(b.router->options().deadline.count()) +
+                                  " ms from node " + names);
+  }
+
+  std::shared_ptr<batch_state> b_;
+};
+
+}  // namespace
+
+router_service::router_service(int64_t hidden, router_options options, channel_opener open,
+                               std::unique_ptr<replica_policy> policy)
+    : hidden_(hidden),
+      options_(options),
+      open_(std::move(open)),
+      policy_(policy ? std::move(policy) : std::make_unique<least_outstanding_policy>()) {}
+
+router_service::~router_service() = default;
+
+void router_service::set_table(std::shared_ptr<const placement_table> table) {
+  std::lock_guard lock(mutex_);
+  if (table_ && table->version <= table_->version) return;
+  if (!table_ || table_->num_layers != table->num_layers ||
+      table_->num_experts != table->num_experts)
+    tokens_ =
+        std::make_unique<load_window>(table->num_layers * table->num_experts, options_.window_s);
+  table_ = std::move(table);
+  outstanding_.resize(table_->nodes.size(), 0);
+  rtt_sum_.resize(table_->nodes.size(), 0.0);
+  rtt_count_.resize(table_->nodes.size(), 0.0);
 }
 
-void routed_experts::accept_reply(const dispatch_job& job, size_t n, float* y) const {
-  const std::string& node = table_->nodes[n];
-  const auto& sent = job.to[n];
-  if (!job.errors[n].empty()) throw std::runtime_error("node '" + node + "': " + job.errors[n]);
-  transport::frame_limits limits;
-  limits.expected_hidden = static_cast<uint32_t>(hidden_);
-  auto d = transport::decode_frame(job.replies[n], limits);
-  if (!d) throw std::runtime_error("node '" + node + "' sent a bad frame: " + d.reason);
-  const auto& f = d.frame;
-  if (f.header.kind == transport::frame_kind::error)
-    throw std::runtime_error("node '" + node + "': " + std::string(f.error_text));
-  // The reply must answer exactly what was asked: same layer, rows, experts and slots.
-  bool matches = f.header.kind == transport::frame_kind::result && f.header.layer == job.layer &&
-                 f.header.num_rows == sent.slots.size() &&
-                 std::equal(sent.slots.begin(), sent.slots.end(), f.token_of_row.begin()) &&
-                 std::equal(sent.experts.begin(), sent.experts.end(), f.expert_of_row.begin());
-  if (!matches)
-    throw std::runtime_error("node '" + node + "' answered layer " + std::to_string(job.layer) +
-                             " with a wrong frame");
-  for (uint32_t r = 0; r < f.header.num_rows; ++r)
-    std::copy_n(f.row(r).data(), hidden_, y + static_cast<int64_t>(sent.slots[r]) * hidden_);
+std::shared_ptr<const placement_table> router_service::table() const {
+  std::lock_guard lock(mutex_);
+  return table_;
+}
+
+void router_service::when_drained(uint64_t version, std::function<void()> done) {
+  {
+    std::lock_guard lock(mutex_);
+    drain_waiters_.emplace(version, std::move(done));
+  }
+  notify_drained();
+}
+
+void router_service::notify_drained() {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(mutex_);
+    while (!in_flight_.empty() && in_flight_.begin()->second == 0)
+      in_flight_.erase(in_flight_.begin());
+    // Waiters for a version at or below the oldest one still in flight are done.
+    uint64_t oldest = in_flight_.empty() ? UINT64_MAX : in_flight_.begin()->first;
+    for (auto it = drain_waiters_.begin(); it != drain_waiters_.end() && it->first <= oldest;) {
+      ready.push_back(std::move(it->second));
+      it = drain_waiters_.erase(it);
+    }
+  }
+  for (auto& f : ready) f();
+}
+
+std::unique_ptr<model::expert_batch> router_service::submit(int64_t layer, const float* x,
+                                                            int64_t num_tokens,
+                                                            const int32_t* expert_ids, int32_t k,
+                                                            float* y) {
+  auto b = std::make_shared<batch_state>();
+  b->router = this;
+  b->layer = layer;
+  b->x = x;
+  b->expert_ids = expert_ids;
+  b->k = k;
+  b->y = y;
+  b->deadline = clock_type::now() + options_.deadline;
+  std::vector<int32_t> slots(num_tokens * k);
+  for (int32_t s = 0; s < static_cast<int32_t>(slots.size()); ++s) slots[s] = s;
+  {
+    std::lock_guard lock(mutex_);
+    if (!table_) throw model::expert_error(expert_errc::not_hosted, "no placement table yet");
+    int64_t now = now_seconds();
+    for (int32_t s : slots) tokens_->add(layer * table_->num_experts + expert_ids[s], 1, now);
+  }
+  route(b, slots, -1);
+  return std::make_unique<routed_batch>(std::move(b));
+}
+
+void router_service::route(const std::shared_ptr<batch_state>& b, const std::vector<int32_t>& slots,
+                           int32_t avoid) {
+  std::vector<batch_part> parts;
+  {
+    // The table is read and the versions counted under one lock, so when_drained() never
+    // misses a frame about to leave with an older table.
+    std::lock_guard lock(mutex_);
+    const auto& t = *table_;
+    std::vector<std::vector<std::pair<int32_t, int32_t>>> by_node(t.nodes.size());
+    std::vector<int32_t> others;
+    for (int32_t s : slots) {
+      const int32_t e = b->expert_ids[s];
+      auto replicas = t.replicas(b->layer, e);
+      if (avoid >= 0 && replicas.size() > 1) {
+        others.clear();
+        for (int32_t r : replicas)
+          if (r != avoid) others.push_back(r);
+        replicas = others;
+      }
+      int32_t node = policy_->choose(b->layer, e, replicas, outstanding_);
+      ++outstanding_[node];
+      by_node[node].emplace_back(e, s);
+    }
+    for (size_t n = 0; n < by_node.size(); ++n) {
+      auto& rows = by_node[n];
+      if (rows.empty()) continue;
+      // Rows of one expert lie together, so an expert host computes them in place.
+      std::sort(rows.begin(), rows.end());
+      batch_part p;
+      p.node = static_cast<int32_t>(n);
+      p.node_name = t.nodes[n];
+      p.address = t.addresses[n];
+      p.batch_id = (uint64_t{options_.head_id} << 48) | next_batch_++;
+      p.version = t.version;
+      for (auto [e, s] : rows) {
+        p.experts.push_back(e);
+        p.slots.push_back(s);
+      }
+      ++in_flight_[t.version];
+      parts.push_back(std::move(p));
+    }
+  }
+  size_t first;
+  {
+    std::lock_guard lock(b->mutex);
+    first = b->parts.size();
+    for (auto& p : parts) b->parts.push_back(std::move(p));
+    b->pending += static_cast<int>(parts.size());
+  }
+  for (size_t i = first; i < first + parts.size(); ++i) send_part(b, i);
+}
+
+void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t index) {
+  auto& p = b->parts[index];
+  std::shared_ptr<transport::channel> ch;
+  try {
+    ch = channel(p.address);
+  } catch (const std::exception& e) {
+    return on_reply(b, index, {}, e.what());
+  }
+  transport::frame_header h;
+  h.kind = transport::frame_kind::dispatch;
+  h.layer = static_cast<uint32_t>(b->layer);
+  h.placement_version = p.version;
+  h.batch_id = p.batch_id;
+  h.num_rows = static_cast<uint32_t>(p.slots.size());
+  h.hidden = static_cast<uint32_t>(hidden_);
+  transport::frame_builder frame(h, p.experts, p.slots);
+  for (size_t r = 0; r < p.slots.size(); ++r)
+    std::memcpy(frame.rows() + r * hidden_, b->x + (p.slots[r] / b->k) * hidden_,
+                sizeof(float) * hidden_);
+  p.sent = clock_type::now();
+  ch->request(frame.seal(), [b, index](transport::bytes reply, std::string error) {
+    on_reply(b, index, std::move(reply), error);
+  });
+}
+
+void router_service::settle(int32_t node, uint64_t version, int64_t rows, double rtt_s) {
+  {
+    std::lock_guard lock(mutex_);
+    if (node < static_cast<int32_t>(outstanding_.size())) {
+      outstanding_[node] -= rows;
+      if (rtt_s >= 0) {
+        rtt_sum_[node] += rtt_s;
+        rtt_count_[node] += 1;
+      }
+    }
+    --in_flight_[version];
+  }
+  notify_drained();
+}
+
+void router_service::forget_channel(const std::string& address) {
+  std::lock_guard lock(mutex_);
+  channels_.erase(address);
+}
+
+std::shared_ptr<transport::channel> router_service::channel(const std::string& address) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = channels_.find(address); it != channels_.end()) return it->second;
+  }
+  std::shared_ptr<transport::channel> c = open_(address);  // outside the lock: may take long
+  std::lock_guard lock(mutex_);
+  return channels_.emplace(address, std::move(c)).first->second;  // the first connection wins
+}
+
+head_load router_service::load() {
+  std::lock_guard lock(mutex_);
+  head_load out;
+  if (!table_) return out;
+  out.tokens = tokens_->totals(now_seconds());
+  out.rtt_s.resize(rtt_sum_.size(), 0.0);
+  for (size_t n = 0; n < rtt_sum_.size(); ++n) {
+    if (rtt_count_[n] > 0) out.rtt_s[n] = rtt_sum_[n] / rtt_count_[n];
+    rtt_sum_[n] = rtt_count_[n] = 0;
+  }
+  return out;
+}
+
+int64_t router_service::frames_in_flight() const {
+  std::lock_guard lock(mutex_);
+  int64_t n = 0;
+  for (const auto& [v, count] : in_flight_) n += count;
+  return n;
+}
+
+namespace {
+struct counted_batch_impl final : model::expert_batch {
+  std::unique_ptr<model::expert_batch> inner;
+  clock_type::time_point start;
+  int64_t* dispatches;
+  double* seconds;
+  void wait() override {
+    inner->wait();
+    ++*dispatches;
+    *seconds += std::chrono::duration<double>(clock_type::now() - start).count();
+  }
+};
+}  // namespace
+
+std::unique_ptr<model::expert_batch> counted_backend::submit(int64_t layer, const float* x,
+                                                             int64_t num_tokens,
+                                                             const int32_t* expert_ids, int32_t k,
+                                                             float* y) {
+  auto b = std::make_unique<counted_batch_impl>();
+  b->start = clock_type::now();
+  b->inner = inner_.submit(layer, x, num_tokens, expert_ids, k, y);
+  b->dispatches = &dispatches_;
+  b->seconds = &dispatch_seconds_;
+  return b;
 }
 
 }  // namespace xmesh::actors

@@ -1,82 +1,118 @@
-// Routing on a head: one router actor per MoE layer picks a replica for every (token, expert),
-// sends one frame per destination node and gathers the replies; the session's expert backend
-// checks them and hands the outputs to the MoE block, which combines them in its fixed order
-// (model/moe_block.cpp).
+// The router service of a head: owns every expert batch in flight. It picks a replica for each
+// (token, expert) with a replica_policy, sends one frame per destination node with the rows
+// gathered straight into it, copies the replies into the MoE block's buffer, re-sends rows whose
+// node failed or no longer hosts their expert, and enforces a deadline per batch. It is the MoE
+// block's expert_backend on a head, shared by all of the head's requests.
 #pragma once
 
-#include <caf/all.hpp>
-#include <future>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "actors/load_window.hpp"
 #include "actors/placement_table.hpp"
+#include "actors/protocol.hpp"
+#include "actors/replica_policy.hpp"
 #include "model/expert_backend.hpp"
 #include "transport/transport.hpp"
 
 namespace xmesh::actors {
 
-/// Rows of one dispatch bound for one node.
-struct outbound {
-  std::vector<int32_t> experts, slots;
-  std::vector<float> rows;
+/// What a router is configured with.
+struct router_options {
+  uint16_t head_id = 0;  // the top 16 bits of every batch id: ids are unique in the cluster
+  std::chrono::milliseconds deadline{60000};  // per batch, re-sends included
+  int max_resends = 4;                        // per batch
+  int64_t window_s = 10;                      // routed-token counts cover this many seconds
 };
 
-/// One MoE layer's batch of one request, from the session to the layer's router actor and
-/// back. Local only: it points into the session's buffers and channels.
-struct dispatch_job {
-  // -- set by the session --------------------------------------------------------------------
-  int64_t layer = 0;
-  const float* x = nullptr;
-  int64_t num_tokens = 0;
-  const int32_t* expert_ids = nullptr;
-  int32_t k = 0;
-  int64_t hidden = 0;
-  uint64_t first_batch_id = 0;
-  std::shared_ptr<const placement_table> table;
-  std::vector<transport::channel*> channels;  // by the table's node index
-  // -- set by the router actor (replies written by transport threads, one slot each) ----------
-  std::vector<outbound> to;
-  std::vector<transport::bytes> replies;
-  std::vector<std::string> errors;
-  size_t remaining = 0;  // touched by the router actor only
-  std::promise<void> done;
-};
+/// Opens a channel to a node's data address; throws naming the address when unreachable.
+using channel_opener = std::function<std::unique_ptr<transport::channel>(const std::string&)>;
 
-using dispatch_job_ptr = std::shared_ptr<dispatch_job>;
+struct batch_state;
 
-/// The router actor of one MoE layer: never blocks, so any number of requests are in flight.
-caf::behavior router_actor(caf::event_based_actor* self);
-
-/// The session's expert backend: each layer's batch goes to that layer's router actor; the
-/// replies are checked here. Throws naming the node when a dispatch fails.
-class routed_experts final : public model::expert_backend {
+/// Thread-safe: submit() from every session thread, replies on transport threads, tables from
+/// the node actor.
+class router_service final : public model::expert_backend {
  public:
-  routed_experts(std::shared_ptr<const placement_table> table,
-                 std::vector<transport::channel*> channels, const std::vector<caf::actor>& routers,
-                 int64_t hidden);
-  void run(int64_t layer, const float* x, int64_t num_tokens, const int32_t* expert_ids, int32_t k,
-           float* y) override;
+  router_service(int64_t hidden, router_options options, channel_opener open,
+                 std::unique_ptr<replica_policy> policy = nullptr);
+  ~router_service() override;
 
-  /// Dispatch round trips so far and their total seconds (for the per-layer dispatch time).
-  [[nodiscard]] int64_t dispatches() const { return dispatches_; }
-  [[nodiscard]] double dispatch_seconds() const { return dispatch_seconds_; }
-  /// The table's index of the node that failed the last dispatch, or -1.
-  [[nodiscard]] int failed_node() const { return failed_node_; }
+  /// Routes with `table` from now on, if it is newer than the current one.
+  void set_table(std::shared_ptr<const placement_table> table);
+  [[nodiscard]] std::shared_ptr<const placement_table> table() const;
+  /// Runs `done` (maybe at once, maybe on a transport thread) once no frame routed with a
+  /// version older than `version` is in flight: then the replicas only old tables named can go.
+  void when_drained(uint64_t version, std::function<void()> done);
+
+  std::unique_ptr<model::expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
+                                              const int32_t* expert_ids, int32_t k,
+                                              float* y) override;
+
+  /// Routed tokens per (layer, expert) over the window, and the mean round trip per node.
+  [[nodiscard]] head_load load();
+  /// Frames in flight (sent, not answered or abandoned).
+  [[nodiscard]] int64_t frames_in_flight() const;
+  /// Batch ids handed out so far (the low 48 bits of the next id).
+  [[nodiscard]] uint64_t batches_sent() const { return next_batch_.load() - 1; }
+  /// Rows re-sent after a node failed them or no longer hosted their expert.
+  [[nodiscard]] uint64_t rows_resent() const { return resent_.load(); }
+
+  // -- used by batches (router.cpp) ---------------------------------------------------------
+  /// Sends part `index` of `batch` (its rows chosen), or fails it at once if the node is
+  /// unreachable.
+  void send_part(const std::shared_ptr<batch_state>& batch, size_t index);
+  /// Chooses replicas for `slots` of `batch` with the newest table, avoiding `avoid` where
+  /// another replica exists, and sends one part per node.
+  void route(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
+             int32_t avoid);
+  /// Accounts for a part that was answered or abandoned (exactly once per part).
+  void settle(int32_t node, uint64_t version, int64_t rows, double rtt_s);
+  /// Drops a node's channel after a transport failure; the next frame reconnects.
+  void forget_channel(const std::string& address);
+  void count_resent(uint64_t rows) { resent_ += rows; }
+  [[nodiscard]] const router_options& options() const { return options_; }
+  [[nodiscard]] int64_t hidden() const { return hidden_; }
 
  private:
-  void accept_reply(const dispatch_job& job, size_t node, float* y) const;
+  std::shared_ptr<transport::channel> channel(const std::string& address);
+  void notify_drained();
 
-  std::shared_ptr<const placement_table> table_;
-  std::vector<transport::channel*> channels_;
-  const std::vector<caf::actor>& routers_;
   int64_t hidden_;
-  uint64_t next_batch_ = 1;
+  router_options options_;
+  channel_opener open_;
+  std::unique_ptr<replica_policy> policy_;
+  mutable std::mutex mutex_;  // guards everything below that is not atomic
+  std::shared_ptr<const placement_table> table_;
+  std::map<std::string, std::shared_ptr<transport::channel>> channels_;  // by data address
+  std::vector<int64_t> outstanding_;         // rows in flight per node index
+  std::vector<double> rtt_sum_, rtt_count_;  // per node index, since the last load()
+  std::map<uint64_t, int64_t> in_flight_;    // frames in flight per placement version
+  std::multimap<uint64_t, std::function<void()>> drain_waiters_;
+  std::unique_ptr<load_window> tokens_;
+  std::atomic<uint64_t> next_batch_{1}, resent_{0};
+};
+
+/// A session's view of the router: counts its own round trips for the request's reply.
+class counted_backend final : public model::expert_backend {
+ public:
+  explicit counted_backend(model::expert_backend& inner) : inner_(inner) {}
+  std::unique_ptr<model::expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
+                                              const int32_t* expert_ids, int32_t k,
+                                              float* y) override;
+  [[nodiscard]] int64_t dispatches() const { return dispatches_; }
+  [[nodiscard]] double dispatch_seconds() const { return dispatch_seconds_; }
+
+ private:
+  model::expert_backend& inner_;
   int64_t dispatches_ = 0;
   double dispatch_seconds_ = 0;
-  int failed_node_ = -1;
 };
 
 }  // namespace xmesh::actors
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(xmesh::actors::dispatch_job_ptr)

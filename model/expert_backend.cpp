@@ -5,8 +5,34 @@
 
 namespace xmesh::model {
 
-void local_expert_backend::run(int64_t layer, const float* x, int64_t num_tokens,
-                               const int32_t* expert_ids, int32_t k, float* y) {
+namespace {
+struct done_batch final : expert_batch {
+  void wait() override {}
+};
+}  // namespace
+
+std::string_view to_string(expert_errc e) {
+  switch (e) {
+    case expert_errc::ok:
+      return "ok";
+    case expert_errc::node_unreachable:
+      return "node_unreachable";
+    case expert_errc::bad_frame:
+      return "bad_frame";
+    case expert_errc::expert_failed:
+      return "expert_failed";
+    case expert_errc::deadline_passed:
+      return "deadline_passed";
+    case expert_errc::not_hosted:
+      return "not_hosted";
+  }
+  return "unknown";
+}
+
+std::unique_ptr<expert_batch> local_expert_backend::submit(int64_t layer, const float* x,
+                                                           int64_t num_tokens,
+                                                           const int32_t* expert_ids, int32_t k,
+                                                           float* y) {
   const auto& experts = weights_.layers[layer].experts;
   int64_t hidden = experts.front().hidden();
   // Group (token, slot) pairs by expert, in ascending expert order.
@@ -32,6 +58,7 @@ void local_expert_backend::run(int64_t layer, const float* x, int64_t num_tokens
       const float* src = ys.data() + (first_row[e] + i) * hidden;
       std::copy(src, src + hidden, y + slots_of[e][i] * hidden);
     }
+  return std::make_unique<done_batch>();
 }
 
 }  // namespace xmesh::model

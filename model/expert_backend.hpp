@@ -1,30 +1,70 @@
-// The one seam of the MoE block that varies: how routed experts' outputs are obtained.
+// The one seam of the MoE block that varies: how routed experts' outputs are obtained. It is
+// asynchronous, so the MoE block computes what it can (the shared expert) while the batch is out.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 
 #include "kernels/core/thread_pool.hpp"
 #include "model/weights.hpp"
 
 namespace xmesh::model {
 
+/// Why a batch of expert outputs could not be obtained; callers act on the kind (re-send,
+/// mark a node dead, fail the request), so it is a code, not only text.
+enum class expert_errc : uint8_t {
+  ok = 0,
+  node_unreachable,  // the transport lost the node (connection refused, reset, timed out)
+  bad_frame,         // a reply failed validation or did not answer what was asked
+  expert_failed,     // the expert host could not compute (e.g. out of memory)
+  deadline_passed,   // no complete answer before the batch's deadline
+  not_hosted,        // the node no longer hosts the expert (placement moved on)
+};
+
+/// Short stable name of a code ("node_unreachable"), e.g. for metric labels.
+[[nodiscard]] std::string_view to_string(expert_errc e);
+
+/// A failed batch: its code and one line naming the node and the cause.
+class expert_error : public std::runtime_error {
+ public:
+  expert_error(expert_errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  [[nodiscard]] expert_errc code() const { return code_; }
+
+ private:
+  expert_errc code_;
+};
+
+/// One layer's batch in flight; wait() returns once every output is written.
+class expert_batch {
+ public:
+  virtual ~expert_batch() = default;
+  /// Blocks until the outputs are in `y`; throws expert_error when they cannot be obtained.
+  virtual void wait() = 0;
+};
+
 /// Computes routed experts' outputs for a batch; local kernels or expert actors on other nodes.
 class expert_backend {
  public:
   virtual ~expert_backend() = default;
-  /// For token t < num_tokens and slot j < k: writes expert `expert_ids[t*k+j]` applied to row t
-  /// of `x` ([num_tokens, hidden]) into row t*k+j of `y` ([num_tokens * k, hidden]).
-  virtual void run(int64_t layer, const float* x, int64_t num_tokens, const int32_t* expert_ids,
-                   int32_t k, float* y) = 0;
+  /// Starts computing, for token t < num_tokens and slot j < k, expert `expert_ids[t*k+j]`
+  /// applied to row t of `x` ([num_tokens, hidden]) into row t*k+j of `y` ([num_tokens * k,
+  /// hidden]). `x`, `expert_ids` and `y` must stay valid until the batch's wait() returned.
+  [[nodiscard]] virtual std::unique_ptr<expert_batch> submit(int64_t layer, const float* x,
+                                                             int64_t num_tokens,
+                                                             const int32_t* expert_ids, int32_t k,
+                                                             float* y) = 0;
 };
 
-/// Runs every expert in this process with the expert kernels.
+/// Runs every expert in this process with the expert kernels (computed inside submit()).
 class local_expert_backend final : public expert_backend {
  public:
   local_expert_backend(const model_weights& weights, kernels::thread_pool& pool)
       : weights_(weights), pool_(pool) {}
-  void run(int64_t layer, const float* x, int64_t num_tokens, const int32_t* expert_ids, int32_t k,
-           float* y) override;
+  std::unique_ptr<expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
+                                       const int32_t* expert_ids, int32_t k, float* y) override;
 
  private:
   const model_weights& weights_;

@@ -27,7 +27,17 @@ void moe_forward(const model_config& c, const layer_weights& l, int64_t layer_in
                        c.norm_topk_prob, ids.data(), weights.data());
 
   std::vector<float> y(num_tokens * k * hidden);
-  backend.run(layer_index, x, num_tokens, ids.data(), static_cast<int32_t>(k), y.data());
+  auto batch =
+      backend.submit(layer_index, x, num_tokens, ids.data(), static_cast<int32_t>(k), y.data());
+  // While the routed experts are out, the shared expert (Qwen2-MoE) runs here.
+  std::vector<float> shared, gate;
+  if (l.shared_expert) {
+    shared.resize(num_tokens * hidden);
+    gate.resize(num_tokens);
+    dense_mlp_forward(*l.shared_expert, x, num_tokens, pool, shared.data());
+    kernels::matmul(x, num_tokens, hidden, l.shared_expert_gate, gate.data(), 1, pool);
+  }
+  batch->wait();
 
   std::vector<int32_t> order(k);
   for (int64_t t = 0; t < num_tokens; ++t) {
@@ -40,9 +50,6 @@ void moe_forward(const model_config& c, const layer_weights& l, int64_t layer_in
       kernels::axpy(weights[t * k + j], y.data() + (t * k + j) * hidden, hidden, o);
   }
   if (!l.shared_expert) return;
-  std::vector<float> shared(num_tokens * hidden), gate(num_tokens);
-  dense_mlp_forward(*l.shared_expert, x, num_tokens, pool, shared.data());
-  kernels::matmul(x, num_tokens, hidden, l.shared_expert_gate, gate.data(), 1, pool);
   for (int64_t t = 0; t < num_tokens; ++t)
     kernels::axpy(kernels::sigmoid(gate[t]), shared.data() + t * hidden, hidden, out + t * hidden);
 }

@@ -9,8 +9,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "actors/placement/placement_json.hpp"
-#include "actors/placement/planner.hpp"
+#include "placement/placement_json.hpp"
+#include "placement/planner.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 
@@ -18,7 +18,7 @@ namespace xmesh::tools {
 
 namespace {
 
-namespace pl = xmesh::actors::placement;
+namespace pl = xmesh::placement;
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);

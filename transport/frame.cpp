@@ -220,6 +220,23 @@ bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_o
   return finish(std::move(out), header);
 }
 
+frame_builder::frame_builder(const frame_header& header, std::span<const int32_t> expert_of_row,
+                             std::span<const int32_t> token_of_row)
+    : header_(header) {
+  const size_t n = header.num_rows;
+  if (header.kind == frame_kind::error || expert_of_row.size() != n || token_of_row.size() != n)
+    throw std::invalid_argument("frame_builder: id spans disagree with num_rows");
+  out_.resize(frame_header_bytes + 8 * n + 4 * n * size_t{header.hidden});
+  std::memcpy(out_.data() + frame_header_bytes, expert_of_row.data(), 4 * n);
+  std::memcpy(out_.data() + frame_header_bytes + 4 * n, token_of_row.data(), 4 * n);
+  rows_ = reinterpret_cast<float*>(out_.data() + frame_header_bytes + 8 * n);
+}
+
+bytes frame_builder::seal() {
+  rows_ = nullptr;
+  return finish(std::move(out_), header_);
+}
+
 bytes encode_frame(const frame& f) {
   if (f.header.kind == frame_kind::error) return encode_error_frame(f.header, f.error_text);
   return encode_frame(f.header, f.expert_of_row, f.token_of_row, f.rows);

@@ -12,7 +12,8 @@
 //    24     8  batch_id
 //
 // Dispatch/result payload: int32 expert_of_row[num_rows], int32 token_of_row[num_rows],
-// float rows[num_rows][hidden]. Error payload: UTF-8 text (num_rows = hidden = 0).
+// float rows[num_rows][hidden]. Error payload: UTF-8 text (num_rows = hidden = 0); an error
+// frame's `flags` carry the application's error code.
 #pragma once
 
 #include <cstddef>
@@ -125,6 +126,25 @@ struct decode_result {
 [[nodiscard]] bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_row,
                                  std::span<const int32_t> token_of_row,
                                  std::span<const float> rows);
+
+/// A dispatch or result frame being built in place: the expert and token ids are written, the
+/// rows are left for the caller to fill (gathered from activations, or computed straight into
+/// the frame), then seal() checksums the payload and writes the header. No staging copies.
+class frame_builder {
+ public:
+  /// Throws std::invalid_argument when the id spans' sizes differ from header.num_rows.
+  frame_builder(const frame_header& header, std::span<const int32_t> expert_of_row,
+                std::span<const int32_t> token_of_row);
+  /// The num_rows x hidden floats of the payload, row-major, to be filled.
+  [[nodiscard]] float* rows() { return rows_; }
+  /// The finished frame; the builder is empty afterwards.
+  [[nodiscard]] bytes seal();
+
+ private:
+  frame_header header_;
+  bytes out_;
+  float* rows_ = nullptr;
+};
 
 /// Encodes an owning frame (dispatch/result use the vectors, error uses error_text).
 [[nodiscard]] bytes encode_frame(const frame& f);

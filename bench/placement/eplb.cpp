@@ -140,10 +140,10 @@ result rebalance_experts(const std::vector<std::vector<double>>& weight, int32_t
   return out;
 }
 
-actors::placement::placement to_placement(const result& r, int32_t num_gpus) {
-  actors::placement::placement out;
+placement::placement to_placement(const result& r, int32_t num_gpus) {
+  placement::placement out;
   for (const auto& slots : r.phy2log) {
-    actors::placement::layer_placement layer;
+    placement::layer_placement layer;
     const auto per_gpu = static_cast<int32_t>(slots.size()) / num_gpus;
     for (size_t s = 0; s < slots.size(); ++s) {
       layer.expert_of_slot.push_back(slots[s]);

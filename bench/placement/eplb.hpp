@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/placement/placement.hpp"
+#include "placement/placement.hpp"
 
 namespace xmesh::bench::eplb {
 
@@ -22,6 +22,6 @@ struct result {
                                        int32_t num_gpus);
 
 /// EPLB's slots as a placement: slot s lives on GPU s / (R / P).
-[[nodiscard]] actors::placement::placement to_placement(const result& r, int32_t num_gpus);
+[[nodiscard]] placement::placement to_placement(const result& r, int32_t num_gpus);
 
 }  // namespace xmesh::bench::eplb

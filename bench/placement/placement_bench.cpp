@@ -11,12 +11,12 @@
 #include <string>
 #include <thread>
 
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 #include "bench/placement/eplb.hpp"
 
 namespace {
 
-namespace pl = xmesh::actors::placement;
+namespace pl = xmesh::placement;
 namespace eplb = xmesh::bench::eplb;
 using nlohmann::json;
 using clock_type = std::chrono::steady_clock;

@@ -115,7 +115,7 @@ TEST(PlacementTable, StaticWithReplicasAndErrors) {
 
 TEST(CoordinatorState, TracksRegistrationAndSilence) {
   auto c = parse_cluster(three_nodes, "c.yaml", "/base");
-  coordinator_state s(c, make_placement(c, tiny_model(), 1, 3));
+  coordinator_state s(c, make_placement(c, tiny_model(), 1, 3), 1);
   EXPECT_EQ(s.status().missing, (std::vector<std::string>{"head", "a", "b"}));
   s.register_node({"a", {"experts"}, "ucx://127.0.0.1:1011"});
   s.register_node({"head", {"coordinator", "head"}, ""});

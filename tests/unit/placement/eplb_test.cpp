@@ -3,10 +3,10 @@
 
 #include <gtest/gtest.h>
 
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 #include "tests/unit/placement/test_support.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 namespace {
 
 using testing::equal_hosts;
@@ -83,4 +83,4 @@ TEST(EplbPort, CanBreakAntiAffinityWherePlannerDoesNot) {
 }
 
 }  // namespace
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -1,5 +1,5 @@
 // Planner behaviour: balance against EPLB, speeds, slot limits, anti-affinity, moves, determinism.
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include "bench/placement/eplb.hpp"
 #include "tests/unit/placement/test_support.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 namespace {
 
 using testing::equal_hosts;
@@ -200,4 +200,4 @@ TEST(Planner, RejectsBadInput) {
 }
 
 }  // namespace
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -10,9 +10,9 @@
 #include <random>
 #include <vector>
 
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 
-namespace xmesh::actors::placement::testing {
+namespace xmesh::placement::testing {
 
 /// Zipf(s) loads with the popularity order shuffled per layer, `tokens` per layer in total.
 inline load_matrix zipf_load(int32_t layers, int32_t experts, double s, uint32_t seed,
@@ -92,4 +92,4 @@ inline std::vector<double> layer_balance(const placement& p, const load_matrix& 
   return out;
 }
 
-}  // namespace xmesh::actors::placement::testing
+}  // namespace xmesh::placement::testing

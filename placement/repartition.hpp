@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/placement/layer_state.hpp"
+#include "placement/layer_state.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// A new split of two hosts' replicas: `to_g` leave h for g, `to_h` leave g for h.
 struct repartition {
@@ -27,4 +27,4 @@ inline constexpr int32_t max_pooled_replicas = 12;
 bool best_repartition(const layer_state& state, int32_t h, int32_t g,
                       const std::vector<uint8_t>& original, double move_cost, repartition& out);
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/placement/placement.hpp"
+#include "placement/placement.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// What the planner is asked to do, beyond the load itself.
 struct plan_options {
@@ -67,4 +67,4 @@ void validate_inputs(const load_matrix& load, const plan_options& options,
 [[nodiscard]] plan_report evaluate(const load_matrix& load, const plan_options& options,
                                    const placement& after, const placement* before = nullptr);
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -1,8 +1,8 @@
-#include "actors/placement/layer_state.hpp"
+#include "placement/layer_state.hpp"
 
 #include <algorithm>
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 int32_t layer_problem::max_replicas(int32_t e) const {
   int32_t n = 0;
@@ -111,4 +111,4 @@ layer_placement layer_state::to_layer() const {
   return out;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/placement/layer_state.hpp"
+#include "placement/layer_state.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// How local search weighs moves away from an existing placement.
 struct search_options {
@@ -33,4 +33,4 @@ int64_t local_search(layer_state& state, const search_options& options, int64_t*
 /// host times) until `work_budget` candidate evaluations are spent.
 void iterated_search(layer_state& state, int64_t work_budget, uint32_t seed);
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

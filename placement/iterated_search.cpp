@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <random>
 
-#include "actors/placement/local_search.hpp"
+#include "placement/local_search.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -109,4 +109,4 @@ void iterated_search(layer_state& state, int64_t work_budget, uint32_t seed) {
   state = best;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

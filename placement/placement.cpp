@@ -1,9 +1,9 @@
-#include "actors/placement/placement.hpp"
+#include "placement/placement.hpp"
 
 #include <algorithm>
 #include <numeric>
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 std::vector<int32_t> replica_counts(const layer_placement& layer, int32_t num_experts) {
   std::vector<int32_t> count(static_cast<size_t>(num_experts), 0);
@@ -83,4 +83,4 @@ layer_placement naive_placement(int32_t num_experts, int32_t num_replicas,
   return out;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

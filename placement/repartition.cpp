@@ -1,9 +1,9 @@
-#include "actors/placement/repartition.hpp"
+#include "placement/repartition.hpp"
 
 #include <algorithm>
 #include <bit>
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -115,4 +115,4 @@ bool best_repartition(const layer_state& s, int32_t h, int32_t g,
   return true;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -1,11 +1,11 @@
-#include "actors/placement/seed.hpp"
+#include "placement/seed.hpp"
 
 #include <algorithm>
 #include <numeric>
 #include <queue>
 #include <utility>
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -261,4 +261,4 @@ std::vector<int32_t> assign_groups(const std::vector<double>& load, int32_t num_
   return node_of_expert;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

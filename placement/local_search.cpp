@@ -1,11 +1,11 @@
-#include "actors/placement/local_search.hpp"
+#include "placement/local_search.hpp"
 
 #include <algorithm>
 #include <numeric>
 
-#include "actors/placement/repartition.hpp"
+#include "placement/repartition.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -263,4 +263,4 @@ int64_t local_search(layer_state& state, const search_options& options, int64_t*
   return steps;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

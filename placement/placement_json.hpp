@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// Reads `{"load": [[tokens per expert] per layer]}`; `source` names the file in errors.
 [[nodiscard]] load_matrix load_from_json(const nlohmann::json& doc, const std::string& source);
@@ -22,4 +22,4 @@ namespace xmesh::actors::placement {
 /// Writes a plan report: per-layer and overall balancedness before and after, moves and bytes.
 [[nodiscard]] nlohmann::json to_json(const plan_report& report);
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -4,9 +4,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -136,4 +136,4 @@ void validate_inputs(const load_matrix& load, const plan_options& options,
   if (current != nullptr) check_current(load, options, *current);
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

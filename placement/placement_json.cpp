@@ -1,9 +1,9 @@
-#include "actors/placement/placement_json.hpp"
+#include "placement/placement_json.hpp"
 
 #include <cstdint>
 #include <stdexcept>
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -108,4 +108,4 @@ json to_json(const plan_report& report) {
           {"layers", std::move(layers)}};
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

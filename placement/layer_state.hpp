@@ -6,9 +6,9 @@
 #include <span>
 #include <vector>
 
-#include "actors/placement/placement.hpp"
+#include "placement/placement.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// The fixed facts of one layer's problem. Spans point into data the caller keeps alive.
 struct layer_problem {
@@ -80,4 +80,4 @@ class layer_state {
   std::vector<double> time_;
 };
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -1,13 +1,13 @@
-#include "actors/placement/planner.hpp"
+#include "placement/planner.hpp"
 
 #include <algorithm>
 #include <numeric>
 
-#include "actors/placement/layer_state.hpp"
-#include "actors/placement/local_search.hpp"
-#include "actors/placement/seed.hpp"
+#include "placement/layer_state.hpp"
+#include "placement/local_search.hpp"
+#include "placement/seed.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 namespace {
 
@@ -247,4 +247,4 @@ plan_result plan(const load_matrix& load, const plan_options& options, const pla
   return result;
 }
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// Per-(layer, expert) load, in tokens routed to the expert: `load[layer][expert]`.
 using load_matrix = std::vector<std::vector<double>>;
@@ -61,4 +61,4 @@ struct placement {
 [[nodiscard]] layer_placement naive_placement(int32_t num_experts, int32_t num_replicas,
                                               const std::vector<host_spec>& hosts);
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

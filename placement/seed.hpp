@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "actors/placement/layer_state.hpp"
+#include "placement/layer_state.hpp"
 
-namespace xmesh::actors::placement {
+namespace xmesh::placement {
 
 /// Replica counts summing to R: one per expert, then each extra replica to the expert with the
 /// largest load per replica (EPLB's rule, which minimises the largest replica load), skipping an
@@ -31,4 +31,4 @@ void constructive_pack(const std::vector<int32_t>& counts, layer_state& state);
                                                  int32_t num_groups,
                                                  const std::vector<double>& node_speed);
 
-}  // namespace xmesh::actors::placement
+}  // namespace xmesh::placement

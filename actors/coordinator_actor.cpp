@@ -1,0 +1,297 @@
+#include "actors/coordinator_actor.hpp"
+
+#include <cstdio>
+#include <deque>
+#include <functional>
+
+#include "actors/coordinator.hpp"
+#include "actors/rebalance.hpp"
+
+namespace xmesh::actors {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// One unit of the coordinator's work queue: an order, a rebalance, or a rebalance's report.
+struct job {
+  enum kind_t { order, rebalance, report } kind = order;
+  move_order what;
+  caf::typed_response_promise<placement_table> order_done;   // operator orders only
+  caf::typed_response_promise<rebalance_report> rebalanced;  // rebalance and report jobs
+  std::shared_ptr<rebalance_report> summary;                 // shared by a rebalance's jobs
+  std::shared_ptr<rebalance_inputs> measured;                // the load a report scores
+};
+
+struct coordinator_data {
+  std::unique_ptr<coordinator_state> core;
+  rebalance_config settings;
+  coordinator_model model;
+  std::deque<job> queue;
+  bool busy = false;
+  static inline const char* name = "coordinator";
+};
+
+using self_ptr = coordinator_actor::stateful_pointer<coordinator_data>;
+
+std::chrono::milliseconds period(const rebalance_config& c) {
+  return std::chrono::milliseconds(static_cast<int64_t>(c.period_s * 1000));
+}
+
+caf::error order_error(const std::string& what) {
+  return caf::make_error(caf::sec::runtime_error, what);
+}
+
+void run_next(self_ptr self);
+
+// Ends the current job and starts the next.
+void finish(self_ptr self) {
+  self->state.busy = false;
+  self->state.core->set_rebalancing(!self->state.queue.empty());
+  run_next(self);
+}
+
+// Pushes the live table to every head and expert host; `then` runs once every head has
+// answered, i.e. has switched and drained what it routed with older tables. A node that does not
+// answer in time is skipped (it will not route with the old table again once it has the new).
+void publish(self_ptr self, std::function<void()> then) {
+  const auto& table = self->state.core->table();
+  auto heads = self->state.core->members_with("head");
+  auto hosts = self->state.core->members_with("experts");
+  for (const auto& [name, actor] : hosts)
+    if (!heads.count(name)) caf::anon_send(actor, placement_atom_v, table);
+  if (heads.empty()) return then();
+  auto left = std::make_shared<size_t>(heads.size());
+  auto done = std::make_shared<std::function<void()>>(std::move(then));
+  for (const auto& [name, actor] : heads)
+    self->request(actor, 60s, placement_atom_v, table)
+        .then(
+            [left, done](caf::unit_t) {
+              if (--*left == 0) (*done)();
+            },
+            [left, done, name = name](const caf::error&) {
+              std::fprintf(stderr, "xmesh coordinator: head '%s' did not confirm a table\n",
+                           name.c_str());
+              if (--*left == 0) (*done)();
+            });
+}
+
+void fail_order(self_ptr self, job& j, const std::string& why) {
+  self->state.core->count_failure();
+  if (j.order_done.pending()) j.order_done.deliver(order_error(why));
+  if (j.summary) j.summary->note += (j.summary->note.empty() ? "" : "; ") + why;
+  finish(self);
+}
+
+void order_done(self_ptr self, job& j) {
+  if (j.summary) ++j.summary->orders;
+  if (j.order_done.pending()) j.order_done.deliver(self->state.core->table());
+  finish(self);
+}
+
+// retire/migrate, second half: publish without the old replica, wait for the heads to drain,
+// then let the old host finish what it was sent and free the memory.
+void retire_step(self_ptr self, std::shared_ptr<job> j) {
+  auto& core = *self->state.core;
+  const auto o = j->what;
+  core.remove_replica(o);
+  publish(self, [self, j, o] {
+    auto host = self->state.core->actor_of(o.from);
+    if (!host) {
+      self->state.core->release(o);
+      return order_done(self, *j);
+    }
+    self->request(host, 60s, retire_atom_v, o.layer, o.expert)
+        .then(
+            [self, j, o](caf::unit_t) {
+              self->state.core->release(o);
+              order_done(self, *j);
+            },
+            [self, j, o](const caf::error& e) {
+              self->state.core->release(o);  // the node lost it anyway
+              fail_order(self, *j,
+                         "retiring on '" + o.from + "': " + error_text(self->system(), e));
+            });
+  });
+}
+
+// replicate/migrate, first half: load and warm on the new host, then publish with it.
+void load_step(self_ptr self, std::shared_ptr<job> j) {
+  auto& core = *self->state.core;
+  const auto o = j->what;
+  core.reserve(o);
+  self->request(core.actor_of(o.to), 10min, load_atom_v, o.layer, o.expert,
+                self->state.settings.bandwidth_bytes_s)
+      .then(
+          [self, j, o](const expert_loaded&) {
+            self->state.core->add_replica(o);
+            publish(self, [self, j, o] {
+              if (o.kind == move_order::migrate) return retire_step(self, j);
+              order_done(self, *j);
+            });
+          },
+          [self, j, o](const caf::error& e) {
+            self->state.core->unreserve(o);
+            fail_order(self, *j, "loading on '" + o.to + "': " + error_text(self->system(), e));
+          });
+}
+
+// Asks every head for its routed tokens and every host for its speed, then queues the plan's
+// orders ahead of everything else, followed by the report.
+void rebalance_step(self_ptr self, std::shared_ptr<job> j) {
+  auto& core = *self->state.core;
+  const auto& table = core.table();
+  auto in = std::make_shared<rebalance_inputs>();
+  in->tokens.assign(table.num_layers * table.num_experts, 0.0);
+  in->speed.assign(table.nodes.size(), 0.0);
+  for (const auto& n : table.nodes)
+    in->capacity.push_back(std::min(core.capacity(n), table.num_layers * table.num_experts));
+  in->moe_layers = self->state.model.moe_layers;
+  in->replicas_per_layer = self->state.settings.replicas_per_layer;
+  in->hysteresis = self->state.settings.hysteresis;
+  auto heads = core.members_with("head");
+  auto hosts = core.members_with("experts");
+  auto left = std::make_shared<size_t>(heads.size() + hosts.size());
+  auto plan = [self, j, in] {
+    auto& core = *self->state.core;
+    // Speed: rows per compute second, relative to the mean of the hosts that measured one.
+    double sum = 0, count = 0;
+    for (double s : in->speed)
+      if (s > 0) sum += s, count += 1;
+    for (double& s : in->speed) s = s > 0 && count > 0 ? s / (sum / count) : 1.0;
+    auto p = plan_rebalance(core.table(), *in);
+    j->summary->balancedness_before = p.balancedness_before;
+    j->summary->balancedness_after = p.balancedness_before;
+    core.set_balancedness(p.balancedness_before);
+    if (p.orders.empty()) {
+      j->summary->note = "the placement already fits the load";
+    } else if (p.balancedness_after - p.balancedness_before < self->state.settings.min_gain) {
+      j->summary->note = "a plan would gain less than min_gain";
+      p.orders.clear();
+    }
+    job report{job::report, {}, {}, j->rebalanced, j->summary, in};
+    self->state.queue.push_front(std::move(report));
+    for (auto it = p.orders.rbegin(); it != p.orders.rend(); ++it) {
+      job o;
+      o.what = *it;
+      o.summary = j->summary;
+      self->state.queue.push_front(std::move(o));
+    }
+    finish(self);
+  };
+  if (*left == 0) return plan();
+  auto one_done = [left, plan] {
+    if (--*left == 0) plan();
+  };
+  for (const auto& [name, actor] : heads)
+    self->request(actor, 10s, load_atom_v)
+        .then(
+            [in, one_done](const head_load& l) {
+              for (size_t i = 0; i < l.tokens.size() && i < in->tokens.size(); ++i)
+                in->tokens[i] += l.tokens[i];
+              one_done();
+            },
+            [one_done](const caf::error&) { one_done(); });
+  for (const auto& [name, actor] : hosts) {
+    int32_t n = node_index(table, name);
+    self->request(actor, 10s, speed_atom_v)
+        .then(
+            [in, n, one_done](const host_speed& s) {
+              if (n >= 0 && s.compute_s > 0)
+                in->speed[n] = static_cast<double>(s.rows) / s.compute_s;
+              one_done();
+            },
+            [one_done](const caf::error&) { one_done(); });
+  }
+}
+
+void run_next(self_ptr self) {
+  auto& st = self->state;
+  if (st.busy || st.queue.empty()) return;
+  st.busy = true;
+  st.core->set_rebalancing(true);
+  auto j = std::make_shared<job>(std::move(st.queue.front()));
+  st.queue.pop_front();
+  switch (j->kind) {
+    case job::rebalance:
+      return rebalance_step(self, j);
+    case job::report: {
+      auto& r = *j->summary;
+      r.version = st.core->table().version;
+      r.balancedness_after = measure_balancedness(st.core->table(), *j->measured);
+      st.core->set_balancedness(r.balancedness_after);
+      if (j->rebalanced.pending()) j->rebalanced.deliver(r);
+      if (r.orders > 0)
+        std::fprintf(stderr, "xmesh coordinator: rebalanced with %lld orders, version %llu\n",
+                     static_cast<long long>(r.orders), static_cast<unsigned long long>(r.version));
+      return finish(self);
+    }
+    case job::order:
+      break;
+  }
+  if (auto why = st.core->check(j->what); !why.empty()) {
+    if (j->order_done.pending()) j->order_done.deliver(order_error(why));
+    if (j->summary) j->summary->note += (j->summary->note.empty() ? "" : "; ") + why;
+    return finish(self);
+  }
+  if (j->what.kind == move_order::retire) return retire_step(self, j);
+  load_step(self, j);
+}
+
+void queue_rebalance(self_ptr self, caf::typed_response_promise<rebalance_report> promise) {
+  job j{job::rebalance, {}, {}, promise, std::make_shared<rebalance_report>()};
+  self->state.queue.push_back(std::move(j));
+  run_next(self);
+}
+
+coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cluster,
+                                                placement_table table, coordinator_model model) {
+  self->state.core =
+      std::make_unique<coordinator_state>(cluster, std::move(table), model.expert_bytes);
+  self->state.settings = cluster.rebalance;
+  self->state.model = std::move(model);
+  if (self->state.settings.period_s > 0)
+    self->delayed_send(self, period(self->state.settings), tick_atom_v);
+  return {
+      [self](register_atom, const node_info& info) {
+        self->state.core->register_node(info);
+        return self->state.core->table();
+      },
+      [self](heartbeat_atom, const std::string& name) { self->state.core->heartbeat(name); },
+      [self](status_atom) { return self->state.core->status(); },
+      [self](placement_atom) { return self->state.core->table(); },
+      [self](placement_atom, report_atom) { return self->state.core->report(); },
+      [self](rebalance_atom) {
+        auto promise = self->make_response_promise<rebalance_report>();
+        queue_rebalance(self, promise);
+        return promise;
+      },
+      [self](tick_atom) {
+        if (!self->state.busy && self->state.queue.empty()) queue_rebalance(self, {});
+        self->delayed_send(self, period(self->state.settings), tick_atom_v);
+      },
+      [self](move_atom, const move_order& order) {
+        auto promise = self->make_response_promise<placement_table>();
+        job j;
+        j.what = order;
+        j.order_done = promise;
+        self->state.queue.push_back(std::move(j));
+        run_next(self);
+        return promise;
+      },
+  };
+}
+
+}  // namespace
+
+coordinator_actor spawn_coordinator(caf::actor_system& system, const cluster_config& cluster,
+                                    placement_table table, coordinator_model model) {
+  return system.spawn(coordinator_fn, cluster, std::move(table), std::move(model));
+}
+
+std::string error_text(caf::actor_system& system, const caf::error& e) {
+  if (e.context().match_elements<std::string>()) return e.context().get_as<std::string>(0);
+  return system.render(e);
+}
+
+}  // namespace xmesh::actors

@@ -1,0 +1,26 @@
+// The coordinator actor: coordinator_state wired to messages, and the multi-step orders that
+// change the placement while requests flow (make-before-break).
+#pragma once
+
+#include <caf/all.hpp>
+
+#include "actors/cluster_config.hpp"
+#include "actors/protocol.hpp"
+
+namespace xmesh::actors {
+
+/// What the coordinator needs to know about the model.
+struct coordinator_model {
+  int64_t expert_bytes = 0;
+  std::vector<int64_t> moe_layers;
+};
+
+/// Spawns the coordinator with the initial table; it runs the automatic rebalance loop when
+/// the cluster file sets a period.
+coordinator_actor spawn_coordinator(caf::actor_system& system, const cluster_config& cluster,
+                                    placement_table table, coordinator_model model);
+
+/// The text of an error a coordinator (or any node) answered with, without CAF's decoration.
+std::string error_text(caf::actor_system& system, const caf::error& e);
+
+}  // namespace xmesh::actors
