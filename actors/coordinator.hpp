@@ -61,6 +61,7 @@ class coordinator_state {
   /// The live table with counters; `balancedness` as last measured.
   [[nodiscard]] placement_report report() const;
   void set_balancedness(double b) { balancedness_ = b; }
+  void set_measured_load(std::vector<double> tokens) { tokens_ = std::move(tokens); }
   void set_rebalancing(bool busy) { rebalancing_ = busy; }
 
  private:
@@ -76,6 +77,7 @@ class coordinator_state {
   std::map<std::string, std::set<int64_t>> resident_;  // node -> layer * experts + expert
   int64_t bytes_moved_ = 0, replications_ = 0, retirements_ = 0, failed_moves_ = 0;
   double balancedness_ = 1;
+  std::vector<double> tokens_;
   bool rebalancing_ = false;
 };
 

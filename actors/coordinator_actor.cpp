@@ -29,6 +29,7 @@ struct coordinator_data {
   coordinator_model model;
   std::deque<job> queue;
   bool busy = false;
+  std::shared_ptr<job> draining;  // the order whose old replica retires next
   static inline const char* name = "coordinator";
 };
 
@@ -43,6 +44,7 @@ caf::error order_error(const std::string& what) {
 }
 
 void run_next(self_ptr self);
+void retire_on_host(self_ptr self);
 
 // Ends the current job and starts the next.
 void finish(self_ptr self) {
@@ -95,24 +97,31 @@ void retire_step(self_ptr self, std::shared_ptr<job> j) {
   auto& core = *self->state.core;
   const auto o = j->what;
   core.remove_replica(o);
-  publish(self, [self, j, o] {
-    auto host = self->state.core->actor_of(o.from);
-    if (!host) {
-      self->state.core->release(o);
-      return order_done(self, *j);
-    }
-    self->request(host, 60s, retire_atom_v, o.layer, o.expert)
-        .then(
-            [self, j, o](caf::unit_t) {
-              self->state.core->release(o);
-              order_done(self, *j);
-            },
-            [self, j, o](const caf::error& e) {
-              self->state.core->release(o);  // the node lost it anyway
-              fail_order(self, *j,
-                         "retiring on '" + o.from + "': " + error_text(self->system(), e));
-            });
-  });
+  self->state.draining = j;
+  // NOTE: CAF 0.17 mismatches the answer of a request to a remote actor made inside another
+  // request's response handler, so the retirement continues from a message of its own.
+  publish(self, [self] { self->send(self, retire_atom_v); });
+}
+
+// retire/migrate, last step: the old host finishes what it was sent and frees the memory.
+void retire_on_host(self_ptr self) {
+  auto j = std::move(self->state.draining);
+  const auto o = j->what;
+  auto host = self->state.core->actor_of(o.from);
+  if (!host) {
+    self->state.core->release(o);
+    return order_done(self, *j);
+  }
+  self->request(host, 600s, retire_atom_v, o.layer, o.expert)
+      .then(
+          [self, j, o](const acknowledged&) {
+            self->state.core->release(o);
+            order_done(self, *j);
+          },
+          [self, j, o](const caf::error& e) {
+            self->state.core->release(o);  // the node lost it anyway
+            fail_order(self, *j, "retiring on '" + o.from + "': " + error_text(self->system(), e));
+          });
 }
 
 // replicate/migrate, first half: load and warm on the new host, then publish with it.
@@ -160,6 +169,7 @@ void rebalance_step(self_ptr self, std::shared_ptr<job> j) {
       if (s > 0) sum += s, count += 1;
     for (double& s : in->speed) s = s > 0 && count > 0 ? s / (sum / count) : 1.0;
     auto p = plan_rebalance(core.table(), *in);
+    core.set_measured_load(in->tokens);
     j->summary->balancedness_before = p.balancedness_before;
     j->summary->balancedness_after = p.balancedness_before;
     core.set_balancedness(p.balancedness_before);
@@ -266,6 +276,7 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
         queue_rebalance(self, promise);
         return promise;
       },
+      [self](retire_atom) { retire_on_host(self); },
       [self](tick_atom) {
         if (!self->state.busy && self->state.queue.empty()) queue_rebalance(self, {});
         self->delayed_send(self, period(self->state.settings), tick_atom_v);

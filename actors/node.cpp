@@ -4,6 +4,7 @@
 #include <caf/io/all.hpp>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <map>
 
 #include "actors/coordinator_actor.hpp"
@@ -36,27 +37,39 @@ std::vector<int64_t> moe_layers(const model::loaded_model& m) {
   return out;
 }
 
-// Answers that complete later, on another thread (a drained router, a retired replica): the
-// thread sends (drained_atom, id) to the node actor, which delivers the kept promise.
-struct pending_replies {
-  uint64_t next = 0;
-  std::map<uint64_t, caf::response_promise> promises;
-};
+// Runs `work` (which blocks until something finishes on another thread: a router draining, a
+// replica retiring) on a thread of its own and answers `msg` with its result.
+template <class Atom, class Work>
+auto answer_later(caf::event_based_actor* self, Atom atom, uint64_t arg, Work work) {
+  auto worker = self->spawn<caf::detached>([work](caf::event_based_actor* w) -> caf::behavior {
+    return {[=](Atom, uint64_t x) -> caf::result<acknowledged> {
+      w->quit();
+      try {
+        return acknowledged{work(x)};
+      } catch (const std::exception& e) {
+        return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+      }
+    }};
+  });
+  return self->delegate(worker, atom, arg);
+}
+
+// Blocks until `start(done)` has called done, or throws after `limit`.
+template <class Start>
+void wait_for_callback(Start start, std::chrono::seconds limit, const std::string& what) {
+  auto finished = std::make_shared<std::promise<void>>();
+  auto future = finished->get_future();
+  start([finished] { finished->set_value(); });
+  if (future.wait_for(limit) != std::future_status::ready)
+    throw std::runtime_error(what + " did not finish within " + std::to_string(limit.count()) +
+                             " s");
+}
 
 // The control-plane face of a node: every role's messages, answered from the runtime.
 caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
-  auto pending = std::make_shared<pending_replies>();
   auto no_role = [](const char* role) {
     return caf::make_error(caf::sec::runtime_error,
                            std::string("this node has no ") + role + " role");
-  };
-  // A promise fulfilled by a (drained_atom, id) message from whatever thread finishes the work.
-  auto later = [self, pending] {
-    uint64_t id = pending->next++;
-    pending->promises.emplace(id, self->make_response_promise());
-    return std::pair{id, [me = caf::actor_cast<caf::actor>(self), id] {
-                       caf::anon_send(me, drained_atom_v, id);
-                     }};
   };
   return {
       [=](stats_atom) { return rt->stats(); },
@@ -89,23 +102,21 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         return self->delegate(rt->coordinator(), a, std::move(o));
       },
       // -- every node: a new table; a head answers once it routes no frame with an older one
-      [=](placement_atom, placement_table& table) -> caf::result<caf::unit_t> {
+      [=](placement_atom, placement_table& table) {
         const uint64_t version = table.version;
+        std::string error;
         try {
           rt->set_placement(std::move(table));
         } catch (const std::exception& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+          error = e.what();
         }
-        if (!rt->router()) return caf::unit;
-        auto [id, done] = later();
-        rt->router()->when_drained(version, done);
-        return pending->promises.at(id);
-      },
-      [=](drained_atom, uint64_t id) {
-        auto it = pending->promises.find(id);
-        if (it == pending->promises.end()) return;
-        it->second.deliver(caf::unit);
-        pending->promises.erase(it);
+        return answer_later(self, placement_atom_v, version, [rt, error](uint64_t v) {
+          if (!error.empty()) throw std::runtime_error(error);
+          if (rt->router())
+            wait_for_callback([&](auto done) { rt->router()->when_drained(v, done); }, 60s,
+                              "draining version " + std::to_string(v));
+          return v;
+        });
       },
       // -- head role ------------------------------------------------------------------------
       [=](load_atom) -> caf::result<head_load> {
@@ -139,16 +150,23 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         });
         return self->delegate(worker, a, layer, expert, bytes_per_s);
       },
-      [=](retire_atom, int64_t layer, int64_t expert) -> caf::result<caf::unit_t> {
-        if (!rt->host()) return no_role("experts");
-        auto [id, done] = later();
-        try {
-          rt->host()->retire(layer, expert, done);
-        } catch (const std::exception& e) {
-          pending->promises.erase(id);
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-        return pending->promises.at(id);
+      [=](retire_atom a, int64_t layer, int64_t expert) {
+        // Draining blocks: a thread of its own, like a load.
+        auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
+          return {[=](retire_atom, int64_t l, int64_t e) -> caf::result<acknowledged> {
+            w->quit();
+            if (!rt->host())
+              return caf::make_error(caf::sec::runtime_error, std::string("not an expert node"));
+            try {
+              wait_for_callback([&](auto done) { rt->host()->retire(l, e, done); }, 600s,
+                                "retiring expert " + std::to_string(e));
+              return acknowledged{1};
+            } catch (const std::exception& ex) {
+              return caf::make_error(caf::sec::runtime_error, std::string(ex.what()));
+            }
+          }};
+        });
+        return self->delegate(worker, a, layer, expert);
       },
       [=](speed_atom) -> caf::result<host_speed> {
         if (!rt->host()) return no_role("experts");

@@ -67,18 +67,19 @@ typename Inspector::result_type inspect(Inspector& f, host_speed& x) {
 /// The live placement as operators see it (`xmesh cluster placement`).
 struct placement_report {
   placement_table table;
-  int64_t bytes_moved = 0;   // weights copied by replications and migrations so far
-  int64_t replications = 0;  // replicas added (a migration counts once here)
-  int64_t retirements = 0;   // replicas retired (a migration counts once here)
-  int64_t failed_moves = 0;  // orders that failed after they were accepted
-  bool rebalancing = false;  // an order is being carried out
-  double balancedness = 1;   // of the last measured load under the live table
+  int64_t bytes_moved = 0;     // weights copied by replications and migrations so far
+  int64_t replications = 0;    // replicas added (a migration counts once here)
+  int64_t retirements = 0;     // replicas retired (a migration counts once here)
+  int64_t failed_moves = 0;    // orders that failed after they were accepted
+  bool rebalancing = false;    // an order is being carried out
+  double balancedness = 1;     // of the last measured load under the live table
+  std::vector<double> tokens;  // the last measured load: routed tokens per layer * experts + e
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, placement_report& x) {
   return f(caf::meta::type_name("placement_report"), x.table, x.bytes_moved, x.replications,
-           x.retirements, x.failed_moves, x.rebalancing, x.balancedness);
+           x.retirements, x.failed_moves, x.rebalancing, x.balancedness, x.tokens);
 }
 
 /// What one rebalance did.
@@ -153,6 +154,17 @@ typename Inspector::result_type inspect(Inspector& f, expert_loaded& x) {
   return f(caf::meta::type_name("expert_loaded"), x.bytes, x.seconds, x.source);
 }
 
+/// A node's answer once a change took effect: a pushed table drained (its version), a replica
+/// retired. (A bare integer reply does not survive CAF 0.17's middleman as the same type.)
+struct acknowledged {
+  uint64_t value = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, acknowledged& x) {
+  return f(caf::meta::type_name("acknowledged"), x.value);
+}
+
 /// What the coordinator knows: registered nodes and the ones still missing.
 struct cluster_status {
   std::vector<std::string> registered;
@@ -194,6 +206,7 @@ CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::host_speed))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::placement_report))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::rebalance_report))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::expert_loaded))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::acknowledged))
 // Coordinator: a node asks for the placement table, registers (node_info; the answer is the
 // table it routes with) and beats (name).
 CAF_ADD_ATOM(xmesh, xmesh::actors, register_atom, "register")
@@ -215,8 +228,8 @@ CAF_ADD_ATOM(xmesh, xmesh::actors, tick_atom, "tick")
 CAF_ADD_ATOM(xmesh, xmesh::actors, load_atom, "load")
 CAF_ADD_ATOM(xmesh, xmesh::actors, retire_atom, "retire")
 CAF_ADD_ATOM(xmesh, xmesh::actors, speed_atom, "speed")
-// Node-internal: a head's router finished draining; an expert actor runs what queued for it.
-CAF_ADD_ATOM(xmesh, xmesh::actors, drained_atom, "drained")
+// (A pushed table is answered with its version, a retirement with 1.)
+// Node-internal: an expert actor runs what queued for it.
 CAF_ADD_ATOM(xmesh, xmesh::actors, run_atom, "run")
 CAF_END_TYPE_ID_BLOCK(xmesh)
 
@@ -239,6 +252,8 @@ using coordinator_actor = caf::typed_actor<
     caf::replies_to<rebalance_atom>::with<rebalance_report>,
     // the automatic loop's timer: rebalance unless busy
     caf::reacts_to<tick_atom>,
+    // internal: the current order's old replica retires now (its heads have drained)
+    caf::reacts_to<retire_atom>,
     // one operator order; answered with the table once done, or an error naming the reason
     caf::replies_to<move_atom, move_order>::with<placement_table>>;
 

@@ -113,7 +113,68 @@ void add_ffn(std::vector<tensor_spec>& out, uint64_t seed, const std::string& ga
   out.push_back({down, {hidden, inter}, normal_fill(seed, down, 0.0f, s_mid)});
 }
 
-std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
+// The shared direction of skewed models: a unit vector fixed by the seed.
+std::vector<float> shared_direction(uint64_t seed, int64_t hidden) {
+  std::vector<float> u(hidden);
+  normal_fill(seed, "xmesh.skew.direction", 0.0f, 1.0f)(u);
+  double norm = 0;
+  for (float x : u) norm += double(x) * x;
+  for (float& x : u) x = static_cast<float>(x / std::sqrt(norm));
+  return u;
+}
+
+// Expert popularity rank per layer: a seeded permutation, so each layer has other hot experts.
+std::vector<int64_t> popularity_rank(uint64_t seed, int64_t layer, int64_t num_experts) {
+  std::vector<int64_t> rank(num_experts);
+  for (int64_t e = 0; e < num_experts; ++e) rank[e] = e;
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(layer) + 1;
+  for (int64_t i = num_experts - 1; i > 0; --i) {
+    z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull + 0x94D049BB133111EBull;
+    std::swap(rank[i], rank[static_cast<int64_t>((z >> 17) % static_cast<uint64_t>(i + 1))]);
+  }
+  return rank;
+}
+
+// Skew: every embedding row gets m * u (as long as its random part), so a normalised hidden
+// state reads about sqrt(hidden / 2) along u; router row e has its u component replaced by
+// b_e * u with b_e * sqrt(hidden / 2) = -skew * 1.1 * ln(rank_e + 1). Router noise (std ~1.4
+// on such states) acts like Gumbel noise of scale ~1.1, so top-1 popularity goes roughly as
+// (rank + 1)^-skew.
+void add_skew(std::vector<tensor_spec>& t, const model_config& c, uint64_t seed, double skew) {
+  auto u = shared_direction(seed, c.hidden);
+  const double read = std::sqrt(static_cast<double>(c.hidden) / 2.0);
+  for (auto& spec : t) {
+    const bool embed = spec.name == "model.embed_tokens.weight";
+    auto layer_of = [&]() -> int64_t {
+      for (int64_t l = 0; l < c.num_layers; ++l) {
+        std::string p = "model.layers." + std::to_string(l) + ".";
+        if (spec.name == p + "block_sparse_moe.gate.weight" || spec.name == p + "mlp.gate.weight")
+          return l;
+      }
+      return -1;
+    };
+    const int64_t layer = embed ? -1 : layer_of();
+    if (!embed && layer < 0) continue;
+    auto base = spec.fill;
+    const int64_t cols = c.hidden;
+    std::vector<int64_t> rank =
+        layer >= 0 ? popularity_rank(seed, layer, c.num_experts) : std::vector<int64_t>{};
+    spec.fill = [base, u, cols, embed, rank, skew, read](std::vector<float>& v) {
+      base(v);
+      const int64_t rows = static_cast<int64_t>(v.size()) / cols;
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = v.data() + r * cols;
+        double dot = 0, sq = 0;
+        for (int64_t i = 0; i < cols; ++i)
+          dot += double(row[i]) * u[i], sq += double(row[i]) * row[i];
+        double add = embed ? std::sqrt(sq) : -dot - skew * 1.1 * std::log(rank[r] + 1.0) / read;
+        for (int64_t i = 0; i < cols; ++i) row[i] += static_cast<float>(add * u[i]);
+      }
+    };
+  }
+}
+
+std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed, double skew) {
   std::vector<tensor_spec> t;
   float s_hidden = 1.0f / std::sqrt(static_cast<float>(c.hidden));
   auto vec = [&](const std::string& name, int64_t n, float mean, float std) {
@@ -163,6 +224,7 @@ std::vector<tensor_spec> make_tensors(const model_config& c, uint64_t seed) {
   }
   vec("model.norm.weight", c.hidden, 1.0f, 0.05f);
   if (!c.tie_embeddings) mat("lm_head.weight", c.vocab, c.hidden, 2.0f * s_hidden);
+  if (skew > 0) add_skew(t, c, seed, skew);
   return t;
 }
 
@@ -185,7 +247,7 @@ void write_synthetic_weights(const std::filesystem::path& dir, const synthetic_o
   std::string text = config.dump(2) + "\n";
   std::ofstream(dir / "config.json") << text;
   model_config parsed = parse_config(text, (dir / "config.json").string());
-  write_safetensors(dir / "model.safetensors", make_tensors(parsed, o.seed), o.type);
+  write_safetensors(dir / "model.safetensors", make_tensors(parsed, o.seed, o.expert_skew), o.type);
 }
 
 void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& o) {

@@ -17,6 +17,9 @@ struct synthetic_options {
   std::string preset = "tiny";     // tiny, small, bench
   uint64_t seed = 0;
   kernels::dtype type = kernels::dtype::f32;
+  /// > 0: expert popularity roughly Zipf(expert_skew) on ordinary inputs (a shared direction in
+  /// every embedding that the router rows read with a per-expert weight); 0: uniform.
+  double expert_skew = 0;
   std::optional<std::filesystem::path>
       tokenizer;  // copy this tokenizer.json instead of the demo one
 };

@@ -1,9 +1,11 @@
-// xmesh cluster: inspects a cluster file and the running cluster (used by deploy/local.sh).
+// xmesh cluster: inspects a cluster file and the running cluster (used by deploy/local.sh), and
+// changes the live placement (each order make-before-break, answered once carried out).
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "actors/coordinator_actor.hpp"
 #include "actors/system.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
@@ -12,19 +14,28 @@ namespace xmesh::tools {
 
 namespace {
 
+using namespace std::chrono_literals;
+
+const char* usage =
+    "expected: xmesh cluster nodes|status|placement|rebalance|migrate|replicate|retire "
+    "--cluster FILE ...";
+
 int cluster_nodes(const actors::cluster_config& c) {
   for (const auto& n : c.nodes) std::printf("%s\n", n.name.c_str());
   return 0;
 }
 
+caf::actor reach_coordinator(actors::actor_runtime& rt, const actors::cluster_config& c) {
+  return actors::reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000),
+                            "coordinator");
+}
+
 // Exit 0 when every node of the file has registered with the coordinator.
 int cluster_status(const actors::cluster_config& c, bool json) {
   actors::actor_runtime rt(1);
-  auto coordinator =
-      actors::reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000));
-  auto s =
-      actors::ask<actors::cluster_status>(*rt.system, coordinator, std::chrono::seconds(5),
-                                          "status from the coordinator", actors::status_atom_v);
+  auto coordinator = reach_coordinator(rt, c);
+  auto s = actors::ask<actors::cluster_status>(
+      *rt.system, coordinator, 5s, "status from the coordinator", actors::status_atom_v);
   nlohmann::json j = {{"registered", s.registered},
                       {"missing", s.missing},
                       {"silent", s.silent},
@@ -33,8 +44,8 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   for (const auto& name : s.registered) {
     if (std::find(s.silent.begin(), s.silent.end(), name) != s.silent.end()) continue;
     auto a = actors::reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
-    auto st = actors::ask<actors::node_stats>(*rt.system, a, std::chrono::seconds(5),
-                                              "stats of " + name, actors::stats_atom_v);
+    auto st = actors::ask<actors::node_stats>(*rt.system, a, 5s, "stats of " + name,
+                                              actors::stats_atom_v);
     nodes[name] = {{"frames_served", st.frames_served}, {"frames_dropped", st.frames_dropped}};
   }
   j["nodes"] = nodes;
@@ -49,17 +60,132 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   std::_Exit(s.missing.empty() && s.silent.empty() ? 0 : 3);
 }
 
+nlohmann::json table_json(const actors::placement_table& t) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (int64_t l = 0; l < t.num_layers; ++l) {
+    nlohmann::json experts = nlohmann::json::array();
+    for (int64_t e = 0; e < t.num_experts; ++e) {
+      nlohmann::json names = nlohmann::json::array();
+      for (int32_t n : t.replicas(l, e)) names.push_back(t.nodes[n]);
+      experts.push_back(names);
+    }
+    layers.push_back(experts);
+  }
+  return {{"version", t.version}, {"nodes", t.nodes}, {"replicas", layers}};
+}
+
+int cluster_placement(const actors::cluster_config& c, bool json) {
+  actors::actor_runtime rt(1);
+  auto r = actors::ask<actors::placement_report>(*rt.system, reach_coordinator(rt, c), 10s,
+                                                 "placement from the coordinator",
+                                                 actors::placement_atom_v, actors::report_atom_v);
+  if (json) {
+    auto j = table_json(r.table);
+    j["bytes_moved"] = r.bytes_moved;
+    j["replications"] = r.replications;
+    j["retirements"] = r.retirements;
+    j["failed_moves"] = r.failed_moves;
+    j["rebalancing"] = r.rebalancing;
+    j["balancedness"] = r.balancedness;
+    j["tokens"] = r.tokens;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    const auto& t = r.table;
+    std::printf("placement version %llu, %lld bytes moved, %lld replications, %lld retirements\n",
+                static_cast<unsigned long long>(t.version), static_cast<long long>(r.bytes_moved),
+                static_cast<long long>(r.replications), static_cast<long long>(r.retirements));
+    for (size_t n = 0; n < t.nodes.size(); ++n) {
+      int64_t count = 0;
+      for (int64_t l = 0; l < t.num_layers; ++l)
+        for (int64_t e = 0; e < t.num_experts; ++e) count += t.hosts(static_cast<int32_t>(n), l, e);
+      std::printf("%s: %lld replicas\n", t.nodes[n].c_str(), static_cast<long long>(count));
+    }
+  }
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+int cluster_rebalance(const actors::cluster_config& c, bool json) {
+  actors::actor_runtime rt(1);
+  auto r = actors::ask<actors::rebalance_report>(*rt.system, reach_coordinator(rt, c), 3600s,
+                                                 "rebalance", actors::rebalance_atom_v);
+  nlohmann::json j = {{"balancedness_before", r.balancedness_before},
+                      {"balancedness_after", r.balancedness_after},
+                      {"orders", r.orders},
+                      {"version", r.version},
+                      {"note", r.note}};
+  if (json)
+    std::printf("%s\n", j.dump().c_str());
+  else
+    std::printf("rebalanced: %lld orders, balancedness %.3f -> %.3f, version %llu%s%s\n",
+                static_cast<long long>(r.orders), r.balancedness_before, r.balancedness_after,
+                static_cast<unsigned long long>(r.version), r.note.empty() ? "" : ": ",
+                r.note.c_str());
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+// migrate / replicate / retire: one order, answered once done or refused with the reason.
+int cluster_move(const std::string& what, int argc, char** argv) {
+  std::vector<flag_spec> specs = {{"--cluster", true, "cluster file (YAML)"},
+                                  {"--layer", true, "layer index"},
+                                  {"--expert", true, "expert index"}};
+  std::string synopsis = "--cluster FILE --layer L --expert E ";
+  if (what == "migrate") {
+    specs.push_back({"--from", true, "node losing its replica"});
+    specs.push_back({"--to", true, "node gaining one"});
+    synopsis += "--from NODE --to NODE";
+  } else if (what == "replicate") {
+    specs.push_back({"--to", true, "node gaining a replica"});
+    synopsis += "--to NODE";
+  } else {
+    specs.push_back({"--node", true, "node losing its replica"});
+    synopsis += "--node NODE";
+  }
+  flags f("cluster " + what, synopsis, specs, argc, argv);
+  auto c = actors::load_cluster(f.str("--cluster"));
+  actors::move_order o;
+  o.kind = what == "migrate"     ? actors::move_order::migrate
+           : what == "replicate" ? actors::move_order::replicate
+                                 : actors::move_order::retire;
+  o.layer = f.integer("--layer");
+  o.expert = f.integer("--expert");
+  if (what == "migrate") o.from = f.str("--from");
+  if (what == "retire") o.from = f.str("--node");
+  if (what != "retire") o.to = f.str("--to");
+  actors::actor_runtime rt(1);
+  caf::scoped_actor self{*rt.system};
+  std::string error;
+  uint64_t version = 0;
+  self->request(reach_coordinator(rt, c), std::chrono::seconds(3600), actors::move_atom_v, o)
+      .receive([&](actors::placement_table& t) { version = t.version; },
+               [&](caf::error& e) { error = actors::error_text(*rt.system, e); });
+  if (!error.empty()) throw std::runtime_error(what + " refused: " + error);
+  std::printf("%s done: placement version %llu\n", what.c_str(),
+              static_cast<unsigned long long>(version));
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
 }  // namespace
 
 int cluster_main(int argc, char** argv) {
-  if (argc < 1 || (std::strcmp(argv[0], "nodes") != 0 && std::strcmp(argv[0], "status") != 0))
-    throw usage_error("expected: xmesh cluster nodes|status --cluster FILE [--json]");
+  static const char* known[] = {"nodes",   "status",    "placement", "rebalance",
+                                "migrate", "replicate", "retire"};
+  if (argc < 1 || std::none_of(std::begin(known), std::end(known),
+                               [&](const char* k) { return std::strcmp(argv[0], k) == 0; }))
+    throw usage_error(usage);
   std::string what = argv[0];
+  if (what == "migrate" || what == "replicate" || what == "retire")
+    return cluster_move(what, argc - 1, argv + 1);
   flags f("cluster " + what, "--cluster FILE [--json]",
           {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1,
           argv + 1);
   auto c = actors::load_cluster(f.str("--cluster"));
-  return what == "nodes" ? cluster_nodes(c) : cluster_status(c, f.has("--json"));
+  if (what == "nodes") return cluster_nodes(c);
+  if (what == "status") return cluster_status(c, f.has("--json"));
+  if (what == "placement") return cluster_placement(c, f.has("--json"));
+  return cluster_rebalance(c, f.has("--json"));
 }
 
 }  // namespace xmesh::tools

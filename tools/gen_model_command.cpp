@@ -9,14 +9,17 @@ namespace xmesh::tools {
 
 int gen_model_main(int argc, char** argv) {
   flags f("gen-model",
-          "--family F --preset P --seed N --out DIR [--dtype f32|bf16|f16] [--tokenizer FILE]",
+          "--family F --preset P --seed N --out DIR [--dtype f32|bf16|f16] [--tokenizer FILE] "
+          "[--expert-skew S]",
           {{"--family", true, "mixtral, qwen2_moe, qwen3_moe or olmoe"},
            {"--preset", true,
             "tiny (< 5 MB), small or bench (hidden 1024, 12 layers, 64 experts top-8)"},
            {"--seed", true, "random seed (default 0)"},
            {"--out", true, "output directory"},
            {"--dtype", true, "weight type: f32 (default), bf16 or f16"},
-           {"--tokenizer", true, "copy this tokenizer.json instead of writing the demo tokenizer"}},
+           {"--tokenizer", true, "copy this tokenizer.json instead of writing the demo tokenizer"},
+           {"--expert-skew", true,
+            "expert popularity roughly Zipf(S) on ordinary inputs (default 0: uniform)"}},
           argc, argv);
   model::synthetic_options o;
   o.family = f.str("--family");
@@ -32,6 +35,9 @@ int gen_model_main(int argc, char** argv) {
   else
     throw usage_error("--dtype: expected f32, bf16 or f16, got '" + type + "'");
   if (auto t = f.opt("--tokenizer")) o.tokenizer = *t;
+  o.expert_skew = f.real("--expert-skew", 0.0);
+  if (!(o.expert_skew >= 0 && o.expert_skew <= 8))
+    throw usage_error("--expert-skew: expected a number in [0, 8]");
   std::string out = f.str("--out");
   model::write_synthetic_model(out, o);
   std::printf("wrote %s model (%s, %s) to %s\n", o.family.c_str(), o.preset.c_str(), type.c_str(),
