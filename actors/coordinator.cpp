@@ -122,8 +122,8 @@ int64_t coordinator_state::capacity(const std::string& name) const {
 }
 
 placement_report coordinator_state::report() const {
-  return {table_,        bytes_moved_, replications_, retirements_,
-          failed_moves_, rebalancing_, balancedness_, tokens_};
+  return {table_,       bytes_moved_,  replications_, retirements_, failed_moves_,
+          rebalancing_, balancedness_, tokens_,       rebalances_,  automatic_};
 }
 
 }  // namespace xmesh::actors

@@ -62,6 +62,11 @@ class coordinator_state {
   [[nodiscard]] placement_report report() const;
   void set_balancedness(double b) { balancedness_ = b; }
   void set_measured_load(std::vector<double> tokens) { tokens_ = std::move(tokens); }
+  /// A rebalance carried out orders (`automatic`: the loop started it).
+  void count_rebalance(bool automatic) {
+    ++rebalances_;
+    automatic_ += automatic;
+  }
   void set_rebalancing(bool busy) { rebalancing_ = busy; }
 
  private:
@@ -78,6 +83,7 @@ class coordinator_state {
   int64_t bytes_moved_ = 0, replications_ = 0, retirements_ = 0, failed_moves_ = 0;
   double balancedness_ = 1;
   std::vector<double> tokens_;
+  int64_t rebalances_ = 0, automatic_ = 0;
   bool rebalancing_ = false;
 };
 

@@ -230,10 +230,14 @@ void run_next(self_ptr self) {
       r.version = st.core->table().version;
       r.balancedness_after = measure_balancedness(st.core->table(), *j->measured);
       st.core->set_balancedness(r.balancedness_after);
-      if (j->rebalanced.pending()) j->rebalanced.deliver(r);
-      if (r.orders > 0)
-        std::fprintf(stderr, "xmesh coordinator: rebalanced with %lld orders, version %llu\n",
-                     static_cast<long long>(r.orders), static_cast<unsigned long long>(r.version));
+      const bool automatic = !j->rebalanced.pending();
+      if (r.orders > 0) {
+        st.core->count_rebalance(automatic);
+        std::fprintf(stderr, "xmesh coordinator: %s rebalance: %lld orders, version %llu\n",
+                     automatic ? "automatic" : "requested", static_cast<long long>(r.orders),
+                     static_cast<unsigned long long>(r.version));
+      }
+      if (!automatic) j->rebalanced.deliver(r);
       return finish(self);
     }
     case job::order:

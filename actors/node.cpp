@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <future>
 #include <map>
+#include <thread>
 
 #include "actors/coordinator_actor.hpp"
 #include "actors/system.hpp"
@@ -66,7 +67,14 @@ void wait_for_callback(Start start, std::chrono::seconds limit, const std::strin
 }
 
 // The control-plane face of a node: every role's messages, answered from the runtime.
+// Generations answered by the node actor once their thread is done.
+struct pending_generations {
+  uint64_t next = 0;
+  std::map<uint64_t, caf::typed_response_promise<generate_reply>> waiting;
+};
+
 caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
+  auto generations = std::make_shared<pending_generations>();
   auto no_role = [](const char* role) {
     return caf::make_error(caf::sec::runtime_error,
                            std::string("this node has no ") + role + " role");
@@ -123,15 +131,22 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         if (!rt->router()) return no_role("head");
         return rt->router()->load();
       },
-      [=](generate_atom a, generate_request& request) {
-        // Blocking work runs on its own thread, so independent requests overlap.
-        auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
-          return {[=](generate_atom, const generate_request& r) {
-            w->quit();
-            return rt->run_generation(r);
-          }};
-        });
-        return self->delegate(worker, a, std::move(request));
+      [=](generate_atom, generate_request& request) -> caf::result<generate_reply> {
+        // A generation blocks: it runs on a thread of its own, so independent requests overlap,
+        // and the node actor itself answers when it is done.
+        auto promise = self->make_response_promise<generate_reply>();
+        uint64_t id = generations->next++;
+        generations->waiting.emplace(id, promise);
+        std::thread([rt, id, me = caf::actor_cast<caf::actor>(self), request = std::move(request)] {
+          caf::anon_send(me, generate_atom_v, id, rt->run_generation(request));
+        }).detach();
+        return promise;
+      },
+      [=](generate_atom, uint64_t id, generate_reply& reply) {
+        auto it = generations->waiting.find(id);
+        if (it == generations->waiting.end()) return;
+        it->second.deliver(std::move(reply));
+        generations->waiting.erase(it);
       },
       // -- experts role -----------------------------------------------------------------------
       [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s) {

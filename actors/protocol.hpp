@@ -74,12 +74,15 @@ struct placement_report {
   bool rebalancing = false;    // an order is being carried out
   double balancedness = 1;     // of the last measured load under the live table
   std::vector<double> tokens;  // the last measured load: routed tokens per layer * experts + e
+  int64_t rebalances = 0;      // rebalances that carried out at least one order
+  int64_t automatic = 0;       // ... of them started by the automatic loop
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, placement_report& x) {
   return f(caf::meta::type_name("placement_report"), x.table, x.bytes_moved, x.replications,
-           x.retirements, x.failed_moves, x.rebalancing, x.balancedness, x.tokens);
+           x.retirements, x.failed_moves, x.rebalancing, x.balancedness, x.tokens, x.rebalances,
+           x.automatic);
 }
 
 /// What one rebalance did.

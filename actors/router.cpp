@@ -133,7 +133,11 @@ class routed_batch final : public model::expert_batch {
  private:
   void resend_or_throw(const batch_part& p) {
     auto& b = *b_;
-    auto fail = [&] { throw model::expert_error(p.error, "node '" + p.node_name + "': " + p.why); };
+    auto fail = [&] {
+      const char* lead =
+          p.error == expert_errc::node_unreachable ? "cannot reach node '" : "node '";
+      throw model::expert_error(p.error, lead + p.node_name + "': " + p.why);
+    };
     if (b.resends >= b.router->options().max_resends) fail();
     auto table = b.router->table();
     bool elsewhere = std::any_of(p.experts.begin(), p.experts.end(), [&](int32_t e) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "actors/coordinator_actor.hpp"
@@ -25,17 +26,16 @@ int cluster_nodes(const actors::cluster_config& c) {
   return 0;
 }
 
-caf::actor reach_coordinator(actors::actor_runtime& rt, const actors::cluster_config& c) {
-  return actors::reach_node(*rt.system, c.coordinator(), std::chrono::milliseconds(2000),
-                            "coordinator");
+actors::proven_connection reach_coordinator(const actors::cluster_config& c) {
+  return actors::connect_proven(c.coordinator(), std::chrono::milliseconds(2000), "coordinator");
 }
 
 // Exit 0 when every node of the file has registered with the coordinator.
 int cluster_status(const actors::cluster_config& c, bool json) {
-  actors::actor_runtime rt(1);
-  auto coordinator = reach_coordinator(rt, c);
+  auto conn = reach_coordinator(c);
+  auto& rt = *conn.runtime;
   auto s = actors::ask<actors::cluster_status>(
-      *rt.system, coordinator, 5s, "status from the coordinator", actors::status_atom_v);
+      *rt.system, conn.node, 5s, "status from the coordinator", actors::status_atom_v);
   nlohmann::json j = {{"registered", s.registered},
                       {"missing", s.missing},
                       {"silent", s.silent},
@@ -75,8 +75,8 @@ nlohmann::json table_json(const actors::placement_table& t) {
 }
 
 int cluster_placement(const actors::cluster_config& c, bool json) {
-  actors::actor_runtime rt(1);
-  auto r = actors::ask<actors::placement_report>(*rt.system, reach_coordinator(rt, c), 10s,
+  auto conn = reach_coordinator(c);
+  auto r = actors::ask<actors::placement_report>(*conn.runtime->system, conn.node, 10s,
                                                  "placement from the coordinator",
                                                  actors::placement_atom_v, actors::report_atom_v);
   if (json) {
@@ -88,6 +88,8 @@ int cluster_placement(const actors::cluster_config& c, bool json) {
     j["rebalancing"] = r.rebalancing;
     j["balancedness"] = r.balancedness;
     j["tokens"] = r.tokens;
+    j["rebalances"] = r.rebalances;
+    j["automatic_rebalances"] = r.automatic;
     std::printf("%s\n", j.dump().c_str());
   } else {
     const auto& t = r.table;
@@ -106,8 +108,8 @@ int cluster_placement(const actors::cluster_config& c, bool json) {
 }
 
 int cluster_rebalance(const actors::cluster_config& c, bool json) {
-  actors::actor_runtime rt(1);
-  auto r = actors::ask<actors::rebalance_report>(*rt.system, reach_coordinator(rt, c), 3600s,
+  auto conn = reach_coordinator(c);
+  auto r = actors::ask<actors::rebalance_report>(*conn.runtime->system, conn.node, 3600s,
                                                  "rebalance", actors::rebalance_atom_v);
   nlohmann::json j = {{"balancedness_before", r.balancedness_before},
                       {"balancedness_after", r.balancedness_after},
@@ -153,14 +155,24 @@ int cluster_move(const std::string& what, int argc, char** argv) {
   if (what == "migrate") o.from = f.str("--from");
   if (what == "retire") o.from = f.str("--node");
   if (what != "retire") o.to = f.str("--to");
-  actors::actor_runtime rt(1);
-  caf::scoped_actor self{*rt.system};
-  std::string error;
-  uint64_t version = 0;
-  self->request(reach_coordinator(rt, c), std::chrono::seconds(3600), actors::move_atom_v, o)
-      .receive([&](actors::placement_table& t) { version = t.version; },
-               [&](caf::error& e) { error = actors::error_text(*rt.system, e); });
-  if (!error.empty()) throw std::runtime_error(what + " refused: " + error);
+  auto conn = reach_coordinator(c);
+  auto& sys = *conn.runtime->system;
+  auto answer = std::make_shared<std::promise<caf::expected<actors::placement_table>>>();
+  sys.spawn([&conn, o, answer](caf::event_based_actor* self) {
+    self->request(conn.node, std::chrono::seconds(3600), actors::move_atom_v, o)
+        .then(
+            [=](actors::placement_table& t) {
+              answer->set_value(std::move(t));
+              self->quit();
+            },
+            [=](caf::error& e) {
+              answer->set_value(std::move(e));
+              self->quit();
+            });
+  });
+  auto got = answer->get_future().get();
+  if (!got) throw std::runtime_error(what + " refused: " + actors::error_text(sys, got.error()));
+  uint64_t version = got->version;
   std::printf("%s done: placement version %llu\n", what.c_str(),
               static_cast<unsigned long long>(version));
   std::fflush(stdout);

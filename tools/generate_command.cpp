@@ -52,12 +52,12 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
   constexpr auto timeout = std::chrono::seconds(3600);
   if (auto file = f.opt("--cluster")) {
     auto cluster = actors::load_cluster(*file);
-    actors::actor_runtime rt(1);
-    auto head =
-        actors::reach_node(*rt.system, *cluster.with_role(actors::role::head).front(),
-                           std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
-    return actors::ask<actors::generate_reply>(
-        *rt.system, head, timeout, "generation on the cluster", actors::generate_atom_v, request);
+    const auto& head_node = *cluster.with_role(actors::role::head).front();
+    auto c = actors::connect_proven(
+        head_node, std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
+    return actors::ask<actors::generate_reply>(*c.runtime->system, c.node, timeout,
+                                               "generation on the cluster", actors::generate_atom_v,
+                                               request);
   }
   actors::actor_runtime rt(
       threads);  // one CAF worker per compute thread: more only oversubscribe the cores

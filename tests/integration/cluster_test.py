@@ -4,7 +4,7 @@ deploy/local.sh, real sockets. The single-process run is the oracle: every distr
 give bit-identical tokens and logits.
 
 usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
-  CASE: equivalence | concurrent | unreachable | failure
+  CASE: equivalence | concurrent | unreachable | failure | live
 """
 import json
 import os
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -53,11 +54,11 @@ class Harness:
         self.xmesh, self.repo, self.tmp = xmesh, repo, tmp
         self.env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR="", UCX_NET_DEVICES="lo")
 
-    def model(self, family):
-        path = f"{self.tmp}/{family}"
+    def model(self, family, skew=0):
+        path = f"{self.tmp}/{family}-skew{skew}"
         if not os.path.exists(path):
             subprocess.run([self.xmesh, "gen-model", "--family", family, "--preset", "tiny", "--seed", "5",
-                            "--out", path], check=True, stdout=subprocess.DEVNULL)
+                            "--expert-skew", str(skew), "--out", path], check=True, stdout=subprocess.DEVNULL)
         return path
 
     def generate(self, model, prompt, cluster=None, name="run", tokens=6):
@@ -198,13 +199,130 @@ def case_failure(h, transport):
                          h.run_generate(model, PROMPTS[2], cluster=c.path, name="after"), oracle)
 
 
+def live_yaml(model, transport):
+    p = free_ports(8)
+    nodes = [f"  - {{name: head, control_port: {p[0]}, data_port: {p[1]}, roles: [coordinator, head], threads: 1}}"]
+    for i, name in enumerate(["experts-a", "experts-b", "experts-c"]):
+        nodes.append(f"  - {{name: {name}, control_port: {p[2 + 2 * i]}, data_port: {p[3 + 2 * i]}, "
+                     "roles: [experts], memory_budget: 1GiB}")
+    return "\n".join([f"model: {model}", f"transport: {transport}", "placement: spread",
+                      "rebalance: {period: 1500ms, window: 3s, min_gain: 0, hysteresis: 0}", "nodes:"] + nodes) + "\n"
+
+
+def case_live(h, transport):
+    """1 head + 3 expert nodes; 8 clients generate continuously while the placement changes under
+    them (operator orders, requested and automatic rebalances): every request is bit-identical to
+    the single-process run, and at least 20 replicas are added."""
+    model = h.model("mixtral", skew=1.0)
+    prompts = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9], [17, 17, 4], [250, 3, 60, 61, 62],
+               [33, 44], [7, 70, 500]]
+    oracles = [h.run_generate(model, p, name=f"oracle{i}", tokens=8) for i, p in enumerate(prompts)]
+    with h.cluster(live_yaml(model, transport), f"live-{transport}") as c:
+        def ctl(*args, expect_ok=True):
+            r = subprocess.run([h.xmesh, "cluster", *args, "--cluster", c.path], capture_output=True, text=True,
+                               timeout=120)
+            if expect_ok and r.returncode != 0:
+                sys.exit(f"FAIL: xmesh cluster {' '.join(args)}: {r.stderr}")
+            return r
+
+        def placement():
+            return json.loads(ctl("placement", "--json").stdout)
+
+        stop, done, failures = threading.Event(), [0] * len(prompts), []
+
+        def client(i):
+            n = 0
+            while not stop.is_set() and not failures:
+                cmd, out = h.generate(model, prompts[i], cluster=c.path, name=f"live{i}-{n}", tokens=8)
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                got = (json.loads(r.stdout)["tokens"], np.load(out)) if r.returncode == 0 else None
+                if got is None or got[0] != oracles[i][0] or got[1].tobytes() != oracles[i][1].tobytes():
+                    failures.append(f"client {i} run {n}: {r.stderr.strip() or 'output differs from the oracle'}")
+                os.remove(out) if os.path.exists(out) else None
+                done[i] += 1
+                n += 1
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(2.0)
+            first = json.loads(ctl("rebalance", "--json").stdout)
+            print(f"requested rebalance: {first}")
+            p = placement()
+            nodes = p["nodes"]
+            experts = len(p["replicas"][0])
+            tokens = p["tokens"][:experts]
+            hot = max(range(experts), key=lambda e: tokens[e])
+            # The automatic loop runs meanwhile, so an order is re-planned from the live table when
+            # the loop moved its expert first (refusal: "already hosts" / "does not host").
+            def move(kind, layer, e, pick):
+                for _ in range(5):
+                    have = placement()["replicas"][layer][e]
+                    args = pick(have)
+                    if args is None:
+                        return
+                    r = ctl(kind, "--layer", str(layer), "--expert", str(e), *args, expect_ok=False)
+                    if r.returncode == 0:
+                        return
+                    if "already hosts" not in r.stderr and "does not host" not in r.stderr:
+                        sys.exit(f"FAIL: {kind} {layer}/{e} {args}: {r.stderr}")
+                sys.exit(f"FAIL: {kind} {layer}/{e} kept racing with the automatic loop")
+
+            def away(have):
+                target = [n for n in nodes if n not in have]
+                return ["--from", have[0], "--to", target[0]] if target else None
+
+            # The hot expert moves twice, gains a replica and loses one while batches are in flight.
+            move("migrate", 0, hot, away)
+            move("migrate", 0, hot, away)
+            move("replicate", 0, hot, lambda have: ["--to", next(n for n in nodes if n not in have)]
+                 if len(have) < len(nodes) else None)
+            move("retire", 0, hot, lambda have: ["--node", have[-1]] if len(have) > 1 else None)
+            # Every other expert of both layers moves once: to the next node that lacks it.
+            for layer in range(len(p["replicas"])):
+                for e in range(experts):
+                    if (layer, e) != (0, hot):
+                        move("migrate", layer, e, away)
+            # Refused orders name their reason and change nothing.
+            p = placement()
+            single = next((l, e) for l in range(len(p["replicas"])) for e in range(experts)
+                          if len(p["replicas"][l][e]) == 1)
+            r = ctl("retire", "--layer", str(single[0]), "--expert", str(single[1]), "--node",
+                    p["replicas"][single[0]][single[1]][0], expect_ok=False)
+            if r.returncode == 0 or "without a replica" not in r.stderr or r.stderr.count("\n") != 1:
+                sys.exit(f"FAIL: retiring the last replica should be refused: {r.stderr}")
+            # The automatic loop (every 1.5 s) rebalances what the manual moves disturbed.
+            deadline = time.time() + 60
+            while placement()["automatic_rebalances"] < 1 and time.time() < deadline and not failures:
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=180)
+        p = placement()
+        print(f"requests completed: {sum(done)} ({done}); placement version {p['version']}, "
+              f"{p['replications']} replications, {p['retirements']} retirements, {p['bytes_moved']} bytes moved, "
+              f"{p['rebalances']} rebalances ({p['automatic_rebalances']} automatic), failed moves {p['failed_moves']}")
+        if failures:
+            sys.exit("FAIL: " + "; ".join(failures[:3]))
+        if p["automatic_rebalances"] < 1:
+            sys.exit("FAIL: the automatic loop carried out no rebalance")
+        if p["replications"] < 20 or min(done) < 2:
+            sys.exit("FAIL: expected at least 20 replications and every client to finish 2 requests")
+        print(f"live placement over {transport}: every request bit-identical")
+
+
 def main():
     xmesh, repo, case = sys.argv[1], sys.argv[2], sys.argv[3]
     transport = sys.argv[4] if len(sys.argv) > 4 else "zmq"
-    with tempfile.TemporaryDirectory() as tmp:
+    keep = os.environ.get("XMESH_TEST_DIR")  # keep models, logs and outputs there (debugging)
+    with (tempfile.TemporaryDirectory() if not keep else open(os.devnull)) as tmp:
+        tmp = keep or tmp
+        os.makedirs(tmp, exist_ok=True)
         h = Harness(xmesh, repo, tmp)
         {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
-         "failure": case_failure}[case](
+         "failure": case_failure, "live": case_live}[case](
             h, transport)
     print("PASS")
 
