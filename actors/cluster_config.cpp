@@ -90,6 +90,10 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   if (c.device != "cpu" && c.device != "gpu" && c.device != "edge")
     fail(origin, at + ".device", "unknown device class '" + c.device + "' (cpu, gpu, edge)");
   if (n["threads"]) c.threads = scalar<int>(n["threads"], origin, at + ".threads");
+  if (n["expert_source"])
+    c.expert_source = scalar<std::string>(n["expert_source"], origin, at + ".expert_source");
+  if (c.expert_source != "files" && c.expert_source != "peer")
+    fail(origin, at + ".expert_source", "unknown source '" + c.expert_source + "' (files, peer)");
   if (c.threads < 1 || c.threads > 256) fail(origin, at + ".threads", "must be in [1, 256]");
   return c;
 }

@@ -23,6 +23,9 @@ struct node_config {
   int64_t memory_budget_bytes = 0;  // 0: unlimited
   std::string device = "cpu";       // device class: cpu, gpu, edge
   int threads = 1;                  // compute threads of this node
+  /// Where replicas added at run time get their weights: "files" (the node's own model files)
+  /// or "peer" (streamed from a node that serves the expert: edge devices without a copy).
+  std::string expert_source = "files";
 
   [[nodiscard]] bool has(role r) const;
   /// The transport address peers use to reach this node's experts.

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <set>
 
 #include "actors/coordinator.hpp"
 #include "actors/rebalance.hpp"
@@ -29,7 +30,8 @@ struct coordinator_data {
   coordinator_model model;
   std::deque<job> queue;
   bool busy = false;
-  std::shared_ptr<job> draining;  // the order whose old replica retires next
+  std::shared_ptr<job> draining;       // the order whose old replica retires next
+  std::set<std::string> peer_sourced;  // expert nodes that stream new replicas from a peer
   static inline const char* name = "coordinator";
 };
 
@@ -128,9 +130,21 @@ void retire_on_host(self_ptr self) {
 void load_step(self_ptr self, std::shared_ptr<job> j) {
   auto& core = *self->state.core;
   const auto o = j->what;
+  // A node without its own copy streams the weights from a node that serves the expert.
+  std::string peer_name, peer_address;
+  if (self->state.peer_sourced.count(o.to)) {
+    const auto& t = core.table();
+    for (int32_t n : t.replicas(o.layer, o.expert))
+      if (core.actor_of(t.nodes[n])) {
+        peer_name = t.nodes[n];
+        peer_address = t.addresses[n];
+        break;
+      }
+  }
+  const uint64_t checksum = self->state.model.checksum(o.layer, o.expert);
   core.reserve(o);
   self->request(core.actor_of(o.to), 10min, load_atom_v, o.layer, o.expert,
-                self->state.settings.bandwidth_bytes_s)
+                self->state.settings.bandwidth_bytes_s, peer_name, peer_address, checksum)
       .then(
           [self, j, o](const expert_loaded&) {
             self->state.core->add_replica(o);
@@ -263,6 +277,8 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
   self->state.core =
       std::make_unique<coordinator_state>(cluster, std::move(table), model.expert_bytes);
   self->state.settings = cluster.rebalance;
+  for (const auto& n : cluster.nodes)
+    if (n.expert_source == "peer") self->state.peer_sourced.insert(n.name);
   self->state.model = std::move(model);
   if (self->state.settings.period_s > 0)
     self->delayed_send(self, period(self->state.settings), tick_atom_v);

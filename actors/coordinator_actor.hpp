@@ -3,6 +3,7 @@
 #pragma once
 
 #include <caf/all.hpp>
+#include <functional>
 
 #include "actors/cluster_config.hpp"
 #include "actors/protocol.hpp"
@@ -13,6 +14,9 @@ namespace xmesh::actors {
 struct coordinator_model {
   int64_t expert_bytes = 0;
   std::vector<int64_t> moe_layers;
+  /// XXH3 of (layer, expert)'s weights in the coordinator's copy of the model: every replica
+  /// loaded at run time must match it.
+  std::function<uint64_t(int64_t, int64_t)> checksum;
 };
 
 /// Spawns the coordinator with the initial table; it runs the automatic rebalance loop when

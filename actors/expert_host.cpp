@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -49,46 +50,66 @@ struct piece {
   uint32_t first = 0, count = 0;
 };
 
-// A replica's weights in memory the host owns (64-byte aligned, like the kernels like them).
+}  // namespace
+
+/// A replica's weights in memory the host owns (64-byte aligned, like the kernels like them).
 struct resident_weights {
   std::unique_ptr<std::byte, decltype(&std::free)> storage{nullptr, &std::free};
   kernels::expert_weights weights;
   int64_t bytes = 0;
 };
 
-// Copies the three matrices at most `bytes_per_s` fast (0: as fast as memory goes).
-std::shared_ptr<resident_weights> copy_weights(const kernels::expert_weights& from,
-                                               int64_t bytes_per_s) {
+namespace {
+
+// Copies three matrices shaped like `layout` from `parts` into owned memory, at most
+// `bytes_per_s` fast (0: as fast as memory goes).
+std::shared_ptr<resident_weights> make_resident(const kernels::expert_weights& layout,
+                                                const std::byte* const (&parts)[3],
+                                                int64_t bytes_per_s) {
   auto r = std::make_shared<resident_weights>();
-  r->bytes = from.bytes();
+  r->bytes = layout.bytes();
   auto* base = static_cast<std::byte*>(std::aligned_alloc(64, (r->bytes + 63) / 64 * 64 + 128));
   if (base == nullptr) throw std::bad_alloc();
   r->storage.reset(base);
   auto start = clock_type::now();
   int64_t done = 0;
   std::byte* at = base;
-  auto copy = [&](const kernels::matrix_view& m) {
+  auto copy = [&](const kernels::matrix_view& m, const std::byte* src) {
     kernels::matrix_view out = m;
-    const auto* src = static_cast<const std::byte*>(m.data);
     for (int64_t off = 0; off < m.bytes(); off += int64_t{1} << 20) {
       int64_t n = std::min<int64_t>(int64_t{1} << 20, m.bytes() - off);
       std::memcpy(at + off, src + off, n);
       done += n;
       if (bytes_per_s > 0)
-        std::this_thread::sleep_until(start +
-                                      std::chrono::duration<double>(double(done) / bytes_per_s));
+        std::this_thread::sleep_until(
+            start + std::chrono::duration_cast<clock_type::duration>(
+                        std::chrono::duration<double>(double(done) / double(bytes_per_s))));
     }
     out.data = at;
     at += (m.bytes() + 63) / 64 * 64;
     return out;
   };
-  r->weights.gate = copy(from.gate);
-  r->weights.up = copy(from.up);
-  r->weights.down = copy(from.down);
+  r->weights.gate = copy(layout.gate, parts[0]);
+  r->weights.up = copy(layout.up, parts[1]);
+  r->weights.down = copy(layout.down, parts[2]);
   return r;
 }
 
+std::span<const std::byte> bytes_of(const kernels::matrix_view& m) {
+  return {static_cast<const std::byte*>(m.data), static_cast<size_t>(m.bytes())};
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 }  // namespace
+
+uint64_t expert_checksum(const kernels::expert_weights& w) {
+  return transport::checksum_of_parts({bytes_of(w.gate), bytes_of(w.up), bytes_of(w.down)});
+}
 
 model::expert_errc to_expert_errc(host_errc e) {
   switch (e) {
@@ -188,7 +209,7 @@ expert_host::expert_host(caf::actor_system& system, const model::loaded_model& m
 
 expert_host::~expert_host() { stop(); }
 
-expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per_s) {
+void expert_host::check_loadable(int64_t layer, int64_t expert) const {
   const auto& c = model_.config;
   const std::string what =
       "expert " + std::to_string(expert) + " of layer " + std::to_string(layer);
@@ -197,9 +218,75 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
   if (!model_.weights.layers[layer].moe)
     throw std::runtime_error("layer " + std::to_string(layer) + " has no experts");
   if (hosts(layer, expert)) throw std::runtime_error(node_name_ + " already hosts " + what);
+}
+
+expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per_s,
+                                uint64_t checksum) {
+  check_loadable(layer, expert);
   auto start = clock_type::now();
+  const auto& src = model_.weights.layers[layer].experts[expert];
+  const std::byte* parts[3] = {static_cast<const std::byte*>(src.gate.data),
+                               static_cast<const std::byte*>(src.up.data),
+                               static_cast<const std::byte*>(src.down.data)};
+  auto r = make_resident(src, parts, bytes_per_s);
+  if (checksum != 0 && expert_checksum(r->weights) != checksum)
+    throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
+                             std::to_string(layer) + " in " + node_name_ +
+                             "'s model files has checksum " + hex(expert_checksum(r->weights)) +
+                             ", the coordinator's copy " + hex(checksum) + "; nothing loaded");
+  return install(layer, expert, std::move(r), "local files", start);
+}
+
+expert_loaded expert_host::load_from_peer(int64_t layer, int64_t expert, transport::channel& peer,
+                                          const std::string& peer_name, uint64_t checksum,
+                                          int64_t bytes_per_s) {
+  check_loadable(layer, expert);
+  auto start = clock_type::now();
+  const std::string what = "expert " + std::to_string(expert) + " of layer " +
+                           std::to_string(layer) + " from peer '" + peer_name + "'";
+  const auto& layout = model_.weights.layers[layer].experts[expert];
+  transport::frame_header h;
+  h.kind = transport::frame_kind::fetch;
+  h.layer = static_cast<uint32_t>(layer);
+  h.expert = static_cast<uint32_t>(expert);
+  auto answer = std::make_shared<std::promise<std::pair<transport::bytes, std::string>>>();
+  auto future = answer->get_future();
+  peer.request(transport::encode_blob_frame(h, {}),
+               [answer](transport::bytes reply, std::string error) {
+                 answer->set_value({std::move(reply), std::move(error)});
+               });
+  if (future.wait_for(std::chrono::seconds(120)) != std::future_status::ready)
+    throw std::runtime_error(what + ": no answer within 120 s");
+  auto [reply, error] = future.get();
+  if (!error.empty()) throw std::runtime_error(what + ": " + error);
+  transport::frame_limits limits;
+  limits.max_expert = static_cast<uint32_t>(model_.config.num_experts - 1);
+  limits.max_payload_bytes = static_cast<uint64_t>(layout.bytes());
+  auto d = transport::decode_frame(reply, limits);
+  if (!d) throw std::runtime_error(what + ": bad frame: " + d.reason);
+  const auto& f = d.frame;
+  if (f.header.kind == transport::frame_kind::error)
+    throw std::runtime_error(what + ": " + std::string(f.error_text));
+  if (f.header.kind != transport::frame_kind::weights || f.header.layer != layer ||
+      f.header.expert != expert || f.blob.size() != static_cast<size_t>(layout.bytes()))
+    throw std::runtime_error(what + ": the answer is not that expert's weights");
+  // NOTE: decode_frame verified the header checksum against the bytes, so comparing it with the
+  // coordinator's checksum of the same tensors checks the weights end to end.
+  if (f.header.checksum != checksum)
+    throw std::runtime_error(what + ": checksum " + hex(f.header.checksum) +
+                             " does not match the model's " + hex(checksum) + "; nothing loaded");
+  const std::byte* parts[3] = {f.blob.data(), f.blob.data() + layout.gate.bytes(),
+                               f.blob.data() + layout.gate.bytes() + layout.up.bytes()};
+  return install(layer, expert, make_resident(layout, parts, bytes_per_s), "peer " + peer_name,
+                 start);
+}
+
+expert_loaded expert_host::install(int64_t layer, int64_t expert,
+                                   std::shared_ptr<resident_weights> resident, std::string source,
+                                   clock_type::time_point start) {
+  const auto& c = model_.config;
   auto q = std::make_shared<expert_queue>();
-  q->resident = copy_weights(model_.weights.layers[layer].experts[expert], bytes_per_s);
+  q->resident = std::move(resident);
   q->rows = &rows_;
   q->compute_ns = &compute_ns_;
   {  // warm: one row through the kernels touches every weight once
@@ -226,11 +313,13 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
   const int64_t bytes = q->resident->bytes;
   {
     std::unique_lock lock(mutex_);
+    if (queues_[slot]) throw std::runtime_error(node_name_ + " loaded that expert twice");
     queues_[slot] = std::move(q);
     actors_[slot] = std::move(actor);
   }
   resident_bytes_ += bytes;
-  return {bytes, std::chrono::duration<double>(clock_type::now() - start).count(), "local files"};
+  return {bytes, std::chrono::duration<double>(clock_type::now() - start).count(),
+          std::move(source)};
 }
 
 void expert_host::retire(int64_t layer, int64_t expert, std::function<void()> done) {
@@ -310,6 +399,37 @@ void expert_host::stop() {
     }
 }
 
+// A peer loading a replica asks for its weights: they go out as stored, in one weights frame.
+void expert_host::serve_fetch(const transport::frame_header& h,
+                              const std::shared_ptr<transport::reply_handle>& reply) {
+  const auto& c = model_.config;
+  std::shared_ptr<expert_queue> q;
+  if (h.layer < c.num_layers) {
+    std::shared_lock lock(mutex_);
+    q = queues_[h.layer * c.num_experts + h.expert];
+  }
+  if (!q)
+    return reject(host_errc::not_hosted,
+                  "expert " + std::to_string(h.expert) + " of layer " + std::to_string(h.layer) +
+                      " is not hosted on " + node_name_,
+                  reply, h.batch_id);
+  const auto& w = q->resident->weights;
+  std::vector<std::byte> all;
+  all.reserve(static_cast<size_t>(w.bytes()));
+  for (const auto* m : {&w.gate, &w.up, &w.down}) {
+    auto b = bytes_of(*m);
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  // Fault injection for tests: a peer whose copy went bad streams it with a valid frame checksum.
+  // (XMESH_FAULT_CORRUPT_WEIGHTS names the node that does it.)
+  static const char* corrupt = std::getenv("XMESH_FAULT_CORRUPT_WEIGHTS");
+  if (corrupt != nullptr && node_name_ == corrupt && !all.empty())
+    all[all.size() / 2] ^= std::byte{1};
+  transport::frame_header out = h;
+  out.kind = transport::frame_kind::weights;
+  reply->send(transport::encode_blob_frame(out, all));
+}
+
 void expert_host::serve(transport::bytes message,
                         const std::shared_ptr<transport::reply_handle>& reply) {
   const auto& c = model_.config;
@@ -326,6 +446,7 @@ void expert_host::serve(transport::bytes message,
     return reject(host_errc::bad_frame,
                   std::string(transport::to_string(d.error)) + ": " + d.reason, reply);
   const auto& h = d.frame.header;
+  if (h.kind == transport::frame_kind::fetch) return serve_fetch(h, reply);
   if (h.kind != transport::frame_kind::dispatch)
     return reject(host_errc::bad_frame, "not a dispatch frame", reply, h.batch_id);
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <caf/all.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <shared_mutex>
@@ -13,6 +14,7 @@
 #include "actors/protocol.hpp"
 #include "model/expert_backend.hpp"
 #include "model/weights.hpp"
+#include "transport/frame.hpp"
 #include "transport/transport.hpp"
 
 namespace xmesh::actors {
@@ -22,6 +24,10 @@ enum class host_errc : uint32_t { bad_frame = 1, not_hosted = 2, expert_failed =
 
 /// The router's view of a host's error code (an unknown code counts as a bad frame).
 [[nodiscard]] model::expert_errc to_expert_errc(host_errc e);
+
+/// XXH3 of an expert's gate, up and down tensors as stored (the checksum a weights frame of that
+/// expert carries).
+[[nodiscard]] uint64_t expert_checksum(const kernels::expert_weights& w);
 
 struct expert_queue;
 
@@ -43,7 +49,15 @@ class expert_host {
   /// Copies a replica's weights from the node's model files (at most `bytes_per_s`, 0: no cap),
   /// warms it with one row and starts serving it. Throws naming the fault (out of range, a
   /// layer without experts, already hosted).
-  expert_loaded load(int64_t layer, int64_t expert, int64_t bytes_per_s = 0);
+  /// With `checksum` != 0 the copy must match it (else nothing is loaded).
+  expert_loaded load(int64_t layer, int64_t expert, int64_t bytes_per_s = 0, uint64_t checksum = 0);
+  /// Streams a replica's weights from `peer` (a host that serves it, `peer_name` in messages)
+  /// over the data plane instead of reading the node's own files, for nodes without a copy. The
+  /// bytes must match `checksum` (from the coordinator's copy of the model), or nothing is loaded
+  /// and the error names the peer and both checksums.
+  expert_loaded load_from_peer(int64_t layer, int64_t expert, transport::channel& peer,
+                               const std::string& peer_name, uint64_t checksum,
+                               int64_t bytes_per_s = 0);
   /// Stops taking frames for the replica (they are answered not_hosted from now on), finishes
   /// what it was sent, frees its memory, then runs `done` (on an actor thread). Throws when the
   /// replica is not hosted.
@@ -62,6 +76,11 @@ class expert_host {
 
  private:
   void serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply);
+  void serve_fetch(const transport::frame_header& h,
+                   const std::shared_ptr<transport::reply_handle>& reply);
+  void check_loadable(int64_t layer, int64_t expert) const;
+  expert_loaded install(int64_t layer, int64_t expert, std::shared_ptr<struct resident_weights> r,
+                        std::string source, std::chrono::steady_clock::time_point start);
   void reject(host_errc code, const std::string& reason,
               const std::shared_ptr<transport::reply_handle>& reply, uint64_t batch_id = 0);
 

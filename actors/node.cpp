@@ -149,21 +149,22 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         generations->waiting.erase(it);
       },
       // -- experts role -----------------------------------------------------------------------
-      [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s) {
+      [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s, std::string& peer,
+          std::string& peer_address, uint64_t checksum) {
         // Copying weights blocks: a thread of its own, like a generation.
         auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
-          return {[=](load_atom, int64_t l, int64_t e, int64_t bw) -> caf::result<expert_loaded> {
+          return {[=](load_atom, int64_t l, int64_t e, int64_t bw, const std::string& from,
+                      const std::string& address, uint64_t sum) -> caf::result<expert_loaded> {
             w->quit();
-            if (!rt->host())
-              return caf::make_error(caf::sec::runtime_error, std::string("not an expert node"));
             try {
-              return rt->host()->load(l, e, bw);
+              return rt->load_replica(l, e, bw, from, address, sum);
             } catch (const std::exception& ex) {
               return caf::make_error(caf::sec::runtime_error, std::string(ex.what()));
             }
           }};
         });
-        return self->delegate(worker, a, layer, expert, bytes_per_s);
+        return self->delegate(worker, a, layer, expert, bytes_per_s, std::move(peer),
+                              std::move(peer_address), checksum);
       },
       [=](retire_atom a, int64_t layer, int64_t expert) {
         // Draining blocks: a thread of its own, like a load.
@@ -233,8 +234,11 @@ void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(cluster_.model));
   if (self_.has(role::coordinator)) {
     auto table = make_placement(cluster_, model_->config, expert_bytes(*model_), 1);
-    coordinator_ = spawn_coordinator(system_, cluster_, std::move(table),
-                                     {expert_bytes(*model_), moe_layers(*model_)});
+    coordinator_ = spawn_coordinator(
+        system_, cluster_, std::move(table),
+        {expert_bytes(*model_), moe_layers(*model_), [m = model_.get()](int64_t l, int64_t e) {
+           return expert_checksum(m->weights.layers[l].experts[e]);
+         }});
   }
   endpoint_ = transport::make_endpoint(cluster_.transport);
   actor_ = system_.spawn(node_actor, this);
@@ -291,6 +295,28 @@ void node_runtime::start_experts(const placement_table& table) {
       [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {
         host->on_message(std::move(m), std::move(r));
       });
+}
+
+expert_loaded node_runtime::load_replica(int64_t layer, int64_t expert, int64_t bytes_per_s,
+                                         const std::string& peer, const std::string& peer_address,
+                                         uint64_t checksum) {
+  if (!host_) throw std::runtime_error("node '" + self_.name + "' has no experts role");
+  auto report = [&](const expert_loaded& l) {
+    std::fprintf(stderr,
+                 "xmesh node %s: loaded expert %lld of layer %lld from %s (%lld bytes, %.3f s)\n",
+                 self_.name.c_str(), static_cast<long long>(expert), static_cast<long long>(layer),
+                 l.source.c_str(), static_cast<long long>(l.bytes), l.seconds);
+    return l;
+  };
+  if (peer.empty()) return report(host_->load(layer, expert, bytes_per_s, checksum));
+  auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
+  std::unique_ptr<transport::channel> channel;
+  try {
+    channel = endpoint_->connect(peer_address, timeout);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot reach peer '" + peer + "': " + e.what());
+  }
+  return report(host_->load_from_peer(layer, expert, *channel, peer, checksum, bytes_per_s));
 }
 
 void node_runtime::set_placement(placement_table table) {

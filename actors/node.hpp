@@ -42,6 +42,11 @@ class node_runtime {
   /// Adopts a newer table (checked against the model first); throws naming the fault.
   void set_placement(placement_table table);
   [[nodiscard]] router_service* router() { return router_.get(); }
+  /// Loads and warms a replica from the node's files, or from `peer` when one is named; the
+  /// weights must match `checksum`. Throws naming the fault.
+  expert_loaded load_replica(int64_t layer, int64_t expert, int64_t bytes_per_s,
+                             const std::string& peer, const std::string& peer_address,
+                             uint64_t checksum);
   [[nodiscard]] expert_host* host() { return host_.get(); }
 
  private:

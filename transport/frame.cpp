@@ -104,9 +104,21 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
   if (get<uint32_t>(h, off_reserved) != 0)
     return fail(frame_errc::bad_version, "reserved header field is not zero");
   auto k = static_cast<uint8_t>(f.kind);
-  if (k < 1 || k > 3) return fail(frame_errc::bad_kind, "unknown kind " + to_string(k));
+  if (k < 1 || k > 5) return fail(frame_errc::bad_kind, "unknown kind " + to_string(k));
   if (f.dtype != frame_dtype::f32)
     return fail(frame_errc::bad_dtype, "unknown dtype " + to_string(uint8_t(f.dtype)));
+  if (f.kind == frame_kind::fetch || f.kind == frame_kind::weights) {
+    if (f.num_rows != 0 || f.hidden != 0)
+      return fail(frame_errc::bad_shape, "fetch or weights frame with rows");
+    if (f.expert == expert_per_row || f.expert > lim.max_expert)
+      return fail(frame_errc::bad_expert,
+                  "fetch or weights frame for expert " + to_string(f.expert));
+    if (f.kind == frame_kind::fetch && f.payload_bytes != 0)
+      return fail(frame_errc::length_mismatch, "fetch frame with a payload");
+    if (f.payload_bytes > lim.max_payload_bytes)
+      return fail(frame_errc::oversized, "weights of " + to_string(f.payload_bytes) + " bytes");
+    return {};
+  }
   if (f.kind == frame_kind::error) {
     if (f.num_rows != 0 || f.hidden != 0)
       return fail(frame_errc::bad_shape, "error frame with rows");
@@ -254,6 +266,29 @@ bytes encode_error_frame(const frame_header& header, std::string_view text) {
   return finish(std::move(out), h);
 }
 
+bytes encode_blob_frame(const frame_header& header, std::span<const std::byte> blob) {
+  if ((header.kind != frame_kind::fetch && header.kind != frame_kind::weights) ||
+      (header.kind == frame_kind::fetch && !blob.empty()) || header.expert == expert_per_row)
+    throw std::invalid_argument(
+        "encode_blob_frame: a fetch (no payload) or weights frame naming its expert");
+  frame_header h = header;
+  h.num_rows = 0;
+  h.hidden = 0;
+  bytes out(frame_header_bytes + blob.size());
+  if (!blob.empty()) std::memcpy(out.data() + frame_header_bytes, blob.data(), blob.size());
+  return finish(std::move(out), h);
+}
+
+uint64_t checksum_of_parts(std::initializer_list<std::span<const std::byte>> parts) {
+  XXH3_state_t* state = XXH3_createState();
+  if (state == nullptr) throw std::bad_alloc();
+  XXH3_64bits_reset(state);
+  for (auto p : parts) XXH3_64bits_update(state, p.data(), p.size());
+  uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h;
+}
+
 decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits& limits) {
   if (buffer.size() < frame_header_bytes)
     return fail(frame_errc::truncated,
@@ -275,6 +310,10 @@ decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits
   r.frame.header = f;
   if (f.kind == frame_kind::error) {
     r.frame.error_text = {reinterpret_cast<const char*>(payload.data()), payload.size()};
+    return r;
+  }
+  if (f.kind == frame_kind::fetch || f.kind == frame_kind::weights) {
+    r.frame.blob = payload;
     return r;
   }
   if (reinterpret_cast<uintptr_t>(payload.data()) % alignof(float) != 0)

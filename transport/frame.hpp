@@ -4,7 +4,8 @@
 //     0     4  magic 0x48534D58 ('XMSH')       32     4  num_rows
 //     4     2  version (1)                     36     4  hidden
 //     6     1  kind (1 dispatch, 2 result,     40     4  flags (application-defined)
-//                    3 error)                  44     4  reserved (0)
+//                    3 error, 4 fetch,         44     4  reserved (0)
+//                    5 weights)
 //     7     1  dtype (0 = f32)                 48     8  payload_bytes
 //     8     4  layer                           56     8  checksum (XXH3_64bits of the payload)
 //    12     4  expert (0xFFFFFFFF: per row)
@@ -13,11 +14,14 @@
 //
 // Dispatch/result payload: int32 expert_of_row[num_rows], int32 token_of_row[num_rows],
 // float rows[num_rows][hidden]. Error payload: UTF-8 text (num_rows = hidden = 0); an error
-// frame's `flags` carry the application's error code.
+// frame's `flags` carry the application's error code. Fetch (asks for one expert's weights) and
+// weights (carries them) frames name the expert in the header and have no rows: fetch has no
+// payload, weights has the expert's raw tensor bytes, so the header checksum is their checksum.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,7 +41,7 @@ inline constexpr size_t frame_header_bytes = 64;
 inline constexpr uint32_t expert_per_row = 0xFFFFFFFFu;
 
 /// What a frame carries.
-enum class frame_kind : uint8_t { dispatch = 1, result = 2, error = 3 };
+enum class frame_kind : uint8_t { dispatch = 1, result = 2, error = 3, fetch = 4, weights = 5 };
 
 /// Element type of the activation rows.
 enum class frame_dtype : uint8_t { f32 = 0 };
@@ -74,6 +78,7 @@ struct frame_view {
   std::span<const int32_t> token_of_row;
   std::span<const float> rows;  // num_rows * hidden, row-major
   std::string_view error_text;
+  std::span<const std::byte> blob;  // a weights frame's payload
 
   /// The `hidden` floats of row `i` (i < num_rows).
   [[nodiscard]] std::span<const float> row(size_t i) const {
@@ -151,6 +156,14 @@ class frame_builder {
 
 /// Encodes an error frame carrying `text`; layer/expert/batch_id are taken from `header`.
 [[nodiscard]] bytes encode_error_frame(const frame_header& header, std::string_view text);
+
+/// Encodes a fetch frame (`blob` empty) or a weights frame carrying `blob`; header.expert names
+/// the expert (not expert_per_row).
+[[nodiscard]] bytes encode_blob_frame(const frame_header& header, std::span<const std::byte> blob);
+
+/// XXH3_64bits of the concatenation of `parts`: the checksum a weights frame of those bytes
+/// carries.
+[[nodiscard]] uint64_t checksum_of_parts(std::initializer_list<std::span<const std::byte>> parts);
 
 /// Validates every field of `buffer` against `limits` and returns a view into it. The buffer
 /// must be 4-byte aligned for the views (received `bytes` always are); an unaligned buffer is

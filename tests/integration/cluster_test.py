@@ -4,7 +4,7 @@ deploy/local.sh, real sockets. The single-process run is the oracle: every distr
 give bit-identical tokens and logits.
 
 usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
-  CASE: equivalence | concurrent | unreachable | failure | live
+  CASE: equivalence | concurrent | unreachable | failure | live | orders
 """
 import json
 import os
@@ -164,6 +164,8 @@ def case_unreachable(h, transport):
     env = dict(h.env, XMESH_CONNECT_TIMEOUT_MS="2000")
     cmd, _ = h.generate(model, [1, 2], cluster=path)
     expect_error("no head running", cmd, env, "cannot reach node 'head' at 127.0.0.1:", 20)
+    expect_error("rebalance without a coordinator", [h.xmesh, "cluster", "rebalance", "--cluster", path], env,
+                 "cannot reach coordinator 'head' at 127.0.0.1:", 20)
     expect_error("expert node without coordinator", [h.xmesh, "node", "--cluster", path, "--name", "experts-a"],
                  env, "cannot reach coordinator 'head' at 127.0.0.1:", 20)
     head = subprocess.Popen([h.xmesh, "node", "--cluster", path, "--name", "head"], env=env,
@@ -313,6 +315,59 @@ def case_live(h, transport):
         print(f"live placement over {transport}: every request bit-identical")
 
 
+def case_orders(h, transport):
+    """Replicas streamed from a peer for a node without its own copy, a peer whose copy is corrupt
+    (checksum), a memory budget that cannot take one more replica: each order succeeds or is refused
+    with one line naming the reason, and nothing is served from bad weights."""
+    model = h.model("mixtral")
+    config = json.load(open(f"{model}/config.json"))
+    expert_bytes = 3 * config["hidden_size"] * config["intermediate_size"] * 4  # f32
+    oracle = h.run_generate(model, PROMPTS[0], name="oracle")
+    p = free_ports(8)
+    text = "\n".join([
+        f"model: {model}", f"transport: {transport}", "placement: static", "static_placement:",
+        "  experts-a: [0, 1, 2]", "  experts-b: [3, 4, 5]", "  experts-c: [6, 7]", "nodes:",
+        f"  - {{name: head, control_port: {p[0]}, data_port: {p[1]}, roles: [coordinator, head], threads: 1}}",
+        f"  - {{name: experts-a, control_port: {p[2]}, data_port: {p[3]}, roles: [experts], "
+        f"memory_budget: {6 * expert_bytes}B}}",
+        f"  - {{name: experts-b, control_port: {p[4]}, data_port: {p[5]}, roles: [experts]}}",
+        f"  - {{name: experts-c, control_port: {p[6]}, data_port: {p[7]}, roles: [experts], expert_source: peer}}",
+    ]) + "\n"
+    h.env["XMESH_FAULT_CORRUPT_WEIGHTS"] = "experts-b"  # b streams a corrupted copy to its peers
+    try:
+        with h.cluster(text, f"orders-{transport}") as c:
+            def ctl(*args):
+                return subprocess.run([h.xmesh, "cluster", *args, "--cluster", c.path], capture_output=True,
+                                      text=True, timeout=120)
+
+            def replicas(layer, expert):
+                out = ctl("placement", "--json")
+                return json.loads(out.stdout)["replicas"][layer][expert]
+
+            r = ctl("replicate", "--layer", "1", "--expert", "2", "--to", "experts-c")
+            log = open(f"{c.env['XMESH_RUN_DIR']}/experts-c.log").read()
+            print(f"replicate from a peer: {r.stdout.strip()} {r.stderr.strip()}")
+            if r.returncode != 0 or "from peer experts-a" not in log or replicas(1, 2) != ["experts-a", "experts-c"]:
+                sys.exit(f"FAIL: experts-c should stream expert 2 of layer 1 from experts-a\n{log}")
+            r = ctl("replicate", "--layer", "0", "--expert", "4", "--to", "experts-c")
+            print(f"replicate from a corrupt peer: status {r.returncode}: {r.stderr.strip()}")
+            if (r.returncode == 0 or "checksum" not in r.stderr or "experts-b" not in r.stderr
+                    or r.stderr.count("\n") != 1 or replicas(0, 4) != ["experts-b"]):
+                sys.exit("FAIL: a corrupt peer copy must be refused with one line naming the checksum")
+            r = ctl("replicate", "--layer", "0", "--expert", "7", "--to", "experts-a")
+            print(f"replicate beyond a budget: status {r.returncode}: {r.stderr.strip()}")
+            if r.returncode == 0 or "memory budget holds 6 experts" not in r.stderr or replicas(0, 7) != ["experts-c"]:
+                sys.exit("FAIL: a replica beyond experts-a's budget must be refused naming the budget")
+            r = ctl("migrate", "--layer", "0", "--expert", "6", "--from", "experts-c", "--to", "experts-a")
+            if r.returncode == 0 or "memory budget" not in r.stderr:
+                sys.exit(f"FAIL: a migration into a full node must be refused: {r.stderr}")
+            expect_identical(f"after the orders ({transport})",
+                             h.run_generate(model, PROMPTS[0], cluster=c.path, name="after"), oracle)
+            # 
+    finally:
+        del h.env["XMESH_FAULT_CORRUPT_WEIGHTS"]
+
+
 def main():
     xmesh, repo, case = sys.argv[1], sys.argv[2], sys.argv[3]
     transport = sys.argv[4] if len(sys.argv) > 4 else "zmq"
@@ -322,7 +377,8 @@ def main():
         os.makedirs(tmp, exist_ok=True)
         h = Harness(xmesh, repo, tmp)
         {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
-         "failure": case_failure, "live": case_live}[case](
+         "failure": case_failure, "live": case_live,
+         "orders": case_orders}[case](
             h, transport)
     print("PASS")
 

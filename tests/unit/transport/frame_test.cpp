@@ -98,6 +98,37 @@ TEST(Frame, FixedExpertAndEmptyAndErrorFramesRoundTrip) {
   EXPECT_EQ(r.frame.error_text, "expert 3 unavailable");
 }
 
+TEST(Frame, WeightsFramesCarryTheirBytesAndTheirChecksum) {
+  std::vector<std::byte> gate(100), up(60);
+  for (size_t i = 0; i < gate.size(); ++i) gate[i] = std::byte(i * 7);
+  for (size_t i = 0; i < up.size(); ++i) up[i] = std::byte(i * 3 + 1);
+  std::vector<std::byte> all(gate);
+  all.insert(all.end(), up.begin(), up.end());
+  xt::frame_header h;
+  h.kind = xt::frame_kind::weights;
+  h.layer = 2;
+  h.expert = 5;
+  auto b = xt::encode_blob_frame(h, all);
+  auto r = xt::decode_frame(b, limits());
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.frame.header.expert, 5u);
+  ASSERT_EQ(r.frame.blob.size(), all.size());
+  EXPECT_TRUE(std::equal(all.begin(), all.end(), r.frame.blob.begin()));
+  // The header's checksum is the checksum of the parts, computed piece by piece.
+  EXPECT_EQ(r.frame.header.checksum, xt::checksum_of_parts({gate, up}));
+  // A fetch frame has no payload; one with a payload, or naming no expert, is rejected.
+  h.kind = xt::frame_kind::fetch;
+  auto f = xt::encode_blob_frame(h, {});
+  EXPECT_TRUE(xt::decode_frame(f, limits()).ok());
+  EXPECT_THROW((void)xt::encode_blob_frame(h, all), std::invalid_argument);
+  h.kind = xt::frame_kind::weights;
+  auto tamper = b;
+  poke<uint8_t>(tamper, 6, 4);  // a weights payload relabelled as fetch
+  EXPECT_EQ(decode_error(tamper), xt::frame_errc::length_mismatch);
+  h.expert = xt::expert_per_row;
+  EXPECT_THROW((void)xt::encode_blob_frame(h, all), std::invalid_argument);
+}
+
 TEST(Frame, EncodeRejectsInconsistentSpans) {
   auto f = sample_frame(2, 4);
   f.rows.pop_back();
@@ -119,7 +150,10 @@ TEST(Frame, RejectsEachCorruption) {
   EXPECT_EQ(with([](auto& b) { poke<uint16_t>(b, 4, 2); }), E::bad_version);
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 44, 1); }), E::bad_version);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 0); }), E::bad_kind);
-  EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 4); }), E::bad_kind);
+  EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 6); }), E::bad_kind);
+  // A dispatch frame relabelled as fetch or weights has rows those kinds never carry.
+  EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 4); }), E::bad_shape);
+  EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 5); }), E::bad_shape);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 7, 1); }), E::bad_dtype);
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 32, 5); }), E::length_mismatch);
   EXPECT_EQ(with([](auto& b) { poke<uint64_t>(b, 48, 999); }), E::length_mismatch);
