@@ -11,8 +11,8 @@
 #include <string>
 #include <thread>
 
-#include "placement/planner.hpp"
 #include "bench/placement/eplb.hpp"
+#include "placement/planner.hpp"
 
 namespace {
 

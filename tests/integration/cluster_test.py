@@ -363,7 +363,6 @@ def case_orders(h, transport):
                 sys.exit(f"FAIL: a migration into a full node must be refused: {r.stderr}")
             expect_identical(f"after the orders ({transport})",
                              h.run_generate(model, PROMPTS[0], cluster=c.path, name="after"), oracle)
-            # 
     finally:
         del h.env["XMESH_FAULT_CORRUPT_WEIGHTS"]
 
