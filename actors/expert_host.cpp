@@ -1,5 +1,6 @@
 #include "actors/expert_host.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -354,6 +355,48 @@ bool expert_host::hosts(int64_t layer, int64_t expert) const {
   if (layer < 0 || layer >= c.num_layers || expert < 0 || expert >= c.num_experts) return false;
   std::shared_lock lock(mutex_);
   return queues_[layer * c.num_experts + expert] != nullptr;
+}
+
+bool expert_host::compute_here(int64_t layer, const float* x, const int32_t* ids, int32_t k,
+                               std::span<const int32_t> slots, float* y, int64_t hidden,
+                               kernels::thread_pool& pool) {
+  const auto& c = model_.config;
+  // Slots grouped by expert, ascending (the order does not change any output: batch-invariant).
+  std::vector<std::pair<int32_t, int32_t>> order;  // (expert, slot)
+  for (int32_t s : slots) order.emplace_back(ids[s], s);
+  std::sort(order.begin(), order.end());
+  std::vector<std::shared_ptr<expert_queue>> held;  // keeps the weights alive while computing
+  {
+    std::shared_lock lock(mutex_);
+    for (size_t i = 0; i < order.size(); ++i)
+      if (i == 0 || order[i].first != order[i - 1].first) {
+        auto q = queues_[layer * c.num_experts + order[i].first];
+        if (!q) return false;
+        held.push_back(std::move(q));
+      }
+  }
+  auto start = clock_type::now();
+  const auto n = static_cast<int64_t>(order.size());
+  std::vector<float> xs(n * hidden), ys(n * hidden);
+  std::vector<kernels::expert_job> jobs;
+  int64_t first = 0;
+  for (size_t i = 0, e = 0; i < order.size(); ++i) {
+    std::memcpy(xs.data() + i * hidden, x + (order[i].second / k) * hidden, sizeof(float) * hidden);
+    if (i + 1 == order.size() || order[i + 1].first != order[i].first) {
+      const auto rows = static_cast<int64_t>(i) + 1 - first;
+      jobs.push_back({&held[e++]->resident->weights, xs.data() + first * hidden, rows,
+                      ys.data() + first * hidden});
+      first = static_cast<int64_t>(i) + 1;
+    }
+  }
+  kernels::run_experts(jobs, pool);
+  for (size_t i = 0; i < order.size(); ++i)
+    std::memcpy(y + static_cast<int64_t>(order[i].second) * hidden, ys.data() + i * hidden,
+                sizeof(float) * hidden);
+  rows_ += static_cast<uint64_t>(n);
+  compute_ns_ += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start).count());
+  return true;
 }
 
 host_speed expert_host::speed() const {

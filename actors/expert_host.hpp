@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,12 @@ class expert_host {
   /// replica is not hosted.
   void retire(int64_t layer, int64_t expert, std::function<void()> done);
   [[nodiscard]] bool hosts(int64_t layer, int64_t expert) const;
+  /// For a head on this node: computes slots `slots` (token = slot / k, expert = ids[slot]) of one
+  /// layer's batch straight into `y` (row per slot) on `pool`, like the engine does. False, with
+  /// nothing written, when one of those experts is not hosted (any more).
+  [[nodiscard]] bool compute_here(int64_t layer, const float* x, const int32_t* ids, int32_t k,
+                                  std::span<const int32_t> slots, float* y, int64_t hidden,
+                                  kernels::thread_pool& pool);
 
   /// Transport handler (runs on the receive thread; never throws, never crashes on bad input).
   void on_message(transport::bytes message, std::shared_ptr<transport::reply_handle> reply);

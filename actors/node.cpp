@@ -267,6 +267,7 @@ void node_runtime::start() {
                                                  return endpoint_->connect(address, timeout);
                                                });
   }
+  if (router_ && host_) router_->set_local(host_.get(), self_.name);
   node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
                                      register_atom_v, info));
@@ -339,7 +340,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
   }
   try {
     kernels::thread_pool pool(self_.threads);
-    counted_backend experts(*router_);
+    counted_backend experts(*router_, pool);
     model::transformer net(model_->config, model_->weights, pool, experts);
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},

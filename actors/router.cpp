@@ -236,6 +236,20 @@ std::unique_ptr<model::expert_batch> router_service::submit(int64_t layer, const
                                                             int64_t num_tokens,
                                                             const int32_t* expert_ids, int32_t k,
                                                             float* y) {
+  return submit_on(layer, x, num_tokens, expert_ids, k, y, nullptr);
+}
+
+void router_service::set_local(expert_host* host, std::string node_name) {
+  std::lock_guard lock(mutex_);
+  local_host_ = host;
+  local_name_ = std::move(node_name);
+}
+
+std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, const float* x,
+                                                               int64_t num_tokens,
+                                                               const int32_t* expert_ids, int32_t k,
+                                                               float* y,
+                                                               kernels::thread_pool* pool) {
   auto b = std::make_shared<batch_state>();
   b->router = this;
   b->layer = layer;
@@ -252,18 +266,26 @@ std::unique_ptr<model::expert_batch> router_service::submit(int64_t layer, const
     int64_t now = now_seconds();
     for (int32_t s : slots) tokens_->add(layer * table_->num_experts + expert_ids[s], 1, now);
   }
-  route(b, slots, -1);
+  std::vector<int32_t> local;
+  route(b, slots, -1, pool && local_host_ ? &local : nullptr);
+  if (!local.empty() &&
+      !local_host_->compute_here(layer, x, expert_ids, k, local, y, hidden_, *pool)) {
+    // A local replica retired between the choice and the computation: send those rows.
+    count_resent(local.size());
+    route(b, local, -1);
+  }
   return std::make_unique<routed_batch>(std::move(b));
 }
 
 void router_service::route(const std::shared_ptr<batch_state>& b, const std::vector<int32_t>& slots,
-                           int32_t avoid) {
+                           int32_t avoid, std::vector<int32_t>* local) {
   std::vector<batch_part> parts;
   {
     // The table is read and the versions counted under one lock, so when_drained() never
     // misses a frame about to leave with an older table.
     std::lock_guard lock(mutex_);
     const auto& t = *table_;
+    const int32_t here = local ? node_index(t, local_name_) : -1;
     std::vector<std::vector<std::pair<int32_t, int32_t>>> by_node(t.nodes.size());
     std::vector<int32_t> others;
     for (int32_t s : slots) {
@@ -276,6 +298,10 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
         replicas = others;
       }
       int32_t node = policy_->choose(b->layer, e, replicas, outstanding_);
+      if (node == here) {  // computed by the caller, before it waits: never outstanding
+        local->push_back(s);
+        continue;
+      }
       ++outstanding_[node];
       by_node[node].emplace_back(e, s);
     }
@@ -403,7 +429,7 @@ std::unique_ptr<model::expert_batch> counted_backend::submit(int64_t layer, cons
                                                              float* y) {
   auto b = std::make_unique<counted_batch_impl>();
   b->start = clock_type::now();
-  b->inner = inner_.submit(layer, x, num_tokens, expert_ids, k, y);
+  b->inner = inner_.submit_on(layer, x, num_tokens, expert_ids, k, y, &pool_);
   b->dispatches = &dispatches_;
   b->seconds = &dispatch_seconds_;
   return b;

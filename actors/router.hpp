@@ -34,6 +34,8 @@ struct router_options {
 /// Opens a channel to a node's data address; throws naming the address when unreachable.
 using channel_opener = std::function<std::unique_ptr<transport::channel>(const std::string&)>;
 
+class expert_host;
+
 struct batch_state;
 
 /// Thread-safe: submit() from every session thread, replies on transport threads, tables from
@@ -54,6 +56,14 @@ class router_service final : public model::expert_backend {
   std::unique_ptr<model::expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
                                               const int32_t* expert_ids, int32_t k,
                                               float* y) override;
+  /// submit(), and rows whose chosen replica is on this node (`set_local`) are computed here,
+  /// on `pool`, while the other nodes' frames are out: no frame, no actor, no copy beyond the
+  /// kernels' own gather.
+  std::unique_ptr<model::expert_batch> submit_on(int64_t layer, const float* x, int64_t num_tokens,
+                                                 const int32_t* expert_ids, int32_t k, float* y,
+                                                 kernels::thread_pool* pool);
+  /// This node's expert host and name (a head that also hosts experts).
+  void set_local(expert_host* host, std::string node_name);
 
   /// Routed tokens per (layer, expert) over the window, and the mean round trip per node.
   [[nodiscard]] head_load load();
@@ -71,7 +81,7 @@ class router_service final : public model::expert_backend {
   /// Chooses replicas for `slots` of `batch` with the newest table, avoiding `avoid` where
   /// another replica exists, and sends one part per node.
   void route(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
-             int32_t avoid);
+             int32_t avoid, std::vector<int32_t>* local = nullptr);
   /// Accounts for a part that was answered or abandoned (exactly once per part).
   void settle(int32_t node, uint64_t version, int64_t rows, double rtt_s);
   /// Drops a node's channel after a transport failure; the next frame reconnects.
@@ -88,6 +98,8 @@ class router_service final : public model::expert_backend {
   router_options options_;
   channel_opener open_;
   std::unique_ptr<replica_policy> policy_;
+  expert_host* local_host_ = nullptr;
+  std::string local_name_;
   mutable std::mutex mutex_;  // guards everything below that is not atomic
   std::shared_ptr<const placement_table> table_;
   std::map<std::string, std::shared_ptr<transport::channel>> channels_;  // by data address
@@ -99,10 +111,11 @@ class router_service final : public model::expert_backend {
   std::atomic<uint64_t> next_batch_{1}, resent_{0};
 };
 
-/// A session's view of the router: counts its own round trips for the request's reply.
+/// A session's view of the router: local replicas computed on the session's pool, and its own
+/// round trips counted for the request's reply.
 class counted_backend final : public model::expert_backend {
  public:
-  explicit counted_backend(model::expert_backend& inner) : inner_(inner) {}
+  counted_backend(router_service& inner, kernels::thread_pool& pool) : inner_(inner), pool_(pool) {}
   std::unique_ptr<model::expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
                                               const int32_t* expert_ids, int32_t k,
                                               float* y) override;
@@ -110,7 +123,8 @@ class counted_backend final : public model::expert_backend {
   [[nodiscard]] double dispatch_seconds() const { return dispatch_seconds_; }
 
  private:
-  model::expert_backend& inner_;
+  router_service& inner_;
+  kernels::thread_pool& pool_;
   int64_t dispatches_ = 0;
   double dispatch_seconds_ = 0;
 };
