@@ -365,10 +365,14 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
 }
 
 node_stats node_runtime::stats() const {
-  node_stats s{self_.name, 0, 0};
+  node_stats s{self_.name};
   if (host_) {
     s.frames_served = host_->frames_served();
     s.frames_dropped = host_->frames_dropped();
+    auto speed = host_->speed();
+    s.expert_rows = speed.rows;
+    s.expert_seconds = speed.compute_s;
+    s.resident_bytes = speed.resident_bytes;
   }
   return s;
 }

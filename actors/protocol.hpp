@@ -187,11 +187,15 @@ struct node_stats {
   std::string name;
   uint64_t frames_served = 0;
   uint64_t frames_dropped = 0;
+  uint64_t expert_rows = 0;    // rows its experts computed (frames and local batches)
+  double expert_seconds = 0;   // time its experts spent computing them
+  int64_t resident_bytes = 0;  // weights of the replicas it holds
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_stats& x) {
-  return f(caf::meta::type_name("node_stats"), x.name, x.frames_served, x.frames_dropped);
+  return f(caf::meta::type_name("node_stats"), x.name, x.frames_served, x.frames_dropped,
+           x.expert_rows, x.expert_seconds, x.resident_bytes);
 }
 
 }  // namespace xmesh::actors
