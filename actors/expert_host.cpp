@@ -45,7 +45,7 @@ struct pending_frame {
   }
 };
 
-// Contiguous rows [first, first + count) of a frame for one expert.
+// Consecutive pairs [first, first + count) of a frame for one expert.
 struct piece {
   std::shared_ptr<pending_frame> frame;
   uint32_t first = 0, count = 0;
@@ -162,27 +162,33 @@ struct expert_queue {
     }
   }
 
-  // One piece computes straight from the request frame into the reply frame; several are
-  // gathered into one batch (dynamic batching) and scattered back.
+  // One piece whose pairs read consecutive rows computes straight from the request frame into
+  // the reply frame (a decode step: one row per piece); otherwise the rows are gathered into one
+  // batch (dynamic batching across frames) and the outputs scattered back.
   void compute(std::vector<piece>& batch) {
     const auto& w = resident->weights;
     const int64_t hidden = w.hidden();
     auto start = clock_type::now();
     int64_t n = 0;
     for (const auto& p : batch) n += p.count;
-    if (batch.size() == 1) {
+    auto consecutive = [](const piece& p) {
+      const auto& rows = p.frame->view.row_of_pair;
+      for (uint32_t i = 1; i < p.count; ++i)
+        if (rows[p.first + i] != rows[p.first] + static_cast<int32_t>(i)) return false;
+      return true;
+    };
+    if (batch.size() == 1 && consecutive(batch.front())) {
       auto& p = batch.front();
-      kernels::expert_job job{&w, p.frame->view.row(p.first).data(), p.count,
+      kernels::expert_job job{&w, p.frame->view.pair_row(p.first).data(), p.count,
                               p.frame->reply_frame->rows() + int64_t{p.first} * hidden};
       kernels::run_experts({&job, 1}, pool);
     } else {
       std::vector<float> x(n * hidden), y(n * hidden);
       int64_t at = 0;
-      for (const auto& p : batch) {
-        std::memcpy(x.data() + at * hidden, p.frame->view.row(p.first).data(),
-                    sizeof(float) * p.count * hidden);
-        at += p.count;
-      }
+      for (const auto& p : batch)
+        for (uint32_t i = 0; i < p.count; ++i)
+          std::memcpy(x.data() + (at++) * hidden, p.frame->view.pair_row(p.first + i).data(),
+                      sizeof(float) * hidden);
       kernels::expert_job job{&w, x.data(), n, y.data()};
       kernels::run_experts({&job, 1}, pool);
       at = 0;
@@ -481,7 +487,7 @@ void expert_host::serve(transport::bytes message,
   limits.expected_hidden = static_cast<uint32_t>(c.hidden);
   limits.max_rows = max_rows_per_frame;
   limits.max_payload_bytes =
-      uint64_t{max_rows_per_frame} * (8 + 4 * static_cast<uint64_t>(c.hidden));
+      uint64_t{max_rows_per_frame} * (12 + 4 * static_cast<uint64_t>(c.hidden));
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);
   auto d = transport::decode_frame(frame->message, limits);
@@ -495,10 +501,10 @@ void expert_host::serve(transport::bytes message,
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)
     return reject(host_errc::bad_frame, "layer " + std::to_string(h.layer) + " has no experts",
                   reply, h.batch_id);
-  // Runs of consecutive rows with the same expert (routers send them sorted by expert).
+  // Runs of consecutive pairs with the same expert (routers send them sorted by expert).
   std::vector<std::pair<int32_t, piece>> runs;
-  for (uint32_t r = 0; r < h.num_rows; ++r) {
-    int32_t e = d.frame.expert_of_row[r];
+  for (uint32_t r = 0; r < h.num_pairs; ++r) {
+    int32_t e = d.frame.expert_of_pair[r];
     if (!runs.empty() && runs.back().first == e)
       ++runs.back().second.count;
     else
@@ -507,7 +513,8 @@ void expert_host::serve(transport::bytes message,
   frame->view = d.frame;
   auto rh = h;
   rh.kind = transport::frame_kind::result;
-  frame->reply_frame.emplace(rh, d.frame.expert_of_row, d.frame.token_of_row);
+  rh.num_rows = h.num_pairs;  // one output row per pair
+  frame->reply_frame.emplace(rh, d.frame.expert_of_pair, d.frame.token_of_pair);
   frame->reply = reply;
   frame->served = &served_;
   if (runs.empty()) return frame->finish();

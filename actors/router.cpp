@@ -27,7 +27,9 @@ struct batch_part {
   int32_t node = 0;
   std::string node_name, address;
   uint64_t batch_id = 0, version = 0;
-  std::vector<int32_t> slots, experts;  // ordered by expert, then slot
+  std::vector<int32_t> slots, experts;  // one pair each, ordered by expert, then slot
+  std::vector<int32_t> row_of_pair;     // which of `tokens` each pair reads
+  std::vector<int32_t> tokens;          // the rows sent: each token once
   clock_type::time_point sent;
   bool settled = false;  // accounted for in the router (answered or abandoned)
   bool failed = false, handled = false;
@@ -78,9 +80,9 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
       code = to_expert_errc(static_cast<host_errc>(f.header.flags));
       why = std::string(f.error_text);
     } else if (f.header.kind != transport::frame_kind::result || f.header.layer != b->layer ||
-               f.header.batch_id != p.batch_id || f.header.num_rows != p.slots.size() ||
-               !std::equal(p.slots.begin(), p.slots.end(), f.token_of_row.begin()) ||
-               !std::equal(p.experts.begin(), p.experts.end(), f.expert_of_row.begin())) {
+               f.header.batch_id != p.batch_id || f.header.num_pairs != p.slots.size() ||
+               !std::equal(p.slots.begin(), p.slots.end(), f.token_of_pair.begin()) ||
+               !std::equal(p.experts.begin(), p.experts.end(), f.expert_of_pair.begin())) {
       code = expert_errc::bad_frame;
       why = "answered layer " + std::to_string(b->layer) + " with a wrong frame";
     }
@@ -316,9 +318,18 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       p.address = t.addresses[n];
       p.batch_id = (uint64_t{options_.head_id} << 48) | next_batch_++;
       p.version = t.version;
+      // A token's row goes once to a node, whatever number of its experts run there.
+      std::vector<int32_t> row_of_token(b->k > 0 ? slots.size() : 0, -1);
       for (auto [e, s] : rows) {
         p.experts.push_back(e);
         p.slots.push_back(s);
+        const int32_t token = s / b->k;
+        if (static_cast<size_t>(token) >= row_of_token.size()) row_of_token.resize(token + 1, -1);
+        if (row_of_token[token] < 0) {
+          row_of_token[token] = static_cast<int32_t>(p.tokens.size());
+          p.tokens.push_back(token);
+        }
+        p.row_of_pair.push_back(row_of_token[token]);
       }
       ++in_flight_[t.version];
       parts.push_back(std::move(p));
@@ -347,12 +358,11 @@ void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t ind
   h.layer = static_cast<uint32_t>(b->layer);
   h.placement_version = p.version;
   h.batch_id = p.batch_id;
-  h.num_rows = static_cast<uint32_t>(p.slots.size());
+  h.num_rows = static_cast<uint32_t>(p.tokens.size());
   h.hidden = static_cast<uint32_t>(hidden_);
-  transport::frame_builder frame(h, p.experts, p.slots);
-  for (size_t r = 0; r < p.slots.size(); ++r)
-    std::memcpy(frame.rows() + r * hidden_, b->x + (p.slots[r] / b->k) * hidden_,
-                sizeof(float) * hidden_);
+  transport::frame_builder frame(h, p.experts, p.slots, p.row_of_pair);
+  for (size_t r = 0; r < p.tokens.size(); ++r)
+    std::memcpy(frame.rows() + r * hidden_, b->x + p.tokens[r] * hidden_, sizeof(float) * hidden_);
   p.sent = clock_type::now();
   ch->request(frame.seal(), [b, index](transport::bytes reply, std::string error) {
     on_reply(b, index, std::move(reply), error);

@@ -16,7 +16,7 @@ namespace {
 // -- header field offsets -------------------------------------------------------------------
 constexpr size_t off_magic = 0, off_version = 4, off_kind = 6, off_dtype = 7, off_layer = 8,
                  off_expert = 12, off_placement = 16, off_batch = 24, off_rows = 32,
-                 off_hidden = 36, off_flags = 40, off_reserved = 44, off_payload = 48,
+                 off_hidden = 36, off_flags = 40, off_pairs = 44, off_payload = 48,
                  off_checksum = 56;
 
 template <class T>
@@ -43,7 +43,7 @@ void write_header(std::byte* h, const frame_header& f) {
   put<uint32_t>(h, off_rows, f.num_rows);
   put<uint32_t>(h, off_hidden, f.hidden);
   put<uint32_t>(h, off_flags, f.flags);
-  put<uint32_t>(h, off_reserved, 0);
+  put<uint32_t>(h, off_pairs, f.num_pairs);
   put<uint64_t>(h, off_payload, f.payload_bytes);
   put<uint64_t>(h, off_checksum, f.checksum);
 }
@@ -70,13 +70,12 @@ decode_result fail(frame_errc e, std::string reason) {
 }
 
 // Payload bytes a dispatch/result frame of this shape must carry, or false on overflow.
-bool rows_payload_bytes(uint64_t num_rows, uint64_t hidden, uint64_t& out) {
-  uint64_t per_row = 0, total = 0;
+bool rows_payload_bytes(uint64_t num_pairs, uint64_t num_rows, uint64_t hidden, uint64_t& out) {
+  uint64_t per_row = 0, rows = 0, ids = 0;
   if (__builtin_mul_overflow(hidden, uint64_t{4}, &per_row)) return false;
-  if (__builtin_add_overflow(per_row, uint64_t{8}, &per_row)) return false;
-  if (__builtin_mul_overflow(per_row, num_rows, &total)) return false;
-  out = total;
-  return true;
+  if (__builtin_mul_overflow(per_row, num_rows, &rows)) return false;
+  if (__builtin_mul_overflow(num_pairs, uint64_t{12}, &ids)) return false;
+  return !__builtin_add_overflow(rows, ids, &out);
 }
 
 frame_header read_header(const std::byte* h) {
@@ -90,6 +89,7 @@ frame_header read_header(const std::byte* h) {
   f.num_rows = get<uint32_t>(h, off_rows);
   f.hidden = get<uint32_t>(h, off_hidden);
   f.flags = get<uint32_t>(h, off_flags);
+  f.num_pairs = get<uint32_t>(h, off_pairs);
   f.payload_bytes = get<uint64_t>(h, off_payload);
   f.checksum = get<uint64_t>(h, off_checksum);
   return f;
@@ -101,14 +101,12 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
   if (get<uint32_t>(h, off_magic) != frame_magic) return fail(frame_errc::bad_magic, "bad magic");
   if (auto v = get<uint16_t>(h, off_version); v != frame_version)
     return fail(frame_errc::bad_version, "unsupported version " + to_string(v));
-  if (get<uint32_t>(h, off_reserved) != 0)
-    return fail(frame_errc::bad_version, "reserved header field is not zero");
   auto k = static_cast<uint8_t>(f.kind);
   if (k < 1 || k > 5) return fail(frame_errc::bad_kind, "unknown kind " + to_string(k));
   if (f.dtype != frame_dtype::f32)
     return fail(frame_errc::bad_dtype, "unknown dtype " + to_string(uint8_t(f.dtype)));
   if (f.kind == frame_kind::fetch || f.kind == frame_kind::weights) {
-    if (f.num_rows != 0 || f.hidden != 0)
+    if (f.num_rows != 0 || f.hidden != 0 || f.num_pairs != 0)
       return fail(frame_errc::bad_shape, "fetch or weights frame with rows");
     if (f.expert == expert_per_row || f.expert > lim.max_expert)
       return fail(frame_errc::bad_expert,
@@ -120,15 +118,16 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
     return {};
   }
   if (f.kind == frame_kind::error) {
-    if (f.num_rows != 0 || f.hidden != 0)
+    if (f.num_rows != 0 || f.hidden != 0 || f.num_pairs != 0)
       return fail(frame_errc::bad_shape, "error frame with rows");
     if (f.payload_bytes > lim.max_error_text_bytes)
       return fail(frame_errc::oversized, "error text of " + to_string(f.payload_bytes) + " bytes");
     return {};
   }
-  if (f.num_rows > lim.max_rows)
-    return fail(frame_errc::oversized,
-                "num_rows " + to_string(f.num_rows) + " > " + to_string(lim.max_rows));
+  if (f.num_rows > lim.max_rows || f.num_pairs > lim.max_rows)
+    return fail(frame_errc::oversized, "num_rows " + to_string(f.num_rows) + " or num_pairs " +
+                                           to_string(f.num_pairs) + " > " +
+                                           to_string(lim.max_rows));
   if (f.hidden > lim.max_hidden)
     return fail(frame_errc::oversized,
                 "hidden " + to_string(f.hidden) + " > " + to_string(lim.max_hidden));
@@ -136,11 +135,16 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
     return fail(frame_errc::bad_shape,
                 "hidden " + to_string(f.hidden) + ", expected " + to_string(lim.expected_hidden));
   if (f.num_rows > 0 && f.hidden == 0) return fail(frame_errc::bad_shape, "rows of hidden 0");
+  if (f.num_rows > f.num_pairs || (f.num_pairs > 0 && f.num_rows == 0))
+    return fail(frame_errc::bad_shape,
+                to_string(f.num_rows) + " rows for " + to_string(f.num_pairs) + " pairs");
+  if (f.kind == frame_kind::result && f.num_rows != f.num_pairs)
+    return fail(frame_errc::bad_shape, "a result frame has one row per pair");
   if (f.expert != expert_per_row && f.expert > lim.max_expert)
     return fail(frame_errc::bad_expert,
                 "expert " + to_string(f.expert) + " > " + to_string(lim.max_expert));
   uint64_t want = 0;
-  if (!rows_payload_bytes(f.num_rows, f.hidden, want) || want > lim.max_payload_bytes)
+  if (!rows_payload_bytes(f.num_pairs, f.num_rows, f.hidden, want) || want > lim.max_payload_bytes)
     return fail(frame_errc::oversized, "payload of shape beyond max_payload_bytes");
   if (f.payload_bytes != want)
     return fail(frame_errc::length_mismatch, "payload_bytes " + to_string(f.payload_bytes) +
@@ -151,13 +155,18 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
 // Per-row checks, run after the checksum so they read verified bytes only.
 decode_result check_rows(const frame_view& v, const frame_limits& lim) {
   const uint32_t fixed = v.header.expert;
-  for (size_t i = 0; i < v.expert_of_row.size(); ++i) {
-    int32_t e = v.expert_of_row[i];
+  const bool result = v.header.kind == frame_kind::result;
+  for (size_t i = 0; i < v.expert_of_pair.size(); ++i) {
+    int32_t e = v.expert_of_pair[i];
     if (e < 0 || uint32_t(e) > lim.max_expert || (fixed != expert_per_row && uint32_t(e) != fixed))
       return fail(frame_errc::bad_expert,
-                  "row " + std::to_string(i) + " names expert " + std::to_string(e));
-    if (v.token_of_row[i] < 0)
-      return fail(frame_errc::bad_shape, "row " + std::to_string(i) + " has a negative token");
+                  "pair " + std::to_string(i) + " names expert " + std::to_string(e));
+    if (v.token_of_pair[i] < 0)
+      return fail(frame_errc::bad_shape, "pair " + std::to_string(i) + " has a negative token");
+    const int32_t r = v.row_of_pair[i];
+    if (r < 0 || uint32_t(r) >= v.header.num_rows || (result && size_t(r) != i))
+      return fail(frame_errc::bad_shape,
+                  "pair " + std::to_string(i) + " reads row " + std::to_string(r));
   }
   return {};
 }
@@ -209,39 +218,44 @@ uint64_t frame_checksum(std::span<const std::byte> data) {
 frame frame_view::to_frame() const {
   frame f;
   f.header = header;
-  f.expert_of_row.assign(expert_of_row.begin(), expert_of_row.end());
-  f.token_of_row.assign(token_of_row.begin(), token_of_row.end());
+  f.expert_of_pair.assign(expert_of_pair.begin(), expert_of_pair.end());
+  f.token_of_pair.assign(token_of_pair.begin(), token_of_pair.end());
+  f.row_of_pair.assign(row_of_pair.begin(), row_of_pair.end());
   f.rows.assign(rows.begin(), rows.end());
   f.error_text.assign(error_text);
   return f;
 }
 
-bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_row,
-                   std::span<const int32_t> token_of_row, std::span<const float> rows) {
+bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_pair,
+                   std::span<const int32_t> token_of_pair, std::span<const float> rows) {
   if (header.kind == frame_kind::error) throw std::invalid_argument("use encode_error_frame");
-  const size_t n = header.num_rows;
-  if (expert_of_row.size() != n || token_of_row.size() != n ||
-      rows.size() != n * size_t{header.hidden})
+  if (rows.size() != size_t{header.num_rows} * header.hidden)
     throw std::invalid_argument("encode_frame: span sizes disagree with num_rows/hidden");
-  bytes out;
-  out.reserve(frame_header_bytes + 8 * n + rows.size_bytes());
-  out.resize(frame_header_bytes);
-  append(out, expert_of_row);
-  append(out, token_of_row);
-  append(out, rows);
-  return finish(std::move(out), header);
+  frame_builder b(header, expert_of_pair, token_of_pair);
+  if (!rows.empty()) std::memcpy(b.rows(), rows.data(), rows.size_bytes());
+  return b.seal();
 }
 
-frame_builder::frame_builder(const frame_header& header, std::span<const int32_t> expert_of_row,
-                             std::span<const int32_t> token_of_row)
+frame_builder::frame_builder(const frame_header& header, std::span<const int32_t> expert_of_pair,
+                             std::span<const int32_t> token_of_pair,
+                             std::span<const int32_t> row_of_pair)
     : header_(header) {
-  const size_t n = header.num_rows;
-  if (header.kind == frame_kind::error || expert_of_row.size() != n || token_of_row.size() != n)
+  const size_t p = expert_of_pair.size(), n = header.num_rows;
+  if (header.kind == frame_kind::error || token_of_pair.size() != p ||
+      (row_of_pair.empty() ? n != p : row_of_pair.size() != p))
     throw std::invalid_argument("frame_builder: id spans disagree with num_rows");
-  out_.resize(frame_header_bytes + 8 * n + 4 * n * size_t{header.hidden});
-  std::memcpy(out_.data() + frame_header_bytes, expert_of_row.data(), 4 * n);
-  std::memcpy(out_.data() + frame_header_bytes + 4 * n, token_of_row.data(), 4 * n);
-  rows_ = reinterpret_cast<float*>(out_.data() + frame_header_bytes + 8 * n);
+  header_.num_pairs = static_cast<uint32_t>(p);
+  out_.resize(frame_header_bytes + 12 * p + 4 * n * size_t{header.hidden});
+  auto* ids = reinterpret_cast<int32_t*>(out_.data() + frame_header_bytes);
+  if (p != 0) {
+    std::memcpy(ids, expert_of_pair.data(), 4 * p);
+    std::memcpy(ids + p, token_of_pair.data(), 4 * p);
+  }
+  if (row_of_pair.empty())
+    for (size_t i = 0; i < p; ++i) ids[2 * p + i] = static_cast<int32_t>(i);
+  else
+    std::memcpy(ids + 2 * p, row_of_pair.data(), 4 * p);
+  rows_ = reinterpret_cast<float*>(ids + 3 * p);
 }
 
 bytes frame_builder::seal() {
@@ -251,7 +265,11 @@ bytes frame_builder::seal() {
 
 bytes encode_frame(const frame& f) {
   if (f.header.kind == frame_kind::error) return encode_error_frame(f.header, f.error_text);
-  return encode_frame(f.header, f.expert_of_row, f.token_of_row, f.rows);
+  frame_builder b(f.header, f.expert_of_pair, f.token_of_pair, f.row_of_pair);
+  if (f.rows.size() != size_t{f.header.num_rows} * f.header.hidden)
+    throw std::invalid_argument("encode_frame: rows disagree with num_rows/hidden");
+  if (!f.rows.empty()) std::memcpy(b.rows(), f.rows.data(), f.rows.size() * sizeof(float));
+  return b.seal();
 }
 
 bytes encode_error_frame(const frame_header& header, std::string_view text) {
@@ -259,6 +277,7 @@ bytes encode_error_frame(const frame_header& header, std::string_view text) {
   h.kind = frame_kind::error;
   h.num_rows = 0;
   h.hidden = 0;
+  h.num_pairs = 0;
   bytes out;
   out.reserve(frame_header_bytes + text.size());
   out.resize(frame_header_bytes);
@@ -274,6 +293,7 @@ bytes encode_blob_frame(const frame_header& header, std::span<const std::byte> b
   frame_header h = header;
   h.num_rows = 0;
   h.hidden = 0;
+  h.num_pairs = 0;
   bytes out(frame_header_bytes + blob.size());
   if (!blob.empty()) std::memcpy(out.data() + frame_header_bytes, blob.data(), blob.size());
   return finish(std::move(out), h);
@@ -318,11 +338,12 @@ decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits
   }
   if (reinterpret_cast<uintptr_t>(payload.data()) % alignof(float) != 0)
     return fail(frame_errc::bad_shape, "buffer is not 4-byte aligned");
-  const size_t n = f.num_rows;
+  const size_t p = f.num_pairs, n = f.num_rows;
   const auto* ints = reinterpret_cast<const int32_t*>(payload.data());
-  r.frame.expert_of_row = {ints, n};
-  r.frame.token_of_row = {ints + n, n};
-  r.frame.rows = {reinterpret_cast<const float*>(ints + 2 * n), n * size_t{f.hidden}};
+  r.frame.expert_of_pair = {ints, p};
+  r.frame.token_of_pair = {ints + p, p};
+  r.frame.row_of_pair = {ints + 2 * p, p};
+  r.frame.rows = {reinterpret_cast<const float*>(ints + 3 * p), n * size_t{f.hidden}};
   if (auto e = check_rows(r.frame, limits); !e) return e;
   return r;
 }

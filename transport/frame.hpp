@@ -2,21 +2,26 @@
 //
 //   off  size  field
 //     0     4  magic 0x48534D58 ('XMSH')       32     4  num_rows
-//     4     2  version (1)                     36     4  hidden
+//     4     2  version (2)                     36     4  hidden
 //     6     1  kind (1 dispatch, 2 result,     40     4  flags (application-defined)
-//                    3 error, 4 fetch,         44     4  reserved (0)
+//                    3 error, 4 fetch,         44     4  num_pairs
+//                    5 weights)
 //                    5 weights)
 //     7     1  dtype (0 = f32)                 48     8  payload_bytes
 //     8     4  layer                           56     8  checksum (XXH3_64bits of the payload)
-//    12     4  expert (0xFFFFFFFF: per row)
+//    12     4  expert (0xFFFFFFFF: per pair)
 //    16     8  placement_version
 //    24     8  batch_id
 //
-// Dispatch/result payload: int32 expert_of_row[num_rows], int32 token_of_row[num_rows],
-// float rows[num_rows][hidden]. Error payload: UTF-8 text (num_rows = hidden = 0); an error
-// frame's `flags` carry the application's error code. Fetch (asks for one expert's weights) and
-// weights (carries them) frames name the expert in the header and have no rows: fetch has no
-// payload, weights has the expert's raw tensor bytes, so the header checksum is their checksum.
+// Dispatch/result payload: int32 expert_of_pair[num_pairs], int32 token_of_pair[num_pairs],
+// int32 row_of_pair[num_pairs], float rows[num_rows][hidden]. A pair is one (token, expert) to
+// compute, reading row row_of_pair; a dispatch frame carries each token's row once however many
+// of its experts the node runs (num_rows <= num_pairs), a result frame one output row per pair
+// (num_rows == num_pairs, row_of_pair[p] == p). Error payload: UTF-8 text (num_rows = hidden = 0);
+// an error frame's `flags` carry the application's error code. Fetch (asks for one expert's
+// weights) and weights (carries them) frames name the expert in the header and have no rows: fetch
+// has no payload, weights has the expert's raw tensor bytes, so the header checksum is their
+// checksum.
 #pragma once
 
 #include <cstddef>
@@ -33,11 +38,11 @@ namespace xmesh::transport {
 
 /// 'XMSH' read as a little-endian uint32.
 inline constexpr uint32_t frame_magic = 0x48534D58u;
-/// The only wire version this build speaks.
-inline constexpr uint16_t frame_version = 1;
+/// The only wire version this build speaks (2: rows shared by pairs).
+inline constexpr uint16_t frame_version = 2;
 /// Size of the fixed header in bytes.
 inline constexpr size_t frame_header_bytes = 64;
-/// `expert` value meaning "each row names its expert in expert_of_row".
+/// `expert` value meaning "each pair names its expert in expert_of_pair".
 inline constexpr uint32_t expert_per_row = 0xFFFFFFFFu;
 
 /// What a frame carries.
@@ -57,6 +62,7 @@ struct frame_header {
   uint32_t num_rows = 0;
   uint32_t hidden = 0;
   uint32_t flags = 0;
+  uint32_t num_pairs = 0;      // filled in by encode_frame / frame_builder from the id spans
   uint64_t payload_bytes = 0;  // filled in by encode/decode
   uint64_t checksum = 0;       // filled in by encode/decode
 };
@@ -64,8 +70,9 @@ struct frame_header {
 /// An owning frame, convenient for tests and control paths (the token path uses frame_view).
 struct frame {
   frame_header header;
-  std::vector<int32_t> expert_of_row;
-  std::vector<int32_t> token_of_row;
+  std::vector<int32_t> expert_of_pair;
+  std::vector<int32_t> token_of_pair;
+  std::vector<int32_t> row_of_pair;
   std::vector<float> rows;  // num_rows * hidden, row-major
   std::string error_text;
 };
@@ -74,8 +81,9 @@ struct frame {
 /// while that buffer lives and is not modified.
 struct frame_view {
   frame_header header;
-  std::span<const int32_t> expert_of_row;
-  std::span<const int32_t> token_of_row;
+  std::span<const int32_t> expert_of_pair;
+  std::span<const int32_t> token_of_pair;
+  std::span<const int32_t> row_of_pair;
   std::span<const float> rows;  // num_rows * hidden, row-major
   std::string_view error_text;
   std::span<const std::byte> blob;  // a weights frame's payload
@@ -83,6 +91,10 @@ struct frame_view {
   /// The `hidden` floats of row `i` (i < num_rows).
   [[nodiscard]] std::span<const float> row(size_t i) const {
     return rows.subspan(i * header.hidden, header.hidden);
+  }
+  /// The row pair `p` reads.
+  [[nodiscard]] std::span<const float> pair_row(size_t p) const {
+    return row(static_cast<size_t>(row_of_pair[p]));
   }
   /// A deep copy, e.g. to keep the frame after its buffer goes away.
   [[nodiscard]] frame to_frame() const;
@@ -96,7 +108,7 @@ enum class frame_errc : uint8_t {
   bad_version,  // version != 1 or reserved != 0
   bad_kind,
   bad_dtype,
-  bad_shape,        // hidden != expected, error frame with rows, negative token index
+  bad_shape,        // hidden != expected, error frame with rows, negative token, row out of range
   length_mismatch,  // payload_bytes disagrees with the shape, or trailing bytes
   bad_checksum,
   oversized,   // num_rows / hidden / payload beyond the limits
@@ -126,10 +138,12 @@ struct decode_result {
   explicit operator bool() const { return ok(); }
 };
 
-/// Encodes a dispatch or result frame; throws std::invalid_argument when the span sizes do not
-/// match header.num_rows / hidden (a caller bug, caught before anything goes on the wire).
-[[nodiscard]] bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_of_row,
-                                 std::span<const int32_t> token_of_row,
+/// Encodes a dispatch or result frame with one row per pair; throws std::invalid_argument when
+/// the span sizes do not match header.num_rows / hidden (a caller bug, caught before anything
+/// goes on the wire).
+[[nodiscard]] bytes encode_frame(const frame_header& header,
+                                 std::span<const int32_t> expert_of_pair,
+                                 std::span<const int32_t> token_of_pair,
                                  std::span<const float> rows);
 
 /// A dispatch or result frame being built in place: the expert and token ids are written, the
@@ -137,9 +151,10 @@ struct decode_result {
 /// the frame), then seal() checksums the payload and writes the header. No staging copies.
 class frame_builder {
  public:
-  /// Throws std::invalid_argument when the id spans' sizes differ from header.num_rows.
-  frame_builder(const frame_header& header, std::span<const int32_t> expert_of_row,
-                std::span<const int32_t> token_of_row);
+  /// Pair p reads row `row_of_pair[p]` of header.num_rows rows; an empty `row_of_pair` means
+  /// one row per pair. Throws std::invalid_argument when the spans disagree with num_rows.
+  frame_builder(const frame_header& header, std::span<const int32_t> expert_of_pair,
+                std::span<const int32_t> token_of_pair, std::span<const int32_t> row_of_pair = {});
   /// The num_rows x hidden floats of the payload, row-major, to be filled.
   [[nodiscard]] float* rows() { return rows_; }
   /// The finished frame; the builder is empty afterwards.

@@ -67,10 +67,12 @@ struct script {
 void answer(sent_frame& s) {
   auto h = s.frame.header;
   h.kind = transport::frame_kind::result;
-  transport::frame_builder b(h, s.frame.expert_of_row, s.frame.token_of_row);
-  for (size_t r = 0; r < h.num_rows; ++r)
+  h.num_rows = h.num_pairs;  // one output per pair
+  transport::frame_builder b(h, s.frame.expert_of_pair, s.frame.token_of_pair);
+  for (size_t p = 0; p < h.num_pairs; ++p)
     for (int64_t i = 0; i < hidden; ++i)
-      b.rows()[r * hidden + i] = s.frame.rows[r * hidden + i] * float(s.frame.expert_of_row[r] + 1);
+      b.rows()[p * hidden + i] =
+          s.frame.rows[s.frame.row_of_pair[p] * hidden + i] * float(s.frame.expert_of_pair[p] + 1);
   s.reply(b.seal(), {});
 }
 
@@ -133,7 +135,10 @@ TEST_F(RouterTest, OneFramePerNodeRowsByExpertAndUniqueBatchIds) {
   for (auto& f : frames) {
     EXPECT_EQ(f.frame.header.batch_id >> 48, 7u);  // the head's id in the top 16 bits
     batch_ids.insert(f.frame.header.batch_id);
-    EXPECT_TRUE(std::is_sorted(f.frame.expert_of_row.begin(), f.frame.expert_of_row.end()));
+    EXPECT_TRUE(std::is_sorted(f.frame.expert_of_pair.begin(), f.frame.expert_of_pair.end()));
+    std::set<int32_t> tokens;
+    for (int32_t slot : f.frame.token_of_pair) tokens.insert(slot / 2);
+    EXPECT_EQ(f.frame.header.num_rows, tokens.size());  // each token's row once per node
     EXPECT_EQ(f.frame.header.placement_version, 1u);
   }
   EXPECT_EQ(batch_ids.size(), frames.size());
@@ -142,6 +147,31 @@ TEST_F(RouterTest, OneFramePerNodeRowsByExpertAndUniqueBatchIds) {
   batch->wait();
   expect_outputs();
   EXPECT_EQ(r->frames_in_flight(), 0);
+}
+
+TEST_F(RouterTest, ATokenTravelsOncePerNodeWhateverItsExpertsThere) {
+  placement_table t;
+  t.version = 1;
+  t.num_layers = 1;
+  t.num_experts = 4;
+  t.nodes = {"n0", "n1"};
+  t.addresses = {"a0", "a1"};
+  t.replica_node = {0, 0, 1, 1};  // experts 0, 1 on n0; 2, 3 on n1
+  t.replica_begin = {0, 1, 2, 3, 4};
+  router_service r(hidden, options(), s.opener());
+  r.set_table(std::make_shared<const placement_table>(t));
+  std::vector<int32_t> two = {0, 1, 1, 2};  // token 0 -> 0, 1; token 1 -> 1, 2
+  auto batch = r.submit(0, x.data(), 2, two.data(), 2, y.data());
+  auto a = s.take(), b = s.take();
+  auto& n0 = a.address == "a0" ? a : b;
+  EXPECT_EQ(n0.frame.header.num_pairs, 3u);
+  EXPECT_EQ(n0.frame.header.num_rows, 2u);  // tokens 0 and 1, token 0 read by two pairs
+  EXPECT_EQ(n0.frame.row_of_pair, (std::vector<int32_t>{0, 0, 1}));
+  answer(a);
+  answer(b);
+  batch->wait();
+  ids = two;
+  expect_outputs();
 }
 
 TEST_F(RouterTest, LeastOutstandingSpreadsAReplicatedExpert) {

@@ -74,8 +74,8 @@ xt::bytes dispatch_of_size(size_t total_bytes, uint64_t batch_id) {
   f.header.num_rows = rows;
   f.header.hidden = hidden;
   for (uint32_t r = 0; r < rows; ++r) {
-    f.expert_of_row.push_back(int32_t(r % 16));
-    f.token_of_row.push_back(int32_t(r));
+    f.expert_of_pair.push_back(int32_t(r % 16));
+    f.token_of_pair.push_back(int32_t(r));
     for (uint32_t h = 0; h < hidden; ++h) f.rows.push_back(float(batch_id) + float(r * hidden + h));
   }
   return xt::encode_frame(f);
@@ -87,7 +87,7 @@ xt::bytes echo_result(const xt::bytes& request) {
   if (!d) return xt::encode_error_frame({}, d.reason);
   auto h = d.frame.header;
   h.kind = xt::frame_kind::result;
-  return xt::encode_frame(h, d.frame.expert_of_row, d.frame.token_of_row, d.frame.rows);
+  return xt::encode_frame(h, d.frame.expert_of_pair, d.frame.token_of_pair, d.frame.rows);
 }
 
 struct reply_result {

@@ -21,8 +21,8 @@ xt::frame sample_frame(uint32_t rows, uint32_t hidden, uint32_t expert = xt::exp
   f.header.hidden = hidden;
   f.header.flags = 5;
   for (uint32_t r = 0; r < rows; ++r) {
-    f.expert_of_row.push_back(expert == xt::expert_per_row ? int32_t(r % 8) : int32_t(expert));
-    f.token_of_row.push_back(int32_t(r * 3));
+    f.expert_of_pair.push_back(expert == xt::expert_per_row ? int32_t(r % 8) : int32_t(expert));
+    f.token_of_pair.push_back(int32_t(r * 3));
     for (uint32_t h = 0; h < hidden; ++h) f.rows.push_back(float(r) + float(h) / 1024.0f);
   }
   return f;
@@ -55,10 +55,10 @@ xt::frame_errc decode_error(const xt::bytes& b, const xt::frame_limits& l = limi
 
 TEST(Frame, HeaderIsSixtyFourLittleEndianBytes) {
   auto b = xt::encode_frame(sample_frame(2, 4));
-  ASSERT_EQ(b.size(), 64u + 2 * 8 + 2 * 4 * 4);
+  ASSERT_EQ(b.size(), 64u + 2 * 12 + 2 * 4 * 4);  // three ids per pair, one row per pair
   const unsigned char magic[4] = {'X', 'M', 'S', 'H'};
   EXPECT_EQ(std::memcmp(b.data(), magic, 4), 0);
-  EXPECT_EQ(uint8_t(b[4]), 1);  // version low byte
+  EXPECT_EQ(uint8_t(b[4]), 2);  // version low byte
   EXPECT_EQ(uint8_t(b[6]), 1);  // dispatch
 }
 
@@ -76,12 +76,39 @@ TEST(Frame, RoundTripKeepsEveryField) {
   EXPECT_EQ(h.flags, 5u);
   EXPECT_EQ(h.payload_bytes, b.size() - 64);
   auto back = r.frame.to_frame();
-  EXPECT_EQ(back.expert_of_row, f.expert_of_row);
-  EXPECT_EQ(back.token_of_row, f.token_of_row);
+  EXPECT_EQ(back.expert_of_pair, f.expert_of_pair);
+  EXPECT_EQ(back.token_of_pair, f.token_of_pair);
   EXPECT_EQ(back.rows, f.rows);
   EXPECT_EQ(r.frame.row(3)[5], f.rows[3 * 64 + 5]);
   // The view points into the buffer: no copy of the rows.
-  EXPECT_EQ(reinterpret_cast<const std::byte*>(r.frame.rows.data()), b.data() + 64 + 17 * 8);
+  EXPECT_EQ(reinterpret_cast<const std::byte*>(r.frame.rows.data()), b.data() + 64 + 17 * 12);
+}
+
+TEST(Frame, PairsShareRows) {
+  // Two tokens, three (token, expert) pairs: token 0's row is sent once for experts 1 and 4.
+  xt::frame f;
+  f.header.layer = 1;
+  f.header.num_rows = 2;
+  f.header.hidden = 4;
+  f.expert_of_pair = {1, 4, 4};
+  f.token_of_pair = {0, 1, 2};
+  f.row_of_pair = {0, 0, 1};
+  f.rows = {1, 2, 3, 4, 5, 6, 7, 8};
+  auto b = xt::encode_frame(f);
+  auto r = xt::decode_frame(b, limits());
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.frame.header.num_pairs, 3u);
+  EXPECT_EQ(r.frame.pair_row(1)[0], 1);
+  EXPECT_EQ(r.frame.pair_row(2)[0], 5);
+  // A pair reading a row that is not there, or a result frame whose rows are shared, is rejected.
+  auto bad = f;
+  bad.row_of_pair = {0, 0, 2};
+  EXPECT_EQ(decode_error(xt::encode_frame(bad)), xt::frame_errc::bad_shape);
+  auto result = f;
+  result.header.kind = xt::frame_kind::result;
+  EXPECT_EQ(decode_error(xt::encode_frame(result)), xt::frame_errc::bad_shape);
+  EXPECT_THROW((void)xt::frame_builder(f.header, f.expert_of_pair, f.token_of_pair, {}),
+               std::invalid_argument);  // 3 pairs cannot have one row each with 2 rows
 }
 
 TEST(Frame, FixedExpertAndEmptyAndErrorFramesRoundTrip) {
@@ -147,15 +174,18 @@ TEST(Frame, RejectsEachCorruption) {
   EXPECT_EQ(with([](auto& b) { b.pop_back(); }), E::truncated);
   EXPECT_EQ(with([](auto& b) { b.push_back(std::byte{0}); }), E::length_mismatch);
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 0, 0x12345678); }), E::bad_magic);
-  EXPECT_EQ(with([](auto& b) { poke<uint16_t>(b, 4, 2); }), E::bad_version);
-  EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 44, 1); }), E::bad_version);
+  EXPECT_EQ(with([](auto& b) { poke<uint16_t>(b, 4, 1); }), E::bad_version);
+  EXPECT_EQ(with([](auto& b) { poke<uint16_t>(b, 4, 3); }), E::bad_version);
+  EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 44, 1); }), E::bad_shape);  // 4 rows, 1 pair
+  EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 44, 5); }), E::length_mismatch);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 0); }), E::bad_kind);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 6); }), E::bad_kind);
   // A dispatch frame relabelled as fetch or weights has rows those kinds never carry.
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 4); }), E::bad_shape);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 5); }), E::bad_shape);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 7, 1); }), E::bad_dtype);
-  EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 32, 5); }), E::length_mismatch);
+  EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 32, 5); }), E::bad_shape);  // 5 rows, 4 pairs
+  EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 32, 3); }), E::length_mismatch);
   EXPECT_EQ(with([](auto& b) { poke<uint64_t>(b, 48, 999); }), E::length_mismatch);
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 32, 100000); }), E::oversized);
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 36, 1u << 20); }), E::oversized);
