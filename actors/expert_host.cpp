@@ -29,11 +29,15 @@ struct pending_frame {
   std::atomic<bool> failed{false};
   std::shared_ptr<transport::reply_handle> reply;
   std::atomic<uint64_t>* served = nullptr;
+  std::atomic<uint64_t>* service_ns = nullptr;
+  clock_type::time_point arrived = clock_type::now();
 
   // Counters first: the host may be gone once the requester has its answer.
   void finish() {
     if (failed) return;
     served->fetch_add(1);
+    service_ns->fetch_add(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - arrived).count()));
     reply->send(reply_frame->seal());
   }
   // Answers once with an error, so the requester fails fast instead of timing out.
@@ -517,6 +521,7 @@ void expert_host::serve(transport::bytes message,
   frame->reply_frame.emplace(rh, d.frame.expert_of_pair, d.frame.token_of_pair);
   frame->reply = reply;
   frame->served = &served_;
+  frame->service_ns = &service_ns_;
   if (runs.empty()) return frame->finish();
   frame->remaining = static_cast<int>(runs.size());
   std::shared_lock lock(mutex_);  // see retire(): lookups, pushes and wake-ups under this lock

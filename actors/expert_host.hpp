@@ -80,6 +80,8 @@ class expert_host {
   [[nodiscard]] uint64_t frames_dropped() const { return dropped_.load(); }
   /// Rows computed, compute seconds, resident weight bytes.
   [[nodiscard]] host_speed speed() const;
+  /// Seconds frames spent here, from arrival to their reply, summed.
+  [[nodiscard]] double service_seconds() const { return service_ns_.load() * 1e-9; }
 
  private:
   void serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply);
@@ -98,7 +100,7 @@ class expert_host {
   std::vector<std::shared_ptr<expert_queue>>
       queues_;                      // by layer * experts + expert; null: not hosted
   std::vector<caf::actor> actors_;  // same index as queues_
-  std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0};
+  std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0}, service_ns_{0};
   std::atomic<int64_t> resident_bytes_{0};
 };
 

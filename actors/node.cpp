@@ -373,6 +373,14 @@ node_stats node_runtime::stats() const {
     s.expert_rows = speed.rows;
     s.expert_seconds = speed.compute_s;
     s.resident_bytes = speed.resident_bytes;
+    s.service_seconds = host_->service_seconds();
+  }
+  if (router_) {
+    auto t = router_->times();
+    s.frames_sent = t.frames;
+    s.encode_seconds = t.encode_s;
+    s.decode_seconds = t.decode_s;
+    s.round_trip_seconds = t.round_trip_s;
   }
   return s;
 }

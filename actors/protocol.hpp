@@ -187,15 +187,21 @@ struct node_stats {
   std::string name;
   uint64_t frames_served = 0;
   uint64_t frames_dropped = 0;
-  uint64_t expert_rows = 0;    // rows its experts computed (frames and local batches)
-  double expert_seconds = 0;   // time its experts spent computing them
-  int64_t resident_bytes = 0;  // weights of the replicas it holds
+  uint64_t expert_rows = 0;       // rows its experts computed (frames and local batches)
+  double expert_seconds = 0;      // time its experts spent computing them
+  int64_t resident_bytes = 0;     // weights of the replicas it holds
+  double service_seconds = 0;     // frames' time from arrival to reply (experts role)
+  uint64_t frames_sent = 0;       // dispatch frames this head sent (head role)
+  double encode_seconds = 0;      // building them (gathering rows, checksum)
+  double decode_seconds = 0;      // validating the replies and copying their rows out
+  double round_trip_seconds = 0;  // send to reply, summed over frames
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_stats& x) {
   return f(caf::meta::type_name("node_stats"), x.name, x.frames_served, x.frames_dropped,
-           x.expert_rows, x.expert_seconds, x.resident_bytes);
+           x.expert_rows, x.expert_seconds, x.resident_bytes, x.service_seconds, x.frames_sent,
+           x.encode_seconds, x.decode_seconds, x.round_trip_seconds);
 }
 
 }  // namespace xmesh::actors

@@ -60,7 +60,8 @@ namespace {
 void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::bytes reply,
               const std::string& error) {
   auto& p = b->parts[index];  // set before the frame was sent; only flags change below
-  const double rtt = std::chrono::duration<double>(clock_type::now() - p.sent).count();
+  const auto arrived = clock_type::now();
+  const double rtt = std::chrono::duration<double>(arrived - p.sent).count();
   const int64_t hidden = b->router->hidden();
   expert_errc code = expert_errc::ok;
   std::string why;
@@ -103,6 +104,10 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
     --b->pending;
   }
   b->answered.notify_all();
+  if (code == expert_errc::ok)
+    b->router->count_reply(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - arrived).count(),
+        std::chrono::duration_cast<std::chrono::nanoseconds>(arrived - p.sent).count());
   if (settle)
     b->router->settle(p.node, p.version, static_cast<int64_t>(p.slots.size()),
                       code == expert_errc::ok ? rtt : -1);
@@ -353,6 +358,7 @@ void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t ind
   } catch (const std::exception& e) {
     return on_reply(b, index, {}, e.what());
   }
+  const auto start = clock_type::now();
   transport::frame_header h;
   h.kind = transport::frame_kind::dispatch;
   h.layer = static_cast<uint32_t>(b->layer);
@@ -363,8 +369,12 @@ void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t ind
   transport::frame_builder frame(h, p.experts, p.slots, p.row_of_pair);
   for (size_t r = 0; r < p.tokens.size(); ++r)
     std::memcpy(frame.rows() + r * hidden_, b->x + p.tokens[r] * hidden_, sizeof(float) * hidden_);
+  auto sealed = frame.seal();
   p.sent = clock_type::now();
-  ch->request(frame.seal(), [b, index](transport::bytes reply, std::string error) {
+  ++frames_;
+  encode_ns_ += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(p.sent - start).count());
+  ch->request(std::move(sealed), [b, index](transport::bytes reply, std::string error) {
     on_reply(b, index, std::move(reply), error);
   });
 }

@@ -73,6 +73,19 @@ class router_service final : public model::expert_backend {
   [[nodiscard]] uint64_t batches_sent() const { return next_batch_.load() - 1; }
   /// Rows re-sent after a node failed them or no longer hosted their expert.
   [[nodiscard]] uint64_t rows_resent() const { return resent_.load(); }
+  /// Frames sent, and seconds spent building them, handling their replies, and waiting for them.
+  struct frame_times {
+    uint64_t frames = 0;
+    double encode_s = 0, decode_s = 0, round_trip_s = 0;
+  };
+  [[nodiscard]] frame_times times() const {
+    return {frames_.load(), encode_ns_.load() * 1e-9, decode_ns_.load() * 1e-9,
+            round_trip_ns_.load() * 1e-9};
+  }
+  void count_reply(int64_t decode_ns, int64_t round_trip_ns) {
+    decode_ns_ += static_cast<uint64_t>(decode_ns);
+    round_trip_ns_ += static_cast<uint64_t>(round_trip_ns);
+  }
 
   // -- used by batches (router.cpp) ---------------------------------------------------------
   /// Sends part `index` of `batch` (its rows chosen), or fails it at once if the node is
@@ -109,6 +122,7 @@ class router_service final : public model::expert_backend {
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
   std::atomic<uint64_t> next_batch_{1}, resent_{0};
+  std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
 
 /// A session's view of the router: local replicas computed on the session's pool, and its own

@@ -46,11 +46,12 @@ int cluster_status(const actors::cluster_config& c, bool json) {
     auto a = actors::reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
     auto st = actors::ask<actors::node_stats>(*rt.system, a, 5s, "stats of " + name,
                                               actors::stats_atom_v);
-    nodes[name] = {{"frames_served", st.frames_served},
-                   {"frames_dropped", st.frames_dropped},
-                   {"expert_rows", st.expert_rows},
-                   {"expert_seconds", st.expert_seconds},
-                   {"resident_bytes", st.resident_bytes}};
+    nodes[name] = {
+        {"frames_served", st.frames_served},   {"frames_dropped", st.frames_dropped},
+        {"expert_rows", st.expert_rows},       {"expert_seconds", st.expert_seconds},
+        {"resident_bytes", st.resident_bytes}, {"service_seconds", st.service_seconds},
+        {"frames_sent", st.frames_sent},       {"encode_seconds", st.encode_seconds},
+        {"decode_seconds", st.decode_seconds}, {"round_trip_seconds", st.round_trip_seconds}};
   }
   j["nodes"] = nodes;
   if (json) {

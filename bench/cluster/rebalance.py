@@ -106,6 +106,19 @@ try:
     while placement()["automatic_rebalances"] < 1 and time.time() < deadline:
         generate(prompts[0])
     p = placement()
+    # Measured expert popularity (the coordinator's last window of routed tokens): the share of
+    # the most popular, second, ... expert of each layer, averaged over layers, and the Zipf
+    # exponent that fits ranks 1..16 (least squares on log share vs. log rank).
+    experts = len(p["replicas"][0])
+    layers = [sorted(p["tokens"][l * experts:(l + 1) * experts], reverse=True) for l in range(len(p["replicas"]))]
+    layers = [l for l in layers if sum(l) > 0]
+    shares = [sum(l[r] / sum(l) for l in layers) / len(layers) for r in range(experts)]
+    import math
+    pts = [(math.log(r + 1), math.log(shares[r])) for r in range(min(16, experts)) if shares[r] > 0]
+    mx, my = sum(x for x, _ in pts) / len(pts), sum(y for _, y in pts) / len(pts)
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    result["popularity"] = {"top8_shares": [round(x, 4) for x in shares[:8]],
+                            "uniform_share": 1 / experts, "zipf_exponent_fit": -slope}
     result["automatic_rebalance"] = {"replications": p["replications"], "retirements": p["retirements"],
                                      "bytes_moved": p["bytes_moved"], "version": p["version"],
                                      "coordinator_balancedness_after": p["balancedness"]}

@@ -31,10 +31,29 @@ single=$(generate --threads 2)
 engine=$("$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json)
 XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" up "$run_dir/cluster.yaml" >&2
 generate --cluster "$run_dir/cluster.yaml" >/dev/null  # warm-up: connections, page cache
+status() { "$xmesh" cluster status --cluster "$run_dir/cluster.yaml" --json; }
+before=$(status)
 cluster=$(generate --cluster "$run_dir/cluster.yaml")
-python3 - "$single" "$cluster" "$transport" "$engine" <<'PY'
+after=$(status)
+python3 - "$single" "$cluster" "$transport" "$engine" "$before" "$after" <<'PY'
 import json, sys
 single, cluster, transport, engine = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+before, after = json.loads(sys.argv[5])["nodes"], json.loads(sys.argv[6])["nodes"]
+delta = lambda node, key: after[node][key] - before[node][key]
+sent = delta("head", "frames_sent")
+hosts = [n for n in after if n != "head"]
+served = sum(delta(n, "frames_served") for n in hosts)
+service = sum(delta(n, "service_seconds") for n in hosts) / served
+frame_rtt = delta("head", "round_trip_seconds") / sent
+# One dispatch frame's life, in microseconds: what the head does, what the expert node does
+# (arrival to reply: queueing on its actors and the experts' compute), and the rest (transport,
+# wake-ups and hand-offs on both sides).
+split = {"head_encode_us": 1e6 * delta("head", "encode_seconds") / sent,
+         "head_reply_us": 1e6 * delta("head", "decode_seconds") / sent,
+         "expert_node_service_us": 1e6 * service,
+         "expert_compute_us_summed_over_actors": 1e6 * sum(delta(n, "expert_seconds") for n in hosts) / served,
+         "transport_and_handoffs_us": 1e6 * (frame_rtt - service),
+         "frame_round_trip_us": 1e6 * frame_rtt}
 assert single["tokens"] == cluster["tokens"], "cluster output differs from the single-process run"
 print(json.dumps({
     "benchmark": "cluster_decode", "transport": transport, "processes": 3,
@@ -45,5 +64,6 @@ print(json.dumps({
     "ratio_to_engine_only": cluster["decode_tokens_per_s"] / engine["decode_tokens_per_s"],
     "single_process_dispatch_round_trip_s": single["dispatch_round_trip_s"],
     "cluster_dispatch_round_trip_s": cluster["dispatch_round_trip_s"],
+    "cluster_frame_split": split,
     "tokens_identical": True}))
 PY
