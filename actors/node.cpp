@@ -110,19 +110,17 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         return self->delegate(rt->coordinator(), a, std::move(o));
       },
       // -- every node: a new table; a head answers once it routes no frame with an older one
-      [=](placement_atom, placement_table& table) {
+      [=](placement_atom, placement_table& table) -> caf::result<caf::message> {
         const uint64_t version = table.version;
-        std::string error;
         try {
           rt->set_placement(std::move(table));
         } catch (const std::exception& e) {
-          error = e.what();
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
-        return answer_later(self, placement_atom_v, version, [rt, error](uint64_t v) {
-          if (!error.empty()) throw std::runtime_error(error);
-          if (rt->router())
-            wait_for_callback([&](auto done) { rt->router()->when_drained(v, done); }, 60s,
-                              "draining version " + std::to_string(v));
+        if (!rt->router()) return caf::make_message(acknowledged{version});
+        return answer_later(self, placement_atom_v, version, [rt](uint64_t v) {
+          wait_for_callback([&](auto done) { rt->router()->when_drained(v, done); }, 60s,
+                            "draining version " + std::to_string(v));
           return v;
         });
       },

@@ -59,7 +59,12 @@ namespace {
 // Classifies a reply; on success copies its rows into the batch's outputs.
 void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::bytes reply,
               const std::string& error) {
-  auto& p = b->parts[index];  // set before the frame was sent; only flags change below
+  batch_part* part = nullptr;
+  {
+    std::lock_guard lock(b->mutex);  // re-sends append parts on the session thread
+    part = &b->parts[index];
+  }
+  auto& p = *part;  // its ids and times were set before the frame was sent; only flags change
   const auto arrived = clock_type::now();
   const double rtt = std::chrono::duration<double>(arrived - p.sent).count();
   const int64_t hidden = b->router->hidden();
