@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """Load-aware rebalancing on a live 3-process loopback cluster (1 head + coordinator, 2 expert
-nodes), bench shapes with skewed expert popularity. Prints one JSON object:
-  - per-node expert time balancedness (mean/max) and decode tokens/s, before and after the
-    automatic rebalance, in one run;
-  - time and bytes per migrated expert (the hosts' load times; the operators' make-before-break
-    migrate orders, wall time end to end);
-  - decode tokens/s while operator migrations run back to back, against the same client churn
-    without migrations (a `cluster placement` call in a loop: each order is a new process on the
-    same 2 cores) and against no churn.
+nodes), bench shapes with skewed expert popularity. One stream of requests runs across the
+automatic rebalance; prints one JSON object:
+  - per-node expert time balancedness (mean/max) and decode tokens/s before and after it;
+  - decode tokens/s of the requests that overlapped the rebalance, and how long it took;
+  - the measured expert popularity;
+  - time and bytes per migrated expert (the hosts' load times; operator migrate orders, each
+    make-before-break, wall time end to end).
 usage: bench/cluster/rebalance.py [ucx|zmq] [MODEL_DIR]
 Every generated token sequence is compared with the first one (the same prompt): bit-identical.
 """
 import json
+import math
 import os
 import re
 import socket
@@ -72,25 +72,6 @@ def generate(prompt):
     return out["decode_tokens_per_s"]
 
 
-def node_stats():
-    return json.loads(subprocess.run([xmesh, "cluster", "status", "--cluster", cluster, "--json"],
-                                     capture_output=True, text=True, env=env).stdout)["nodes"]
-
-
-def phase(label, seconds):
-    """Generates for `seconds`; returns decode tok/s (median) and per-node expert-time balancedness."""
-    before = node_stats()
-    rates, end = [], time.time() + seconds
-    while time.time() < end:
-        rates.append(generate(prompts[len(rates) % len(prompts)]))
-    after = node_stats()
-    busy = [after[n]["expert_seconds"] - before[n]["expert_seconds"] for n in ("experts-a", "experts-b")]
-    rates.sort()
-    return {"decode_tokens_per_s": rates[len(rates) // 2], "requests": len(rates),
-            "expert_seconds_per_node": busy,
-            "balancedness": (sum(busy) / len(busy)) / max(busy) if max(busy) > 0 else 1.0}
-
-
 def placement():
     return json.loads(run("cluster", "placement", "--cluster", cluster, "--json"))
 
@@ -101,10 +82,63 @@ subprocess.run([f"{repo}/deploy/local.sh", "up", cluster], env=run_env, check=Tr
 try:
     for p in prompts:
         generate(p)  # warm-up: connections, page cache; fixes the oracle of each prompt
-    result["before"] = phase("before", 15)
-    deadline = time.time() + 120
-    while placement()["automatic_rebalances"] < 1 and time.time() < deadline:
-        generate(prompts[0])
+    # One stream of requests runs across the automatic rebalance while a poller records the
+    # placement version and the nodes' counters every 0.25 s, the same before, during and after.
+    requests, polls, stop = [], [], threading.Event()
+
+    def stream():
+        i = 0
+        while not stop.is_set():
+            t0 = time.time()
+            rate = generate(prompts[i % len(prompts)])
+            requests.append((t0, time.time(), rate))
+            i += 1
+
+    def poll():
+        while not stop.is_set():
+            s = json.loads(subprocess.run([xmesh, "cluster", "status", "--cluster", cluster, "--json"],
+                                          capture_output=True, text=True, env=env).stdout)
+            polls.append((time.time(), s["placement_version"], s["nodes"]))
+            time.sleep(0.25)
+
+    workers = [threading.Thread(target=stream), threading.Thread(target=poll)]
+    for w in workers:
+        w.start()
+    deadline = time.time() + 150
+    try:
+        while time.time() < deadline:  # until the placement moved, then stayed put for 15 s
+            time.sleep(0.5)
+            changed = [i for i in range(1, len(polls)) if polls[i][1] != polls[i - 1][1]]
+            if changed and time.time() - polls[changed[-1]][0] > 15:
+                break
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    changed = [i for i in range(1, len(polls)) if polls[i][1] != polls[i - 1][1]]
+    if not changed:
+        sys.exit("the automatic rebalance moved nothing within 150 s")
+    first, last = changed[0] - 1, changed[-1]
+    window = (polls[first][0], polls[last][0])
+
+    def span(a, b):
+        busy = [polls[b][2][n]["expert_seconds"] - polls[a][2][n]["expert_seconds"] for n in ("experts-a", "experts-b")]
+        return {"expert_seconds_per_node": busy,
+                "balancedness": (sum(busy) / len(busy)) / max(busy) if max(busy) > 0 else 1.0}
+
+    def median(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2] if xs else None
+
+    before = [r for s0, e, r in requests if e < window[0]]
+    during = [r for s0, e, r in requests if s0 <= window[1] and e >= window[0]]
+    after = [r for s0, e, r in requests if s0 > window[1]]
+    result["before"] = dict(span(0, first), decode_tokens_per_s=median(before), requests=len(before))
+    result["after"] = dict(span(last, len(polls) - 1), decode_tokens_per_s=median(after), requests=len(after))
+    result["during"] = {"rebalance_seconds": window[1] - window[0], "requests": len(during),
+                        "decode_tokens_per_s_median": median(during),
+                        "decode_tokens_per_s_min": min(during) if during else None,
+                        "ratio_to_before": (median(during) / median(before)) if during and before else None}
     p = placement()
     # Measured expert popularity (the coordinator's last window of routed tokens): the share of
     # the most popular, second, ... expert of each layer, averaged over layers, and the Zipf
@@ -113,7 +147,6 @@ try:
     layers = [sorted(p["tokens"][l * experts:(l + 1) * experts], reverse=True) for l in range(len(p["replicas"]))]
     layers = [l for l in layers if sum(l) > 0]
     shares = [sum(l[r] / sum(l) for l in layers) / len(layers) for r in range(experts)]
-    import math
     pts = [(math.log(r + 1), math.log(shares[r])) for r in range(min(16, experts)) if shares[r] > 0]
     mx, my = sum(x for x, _ in pts) / len(pts), sum(y for _, y in pts) / len(pts)
     slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
@@ -121,8 +154,8 @@ try:
                             "uniform_share": 1 / experts, "zipf_exponent_fit": -slope}
     result["automatic_rebalance"] = {"replications": p["replications"], "retirements": p["retirements"],
                                      "bytes_moved": p["bytes_moved"], "version": p["version"],
+                                     "rebalances": p["rebalances"],
                                      "coordinator_balancedness_after": p["balancedness"]}
-    result["after"] = phase("after", 15)
     # Migrations: the hosts' load times, and operator orders timed end to end.
     loads = []
     for n in ("experts-a", "experts-b"):
@@ -146,41 +179,14 @@ try:
             order_times.append(time.time() - t0)
             reps[e] = [dst]
 
-    def placement_once(i):  # the control: the same client churn, no migration
-        subprocess.run([xmesh, "cluster", "placement", "--cluster", cluster, "--json"], capture_output=True, env=env)
-
-    def while_looping(action):
-        stop = threading.Event()
-
-        def loop():
-            i = 0
-            while not stop.is_set():
-                action(i)
-                i += 1
-
-        t = threading.Thread(target=loop)
-        t.start()
-        try:
-            rates = sorted(generate(prompts[0]) for _ in range(3))
-        finally:
-            stop.set()
-            t.join()
-        return rates[1]
-
-    quiet = while_looping(lambda i: time.sleep(0.05))
-    control = while_looping(placement_once)
-    during = while_looping(migrate_once)
+    for i in range(12):  # operator orders, one after another, timed end to end
+        migrate_once(i)
     result["migration"] = {
         "loads": len(loads),
         "bytes_per_expert": (sum(b for b, _ in loads) / len(loads)) if loads else 0,
         "load_seconds_per_expert": (sum(s for _, s in loads) / len(loads)) if loads else 0,
         "orders_timed": len(order_times),
         "order_seconds_median": sorted(order_times)[len(order_times) // 2] if order_times else 0,
-        "decode_tokens_per_s_quiet": quiet,
-        "decode_tokens_per_s_client_churn": control,
-        "decode_tokens_per_s_during_migrations": during,
-        "ratio_during_to_churn": during / control,
-        "ratio_during_to_quiet": during / quiet,
     }
     result["tokens_identical"] = True
 finally:
