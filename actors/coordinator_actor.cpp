@@ -175,13 +175,17 @@ void rebalance_step(self_ptr self, std::shared_ptr<job> j) {
   auto heads = core.members_with("head");
   auto hosts = core.members_with("experts");
   auto left = std::make_shared<size_t>(heads.size() + hosts.size());
-  auto plan = [self, j, in] {
+  // Per table node: what its hosts measured, and the heads' round trips to it.
+  auto hosts_measured = std::make_shared<std::vector<host_speed>>(table.nodes.size());
+  auto rtt = std::make_shared<std::vector<std::pair<double, int>>>(table.nodes.size());
+  auto plan = [self, j, in, hosts_measured, rtt] {
     auto& core = *self->state.core;
-    // Speed: rows per compute second, relative to the mean of the hosts that measured one.
-    double sum = 0, count = 0;
-    for (double s : in->speed)
-      if (s > 0) sum += s, count += 1;
-    for (double& s : in->speed) s = s > 0 && count > 0 ? s / (sum / count) : 1.0;
+    std::vector<double> per_row;
+    for (size_t n = 0; n < hosts_measured->size(); ++n) {
+      auto [sum, count] = (*rtt)[n];
+      per_row.push_back(seconds_per_row((*hosts_measured)[n], count > 0 ? sum / count : 0));
+    }
+    in->speed = relative_speeds(per_row);
     auto p = plan_rebalance(core.table(), *in);
     core.set_measured_load(in->tokens);
     j->summary->balancedness_before = p.balancedness_before;
@@ -210,9 +214,11 @@ void rebalance_step(self_ptr self, std::shared_ptr<job> j) {
   for (const auto& [name, actor] : heads)
     self->request(actor, 10s, load_atom_v)
         .then(
-            [in, one_done](const head_load& l) {
+            [in, rtt, one_done](const head_load& l) {
               for (size_t i = 0; i < l.tokens.size() && i < in->tokens.size(); ++i)
                 in->tokens[i] += l.tokens[i];
+              for (size_t n = 0; n < l.rtt_s.size() && n < rtt->size(); ++n)
+                if (l.rtt_s[n] > 0) (*rtt)[n].first += l.rtt_s[n], ++(*rtt)[n].second;
               one_done();
             },
             [one_done](const caf::error&) { one_done(); });

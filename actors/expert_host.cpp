@@ -410,7 +410,8 @@ bool expert_host::compute_here(int64_t layer, const float* x, const int32_t* ids
 }
 
 host_speed expert_host::speed() const {
-  return {rows_.load(), static_cast<double>(compute_ns_.load()) * 1e-9, resident_bytes_.load()};
+  return {rows_.load(), static_cast<double>(compute_ns_.load()) * 1e-9, resident_bytes_.load(),
+          served_.load(), service_seconds()};
 }
 
 void expert_host::reject(host_errc code, const std::string& reason,

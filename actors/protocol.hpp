@@ -57,11 +57,14 @@ struct host_speed {
   uint64_t rows = 0;
   double compute_s = 0;
   int64_t resident_bytes = 0;
+  uint64_t frames = 0;   // dispatch frames answered
+  double service_s = 0;  // their time from arrival to reply, summed
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, host_speed& x) {
-  return f(caf::meta::type_name("host_speed"), x.rows, x.compute_s, x.resident_bytes);
+  return f(caf::meta::type_name("host_speed"), x.rows, x.compute_s, x.resident_bytes, x.frames,
+           x.service_s);
 }
 
 /// The live placement as operators see it (`xmesh cluster placement`).

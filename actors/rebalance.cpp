@@ -76,6 +76,25 @@ void accumulate(const placement::layer_placement& layer, const std::vector<doubl
 
 }  // namespace
 
+double seconds_per_row(const host_speed& h, double round_trip_s) {
+  if (h.rows == 0 || h.compute_s <= 0) return 0;
+  double compute = h.compute_s / static_cast<double>(h.rows);
+  if (h.frames == 0 || round_trip_s <= 0) return compute;
+  double rows_per_frame = static_cast<double>(h.rows) / static_cast<double>(h.frames);
+  double overhead = std::max(0.0, round_trip_s - h.service_s / static_cast<double>(h.frames));
+  return compute + overhead / rows_per_frame;
+}
+
+std::vector<double> relative_speeds(const std::vector<double>& seconds_per_row) {
+  double sum = 0, count = 0;
+  for (double s : seconds_per_row)
+    if (s > 0) sum += 1 / s, count += 1;
+  std::vector<double> out;
+  for (double s : seconds_per_row)
+    out.push_back(s > 0 && count > 0 ? (1 / s) / (sum / count) : 1.0);
+  return out;
+}
+
 placement::layer_placement to_layer_placement(const placement_table& t, int64_t layer) {
   placement::layer_placement out;
   for (int64_t e = 0; e < t.num_experts; ++e)

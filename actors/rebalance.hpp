@@ -29,6 +29,15 @@ struct rebalance_plan {
   double balancedness_after = 1;
 };
 
+/// Seconds one routed row costs on a node as its heads see it: the node's compute per row plus
+/// its share of each frame's network and hand-off time (round trip minus the node's service
+/// time, spread over the rows of a frame). 0 when the node has computed nothing yet.
+[[nodiscard]] double seconds_per_row(const host_speed& host, double round_trip_s);
+
+/// Speeds relative to the mean of the nodes that measured one (1 for the others): the planner's
+/// host speeds, from seconds per row.
+[[nodiscard]] std::vector<double> relative_speeds(const std::vector<double>& seconds_per_row);
+
 /// The table's replicas of one layer in the planner's vocabulary (slots of expert and host).
 [[nodiscard]] placement::layer_placement to_layer_placement(const placement_table& table,
                                                             int64_t layer);

@@ -141,6 +141,43 @@ TEST(Rebalance, MovesLoadOffTheHotNodeAndReplicatesTheHottestExpert) {
   }());
 }
 
+TEST(Rebalance, ANodeBehindASlowLinkCountsAsSlower) {
+  // Both nodes compute a row in 100 us and serve a frame in 400 us; frames carry 4 rows. Node 1's
+  // frames take 2.4 ms to come back instead of 0.5 ms: 2 ms more per frame, 500 us more per row.
+  host_speed fast{1000, 0.1, 0, 250, 0.1}, slow = fast;
+  EXPECT_NEAR(seconds_per_row(fast, 0.0005), 100e-6 + 100e-6 / 4, 1e-12);
+  EXPECT_NEAR(seconds_per_row(slow, 0.0024), 100e-6 + 2000e-6 / 4, 1e-12);
+  EXPECT_EQ(seconds_per_row(host_speed{}, 0.001), 0);  // nothing measured yet
+  auto speeds = relative_speeds({seconds_per_row(fast, 0.0005), seconds_per_row(slow, 0.0024), 0});
+  EXPECT_GT(speeds[0], 4 * speeds[1]);
+  EXPECT_NEAR((speeds[0] + speeds[1]) / 2, 1.0, 1e-12);  // relative to the measured mean
+  EXPECT_EQ(speeds[2], 1.0);
+  // With those speeds the planner gives the fast node the hot experts' work.
+  placement_table t;
+  t.num_layers = 1;
+  t.num_experts = 4;
+  t.nodes = {"fast", "slow"};
+  t.addresses = {"x", "y"};
+  t.replica_node = {1, 1, 0, 0};  // the hot experts 0 and 1 behind the slow link
+  t.replica_begin = {0, 1, 2, 3, 4};
+  rebalance_inputs in;
+  in.tokens = {50, 50, 5, 5};
+  in.speed = {speeds[0], speeds[1]};
+  in.capacity = {4, 4};
+  in.moe_layers = {0};
+  in.replicas_per_layer = 4;
+  in.hysteresis = 0;
+  auto plan = plan_rebalance(t, in);
+  for (const auto& o : plan.orders) {
+    if (o.kind != move_order::retire)
+      t = with_replica(t, o.layer, o.expert, node_index(t, o.to), true);
+    if (o.kind != move_order::replicate)
+      t = with_replica(t, o.layer, o.expert, node_index(t, o.from), false);
+  }
+  EXPECT_TRUE(t.hosts(0, 0, 0) && t.hosts(0, 0, 1));
+  EXPECT_GT(plan.balancedness_after, plan.balancedness_before);
+}
+
 TEST(Rebalance, NoLoadNoOrders) {
   placement_table t;
   t.num_layers = 1;
