@@ -1,5 +1,8 @@
 #include "actors/expert_host.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -102,6 +105,16 @@ std::shared_ptr<resident_weights> make_resident(const kernels::expert_weights& l
 
 std::span<const std::byte> bytes_of(const kernels::matrix_view& m) {
   return {static_cast<const std::byte*>(m.data), static_cast<size_t>(m.bytes())};
+}
+
+// Drops the pages of [data, data + size) from this process's mapping of the model files (whole
+// pages inside the range only): the copy is what serves, and the page cache keeps the file for a
+// re-read. Without this a node's resident memory counts each replica twice.
+void release_source_pages(const void* data, int64_t size) {
+  static const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  auto end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(size)) / page * page;
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::string hex(uint64_t v) {
@@ -240,6 +253,7 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
                                static_cast<const std::byte*>(src.up.data),
                                static_cast<const std::byte*>(src.down.data)};
   auto r = make_resident(src, parts, bytes_per_s);
+  for (const auto* m : {&src.gate, &src.up, &src.down}) release_source_pages(m->data, m->bytes());
   if (checksum != 0 && expert_checksum(r->weights) != checksum)
     throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
                              std::to_string(layer) + " in " + node_name_ +
