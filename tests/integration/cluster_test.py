@@ -8,6 +8,7 @@ usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
 """
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -22,14 +23,21 @@ PROMPTS = [[5, 99, 311, 42, 7], [1, 2, 3], [400, 12, 12, 77, 300, 8, 1], [9]]
 
 
 def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """n ports that are free now, below the kernel's ephemeral range: a port the kernel hands out
+    for bind(0) can be taken by another test's outgoing connection before our node binds it."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+    ports = []
+    while len(ports) < n:
+        p = rng.randrange(10000, low)
+        if p in ports:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p))
+            ports.append(p)
+        except OSError:
+            pass
     return ports
 
 
