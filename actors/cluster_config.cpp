@@ -146,6 +146,23 @@ void parse_rebalance(YAML::Node r, const std::string& origin, rebalance_config& 
   }
 }
 
+void parse_heartbeat(YAML::Node h, const std::string& origin, heartbeat_config& c) {
+  if (!h.IsMap()) fail(origin, "heartbeat", "expected a mapping (period, timeout)");
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    auto key = it->first.as<std::string>();
+    if (key != "period" && key != "timeout")
+      fail(origin, "heartbeat." + key, "unknown setting (period, timeout)");
+  }
+  auto text = [&](const char* key) {
+    return scalar<std::string>(h[key], origin, std::string("heartbeat.") + key);
+  };
+  if (h["period"]) c.period_s = parse_seconds(origin, "heartbeat.period", text("period"));
+  if (h["timeout"]) c.timeout_s = parse_seconds(origin, "heartbeat.timeout", text("timeout"));
+  if (c.period_s < 0.01) fail(origin, "heartbeat.period", "must be at least 10ms");
+  if (c.timeout_s < 2 * c.period_s)
+    fail(origin, "heartbeat.timeout", "must be at least two periods");
+}
+
 void parse_static_placement(YAML::Node p, const std::string& origin, cluster_config& c) {
   if (!p.IsMap()) fail(origin, "static_placement", "expected a mapping node -> list of experts");
   for (auto it = p.begin(); it != p.end(); ++it) {
@@ -239,6 +256,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
     parse_static_placement(root["static_placement"], origin, c);
   }
   if (root["rebalance"]) parse_rebalance(root["rebalance"], origin, c.rebalance);
+  if (root["heartbeat"]) parse_heartbeat(root["heartbeat"], origin, c.heartbeat);
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
   size_t i = 0;
   YAML::Node nodes = root["nodes"];

@@ -42,6 +42,13 @@ struct rebalance_config {
   int64_t replicas_per_layer = 0;  // expert slots per layer; 0: experts + expert nodes
 };
 
+/// Liveness (cluster file section `heartbeat:`): every node beats each period; the coordinator
+/// declares an expert node dead after `timeout` without a beat.
+struct heartbeat_config {
+  double period_s = 0.25;
+  double timeout_s = 1.0;
+};
+
 /// The whole cluster file, validated.
 struct cluster_config {
   std::filesystem::path model;       // model directory every node reads
@@ -50,6 +57,7 @@ struct cluster_config {
   std::map<std::string, std::vector<int64_t>> static_experts;  // node -> experts (every layer)
   std::vector<node_config> nodes;
   rebalance_config rebalance;
+  heartbeat_config heartbeat;
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

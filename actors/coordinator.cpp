@@ -7,10 +7,13 @@ namespace xmesh::actors {
 
 coordinator_state::coordinator_state(const cluster_config& cluster, placement_table table,
                                      int64_t expert_bytes)
-    : table_(std::move(table)), expert_bytes_(expert_bytes) {
+    : timeout_(static_cast<int64_t>(cluster.heartbeat.timeout_s * 1000)),
+      table_(std::move(table)),
+      expert_bytes_(expert_bytes) {
   for (const auto& n : cluster.nodes) {
     expected_.push_back(n.name);
     if (!n.has(role::experts)) continue;
+    expert_nodes_.insert(n.name);
     capacity_[n.name] = n.memory_budget_bytes > 0 && expert_bytes > 0
                             ? n.memory_budget_bytes / expert_bytes
                             : std::numeric_limits<int64_t>::max();
@@ -21,6 +24,11 @@ coordinator_state::coordinator_state(const cluster_config& cluster, placement_ta
 
 void coordinator_state::register_node(const node_info& info) {
   members_[info.name] = {info, std::chrono::steady_clock::now()};
+  if (dead_.erase(info.name) != 0) {
+    // Back as a new member: it serves what the live table gives it (nothing, until orders).
+    auto hosted = hosted_experts(table_, info.name);
+    resident_[info.name] = {hosted.begin(), hosted.end()};
+  }
 }
 
 void coordinator_state::heartbeat(const std::string& name) {
@@ -33,7 +41,7 @@ cluster_status coordinator_state::status() const {
   s.placement_version = table_.version;
   for (const auto& name : expected_)
     (members_.count(name) ? s.registered : s.missing).push_back(name);
-  s.silent = silent_nodes(heartbeat_timeout);
+  s.silent = silent_nodes(timeout_);
   return s;
 }
 
@@ -45,10 +53,39 @@ std::vector<std::string> coordinator_state::silent_nodes(std::chrono::millisecon
   return out;
 }
 
+std::vector<std::string> coordinator_state::newly_dead() const {
+  std::vector<std::string> out;
+  for (const auto& name : silent_nodes(timeout_))
+    if (expert_nodes_.count(name) && !dead_.count(name)) out.push_back(name);
+  return out;
+}
+
+std::vector<int64_t> coordinator_state::declare_dead(const std::string& name) {
+  dead_.insert(name);
+  ++deaths_;
+  resident_[name].clear();
+  if (int32_t n = node_index(table_, name); n >= 0) table_ = without_node(table_, n);
+  return orphaned_experts(table_);
+}
+
+std::string coordinator_state::roomiest_node_for(int64_t layer, int64_t expert) const {
+  std::string best;
+  int64_t best_free = 0;
+  for (const auto& name : expert_nodes_) {
+    int32_t n = node_index(table_, name);
+    if (n < 0 || dead_.count(name) || !members_.count(name) || table_.hosts(n, layer, expert))
+      continue;
+    int64_t free = capacity(name) - resident(name);
+    if (free > best_free) best = name, best_free = free;
+  }
+  return best;
+}
+
 std::map<std::string, caf::actor> coordinator_state::members_with(const std::string& role) const {
   std::map<std::string, caf::actor> out;
   for (const auto& [name, m] : members_)
-    if (std::find(m.info.roles.begin(), m.info.roles.end(), role) != m.info.roles.end() &&
+    if (!dead_.count(name) &&
+        std::find(m.info.roles.begin(), m.info.roles.end(), role) != m.info.roles.end() &&
         m.info.node)
       out[name] = m.info.node;
   return out;
@@ -56,7 +93,7 @@ std::map<std::string, caf::actor> coordinator_state::members_with(const std::str
 
 caf::actor coordinator_state::actor_of(const std::string& name) const {
   auto it = members_.find(name);
-  return it == members_.end() ? caf::actor{} : it->second.info.node;
+  return it == members_.end() || dead_.count(name) ? caf::actor{} : it->second.info.node;
 }
 
 std::string coordinator_state::check(const move_order& o) const {
@@ -79,6 +116,7 @@ std::string coordinator_state::check(const move_order& o) const {
   if (o.kind == move_order::retire && table_.replicas(o.layer, o.expert).size() < 2)
     return "it would leave " + what + " without a replica";
   if (adds && !members_.count(o.to)) return "'" + o.to + "' has not registered";
+  if (adds && dead_.count(o.to)) return "'" + o.to + "' is dead";
   if (adds && resident(o.to) + 1 > capacity(o.to))
     return "'" + o.to + "' memory budget holds " + std::to_string(capacity(o.to)) + " experts of " +
            std::to_string(expert_bytes_) + " bytes and " + std::to_string(resident(o.to)) +
@@ -102,7 +140,9 @@ const placement_table& coordinator_state::add_replica(const move_order& o) {
 }
 
 const placement_table& coordinator_state::remove_replica(const move_order& o) {
-  table_ = with_replica(table_, o.layer, o.expert, node_index(table_, o.from), false);
+  // A node declared dead meanwhile has lost all its replicas already.
+  if (int32_t from = node_index(table_, o.from); table_.hosts(from, o.layer, o.expert))
+    table_ = with_replica(table_, o.layer, o.expert, from, false);
   return table_;
 }
 

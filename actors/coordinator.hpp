@@ -16,9 +16,6 @@ namespace xmesh::actors {
 /// and carries out the multi-step orders.
 class coordinator_state {
  public:
-  /// Heartbeats come every second; a node silent this long is reported as silent.
-  static constexpr std::chrono::milliseconds heartbeat_timeout{3000};
-
   /// `expert_bytes`: one routed expert's weights, for memory budgets.
   coordinator_state(const cluster_config& cluster, placement_table table, int64_t expert_bytes);
 
@@ -27,9 +24,18 @@ class coordinator_state {
   void register_node(const node_info& info);
   void heartbeat(const std::string& name);
   [[nodiscard]] cluster_status status() const;
-  /// Nodes whose last heartbeat is older than `timeout` (they are reported, not yet re-placed).
+  /// Nodes whose last heartbeat is older than `timeout`.
   [[nodiscard]] std::vector<std::string> silent_nodes(std::chrono::milliseconds timeout) const;
-  /// Registered nodes with `role`'s name ("head", "experts"), name -> actor.
+  /// Expert nodes silent for longer than the heartbeat timeout and not yet declared dead.
+  [[nodiscard]] std::vector<std::string> newly_dead() const;
+  /// Declares an expert node dead: the next version has none of its replicas (experts it held
+  /// alone become orphans), its memory is released, and it is left out of pushes and orders
+  /// until it registers again. Returns the orphaned experts (layer * experts + expert).
+  std::vector<int64_t> declare_dead(const std::string& name);
+  [[nodiscard]] bool is_dead(const std::string& name) const { return dead_.count(name) != 0; }
+  /// The live expert node with the most free memory that lacks (layer, expert); empty if none.
+  [[nodiscard]] std::string roomiest_node_for(int64_t layer, int64_t expert) const;
+  /// Registered nodes with `role`'s name ("head", "experts"), name -> actor (dead ones left out).
   [[nodiscard]] std::map<std::string, caf::actor> members_with(const std::string& role) const;
   /// The actor of a registered node; null when it has not registered.
   [[nodiscard]] caf::actor actor_of(const std::string& name) const;
@@ -74,6 +80,9 @@ class coordinator_state {
     node_info info;
     std::chrono::steady_clock::time_point last_beat;
   };
+  std::chrono::milliseconds timeout_;
+  std::set<std::string> dead_, expert_nodes_;
+  int64_t deaths_ = 0;
   std::vector<std::string> expected_;
   std::map<std::string, int64_t> capacity_;  // experts each expert node's budget holds
   placement_table table_;
@@ -84,6 +93,10 @@ class coordinator_state {
   double balancedness_ = 1;
   std::vector<double> tokens_;
   int64_t rebalances_ = 0, automatic_ = 0;
+
+ public:
+  /// Expert nodes declared dead so far.
+  [[nodiscard]] int64_t deaths() const { return deaths_; }
   bool rebalancing_ = false;
 };
 

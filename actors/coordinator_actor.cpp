@@ -30,8 +30,9 @@ struct coordinator_data {
   coordinator_model model;
   std::deque<job> queue;
   bool busy = false;
-  std::shared_ptr<job> draining;       // the order whose old replica retires next
-  std::set<std::string> peer_sourced;  // expert nodes that stream new replicas from a peer
+  std::shared_ptr<job> draining;        // the order whose old replica retires next
+  std::set<std::string> peer_sourced;   // expert nodes that stream new replicas from a peer
+  std::chrono::milliseconds beat{250};  // the heartbeat period: how often liveness is checked
   static inline const char* name = "coordinator";
 };
 
@@ -143,10 +144,14 @@ void load_step(self_ptr self, std::shared_ptr<job> j) {
   }
   const uint64_t checksum = self->state.model.checksum(o.layer, o.expert);
   core.reserve(o);
-  self->request(core.actor_of(o.to), 10min, load_atom_v, o.layer, o.expert,
+  self->request(core.actor_of(o.to), 2min, load_atom_v, o.layer, o.expert,
                 self->state.settings.bandwidth_bytes_s, peer_name, peer_address, checksum)
       .then(
           [self, j, o](const expert_loaded&) {
+            if (self->state.core->is_dead(o.to)) {  // it loaded, then missed its heartbeats
+              self->state.core->unreserve(o);
+              return fail_order(self, *j, "'" + o.to + "' died while loading");
+            }
             self->state.core->add_replica(o);
             publish(self, [self, j, o] {
               if (o.kind == move_order::migrate) return retire_step(self, j);
@@ -272,6 +277,35 @@ void run_next(self_ptr self) {
   load_step(self, j);
 }
 
+// Expert nodes silent past the heartbeat timeout are dead: the next version leaves out their
+// replicas and goes to every live node at once (heads stop choosing them; rows in flight to them
+// are re-sent by the routers); each expert left without a replica gets one on the live node with
+// the most room, through the usual orders. Until then heads compute it from their own files.
+void check_liveness(self_ptr self) {
+  auto& core = *self->state.core;
+  for (const auto& name : core.newly_dead()) {
+    auto orphans = core.declare_dead(name);
+    const auto& table = core.table();
+    std::fprintf(stderr,
+                 "xmesh coordinator: node '%s' missed its heartbeats: declared dead, placement "
+                 "version %llu, %zu experts without a replica\n",
+                 name.c_str(), static_cast<unsigned long long>(table.version), orphans.size());
+    for (const auto& role : {"head", "experts"})
+      for (const auto& [member, actor] : core.members_with(role))
+        caf::anon_send(actor, placement_atom_v, table);
+    for (int64_t slot : orphans) {
+      job j;
+      j.what.kind = move_order::replicate;
+      j.what.layer = slot / table.num_experts;
+      j.what.expert = slot % table.num_experts;
+      j.what.to = core.roomiest_node_for(j.what.layer, j.what.expert);
+      if (j.what.to.empty()) continue;  // nobody has room: heads keep computing it
+      self->state.queue.push_back(std::move(j));
+    }
+  }
+  run_next(self);
+}
+
 void queue_rebalance(self_ptr self, caf::typed_response_promise<rebalance_report> promise) {
   job j{job::rebalance, {}, {}, promise, std::make_shared<rebalance_report>()};
   self->state.queue.push_back(std::move(j));
@@ -288,12 +322,19 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
   self->state.model = std::move(model);
   if (self->state.settings.period_s > 0)
     self->delayed_send(self, period(self->state.settings), tick_atom_v);
+  self->state.beat = std::chrono::milliseconds(
+      std::max<int64_t>(10, static_cast<int64_t>(cluster.heartbeat.period_s * 1000)));
+  self->delayed_send(self, self->state.beat, heartbeat_atom_v);
   return {
       [self](register_atom, const node_info& info) {
         self->state.core->register_node(info);
         return self->state.core->table();
       },
       [self](heartbeat_atom, const std::string& name) { self->state.core->heartbeat(name); },
+      [self](heartbeat_atom) {
+        check_liveness(self);
+        self->delayed_send(self, self->state.beat, heartbeat_atom_v);
+      },
       [self](status_atom) { return self->state.core->status(); },
       [self](placement_atom) { return self->state.core->table(); },
       [self](placement_atom, report_atom) { return self->state.core->report(); },

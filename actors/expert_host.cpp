@@ -385,39 +385,19 @@ bool expert_host::compute_here(int64_t layer, const float* x, const int32_t* ids
                                std::span<const int32_t> slots, float* y, int64_t hidden,
                                kernels::thread_pool& pool) {
   const auto& c = model_.config;
-  // Slots grouped by expert, ascending (the order does not change any output: batch-invariant).
-  std::vector<std::pair<int32_t, int32_t>> order;  // (expert, slot)
-  for (int32_t s : slots) order.emplace_back(ids[s], s);
-  std::sort(order.begin(), order.end());
-  std::vector<std::shared_ptr<expert_queue>> held;  // keeps the weights alive while computing
+  std::map<int32_t, std::shared_ptr<expert_queue>> held;  // keeps the weights alive meanwhile
   {
     std::shared_lock lock(mutex_);
-    for (size_t i = 0; i < order.size(); ++i)
-      if (i == 0 || order[i].first != order[i - 1].first) {
-        auto q = queues_[layer * c.num_experts + order[i].first];
-        if (!q) return false;
-        held.push_back(std::move(q));
-      }
-  }
-  auto start = clock_type::now();
-  const auto n = static_cast<int64_t>(order.size());
-  std::vector<float> xs(n * hidden), ys(n * hidden);
-  std::vector<kernels::expert_job> jobs;
-  int64_t first = 0;
-  for (size_t i = 0, e = 0; i < order.size(); ++i) {
-    std::memcpy(xs.data() + i * hidden, x + (order[i].second / k) * hidden, sizeof(float) * hidden);
-    if (i + 1 == order.size() || order[i + 1].first != order[i].first) {
-      const auto rows = static_cast<int64_t>(i) + 1 - first;
-      jobs.push_back({&held[e++]->resident->weights, xs.data() + first * hidden, rows,
-                      ys.data() + first * hidden});
-      first = static_cast<int64_t>(i) + 1;
+    for (int32_t s : slots) {
+      auto& q = held[ids[s]];
+      if (!q) q = queues_[layer * c.num_experts + ids[s]];
+      if (!q) return false;
     }
   }
-  kernels::run_experts(jobs, pool);
-  for (size_t i = 0; i < order.size(); ++i)
-    std::memcpy(y + static_cast<int64_t>(order[i].second) * hidden, ys.data() + i * hidden,
-                sizeof(float) * hidden);
-  rows_ += static_cast<uint64_t>(n);
+  auto start = clock_type::now();
+  model::compute_expert_slots(
+      slots, x, ids, k, hidden, [&](int32_t e) { return &held.at(e)->resident->weights; }, pool, y);
+  rows_ += static_cast<uint64_t>(slots.size());
   compute_ns_ += static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start).count());
   return true;

@@ -190,11 +190,11 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
 }
 
 caf::behavior heartbeat_actor(caf::event_based_actor* self, caf::actor coordinator,
-                              std::string name) {
+                              std::string name, std::chrono::milliseconds period) {
   self->send(self, heartbeat_atom_v);
   return {[=](heartbeat_atom) {
     self->send(coordinator, heartbeat_atom_v, name);
-    self->delayed_send(self, 1s, heartbeat_atom_v);
+    self->delayed_send(self, period, heartbeat_atom_v);
   }};
 }
 
@@ -266,10 +266,13 @@ void node_runtime::start() {
                                                });
   }
   if (router_ && host_) router_->set_local(host_.get(), self_.name);
+  if (router_) router_->set_fallback(&model_->weights);
   node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
                                      register_atom_v, info));
-  heartbeat_ = system_.spawn(heartbeat_actor, coordinator, self_.name);
+  heartbeat_ = system_.spawn(
+      heartbeat_actor, coordinator, self_.name,
+      std::chrono::milliseconds(static_cast<int64_t>(cluster_.heartbeat.period_s * 1000)));
   ready_ = true;
 }
 

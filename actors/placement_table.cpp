@@ -102,8 +102,8 @@ void check_placement(const placement_table& t, const model::model_config& model)
       t.replica_begin.back() != static_cast<int32_t>(t.replica_node.size()))
     fail("replica index has the wrong size");
   for (size_t s = 1; s < t.replica_begin.size(); ++s)
-    if (t.replica_begin[s] <= t.replica_begin[s - 1])
-      fail("an expert has no replica (slot " + std::to_string(s - 1) + ")");
+    if (t.replica_begin[s] < t.replica_begin[s - 1])
+      fail("replica index decreases at slot " + std::to_string(s - 1));
   for (int32_t n : t.replica_node)
     if (n < 0 || n >= static_cast<int32_t>(t.nodes.size()))
       fail("replica on unknown node " + std::to_string(n));
@@ -129,6 +129,26 @@ placement_table with_replica(const placement_table& t, int64_t layer, int64_t ex
     }
     out.replica_begin.push_back(static_cast<int32_t>(out.replica_node.size()));
   }
+  return out;
+}
+
+placement_table without_node(const placement_table& t, int32_t node) {
+  placement_table out = t;
+  out.version = t.version + 1;
+  out.replica_node.clear();
+  out.replica_begin.assign(1, 0);
+  for (int64_t s = 0; s < t.num_layers * t.num_experts; ++s) {
+    for (int32_t i = t.replica_begin[s]; i < t.replica_begin[s + 1]; ++i)
+      if (t.replica_node[i] != node) out.replica_node.push_back(t.replica_node[i]);
+    out.replica_begin.push_back(static_cast<int32_t>(out.replica_node.size()));
+  }
+  return out;
+}
+
+std::vector<int64_t> orphaned_experts(const placement_table& t) {
+  std::vector<int64_t> out;
+  for (int64_t s = 0; s < t.num_layers * t.num_experts; ++s)
+    if (t.replica_begin[s] == t.replica_begin[s + 1]) out.push_back(s);
   return out;
 }
 

@@ -32,6 +32,13 @@ struct placement_table {
 placement_table with_replica(const placement_table& table, int64_t layer, int64_t expert,
                              int32_t node, bool add);
 
+/// The table one version on without any replica on `node` (a dead node); experts it held alone
+/// are left without a replica (orphans: heads compute them from their own model files).
+placement_table without_node(const placement_table& table, int32_t node);
+
+/// Experts with no replica, as layer * num_experts + expert.
+std::vector<int64_t> orphaned_experts(const placement_table& table);
+
 /// Index of `name` in the table's node list, or -1.
 int32_t node_index(const placement_table& table, const std::string& name);
 
@@ -42,7 +49,8 @@ placement_table make_placement(const cluster_config& cluster, const model::model
                                int64_t expert_bytes, uint64_t version);
 
 /// Checks a table (e.g. one received from the network) against the model before it is used:
-/// shapes, CSR bounds, node indices, and a replica for every expert; throws naming the fault.
+/// shapes, CSR bounds and node indices (an expert may have no replica after a node died);
+/// throws naming the fault.
 void check_placement(const placement_table& table, const model::model_config& model);
 
 /// Every (layer, expert) `node_name` hosts, as layer * num_experts + expert.

@@ -256,8 +256,8 @@ namespace xmesh::actors {
 using coordinator_actor = caf::typed_actor<
     // a node joins (again); the answer is the table it routes or serves with
     caf::replies_to<register_atom, node_info>::with<placement_table>,
-    // liveness, every second
-    caf::reacts_to<heartbeat_atom, std::string>,
+    // liveness: a node's beat, and the coordinator's own check every heartbeat period
+    caf::reacts_to<heartbeat_atom, std::string>, caf::reacts_to<heartbeat_atom>,
     // registered, missing and silent nodes
     caf::replies_to<status_atom>::with<cluster_status>,
     // the live table

@@ -45,6 +45,7 @@ struct batch_state {
   const int32_t* expert_ids = nullptr;
   int32_t k = 0;
   float* y = nullptr;
+  kernels::thread_pool* pool = nullptr;  // the session's: rows computed on the head run on it
   clock_type::time_point deadline;
   std::mutex mutex;
   std::condition_variable answered;
@@ -160,13 +161,19 @@ class routed_batch final : public model::expert_batch {
     // node only when another replica exists (else the request fails now, naming the node).
     if (p.error == expert_errc::node_unreachable) {
       b.router->forget_channel(p.address);
-      if (!elsewhere) fail();
+      b.router->suspect(p.node);
+      if (!elsewhere) {
+        // The only replica's node is gone: the head computes those rows from its own files.
+        if (!b.router->computes_from_files() || b.pool == nullptr) fail();
+        b.router->count_resent(p.slots.size());
+        return b.router->compute_from_files(b, p.slots);
+      }
     } else if (p.error != expert_errc::not_hosted) {
       fail();
     }
     ++b.resends;
     b.router->count_resent(p.slots.size());
-    b.router->route(b_, p.slots, p.node);
+    b.router->dispatch(b_, p.slots, p.node);
   }
 
   void abandon(std::unique_lock<std::mutex>& lock) {
@@ -269,6 +276,7 @@ std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, co
   b->expert_ids = expert_ids;
   b->k = k;
   b->y = y;
+  b->pool = pool;
   b->deadline = clock_type::now() + options_.deadline;
   std::vector<int32_t> slots(num_tokens * k);
   for (int32_t s = 0; s < static_cast<int32_t>(slots.size()); ++s) slots[s] = s;
@@ -278,40 +286,68 @@ std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, co
     int64_t now = now_seconds();
     for (int32_t s : slots) tokens_->add(layer * table_->num_experts + expert_ids[s], 1, now);
   }
-  std::vector<int32_t> local;
-  route(b, slots, -1, pool && local_host_ ? &local : nullptr);
-  if (!local.empty() &&
-      !local_host_->compute_here(layer, x, expert_ids, k, local, y, hidden_, *pool)) {
-    // A local replica retired between the choice and the computation: send those rows.
-    count_resent(local.size());
-    route(b, local, -1);
-  }
+  dispatch(b, slots, -1);
   return std::make_unique<routed_batch>(std::move(b));
 }
 
+void router_service::dispatch(const std::shared_ptr<batch_state>& b,
+                              const std::vector<int32_t>& slots, int32_t avoid) {
+  head_rows here;
+  route(b, slots, avoid, b->pool ? &here : nullptr);
+  if (!here.files.empty()) compute_from_files(*b, here.files);
+  if (!here.replicas.empty() &&
+      !local_host_->compute_here(b->layer, b->x, b->expert_ids, b->k, here.replicas, b->y, hidden_,
+                                 *b->pool)) {
+    // A local replica retired between the choice and the computation: route those rows again.
+    count_resent(here.replicas.size());
+    route(b, here.replicas, -1);
+  }
+}
+
+void router_service::compute_from_files(const batch_state& b, std::span<const int32_t> slots) {
+  const auto& experts = fallback_->layers[b.layer].experts;
+  model::compute_expert_slots(
+      slots, b.x, b.expert_ids, b.k, hidden_, [&](int32_t e) { return &experts[e]; }, *b.pool, b.y);
+  from_files_ += slots.size();
+}
+
 void router_service::route(const std::shared_ptr<batch_state>& b, const std::vector<int32_t>& slots,
-                           int32_t avoid, std::vector<int32_t>* local) {
+                           int32_t avoid, head_rows* here_rows) {
   std::vector<batch_part> parts;
   {
     // The table is read and the versions counted under one lock, so when_drained() never
     // misses a frame about to leave with an older table.
     std::lock_guard lock(mutex_);
     const auto& t = *table_;
-    const int32_t here = local ? node_index(t, local_name_) : -1;
+    const int32_t here = here_rows && local_host_ ? node_index(t, local_name_) : -1;
+    // An expert without a replica (its node died) is computed on the head from its own model
+    // files; checked first, so a refusal leaves no count behind.
+    for (int32_t s : slots)
+      if (t.replicas(b->layer, b->expert_ids[s]).empty() && !(here_rows && fallback_))
+        throw model::expert_error(expert_errc::not_hosted,
+                                  "expert " + std::to_string(b->expert_ids[s]) + " of layer " +
+                                      std::to_string(b->layer) + " has no replica");
     std::vector<std::vector<std::pair<int32_t, int32_t>>> by_node(t.nodes.size());
     std::vector<int32_t> others;
+    const auto now = clock_type::now();
+    suspect_until_.resize(t.nodes.size());
     for (int32_t s : slots) {
       const int32_t e = b->expert_ids[s];
       auto replicas = t.replicas(b->layer, e);
-      if (avoid >= 0 && replicas.size() > 1) {
-        others.clear();
-        for (int32_t r : replicas)
-          if (r != avoid) others.push_back(r);
-        replicas = others;
+      // Replicas on suspect nodes (a transport error, not yet in a table) and the node a re-send
+      // avoids are left out while another choice exists; with none, the head's files serve.
+      others.clear();
+      for (int32_t r : replicas)
+        if (r != avoid && !(suspect_until_[r] > now)) others.push_back(r);
+      if (others.empty() && here_rows && fallback_) {
+        here_rows->files.push_back(s);
+        continue;
       }
+      if (!others.empty()) replicas = others;
+      if (replicas.empty()) continue;  // unreachable: checked above
       int32_t node = policy_->choose(b->layer, e, replicas, outstanding_);
       if (node == here) {  // computed by the caller, before it waits: never outstanding
-        local->push_back(s);
+        here_rows->replicas.push_back(s);
         continue;
       }
       ++outstanding_[node];
@@ -397,6 +433,13 @@ void router_service::settle(int32_t node, uint64_t version, int64_t rows, double
     --in_flight_[version];
   }
   notify_drained();
+}
+
+void router_service::suspect(int32_t node) {
+  std::lock_guard lock(mutex_);
+  if (node >= 0 && static_cast<size_t>(node) >= suspect_until_.size())
+    suspect_until_.resize(node + 1);
+  if (node >= 0) suspect_until_[node] = clock_type::now() + options_.suspicion;
 }
 
 void router_service::forget_channel(const std::string& address) {

@@ -29,6 +29,7 @@ struct router_options {
   std::chrono::milliseconds deadline{60000};  // per batch, re-sends included
   int max_resends = 4;                        // per batch
   int64_t window_s = 10;                      // routed-token counts cover this many seconds
+  std::chrono::milliseconds suspicion{3000};  // how long a node that failed a frame is avoided
 };
 
 /// Opens a channel to a node's data address; throws naming the address when unreachable.
@@ -64,6 +65,12 @@ class router_service final : public model::expert_backend {
                                                  kernels::thread_pool* pool);
   /// This node's expert host and name (a head that also hosts experts).
   void set_local(expert_host* host, std::string node_name);
+  /// The head's own model files: rows of an expert with no replica (its node died), or whose
+  /// only replica's node stopped answering, are computed from them on the session's pool.
+  void set_fallback(const model::model_weights* weights) { fallback_ = weights; }
+  [[nodiscard]] bool computes_from_files() const { return fallback_ != nullptr; }
+  /// Rows computed from the head's files so far.
+  [[nodiscard]] uint64_t rows_from_files() const { return from_files_.load(); }
 
   /// Routed tokens per (layer, expert) over the window, and the mean round trip per node.
   [[nodiscard]] head_load load();
@@ -93,10 +100,21 @@ class router_service final : public model::expert_backend {
   void send_part(const std::shared_ptr<batch_state>& batch, size_t index);
   /// Chooses replicas for `slots` of `batch` with the newest table, avoiding `avoid` where
   /// another replica exists, and sends one part per node.
+  /// Rows the head computes itself: on its own replicas, or from its model files.
+  struct head_rows {
+    std::vector<int32_t> replicas, files;
+  };
   void route(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
-             int32_t avoid, std::vector<int32_t>* local = nullptr);
+             int32_t avoid, head_rows* here = nullptr);
+  /// route(), then computes the head's own rows (when the batch has a pool) before returning.
+  void dispatch(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
+                int32_t avoid);
+  void compute_from_files(const batch_state& batch, std::span<const int32_t> slots);
   /// Accounts for a part that was answered or abandoned (exactly once per part).
   void settle(int32_t node, uint64_t version, int64_t rows, double rtt_s);
+  /// Avoids `node`'s replicas for a while after a transport error: its death reaches the table
+  /// only after the heartbeat timeout, and reconnecting to a dead node would stall each batch.
+  void suspect(int32_t node);
   /// Drops a node's channel after a transport failure; the next frame reconnects.
   void forget_channel(const std::string& address);
   void count_resent(uint64_t rows) { resent_ += rows; }
@@ -112,16 +130,18 @@ class router_service final : public model::expert_backend {
   channel_opener open_;
   std::unique_ptr<replica_policy> policy_;
   expert_host* local_host_ = nullptr;
+  const model::model_weights* fallback_ = nullptr;
   std::string local_name_;
   mutable std::mutex mutex_;  // guards everything below that is not atomic
   std::shared_ptr<const placement_table> table_;
   std::map<std::string, std::shared_ptr<transport::channel>> channels_;  // by data address
-  std::vector<int64_t> outstanding_;         // rows in flight per node index
+  std::vector<int64_t> outstanding_;  // rows in flight per node index
+  std::vector<std::chrono::steady_clock::time_point> suspect_until_;  // per node index
   std::vector<double> rtt_sum_, rtt_count_;  // per node index, since the last load()
   std::map<uint64_t, int64_t> in_flight_;    // frames in flight per placement version
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
-  std::atomic<uint64_t> next_batch_{1}, resent_{0};
+  std::atomic<uint64_t> next_batch_{1}, resent_{0}, from_files_{0};
   std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
 

@@ -29,35 +29,41 @@ std::string_view to_string(expert_errc e) {
   return "unknown";
 }
 
+void compute_expert_slots(std::span<const int32_t> slots, const float* x, const int32_t* expert_ids,
+                          int32_t k, int64_t hidden, const expert_weights_of& weights_of,
+                          kernels::thread_pool& pool, float* y) {
+  // Slots grouped by expert, ascending (the order changes no output: batch-invariant kernels).
+  std::vector<std::pair<int32_t, int32_t>> order;  // (expert, slot)
+  order.reserve(slots.size());
+  for (int32_t s : slots) order.emplace_back(expert_ids[s], s);
+  std::sort(order.begin(), order.end());
+  const auto n = static_cast<int64_t>(order.size());
+  std::vector<float> xs(n * hidden), ys(n * hidden);
+  std::vector<kernels::expert_job> jobs;
+  int64_t first = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy_n(x + (order[i].second / k) * hidden, hidden, xs.data() + i * hidden);
+    if (i + 1 == n || order[i + 1].first != order[i].first) {
+      jobs.push_back({weights_of(order[i].first), xs.data() + first * hidden, i + 1 - first,
+                      ys.data() + first * hidden});
+      first = i + 1;
+    }
+  }
+  kernels::run_experts(jobs, pool);
+  for (int64_t i = 0; i < n; ++i)
+    std::copy_n(ys.data() + i * hidden, hidden, y + static_cast<int64_t>(order[i].second) * hidden);
+}
+
 std::unique_ptr<expert_batch> local_expert_backend::submit(int64_t layer, const float* x,
                                                            int64_t num_tokens,
                                                            const int32_t* expert_ids, int32_t k,
                                                            float* y) {
   const auto& experts = weights_.layers[layer].experts;
-  int64_t hidden = experts.front().hidden();
-  // Group (token, slot) pairs by expert, in ascending expert order.
-  std::vector<std::vector<int64_t>> slots_of(experts.size());
-  for (int64_t s = 0; s < num_tokens * k; ++s) slots_of[expert_ids[s]].push_back(s);
-
-  std::vector<int64_t> first_row(experts.size() + 1, 0);
-  for (size_t e = 0; e < experts.size(); ++e) first_row[e + 1] = first_row[e] + slots_of[e].size();
-  std::vector<float> xs(first_row.back() * hidden), ys(first_row.back() * hidden);
-  std::vector<kernels::expert_job> jobs;
-  for (size_t e = 0; e < experts.size(); ++e) {
-    if (slots_of[e].empty()) continue;
-    for (size_t i = 0; i < slots_of[e].size(); ++i) {
-      const float* src = x + (slots_of[e][i] / k) * hidden;
-      std::copy(src, src + hidden, xs.begin() + (first_row[e] + i) * hidden);
-    }
-    jobs.push_back({&experts[e], xs.data() + first_row[e] * hidden,
-                    static_cast<int64_t>(slots_of[e].size()), ys.data() + first_row[e] * hidden});
-  }
-  kernels::run_experts(jobs, pool_);
-  for (size_t e = 0; e < experts.size(); ++e)
-    for (size_t i = 0; i < slots_of[e].size(); ++i) {
-      const float* src = ys.data() + (first_row[e] + i) * hidden;
-      std::copy(src, src + hidden, y + slots_of[e][i] * hidden);
-    }
+  std::vector<int32_t> slots(num_tokens * k);
+  for (int32_t s = 0; s < static_cast<int32_t>(slots.size()); ++s) slots[s] = s;
+  compute_expert_slots(
+      slots, x, expert_ids, k, experts.front().hidden(), [&](int32_t e) { return &experts[e]; },
+      pool_, y);
   return std::make_unique<done_batch>();
 }
 

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -57,6 +59,15 @@ class expert_backend {
                                                              const int32_t* expert_ids, int32_t k,
                                                              float* y) = 0;
 };
+
+/// The weights of expert `e` of the layer being computed.
+using expert_weights_of = std::function<const kernels::expert_weights*(int32_t e)>;
+
+/// Computes `slots` of a batch (token = slot / k, expert = expert_ids[slot]) into `y` (row per
+/// slot), all experts at once on `pool` like the engine: rows gathered per expert, ascending.
+void compute_expert_slots(std::span<const int32_t> slots, const float* x, const int32_t* expert_ids,
+                          int32_t k, int64_t hidden, const expert_weights_of& weights_of,
+                          kernels::thread_pool& pool, float* y);
 
 /// Runs every expert in this process with the expert kernels (computed inside submit()).
 class local_expert_backend final : public expert_backend {

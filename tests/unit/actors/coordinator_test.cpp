@@ -85,6 +85,29 @@ TEST_F(CoordinatorTest, RefusesOrdersThatBreakAnInvariant) {
   EXPECT_EQ(state.check(order(move_order::retire, 0, 0, "a", "")), "");
 }
 
+TEST_F(CoordinatorTest, ADeadNodeLosesItsReplicasAndItsOrphansFindRoom) {
+  // a holds experts 0, 2 of each layer, b holds 1, 3 (spread); give expert 0 a replica on b.
+  auto o = order(move_order::replicate, 0, 0, "", "b");
+  state.reserve(o);
+  state.add_replica(o);
+  const uint64_t before = state.table().version;
+  auto orphans = state.declare_dead("a");
+  EXPECT_TRUE(state.is_dead("a"));
+  EXPECT_EQ(state.table().version, before + 1);
+  EXPECT_EQ(state.resident("a"), 0);
+  // Expert 0 of layer 0 kept its replica on b; a's other three experts are orphans.
+  EXPECT_EQ(orphans, (std::vector<int64_t>{2, 4, 6}));
+  EXPECT_EQ(orphaned_experts(state.table()), orphans);
+  check_placement(state.table(), tiny());  // a table with orphans is valid
+  EXPECT_EQ(state.roomiest_node_for(0, 2), "b");
+  EXPECT_EQ(state.roomiest_node_for(0, 0), "");  // b has it, a is dead
+  EXPECT_EQ(state.check(order(move_order::replicate, 0, 2, "", "a")), "'a' is dead");
+  // It comes back as a new member holding nothing.
+  state.register_node({"a", {"experts"}, "tcp://a", {}});
+  EXPECT_FALSE(state.is_dead("a"));
+  EXPECT_EQ(state.resident("a"), 0);
+}
+
 TEST(PlacementTable, WithReplicaKeepsReplicasSortedAndBumpsTheVersion) {
   auto c = parse_cluster(cluster_text, "c.yaml", "/");
   auto t = make_placement(c, tiny(), 1, 4);
