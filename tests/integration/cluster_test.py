@@ -176,6 +176,16 @@ def case_unreachable(h, transport):
                  "cannot reach coordinator 'head' at 127.0.0.1:", 20)
     expect_error("expert node without coordinator", [h.xmesh, "node", "--cluster", path, "--name", "experts-a"],
                  env, "cannot reach coordinator 'head' at 127.0.0.1:", 20)
+    # A node still waiting for its coordinator stops at once on SIGTERM.
+    waiting = subprocess.Popen([h.xmesh, "node", "--cluster", path, "--name", "experts-a"],
+                               env=dict(env, XMESH_CONNECT_TIMEOUT_MS="30000"), stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    start = time.time()
+    waiting.terminate()
+    _, err = waiting.communicate(timeout=20)
+    print(f"SIGTERM while waiting for the coordinator: exit {waiting.returncode} after {time.time() - start:.1f}s")
+    if time.time() - start > 2 or "stopped during start-up" not in err:
+        sys.exit(f"FAIL: a node waiting for its coordinator must stop at once on SIGTERM: {err}")
     head = subprocess.Popen([h.xmesh, "node", "--cluster", path, "--name", "head"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
