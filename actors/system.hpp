@@ -68,7 +68,16 @@ T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout
       const std::string& what, Ts&&... msg) {
   auto result = std::make_shared<std::promise<caf::expected<T>>>();
   auto future = result->get_future();
-  sys.spawn([=, m = caf::make_message(std::forward<Ts>(msg)...)](caf::event_based_actor* self) {
+  sys.spawn([=, psys = &sys,
+             m = caf::make_message(std::forward<Ts>(msg)...)](caf::event_based_actor* self) {
+    // A peer that goes away (its process died, the connection dropped) fails the request at
+    // once instead of leaving the caller waiting for the timeout.
+    self->monitor(to);
+    self->set_down_handler([=](caf::down_msg& down) {
+      result->set_value(caf::make_error(caf::sec::request_receiver_down,
+                                        "it went away (" + psys->render(down.reason) + ")"));
+      self->quit();
+    });
     self->request(to, timeout, m)
         .then(
             [=](T& value) {
@@ -81,7 +90,13 @@ T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout
             });
   });
   auto got = future.get();
-  if (!got) throw std::runtime_error(what + ": " + sys.render(got.error()));
+  if (!got) {
+    const auto& ctx = got.error().context();
+    throw std::runtime_error(what + ": " +
+                             (ctx.template match_elements<std::string>()
+                                  ? ctx.template get_as<std::string>(0)
+                                  : sys.render(got.error())));
+  }
   return std::move(*got);
 }
 

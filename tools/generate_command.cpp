@@ -56,8 +56,8 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
     auto c = actors::connect_proven(
         head_node, std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
     return actors::ask<actors::generate_reply>(*c.runtime->system, c.node, timeout,
-                                               "generation on the cluster", actors::generate_atom_v,
-                                               request);
+                                               "generation on head '" + head_node.name + "'",
+                                               actors::generate_atom_v, request);
   }
   actors::actor_runtime rt(
       threads);  // one CAF worker per compute thread: more only oversubscribe the cores

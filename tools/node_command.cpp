@@ -36,7 +36,8 @@ int node_main(int argc, char** argv) {
     int sig = 0;
     sigwait(&stop, &sig);
     if (!started) {
-      std::fprintf(stderr, "xmesh node %s: stopped during start-up (signal %d)\n", name.c_str(), sig);
+      std::fprintf(stderr, "xmesh node %s: stopped during start-up (signal %d)\n", name.c_str(),
+                   sig);
       std::_Exit(1);
     }
     signalled->set_value(sig);
