@@ -161,7 +161,7 @@ typename Inspector::result_type inspect(Inspector& f, expert_loaded& x) {
 }
 
 /// A node's answer once a change took effect: a pushed table drained (its version), a replica
-/// retired. (A bare integer reply does not survive CAF 0.17's middleman as the same type.)
+/// retired.
 struct acknowledged {
   uint64_t value = 0;
 };
