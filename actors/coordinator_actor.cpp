@@ -22,6 +22,8 @@ struct job {
   caf::typed_response_promise<rebalance_report> rebalanced;  // rebalance and report jobs
   std::shared_ptr<rebalance_report> summary;                 // shared by a rebalance's jobs
   std::shared_ptr<rebalance_inputs> measured;                // the load a report scores
+  std::string waiting_on;  // the node whose answer the order waits for (load, retirement)
+  bool abandoned = false;  // that node died: the order ended, its late answer is ignored
 };
 
 struct coordinator_data {
@@ -31,6 +33,7 @@ struct coordinator_data {
   std::deque<job> queue;
   bool busy = false;
   std::shared_ptr<job> draining;        // the order whose old replica retires next
+  std::shared_ptr<job> current;         // the order being carried out
   std::set<std::string> peer_sourced;   // expert nodes that stream new replicas from a peer
   std::chrono::milliseconds beat{250};  // the heartbeat period: how often liveness is checked
   static inline const char* name = "coordinator";
@@ -115,13 +118,16 @@ void retire_on_host(self_ptr self) {
     self->state.core->release(o);
     return order_done(self, *j);
   }
-  self->request(host, 600s, retire_atom_v, o.layer, o.expert)
+  j->waiting_on = o.from;
+  self->request(host, 120s, retire_atom_v, o.layer, o.expert)
       .then(
           [self, j, o](const acknowledged&) {
+            if (j->abandoned) return;
             self->state.core->release(o);
             order_done(self, *j);
           },
           [self, j, o](const caf::error& e) {
+            if (j->abandoned) return;
             self->state.core->release(o);  // the node lost it anyway
             fail_order(self, *j, "retiring on '" + o.from + "': " + error_text(self->system(), e));
           });
@@ -144,10 +150,13 @@ void load_step(self_ptr self, std::shared_ptr<job> j) {
   }
   const uint64_t checksum = self->state.model.checksum(o.layer, o.expert);
   core.reserve(o);
+  j->waiting_on = o.to;
   self->request(core.actor_of(o.to), 2min, load_atom_v, o.layer, o.expert,
                 self->state.settings.bandwidth_bytes_s, peer_name, peer_address, checksum)
       .then(
           [self, j, o](const expert_loaded&) {
+            if (j->abandoned) return;
+            j->waiting_on.clear();
             if (self->state.core->is_dead(o.to)) {  // it loaded, then missed its heartbeats
               self->state.core->unreserve(o);
               return fail_order(self, *j, "'" + o.to + "' died while loading");
@@ -159,6 +168,7 @@ void load_step(self_ptr self, std::shared_ptr<job> j) {
             });
           },
           [self, j, o](const caf::error& e) {
+            if (j->abandoned) return;
             self->state.core->unreserve(o);
             fail_order(self, *j, "loading on '" + o.to + "': " + error_text(self->system(), e));
           });
@@ -247,6 +257,7 @@ void run_next(self_ptr self) {
   st.core->set_rebalancing(true);
   auto j = std::make_shared<job>(std::move(st.queue.front()));
   st.queue.pop_front();
+  st.current = j;
   switch (j->kind) {
     case job::rebalance:
       return rebalance_step(self, j);
@@ -285,6 +296,12 @@ void check_liveness(self_ptr self) {
   auto& core = *self->state.core;
   for (const auto& name : core.newly_dead()) {
     auto orphans = core.declare_dead(name);
+    // An order waiting for the dead node's answer ends now (its memory went with the node).
+    if (auto j = self->state.current; j && !j->abandoned && j->waiting_on == name) {
+      j->abandoned = true;
+      self->state.draining.reset();
+      fail_order(self, *j, "'" + name + "' died");
+    }
     const auto& table = core.table();
     std::fprintf(stderr,
                  "xmesh coordinator: node '%s' missed its heartbeats: declared dead, placement "

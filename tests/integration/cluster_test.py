@@ -4,7 +4,7 @@ deploy/local.sh, real sockets. The single-process run is the oracle: every distr
 give bit-identical tokens and logits.
 
 usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
-  CASE: equivalence | concurrent | unreachable | failure | live | orders
+  CASE: equivalence | concurrent | unreachable | failure | failure-migrating | live | orders
 """
 import json
 import os
@@ -237,7 +237,7 @@ LIVE_PROMPTS = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9], [17
                 [33, 44], [7, 70, 500]]
 
 
-def case_failure(h, transport):
+def case_failure(h, transport, during_migrations=False):
     """An expert node is killed (-9) while 8 clients generate: every request completes bit-identical
     to the oracle (rows in flight go to another replica or are computed by the head from its own
     files); the coordinator declares the node dead within the heartbeat timeout and re-places the
@@ -253,6 +253,22 @@ def case_failure(h, transport):
             return json.loads(r.stdout)
 
         clients = Clients(h, model, LIVE_PROMPTS, oracles, c.path)
+        mover_stop = threading.Event()
+
+        def mover():  # experts-b gains and loses replicas while it dies
+            i = 0
+            while not mover_stop.is_set():
+                layer, expert = i % 2, (i // 2) % 8
+                p = placement()["replicas"][layer][expert]
+                kind = ["retire", "--node", "experts-b"] if "experts-b" in p and len(p) > 1 else \
+                    ["replicate", "--to", "experts-b"]
+                subprocess.run([h.xmesh, "cluster", kind[0], "--cluster", c.path, "--layer", str(layer), "--expert",
+                                str(expert), *kind[1:]], capture_output=True, timeout=200)
+                i += 1
+
+        movers = [threading.Thread(target=mover)] if during_migrations else []
+        for m in movers:
+            m.start()
         try:
             time.sleep(1.5)
             killed_at = time.time()
@@ -265,8 +281,12 @@ def case_failure(h, transport):
                     break
                 time.sleep(0.2)
             recovered = time.time() - killed_at
+            mover_stop.set()
             time.sleep(1.5)  # requests keep flowing on the new placement
         finally:
+            mover_stop.set()
+            for m in movers:
+                m.join(timeout=240)
             done, failures = clients.stop()
         print(f"requests completed: {sum(done)} {done}; experts re-placed {recovered:.1f} s after the kill")
         if failures:
@@ -446,6 +466,7 @@ def main():
         h = Harness(xmesh, repo, tmp)
         {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
          "failure": case_failure, "live": case_live,
+         "failure-migrating": lambda h, t: case_failure(h, t, during_migrations=True),
          "orders": case_orders}[case](
             h, transport)
     print("PASS")
