@@ -13,7 +13,6 @@ coordinator_state::coordinator_state(const cluster_config& cluster, placement_ta
   for (const auto& n : cluster.nodes) {
     expected_.push_back(n.name);
     if (!n.has(role::experts)) continue;
-    expert_nodes_.insert(n.name);
     capacity_[n.name] = n.memory_budget_bytes > 0 && expert_bytes > 0
                             ? n.memory_budget_bytes / expert_bytes
                             : std::numeric_limits<int64_t>::max();
@@ -56,13 +55,12 @@ std::vector<std::string> coordinator_state::silent_nodes(std::chrono::millisecon
 std::vector<std::string> coordinator_state::newly_dead() const {
   std::vector<std::string> out;
   for (const auto& name : silent_nodes(timeout_))
-    if (expert_nodes_.count(name) && !dead_.count(name)) out.push_back(name);
+    if (capacity_.count(name) && !dead_.count(name)) out.push_back(name);
   return out;
 }
 
 std::vector<int64_t> coordinator_state::declare_dead(const std::string& name) {
   dead_.insert(name);
-  ++deaths_;
   resident_[name].clear();
   if (int32_t n = node_index(table_, name); n >= 0) table_ = without_node(table_, n);
   return orphaned_experts(table_);
@@ -71,11 +69,11 @@ std::vector<int64_t> coordinator_state::declare_dead(const std::string& name) {
 std::string coordinator_state::roomiest_node_for(int64_t layer, int64_t expert) const {
   std::string best;
   int64_t best_free = 0;
-  for (const auto& name : expert_nodes_) {
+  for (const auto& [name, room] : capacity_) {
     int32_t n = node_index(table_, name);
     if (n < 0 || dead_.count(name) || !members_.count(name) || table_.hosts(n, layer, expert))
       continue;
-    int64_t free = capacity(name) - resident(name);
+    int64_t free = room - resident(name);
     if (free > best_free) best = name, best_free = free;
   }
   return best;

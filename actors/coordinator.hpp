@@ -81,10 +81,9 @@ class coordinator_state {
     std::chrono::steady_clock::time_point last_beat;
   };
   std::chrono::milliseconds timeout_;
-  std::set<std::string> dead_, expert_nodes_;
-  int64_t deaths_ = 0;
+  std::set<std::string> dead_;
   std::vector<std::string> expected_;
-  std::map<std::string, int64_t> capacity_;  // experts each expert node's budget holds
+  std::map<std::string, int64_t> capacity_;  // experts each expert node's budget holds, by node
   placement_table table_;
   int64_t expert_bytes_;
   std::map<std::string, member> members_;
@@ -93,10 +92,6 @@ class coordinator_state {
   double balancedness_ = 1;
   std::vector<double> tokens_;
   int64_t rebalances_ = 0, automatic_ = 0;
-
- public:
-  /// Expert nodes declared dead so far.
-  [[nodiscard]] int64_t deaths() const { return deaths_; }
   bool rebalancing_ = false;
 };
 

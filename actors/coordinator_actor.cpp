@@ -307,9 +307,9 @@ void check_liveness(self_ptr self) {
                  "xmesh coordinator: node '%s' missed its heartbeats: declared dead, placement "
                  "version %llu, %zu experts without a replica\n",
                  name.c_str(), static_cast<unsigned long long>(table.version), orphans.size());
-    for (const auto& role : {"head", "experts"})
-      for (const auto& [member, actor] : core.members_with(role))
-        caf::anon_send(actor, placement_atom_v, table);
+    auto live = core.members_with("head");
+    live.merge(core.members_with("experts"));  // a node with both roles gets it once
+    for (const auto& [member, actor] : live) caf::anon_send(actor, placement_atom_v, table);
     for (int64_t slot : orphans) {
       job j;
       j.what.kind = move_order::replicate;

@@ -38,21 +38,21 @@ std::vector<int64_t> moe_layers(const model::loaded_model& m) {
   return out;
 }
 
-// Runs `work` (which blocks until something finishes on another thread: a router draining, a
-// replica retiring) on a thread of its own and answers `msg` with its result.
-template <class Atom, class Work>
-auto answer_later(caf::event_based_actor* self, Atom atom, uint64_t arg, Work work) {
+// Runs `work(args...)` on a thread of its own (it blocks: copying weights, waiting for a drain or
+// a retirement) and answers the current request with its result, or its exception's text.
+template <class Result, class Work, class... Args>
+auto on_own_thread(caf::event_based_actor* self, Work work, Args... args) {
   auto worker = self->spawn<caf::detached>([work](caf::event_based_actor* w) -> caf::behavior {
-    return {[=](Atom, uint64_t x) -> caf::result<acknowledged> {
+    return {[=](Args... xs) -> caf::result<Result> {
       w->quit();
       try {
-        return acknowledged{work(x)};
+        return work(xs...);
       } catch (const std::exception& e) {
         return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
       }
     }};
   });
-  return self->delegate(worker, atom, arg);
+  return self->delegate(worker, std::move(args)...);
 }
 
 // Blocks until `start(done)` has called done, or throws after `limit`.
@@ -66,13 +66,13 @@ void wait_for_callback(Start start, std::chrono::seconds limit, const std::strin
                              " s");
 }
 
-// The control-plane face of a node: every role's messages, answered from the runtime.
 // Generations answered by the node actor once their thread is done.
 struct pending_generations {
   uint64_t next = 0;
   std::map<uint64_t, caf::typed_response_promise<generate_reply>> waiting;
 };
 
+// The control-plane face of a node: every role's messages, answered from the runtime.
 caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
   auto generations = std::make_shared<pending_generations>();
   auto no_role = [](const char* role) {
@@ -118,11 +118,14 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
         if (!rt->router()) return caf::make_message(acknowledged{version});
-        return answer_later(self, placement_atom_v, version, [rt](uint64_t v) {
-          wait_for_callback([&](auto done) { rt->router()->when_drained(v, done); }, 60s,
-                            "draining version " + std::to_string(v));
-          return v;
-        });
+        return on_own_thread<acknowledged>(
+            self,
+            [rt](placement_atom, uint64_t v) {
+              wait_for_callback([&](auto done) { rt->router()->when_drained(v, done); }, 60s,
+                                "draining version " + std::to_string(v));
+              return acknowledged{v};
+            },
+            placement_atom_v, version);
       },
       // -- head role ------------------------------------------------------------------------
       [=](load_atom) -> caf::result<head_load> {
@@ -149,38 +152,23 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       // -- experts role -----------------------------------------------------------------------
       [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s, std::string& peer,
           std::string& peer_address, uint64_t checksum) {
-        // Copying weights blocks: a thread of its own, like a generation.
-        auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
-          return {[=](load_atom, int64_t l, int64_t e, int64_t bw, const std::string& from,
-                      const std::string& address, uint64_t sum) -> caf::result<expert_loaded> {
-            w->quit();
-            try {
-              return rt->load_replica(l, e, bw, from, address, sum);
-            } catch (const std::exception& ex) {
-              return caf::make_error(caf::sec::runtime_error, std::string(ex.what()));
-            }
-          }};
-        });
-        return self->delegate(worker, a, layer, expert, bytes_per_s, std::move(peer),
-                              std::move(peer_address), checksum);
+        return on_own_thread<expert_loaded>(
+            self,
+            [rt](load_atom, int64_t l, int64_t e, int64_t bw, const std::string& from,
+                 const std::string& address,
+                 uint64_t sum) { return rt->load_replica(l, e, bw, from, address, sum); },
+            a, layer, expert, bytes_per_s, std::move(peer), std::move(peer_address), checksum);
       },
       [=](retire_atom a, int64_t layer, int64_t expert) {
-        // Draining blocks: a thread of its own, like a load.
-        auto worker = self->spawn<caf::detached>([rt](caf::event_based_actor* w) -> caf::behavior {
-          return {[=](retire_atom, int64_t l, int64_t e) -> caf::result<acknowledged> {
-            w->quit();
-            if (!rt->host())
-              return caf::make_error(caf::sec::runtime_error, std::string("not an expert node"));
-            try {
+        return on_own_thread<acknowledged>(
+            self,
+            [rt](retire_atom, int64_t l, int64_t e) {
+              if (!rt->host()) throw std::runtime_error("not an expert node");
               wait_for_callback([&](auto done) { rt->host()->retire(l, e, done); }, 600s,
                                 "retiring expert " + std::to_string(e));
               return acknowledged{1};
-            } catch (const std::exception& ex) {
-              return caf::make_error(caf::sec::runtime_error, std::string(ex.what()));
-            }
-          }};
-        });
-        return self->delegate(worker, a, layer, expert);
+            },
+            a, layer, expert);
       },
       [=](speed_atom) -> caf::result<host_speed> {
         if (!rt->host()) return no_role("experts");

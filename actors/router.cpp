@@ -110,13 +110,11 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
     --b->pending;
   }
   b->answered.notify_all();
-  if (code == expert_errc::ok)
-    b->router->count_reply(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - arrived).count(),
-        std::chrono::duration_cast<std::chrono::nanoseconds>(arrived - p.sent).count());
+  const bool ok = code == expert_errc::ok;
+  const double reply_s = std::chrono::duration<double>(clock_type::now() - arrived).count();
   if (settle)
-    b->router->settle(p.node, p.version, static_cast<int64_t>(p.slots.size()),
-                      code == expert_errc::ok ? rtt : -1);
+    b->router->settle(p.node, p.version, static_cast<int64_t>(p.slots.size()), ok ? rtt : -1,
+                      ok ? reply_s : -1);
 }
 
 class routed_batch final : public model::expert_batch {
@@ -188,7 +186,7 @@ class routed_batch final : public model::expert_batch {
       }
     lock.unlock();
     for (auto* p : late)
-      b.router->settle(p->node, p->version, static_cast<int64_t>(p->slots.size()), -1);
+      b.router->settle(p->node, p->version, static_cast<int64_t>(p->slots.size()), -1, -1);
     throw model::expert_error(expert_errc::deadline_passed,
                               "layer " + std::to_string(b.layer) + ": no answer within " +
                                   std::to_string(b.router->options().deadline.count()) +
@@ -220,6 +218,7 @@ void router_service::set_table(std::shared_ptr<const placement_table> table) {
   outstanding_.resize(table_->nodes.size(), 0);
   rtt_sum_.resize(table_->nodes.size(), 0.0);
   rtt_count_.resize(table_->nodes.size(), 0.0);
+  suspect_until_.resize(table_->nodes.size());
 }
 
 std::shared_ptr<const placement_table> router_service::table() const {
@@ -308,7 +307,6 @@ void router_service::compute_from_files(const batch_state& b, std::span<const in
   const auto& experts = fallback_->layers[b.layer].experts;
   model::compute_expert_slots(
       slots, b.x, b.expert_ids, b.k, hidden_, [&](int32_t e) { return &experts[e]; }, *b.pool, b.y);
-  from_files_ += slots.size();
 }
 
 void router_service::route(const std::shared_ptr<batch_state>& b, const std::vector<int32_t>& slots,
@@ -330,7 +328,6 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
     std::vector<std::vector<std::pair<int32_t, int32_t>>> by_node(t.nodes.size());
     std::vector<int32_t> others;
     const auto now = clock_type::now();
-    suspect_until_.resize(t.nodes.size());
     for (int32_t s : slots) {
       const int32_t e = b->expert_ids[s];
       auto replicas = t.replicas(b->layer, e);
@@ -420,15 +417,18 @@ void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t ind
   });
 }
 
-void router_service::settle(int32_t node, uint64_t version, int64_t rows, double rtt_s) {
+void router_service::settle(int32_t node, uint64_t version, int64_t rows, double round_trip_s,
+                            double reply_s) {
+  if (round_trip_s >= 0) {
+    round_trip_ns_ += static_cast<uint64_t>(round_trip_s * 1e9);
+    decode_ns_ += static_cast<uint64_t>(reply_s * 1e9);
+  }
   {
     std::lock_guard lock(mutex_);
-    if (node < static_cast<int32_t>(outstanding_.size())) {
-      outstanding_[node] -= rows;
-      if (rtt_s >= 0) {
-        rtt_sum_[node] += rtt_s;
-        rtt_count_[node] += 1;
-      }
+    outstanding_[node] -= rows;
+    if (round_trip_s >= 0) {
+      rtt_sum_[node] += round_trip_s;
+      rtt_count_[node] += 1;
     }
     --in_flight_[version];
   }
@@ -437,9 +437,7 @@ void router_service::settle(int32_t node, uint64_t version, int64_t rows, double
 
 void router_service::suspect(int32_t node) {
   std::lock_guard lock(mutex_);
-  if (node >= 0 && static_cast<size_t>(node) >= suspect_until_.size())
-    suspect_until_.resize(node + 1);
-  if (node >= 0) suspect_until_[node] = clock_type::now() + options_.suspicion;
+  suspect_until_[node] = clock_type::now() + options_.suspicion;
 }
 
 void router_service::forget_channel(const std::string& address) {

@@ -69,15 +69,11 @@ class router_service final : public model::expert_backend {
   /// only replica's node stopped answering, are computed from them on the session's pool.
   void set_fallback(const model::model_weights* weights) { fallback_ = weights; }
   [[nodiscard]] bool computes_from_files() const { return fallback_ != nullptr; }
-  /// Rows computed from the head's files so far.
-  [[nodiscard]] uint64_t rows_from_files() const { return from_files_.load(); }
 
   /// Routed tokens per (layer, expert) over the window, and the mean round trip per node.
   [[nodiscard]] head_load load();
   /// Frames in flight (sent, not answered or abandoned).
   [[nodiscard]] int64_t frames_in_flight() const;
-  /// Batch ids handed out so far (the low 48 bits of the next id).
-  [[nodiscard]] uint64_t batches_sent() const { return next_batch_.load() - 1; }
   /// Rows re-sent after a node failed them or no longer hosted their expert.
   [[nodiscard]] uint64_t rows_resent() const { return resent_.load(); }
   /// Frames sent, and seconds spent building them, handling their replies, and waiting for them.
@@ -89,29 +85,27 @@ class router_service final : public model::expert_backend {
     return {frames_.load(), encode_ns_.load() * 1e-9, decode_ns_.load() * 1e-9,
             round_trip_ns_.load() * 1e-9};
   }
-  void count_reply(int64_t decode_ns, int64_t round_trip_ns) {
-    decode_ns_ += static_cast<uint64_t>(decode_ns);
-    round_trip_ns_ += static_cast<uint64_t>(round_trip_ns);
-  }
 
   // -- used by batches (router.cpp) ---------------------------------------------------------
   /// Sends part `index` of `batch` (its rows chosen), or fails it at once if the node is
   /// unreachable.
   void send_part(const std::shared_ptr<batch_state>& batch, size_t index);
-  /// Chooses replicas for `slots` of `batch` with the newest table, avoiding `avoid` where
-  /// another replica exists, and sends one part per node.
   /// Rows the head computes itself: on its own replicas, or from its model files.
   struct head_rows {
     std::vector<int32_t> replicas, files;
   };
+  /// Chooses replicas for `slots` of `batch` with the newest table, avoiding `avoid` and suspect
+  /// nodes where another replica exists, and sends one part per node; rows for the head itself
+  /// go to `here` (when given).
   void route(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
              int32_t avoid, head_rows* here = nullptr);
   /// route(), then computes the head's own rows (when the batch has a pool) before returning.
   void dispatch(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
                 int32_t avoid);
   void compute_from_files(const batch_state& batch, std::span<const int32_t> slots);
-  /// Accounts for a part that was answered or abandoned (exactly once per part).
-  void settle(int32_t node, uint64_t version, int64_t rows, double rtt_s);
+  /// Accounts for a part that was answered (`round_trip_s` and `reply_s` >= 0) or failed or
+  /// abandoned (-1), exactly once per part.
+  void settle(int32_t node, uint64_t version, int64_t rows, double round_trip_s, double reply_s);
   /// Avoids `node`'s replicas for a while after a transport error: its death reaches the table
   /// only after the heartbeat timeout, and reconnecting to a dead node would stall each batch.
   void suspect(int32_t node);
@@ -141,7 +135,7 @@ class router_service final : public model::expert_backend {
   std::map<uint64_t, int64_t> in_flight_;    // frames in flight per placement version
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
-  std::atomic<uint64_t> next_batch_{1}, resent_{0}, from_files_{0};
+  std::atomic<uint64_t> next_batch_{1}, resent_{0};
   std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
 
