@@ -147,17 +147,18 @@ void parse_rebalance(YAML::Node r, const std::string& origin, rebalance_config& 
 }
 
 void parse_heartbeat(YAML::Node h, const std::string& origin, heartbeat_config& c) {
-  if (!h.IsMap()) fail(origin, "heartbeat", "expected a mapping (period, timeout)");
+  if (!h.IsMap()) fail(origin, "heartbeat", "expected a mapping (period, timeout, rejoin)");
   for (auto it = h.begin(); it != h.end(); ++it) {
     auto key = it->first.as<std::string>();
-    if (key != "period" && key != "timeout")
-      fail(origin, "heartbeat." + key, "unknown setting (period, timeout)");
+    if (key != "period" && key != "timeout" && key != "rejoin")
+      fail(origin, "heartbeat." + key, "unknown setting (period, timeout, rejoin)");
   }
   auto text = [&](const char* key) {
     return scalar<std::string>(h[key], origin, std::string("heartbeat.") + key);
   };
   if (h["period"]) c.period_s = parse_seconds(origin, "heartbeat.period", text("period"));
   if (h["timeout"]) c.timeout_s = parse_seconds(origin, "heartbeat.timeout", text("timeout"));
+  if (h["rejoin"]) c.rejoin_s = parse_seconds(origin, "heartbeat.rejoin", text("rejoin"));
   if (c.period_s < 0.01) fail(origin, "heartbeat.period", "must be at least 10ms");
   if (c.timeout_s < 2 * c.period_s)
     fail(origin, "heartbeat.timeout", "must be at least two periods");
@@ -271,6 +272,46 @@ cluster_config load_cluster(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return parse_cluster(text.str(), path.string(), std::filesystem::absolute(path).parent_path());
+}
+
+cluster_config joining_cluster(const join_request& j) {
+  const std::string origin = "xmesh node --join";
+  auto colon = j.coordinator.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    fail(origin, "--join", "expected HOST:PORT of the coordinator, got '" + j.coordinator + "'");
+  auto number = [&](const std::string& flag, const std::string& text, int64_t low, int64_t high) {
+    try {
+      size_t used = 0;
+      int64_t v = std::stoll(text, &used);
+      if (used == text.size() && v >= low && v <= high) return v;
+    } catch (const std::exception&) {
+    }
+    fail(origin, flag,
+         "expected " + std::to_string(low) + ".." + std::to_string(high) + ", got '" + text + "'");
+  };
+  if (j.transport != "zmq" && j.transport != "ucx")
+    fail(origin, "--transport", "expected zmq or ucx, got '" + j.transport + "'");
+  if (j.name.empty()) fail(origin, "--name", "missing");
+  cluster_config c;
+  c.model = j.model;
+  c.transport = j.transport;
+  node_config coordinator;
+  coordinator.name = "coordinator at " + j.coordinator;
+  coordinator.host = j.coordinator.substr(0, colon);
+  coordinator.control_port =
+      static_cast<uint16_t>(number("--join", j.coordinator.substr(colon + 1), 1, 65535));
+  coordinator.roles = {role::coordinator};
+  node_config self;
+  self.name = j.name;
+  self.host = j.host;
+  self.data_port =
+      static_cast<uint16_t>(number("--data-port", std::to_string(j.data_port), 1, 65535));
+  self.roles = {role::experts};
+  self.threads = static_cast<int>(number("--threads", std::to_string(j.threads), 1, 256));
+  if (!j.memory_budget.empty())
+    self.memory_budget_bytes = parse_bytes(origin, "--memory-budget", j.memory_budget);
+  c.nodes = {coordinator, self};
+  return c;
 }
 
 cluster_config embedded_cluster(const std::filesystem::path& model, int threads) {

@@ -43,10 +43,13 @@ struct rebalance_config {
 };
 
 /// Liveness (cluster file section `heartbeat:`): every node beats each period; the coordinator
-/// declares an expert node dead after `timeout` without a beat.
+/// declares a node dead after `timeout` without a beat. A node declared dead that beats again
+/// serves again only after `rejoin` of steady beats, so a flapping node cannot make the
+/// placement thrash.
 struct heartbeat_config {
   double period_s = 0.25;
   double timeout_s = 1.0;
+  double rejoin_s = 5.0;
 };
 
 /// The whole cluster file, validated.
@@ -70,6 +73,21 @@ cluster_config load_cluster(const std::filesystem::path& path);
 /// `base`).
 cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
                              const std::filesystem::path& base);
+
+/// What `xmesh node --join` knows: the running cluster's coordinator and the joining node.
+struct join_request {
+  std::filesystem::path model;
+  std::string transport = "zmq";
+  std::string coordinator;  // HOST:PORT of its control plane
+  std::string name, host = "127.0.0.1";
+  int64_t data_port = 0;
+  std::string memory_budget;  // e.g. "2GiB"; empty: unlimited
+  int64_t threads = 1;
+};
+
+/// The cluster a joining expert node runs with: the coordinator's entry and its own (the
+/// coordinator adds it to the live placement when it registers). Throws naming the flag at fault.
+cluster_config joining_cluster(const join_request& join);
 
 /// The embedded default: one node with every role, in-process transport.
 cluster_config embedded_cluster(const std::filesystem::path& model, int threads);

@@ -1,14 +1,21 @@
 #include "actors/coordinator.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <stdexcept>
 
 namespace xmesh::actors {
 
-coordinator_state::coordinator_state(const cluster_config& cluster, placement_table table,
-                                     int64_t expert_bytes)
+coordinator_state::coordinator_state(const cluster_config& cluster, const placement_table& planned,
+                                     int64_t expert_bytes, std::string model)
     : timeout_(static_cast<int64_t>(cluster.heartbeat.timeout_s * 1000)),
-      table_(std::move(table)),
+      rejoin_s_(cluster.heartbeat.rejoin_s),
+      model_(std::move(model)),
+      scheme_(cluster.transport == "ucx"     ? "ucx://"
+              : cluster.transport == "local" ? "local://"
+                                             : "tcp://"),
+      table_(without_replicas(planned)),
       expert_bytes_(expert_bytes) {
   for (const auto& n : cluster.nodes) {
     expected_.push_back(n.name);
@@ -16,37 +23,88 @@ coordinator_state::coordinator_state(const cluster_config& cluster, placement_ta
     capacity_[n.name] = n.memory_budget_bytes > 0 && expert_bytes > 0
                             ? n.memory_budget_bytes / expert_bytes
                             : std::numeric_limits<int64_t>::max();
-    auto hosted = hosted_experts(table_, n.name);
-    resident_[n.name] = {hosted.begin(), hosted.end()};
+    assignment_[n.name] = hosted_experts(planned, n.name);
   }
 }
 
-void coordinator_state::register_node(const node_info& info) {
-  members_[info.name] = {info, std::chrono::steady_clock::now()};
-  if (dead_.erase(info.name) != 0) {
-    // Back as a new member: it serves what the live table gives it (nothing, until orders).
-    auto hosted = hosted_experts(table_, info.name);
-    resident_[info.name] = {hosted.begin(), hosted.end()};
-  }
+std::string coordinator_state::admit(const node_info& info) const {
+  if (!model_.empty() && !model::same_model(info.model, model_))
+    return "node '" + info.name + "' serves model " + info.model + " but the cluster serves " +
+           model_;
+  const bool experts =
+      std::find(info.roles.begin(), info.roles.end(), "experts") != info.roles.end();
+  const bool listed = std::find(expected_.begin(), expected_.end(), info.name) != expected_.end();
+  if (!listed && !experts)
+    return "node '" + info.name + "' is not in the cluster file; only expert nodes may join";
+  if (experts && info.data_address.rfind(scheme_, 0) != 0)
+    return "node '" + info.name + "' serves experts at '" + info.data_address +
+           "' but the cluster's data plane uses " + scheme_ + " addresses";
+  return {};
 }
 
-void coordinator_state::heartbeat(const std::string& name) {
+bool coordinator_state::register_node(const node_info& info) {
+  const auto& name = info.name;
+  const uint64_t version = table_.version;
+  const bool back_from_dead = dead_.erase(name) != 0;
+  drained_.erase(name);
+  members_[name] = {info, clock::now()};
+  // A restarted coordinator continues from the newest version any node has seen, so nodes
+  // never ignore its tables as stale.
+  if (info.version > table_.version) table_.version = info.version;
+  if (std::find(info.roles.begin(), info.roles.end(), "experts") != info.roles.end()) {
+    if (node_index(table_, name) < 0) {  // joining: not in the cluster file
+      table_ = with_node(table_, name, info.data_address);
+      capacity_[name] = info.memory_budget_bytes > 0 && expert_bytes_ > 0
+                            ? info.memory_budget_bytes / expert_bytes_
+                            : std::numeric_limits<int64_t>::max();
+    }
+    resident_[name] = {info.resident.begin(), info.resident.end()};
+    if (back_from_dead && rejoin_s_ > 0) {
+      rejoining_[name] = clock::now();
+    } else {
+      rejoining_.erase(name);
+      auto n = node_index(table_, name);
+      if (hosted_experts(table_, name) !=
+          std::vector<int64_t>(resident_[name].begin(), resident_[name].end()))
+        table_ = with_column(table_, n, info.resident);
+    }
+  }
+  if (table_.version == info.version && info.version > version) ++table_.version;
+  return table_.version != version;
+}
+
+bool coordinator_state::heartbeat(const std::string& name) {
   auto it = members_.find(name);
-  if (it != members_.end()) it->second.last_beat = std::chrono::steady_clock::now();
+  if (it == members_.end() || dead_.count(name)) return false;
+  it->second.last_beat = clock::now();
+  return true;
 }
 
 cluster_status coordinator_state::status() const {
   cluster_status s;
   s.placement_version = table_.version;
   for (const auto& name : expected_)
-    (members_.count(name) ? s.registered : s.missing).push_back(name);
-  s.silent = silent_nodes(timeout_);
+    if (members_.count(name) && !dead_.count(name))
+      s.registered.push_back(name);
+    else if (!members_.count(name) && !drained_.count(name) && !dead_.count(name))
+      s.missing.push_back(name);
+  for (const auto& [name, m] : members_)  // joined: not in the cluster file
+    if (!dead_.count(name) &&
+        std::find(expected_.begin(), expected_.end(), name) == expected_.end())
+      s.registered.push_back(name);
+  for (const auto& name : silent_nodes(timeout_))
+    if (!dead_.count(name)) s.silent.push_back(name);
+  s.dead.assign(dead_.begin(), dead_.end());
+  for (const auto& [name, since] : rejoining_) s.rejoining.push_back(name);
+  s.drained.assign(drained_.begin(), drained_.end());
+  s.deaths = deaths_;
+  s.rejoins = rejoins_;
   return s;
 }
 
 std::vector<std::string> coordinator_state::silent_nodes(std::chrono::milliseconds timeout) const {
   std::vector<std::string> out;
-  auto now = std::chrono::steady_clock::now();
+  auto now = clock::now();
   for (const auto& [name, m] : members_)
     if (now - m.last_beat > timeout) out.push_back(name);
   return out;
@@ -55,24 +113,69 @@ std::vector<std::string> coordinator_state::silent_nodes(std::chrono::millisecon
 std::vector<std::string> coordinator_state::newly_dead() const {
   std::vector<std::string> out;
   for (const auto& name : silent_nodes(timeout_))
-    if (capacity_.count(name) && !dead_.count(name)) out.push_back(name);
+    if (!dead_.count(name)) out.push_back(name);
   return out;
 }
 
 std::vector<int64_t> coordinator_state::declare_dead(const std::string& name) {
   dead_.insert(name);
-  resident_[name].clear();
-  if (int32_t n = node_index(table_, name); n >= 0) table_ = without_node(table_, n);
+  ++deaths_;
+  died_[name].push_back(clock::now());
+  rejoining_.erase(name);
+  if (auto it = resident_.find(name); it != resident_.end()) {
+    // What it held when last seen alive is what it loads if it starts again.
+    if (!it->second.empty()) assignment_[name] = hosted_experts(table_, name);
+    it->second.clear();
+  }
+  if (int32_t n = node_index(table_, name); n >= 0 && !hosted_experts(table_, name).empty())
+    table_ = with_column(table_, n, {});
   return orphaned_experts(table_);
+}
+
+coordinator_state::clock::duration coordinator_state::rejoin_wait(const std::string& name) const {
+  // Each death within the last minute doubles the wait (capped at a minute): a node that keeps
+  // dropping off serves ever less often instead of moving the placement every few seconds.
+  int recent = 0;
+  if (auto it = died_.find(name); it != died_.end())
+    for (auto t : it->second) recent += clock::now() - t < std::chrono::minutes(1);
+  double wait = std::min(60.0, rejoin_s_ * std::pow(2.0, std::max(0, recent - 1)));
+  return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(wait));
+}
+
+std::vector<std::string> coordinator_state::finish_rejoins() {
+  std::vector<std::string> done;
+  for (auto it = rejoining_.begin(); it != rejoining_.end();) {
+    const auto& name = it->first;
+    if (clock::now() - it->second < rejoin_wait(name)) {
+      ++it;
+      continue;
+    }
+    const auto& held = resident_[name];
+    table_ = with_column(table_, node_index(table_, name), {held.begin(), held.end()});
+    ++rejoins_;
+    done.push_back(name);
+    it = rejoining_.erase(it);
+  }
+  return done;
+}
+
+bool coordinator_state::settled() const {
+  if (clock::now() - started_ > std::chrono::seconds(10)) return true;
+  for (const auto& [name, room] : capacity_)
+    if (!members_.count(name) && !drained_.count(name)) return false;
+  return true;
+}
+
+bool coordinator_state::placeable(const std::string& name) const {
+  return capacity_.count(name) && members_.count(name) && !dead_.count(name) &&
+         !rejoining_.count(name) && !draining_.count(name) && node_index(table_, name) >= 0;
 }
 
 std::string coordinator_state::roomiest_node_for(int64_t layer, int64_t expert) const {
   std::string best;
   int64_t best_free = 0;
   for (const auto& [name, room] : capacity_) {
-    int32_t n = node_index(table_, name);
-    if (n < 0 || dead_.count(name) || !members_.count(name) || table_.hosts(n, layer, expert))
-      continue;
+    if (!placeable(name) || table_.hosts(node_index(table_, name), layer, expert)) continue;
     int64_t free = room - resident(name);
     if (free > best_free) best = name, best_free = free;
   }
@@ -92,6 +195,61 @@ std::map<std::string, caf::actor> coordinator_state::members_with(const std::str
 caf::actor coordinator_state::actor_of(const std::string& name) const {
   auto it = members_.find(name);
   return it == members_.end() || dead_.count(name) ? caf::actor{} : it->second.info.node;
+}
+
+placement_table coordinator_state::assignment(const std::string& name) const {
+  auto it = assignment_.find(name);
+  int32_t n = node_index(table_, name);
+  if (it == assignment_.end() || n < 0) return table_;
+  auto t = with_column(table_, n, it->second);
+  t.version = table_.version;  // not a version of the live placement
+  return t;
+}
+
+std::vector<move_order> coordinator_state::plan_drain(const std::string& name) {
+  auto fail = [&](const std::string& why) {
+    throw std::runtime_error("cannot drain '" + name + "': " + why);
+  };
+  if (!capacity_.count(name)) fail("it is not an expert node of this cluster");
+  if (!members_.count(name) || dead_.count(name)) fail("it is not a live member");
+  if (draining_.count(name)) fail("it is being drained already");
+  std::map<std::string, int64_t> room;  // free slots left on each placeable node as orders add up
+  for (const auto& [other, cap] : capacity_)
+    if (other != name && placeable(other)) room[other] = cap - resident(other);
+  std::vector<move_order> orders;
+  for (int64_t slot : hosted_experts(table_, name)) {
+    move_order o;
+    o.layer = slot / table_.num_experts;
+    o.expert = slot % table_.num_experts;
+    o.from = name;
+    if (table_.replicas(o.layer, o.expert).size() > 1) {
+      o.kind = move_order::retire;
+    } else {
+      o.kind = move_order::migrate;
+      int64_t best = 0;
+      for (const auto& [other, free] : room)
+        if (free > best && !table_.hosts(node_index(table_, other), o.layer, o.expert))
+          o.to = other, best = free;
+      if (o.to.empty())
+        fail("expert " + std::to_string(o.expert) + " of layer " + std::to_string(o.layer) +
+             " has its only replica there and no other expert node has room for it");
+      --room[o.to];
+    }
+    orders.push_back(o);
+  }
+  draining_.insert(name);
+  return orders;
+}
+
+void coordinator_state::end_drain(const std::string& name, bool stopped) {
+  draining_.erase(name);
+  if (!stopped) return;
+  members_.erase(name);
+  resident_.erase(name);
+  rejoining_.erase(name);
+  drained_.insert(name);
+  if (int32_t n = node_index(table_, name); n >= 0 && !hosted_experts(table_, name).empty())
+    table_ = with_column(table_, n, {});
 }
 
 std::string coordinator_state::check(const move_order& o) const {
@@ -115,6 +273,9 @@ std::string coordinator_state::check(const move_order& o) const {
     return "it would leave " + what + " without a replica";
   if (adds && !members_.count(o.to)) return "'" + o.to + "' has not registered";
   if (adds && dead_.count(o.to)) return "'" + o.to + "' is dead";
+  if (adds && rejoining_.count(o.to))
+    return "'" + o.to + "' is rejoining (it takes replicas after steady heartbeats)";
+  if (adds && draining_.count(o.to)) return "'" + o.to + "' is being drained";
   if (adds && resident(o.to) + 1 > capacity(o.to))
     return "'" + o.to + "' memory budget holds " + std::to_string(capacity(o.to)) + " experts of " +
            std::to_string(expert_bytes_) + " bytes and " + std::to_string(resident(o.to)) +

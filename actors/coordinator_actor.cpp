@@ -14,14 +14,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// One unit of the coordinator's work queue: an order, a rebalance, or a rebalance's report.
+/// One unit of the coordinator's work queue: an order, a rebalance, a rebalance's report, or
+/// the end of a drain (stop the emptied node).
 struct job {
-  enum kind_t { order, rebalance, report } kind = order;
+  enum kind_t { order, rebalance, report, stop } kind = order;
   move_order what;
   caf::typed_response_promise<placement_table> order_done;   // operator orders only
   caf::typed_response_promise<rebalance_report> rebalanced;  // rebalance and report jobs
   std::shared_ptr<rebalance_report> summary;                 // shared by a rebalance's jobs
   std::shared_ptr<rebalance_inputs> measured;                // the load a report scores
+  std::string node;                                          // stop: the drained node
   std::string waiting_on;  // the node whose answer the order waits for (load, retirement)
   bool abandoned = false;  // that node died: the order ended, its late answer is ignored
 };
@@ -51,6 +53,7 @@ caf::error order_error(const std::string& what) {
 
 void run_next(self_ptr self);
 void retire_on_host(self_ptr self);
+void stop_drained(self_ptr self, std::shared_ptr<job> j);
 
 // Ends the current job and starts the next.
 void finish(self_ptr self) {
@@ -182,8 +185,11 @@ void rebalance_step(self_ptr self, std::shared_ptr<job> j) {
   auto in = std::make_shared<rebalance_inputs>();
   in->tokens.assign(table.num_layers * table.num_experts, 0.0);
   in->speed.assign(table.nodes.size(), 0.0);
+  // Nodes that may not take replicas now (rejoining, draining, dead) keep what they hold.
   for (const auto& n : table.nodes)
-    in->capacity.push_back(std::min(core.capacity(n), table.num_layers * table.num_experts));
+    in->capacity.push_back(core.placeable(n)
+                               ? std::min(core.capacity(n), table.num_layers * table.num_experts)
+                               : static_cast<int64_t>(hosted_experts(table, n).size()));
   in->moe_layers = self->state.model.moe_layers;
   in->replicas_per_layer = self->state.settings.replicas_per_layer;
   in->hysteresis = self->state.settings.hysteresis;
@@ -276,6 +282,8 @@ void run_next(self_ptr self) {
       if (!automatic) j->rebalanced.deliver(r);
       return finish(self);
     }
+    case job::stop:
+      return stop_drained(self, j);
     case job::order:
       break;
   }
@@ -288,13 +296,24 @@ void run_next(self_ptr self) {
   load_step(self, j);
 }
 
-// Expert nodes silent past the heartbeat timeout are dead: the next version leaves out their
-// replicas and goes to every live node at once (heads stop choosing them; rows in flight to them
-// are re-sent by the routers); each expert left without a replica gets one on the live node with
-// the most room, through the usual orders. Until then heads compute it from their own files.
+// Sends the live table to every live node, without waiting (used when a node's replicas vanish
+// or appear: nothing routed with the old table needs to drain first).
+void push_table(self_ptr self) {
+  auto live = self->state.core->members_with("head");
+  live.merge(self->state.core->members_with("experts"));  // a node with both roles gets it once
+  for (const auto& [member, actor] : live)
+    caf::anon_send(actor, placement_atom_v, self->state.core->table());
+}
+
+// Nodes silent past the heartbeat timeout are dead: the next version leaves out their replicas
+// and goes to every live node at once (heads stop choosing them; rows in flight to them are
+// re-sent by the routers). Rejoining nodes whose wait is over serve again. Each expert left
+// without a replica gets one on the live node with the most room, through the usual orders;
+// until then heads compute it from their own files.
 void check_liveness(self_ptr self) {
   auto& core = *self->state.core;
   for (const auto& name : core.newly_dead()) {
+    const uint64_t before = core.table().version;
     auto orphans = core.declare_dead(name);
     // An order waiting for the dead node's answer ends now (its memory went with the node).
     if (auto j = self->state.current; j && !j->abandoned && j->waiting_on == name) {
@@ -302,25 +321,53 @@ void check_liveness(self_ptr self) {
       self->state.draining.reset();
       fail_order(self, *j, "'" + name + "' died");
     }
-    const auto& table = core.table();
     std::fprintf(stderr,
                  "xmesh coordinator: node '%s' missed its heartbeats: declared dead, placement "
                  "version %llu, %zu experts without a replica\n",
-                 name.c_str(), static_cast<unsigned long long>(table.version), orphans.size());
-    auto live = core.members_with("head");
-    live.merge(core.members_with("experts"));  // a node with both roles gets it once
-    for (const auto& [member, actor] : live) caf::anon_send(actor, placement_atom_v, table);
-    for (int64_t slot : orphans) {
+                 name.c_str(), static_cast<unsigned long long>(core.table().version),
+                 orphans.size());
+    if (core.table().version != before) push_table(self);
+  }
+  for (const auto& name : core.finish_rejoins()) {
+    std::fprintf(stderr, "xmesh coordinator: node '%s' rejoined: serves again, version %llu\n",
+                 name.c_str(), static_cast<unsigned long long>(core.table().version));
+    push_table(self);
+  }
+  if (!self->state.busy && self->state.queue.empty() && core.settled()) {
+    const auto& table = core.table();
+    for (int64_t slot : orphaned_experts(table)) {
       job j;
       j.what.kind = move_order::replicate;
       j.what.layer = slot / table.num_experts;
       j.what.expert = slot % table.num_experts;
+      const auto& moe = self->state.model.moe_layers;
+      if (std::find(moe.begin(), moe.end(), j.what.layer) == moe.end()) continue;
       j.what.to = core.roomiest_node_for(j.what.layer, j.what.expert);
       if (j.what.to.empty()) continue;  // nobody has room: heads keep computing it
       self->state.queue.push_back(std::move(j));
     }
   }
   run_next(self);
+}
+
+// A drain's last step: every order emptied the node (else the drain failed and the node stays);
+// it is told to stop and leaves the membership.
+void stop_drained(self_ptr self, std::shared_ptr<job> j) {
+  auto& core = *self->state.core;
+  const bool emptied = j->summary->note.empty() && hosted_experts(core.table(), j->node).empty();
+  if (!emptied) {
+    core.end_drain(j->node, false);
+    j->order_done.deliver(order_error(
+        "cannot drain '" + j->node + "': " +
+        (j->summary->note.empty() ? std::string("it still holds experts") : j->summary->note)));
+    return finish(self);
+  }
+  if (auto node = core.actor_of(j->node)) caf::anon_send(node, stop_atom_v);
+  core.end_drain(j->node, true);
+  std::fprintf(stderr, "xmesh coordinator: node '%s' drained (%lld orders) and stopped\n",
+               j->node.c_str(), static_cast<long long>(j->summary->orders));
+  j->order_done.deliver(core.table());
+  finish(self);
 }
 
 void queue_rebalance(self_ptr self, caf::typed_response_promise<rebalance_report> promise) {
@@ -332,7 +379,7 @@ void queue_rebalance(self_ptr self, caf::typed_response_promise<rebalance_report
 coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cluster,
                                                 placement_table table, coordinator_model model) {
   self->state.core =
-      std::make_unique<coordinator_state>(cluster, std::move(table), model.expert_bytes);
+      std::make_unique<coordinator_state>(cluster, table, model.expert_bytes, model.identity);
   self->state.settings = cluster.rebalance;
   for (const auto& n : cluster.nodes)
     if (n.expert_source == "peer") self->state.peer_sourced.insert(n.name);
@@ -343,11 +390,44 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
       std::max<int64_t>(10, static_cast<int64_t>(cluster.heartbeat.period_s * 1000)));
   self->delayed_send(self, self->state.beat, heartbeat_atom_v);
   return {
-      [self](register_atom, const node_info& info) {
-        self->state.core->register_node(info);
-        return self->state.core->table();
+      [self](register_atom, const node_info& info) -> caf::result<placement_table> {
+        auto& core = *self->state.core;
+        if (auto why = core.admit(info); !why.empty()) {
+          std::fprintf(stderr, "xmesh coordinator: refused: %s\n", why.c_str());
+          return order_error(why);
+        }
+        const bool was_dead = core.is_dead(info.name);
+        if (core.register_node(info)) push_table(self);
+        if (was_dead)
+          std::fprintf(stderr, "xmesh coordinator: node '%s' is back (%zu replicas): rejoining\n",
+                       info.name.c_str(), info.resident.size());
+        return core.table();
       },
-      [self](heartbeat_atom, const std::string& name) { self->state.core->heartbeat(name); },
+      [self](placement_atom, const std::string& name) {
+        return self->state.core->assignment(name);
+      },
+      [self](heartbeat_atom, const std::string& name) { return self->state.core->heartbeat(name); },
+      [self](drain_atom, const std::string& name) -> caf::result<placement_table> {
+        std::vector<move_order> orders;
+        try {
+          orders = self->state.core->plan_drain(name);
+        } catch (const std::exception& e) {
+          return order_error(e.what());
+        }
+        auto promise = self->make_response_promise<placement_table>();
+        auto summary = std::make_shared<rebalance_report>();
+        for (const auto& o : orders) {
+          job j;
+          j.what = o;
+          j.summary = summary;
+          self->state.queue.push_back(std::move(j));
+        }
+        job stop{job::stop, {}, promise, {}, summary};
+        stop.node = name;
+        self->state.queue.push_back(std::move(stop));
+        run_next(self);
+        return promise;
+      },
       [self](heartbeat_atom) {
         check_liveness(self);
         self->delayed_send(self, self->state.beat, heartbeat_atom_v);

@@ -17,10 +17,12 @@ struct coordinator_model {
   /// XXH3 of (layer, expert)'s weights in the coordinator's copy of the model: every replica
   /// loaded at run time must match it.
   std::function<uint64_t(int64_t, int64_t)> checksum;
+  std::string identity;  // model::model_identity: nodes with another model are refused
 };
 
-/// Spawns the coordinator with the initial table; it runs the automatic rebalance loop when
-/// the cluster file sets a period.
+/// Spawns the coordinator with the cluster file's planned table (what starting expert nodes
+/// load; the live table is built from what registered nodes report); it runs the automatic
+/// rebalance loop when the cluster file sets a period.
 coordinator_actor spawn_coordinator(caf::actor_system& system, const cluster_config& cluster,
                                     placement_table table, coordinator_model model);
 

@@ -381,6 +381,14 @@ bool expert_host::hosts(int64_t layer, int64_t expert) const {
   return queues_[layer * c.num_experts + expert] != nullptr;
 }
 
+std::vector<int64_t> expert_host::resident() const {
+  std::shared_lock lock(mutex_);
+  std::vector<int64_t> out;
+  for (size_t s = 0; s < queues_.size(); ++s)
+    if (queues_[s]) out.push_back(static_cast<int64_t>(s));
+  return out;
+}
+
 bool expert_host::compute_here(int64_t layer, const float* x, const int32_t* ids, int32_t k,
                                std::span<const int32_t> slots, float* y, int64_t hidden,
                                kernels::thread_pool& pool) {

@@ -64,6 +64,8 @@ class expert_host {
   /// replica is not hosted.
   void retire(int64_t layer, int64_t expert, std::function<void()> done);
   [[nodiscard]] bool hosts(int64_t layer, int64_t expert) const;
+  /// Every replica it serves, as layer * experts + expert (what it reports when it registers).
+  [[nodiscard]] std::vector<int64_t> resident() const;
   /// For a head on this node: computes slots `slots` (token = slot / k, expert = ids[slot]) of one
   /// layer's batch straight into `y` (row per slot) on `pool`, like the engine does. False, with
   /// nothing written, when one of those experts is not hosted (any more).

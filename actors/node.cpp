@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <future>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "actors/coordinator_actor.hpp"
@@ -86,8 +87,21 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         if (!rt->coordinator()) return no_role("coordinator");
         return self->delegate(rt->coordinator(), a, std::move(info));
       },
-      [=](heartbeat_atom a, std::string& name) {
-        if (rt->coordinator()) self->send(rt->coordinator(), a, std::move(name));
+      [=](heartbeat_atom a, std::string& name) -> caf::result<bool> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a, std::move(name));
+      },
+      [=](placement_atom a, std::string& name) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a, std::move(name));
+      },
+      [=](drain_atom a, std::string& name) -> caf::result<placement_table> {
+        if (!rt->coordinator()) return no_role("coordinator");
+        return self->delegate(rt->coordinator(), a, std::move(name));
+      },
+      [=](stop_atom) {
+        std::fprintf(stderr, "xmesh node %s: drained: stopping\n", rt->self().name.c_str());
+        rt->request_stop();
       },
       [=](status_atom a) -> caf::result<cluster_status> {
         if (!rt->coordinator()) return no_role("coordinator");
@@ -177,13 +191,85 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
   };
 }
 
-caf::behavior heartbeat_actor(caf::event_based_actor* self, caf::actor coordinator,
-                              std::string name, std::chrono::milliseconds period) {
+// Keeps the node a member. It beats every period; when the coordinator does not count the node
+// as a live member (the coordinator restarted, or declared the node dead while it was stopped
+// or cut off), the node registers again with what it holds. When the coordinator's process goes
+// away, it reconnects (one attempt per period, off the actor's thread) and registers again.
+struct membership_state {
+  caf::actor coordinator;
+  bool reconnecting = false;
+  std::string last_refusal;
+  static inline const char* name = "membership";
+};
+
+caf::behavior membership_actor(caf::stateful_actor<membership_state>* self, node_runtime* rt,
+                               caf::actor coordinator, std::optional<node_config> remote,
+                               std::chrono::milliseconds period) {
+  const std::string name = rt->self().name;
+  auto watch = [self](caf::actor c) {
+    self->monitor(c);
+    self->state.coordinator = std::move(c);
+  };
+  watch(std::move(coordinator));
+  self->set_down_handler([=](caf::down_msg& down) {
+    if (!self->state.coordinator || down.source != self->state.coordinator.address()) return;
+    self->state.coordinator = nullptr;
+    std::fprintf(stderr, "xmesh node %s: lost the coordinator (%s); reconnecting\n", name.c_str(),
+                 self->system().render(down.reason).c_str());
+  });
   self->send(self, heartbeat_atom_v);
-  return {[=](heartbeat_atom) {
-    self->send(coordinator, heartbeat_atom_v, name);
-    self->delayed_send(self, period, heartbeat_atom_v);
-  }};
+  return {
+      [=](heartbeat_atom) {
+        self->delayed_send(self, period, heartbeat_atom_v);
+        auto& st = self->state;
+        if (!st.coordinator) {
+          if (st.reconnecting || !remote) return;
+          st.reconnecting = true;
+          std::thread([sys = &self->system(), me = caf::actor_cast<caf::actor>(self),
+                       where = *remote] {
+            auto a = sys->middleman().remote_actor(where.host, where.control_port);
+            caf::anon_send(me, coordinator_atom_v, a ? *a : caf::actor{});
+          }).detach();
+          return;
+        }
+        self->request(st.coordinator, period * 4, heartbeat_atom_v, name)
+            .then(
+                [=](bool known) {
+                  if (!known) self->send(self, register_atom_v);
+                },
+                [](const caf::error&) {});  // a lost coordinator shows as a down message
+      },
+      [=](coordinator_atom, caf::actor& found) {
+        self->state.reconnecting = false;
+        if (!found) return;
+        watch(std::move(found));
+        self->send(self, register_atom_v);
+      },
+      [=](register_atom) {
+        if (!self->state.coordinator) return;
+        self->request(self->state.coordinator, 10s, register_atom_v, rt->info())
+            .then(
+                [=](placement_table& table) {
+                  self->state.last_refusal.clear();
+                  std::fprintf(stderr,
+                               "xmesh node %s: registered with the coordinator again "
+                               "(placement version %llu)\n",
+                               name.c_str(), static_cast<unsigned long long>(table.version));
+                  try {
+                    rt->set_placement(std::move(table));
+                  } catch (const std::exception& e) {
+                    std::fprintf(stderr, "xmesh node %s: %s\n", name.c_str(), e.what());
+                  }
+                },
+                [=](const caf::error& e) {
+                  auto why = error_text(self->system(), e);
+                  if (why == self->state.last_refusal) return;
+                  std::fprintf(stderr, "xmesh node %s: registration failed: %s\n", name.c_str(),
+                               why.c_str());
+                  self->state.last_refusal = why;
+                });
+      },
+  };
 }
 
 }  // namespace
@@ -197,7 +283,7 @@ node_runtime::node_runtime(caf::actor_system& system, cluster_config cluster, st
 node_runtime::~node_runtime() {
   stopping_ = true;
   caf::scoped_actor self{system_};
-  for (auto* a : {&heartbeat_, &actor_})
+  for (auto* a : {&membership_, &actor_})
     if (*a) {
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
       self->wait_for(*a);
@@ -218,13 +304,15 @@ node_runtime::~node_runtime() {
 
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(cluster_.model));
+  model_identity_ = model::model_identity(cluster_.model);
   if (self_.has(role::coordinator)) {
     auto table = make_placement(cluster_, model_->config, expert_bytes(*model_), 1);
-    coordinator_ = spawn_coordinator(
-        system_, cluster_, std::move(table),
-        {expert_bytes(*model_), moe_layers(*model_), [m = model_.get()](int64_t l, int64_t e) {
-           return expert_checksum(m->weights.layers[l].experts[e]);
-         }});
+    coordinator_ = spawn_coordinator(system_, cluster_, std::move(table),
+                                     {expert_bytes(*model_), moe_layers(*model_),
+                                      [m = model_.get()](int64_t l, int64_t e) {
+                                        return expert_checksum(m->weights.layers[l].experts[e]);
+                                      },
+                                      model_identity_});
   }
   endpoint_ = transport::make_endpoint(cluster_.transport);
   actor_ = system_.spawn(node_actor, this);
@@ -236,11 +324,11 @@ void node_runtime::start() {
                                system_.render(port.error()));
   }
   caf::actor coordinator = find_coordinator();
-  // Experts need the table to know what to load before they listen; registration (which marks
-  // the node ready) answers with the current table, which heads route with.
+  // Experts need their assignment to know what to load before they listen; registration (with
+  // what they hold; it marks the node ready) answers with the live table, which heads route with.
   if (self_.has(role::experts))
     start_experts(ask<placement_table>(system_, coordinator, 10s, "placement from the coordinator",
-                                       placement_atom_v));
+                                       placement_atom_v, self_.name));
   if (self_.has(role::head)) {
     router_options o;
     auto me = std::find_if(cluster_.nodes.begin(), cluster_.nodes.end(),
@@ -255,11 +343,12 @@ void node_runtime::start() {
   }
   if (router_ && host_) router_->set_local(host_.get(), self_.name);
   if (router_) router_->set_fallback(&model_->weights);
-  node_info info{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
-                                     register_atom_v, info));
-  heartbeat_ = system_.spawn(
-      heartbeat_actor, coordinator, self_.name,
+                                     register_atom_v, info()));
+  std::optional<node_config> remote;
+  if (!self_.has(role::coordinator)) remote = cluster_.coordinator();
+  membership_ = system_.spawn(
+      membership_actor, this, coordinator, remote,
       std::chrono::milliseconds(static_cast<int64_t>(cluster_.heartbeat.period_s * 1000)));
   ready_ = true;
 }
@@ -311,11 +400,28 @@ expert_loaded node_runtime::load_replica(int64_t layer, int64_t expert, int64_t 
 
 void node_runtime::set_placement(placement_table table) {
   check_placement(table, model_->config);
+  uint64_t seen = version_.load();
+  while (table.version > seen && !version_.compare_exchange_weak(seen, table.version)) {
+  }
   if (router_) router_->set_table(std::make_shared<const placement_table>(std::move(table)));
+}
+
+node_info node_runtime::info() const {
+  node_info i{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
+  i.model = model_identity_;
+  if (host_) i.resident = host_->resident();
+  i.version = version_.load();
+  i.memory_budget_bytes = self_.memory_budget_bytes;
+  return i;
 }
 
 generate_reply node_runtime::run_generation(const generate_request& req) {
   generate_reply reply;
+  if (!req.model.empty() && !model::same_model(req.model, model_identity_)) {
+    reply.error = "the cluster serves model " + model_identity_ + " but the request is for " +
+                  req.model + " (--model)";
+    return reply;
+  }
   if (!ready_ || stopping_ || !router_) {
     reply.error = "node '" + self_.name + "' is " +
                   (stopping_  ? "stopping"
@@ -343,6 +449,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     reply.prefill_seconds = r.prefill_seconds;
     reply.decode_seconds = r.decode_seconds;
     reply.decode_steps = r.decode_steps;
+    reply.token_seconds = r.token_seconds;
     reply.dispatches = experts.dispatches();
     reply.dispatch_seconds = experts.dispatch_seconds();
   } catch (const std::exception& e) {

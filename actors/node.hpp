@@ -5,6 +5,7 @@
 #include <atomic>
 #include <caf/all.hpp>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,15 @@ class node_runtime {
                              const std::string& peer, const std::string& peer_address,
                              uint64_t checksum);
   [[nodiscard]] expert_host* host() { return host_.get(); }
+  /// What the node tells the coordinator when it registers: roles, addresses, model, the
+  /// replicas it holds and the newest placement version it has seen.
+  [[nodiscard]] node_info info() const;
+  /// Called when the coordinator tells the node to stop (after a drain); the process owner
+  /// ends it. Set before start().
+  void on_stop(std::function<void()> stop) { on_stop_ = std::move(stop); }
+  void request_stop() const {
+    if (on_stop_) on_stop_();
+  }
 
  private:
   caf::actor find_coordinator();
@@ -62,7 +72,10 @@ class node_runtime {
   std::unique_ptr<expert_host> host_;
   std::unique_ptr<router_service> router_;  // head role
   caf::actor actor_;
-  caf::actor heartbeat_;
+  caf::actor membership_;  // heartbeats; registers again when the coordinator lost the node
+  std::string model_identity_;
+  std::atomic<uint64_t> version_{0};  // newest placement version adopted
+  std::function<void()> on_stop_;
   std::atomic<bool> ready_{false}, stopping_{false};
   std::mutex mutex_;   // guards in_flight_
   int in_flight_ = 0;  // generations running

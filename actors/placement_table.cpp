@@ -132,16 +132,40 @@ placement_table with_replica(const placement_table& t, int64_t layer, int64_t ex
   return out;
 }
 
-placement_table without_node(const placement_table& t, int32_t node) {
+placement_table with_column(const placement_table& t, int32_t node,
+                            const std::vector<int64_t>& slots) {
+  std::vector<bool> wanted(t.num_layers * t.num_experts, false);
+  for (int64_t s : slots)
+    if (s >= 0 && s < static_cast<int64_t>(wanted.size())) wanted[s] = true;
   placement_table out = t;
   out.version = t.version + 1;
   out.replica_node.clear();
   out.replica_begin.assign(1, 0);
   for (int64_t s = 0; s < t.num_layers * t.num_experts; ++s) {
+    auto begin = out.replica_node.size();
     for (int32_t i = t.replica_begin[s]; i < t.replica_begin[s + 1]; ++i)
       if (t.replica_node[i] != node) out.replica_node.push_back(t.replica_node[i]);
+    if (wanted[s])
+      out.replica_node.insert(
+          std::upper_bound(out.replica_node.begin() + begin, out.replica_node.end(), node), node);
     out.replica_begin.push_back(static_cast<int32_t>(out.replica_node.size()));
   }
+  return out;
+}
+
+placement_table with_node(const placement_table& t, const std::string& name,
+                          const std::string& address) {
+  placement_table out = t;
+  out.version = t.version + 1;
+  out.nodes.push_back(name);
+  out.addresses.push_back(address);
+  return out;
+}
+
+placement_table without_replicas(const placement_table& t) {
+  placement_table out = t;
+  out.replica_node.clear();
+  out.replica_begin.assign(t.replica_begin.size(), 0);
   return out;
 }
 

@@ -32,9 +32,20 @@ struct placement_table {
 placement_table with_replica(const placement_table& table, int64_t layer, int64_t expert,
                              int32_t node, bool add);
 
-/// The table one version on without any replica on `node` (a dead node); experts it held alone
-/// are left without a replica (orphans: heads compute them from their own model files).
-placement_table without_node(const placement_table& table, int32_t node);
+/// The table one version on in which `node` hosts exactly `slots` (layer * num_experts +
+/// expert): what a (re)registering node reports, or nothing for a dead node (experts it held
+/// alone are left without a replica: orphans, which heads compute from their own model files).
+placement_table with_column(const placement_table& table, int32_t node,
+                            const std::vector<int64_t>& slots);
+
+/// The table one version on with node `name` (data-plane `address`) added, hosting nothing: a
+/// node joining that the cluster file did not list.
+placement_table with_node(const placement_table& table, const std::string& name,
+                          const std::string& address);
+
+/// `table` with no replica anywhere, same nodes and version: what a coordinator starts from
+/// before any node has reported what it holds.
+placement_table without_replicas(const placement_table& table);
 
 /// Experts with no replica, as layer * num_experts + expert.
 std::vector<int64_t> orphaned_experts(const placement_table& table);

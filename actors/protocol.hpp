@@ -12,17 +12,23 @@
 namespace xmesh::actors {
 
 /// A node announcing itself to the coordinator, with the actor it answers control messages on
-/// (placement pushes, expert loads and retirements, load reports).
+/// (placement pushes, expert loads and retirements, load reports), and what it holds: a
+/// coordinator (also a restarted one) builds the live placement from these reports.
 struct node_info {
   std::string name;
   std::vector<std::string> roles;
   std::string data_address;
   caf::actor node;
+  std::string model;              // model::model_identity of the node's model files
+  std::vector<int64_t> resident;  // replicas it holds and serves: layer * experts + expert
+  uint64_t version = 0;           // the newest placement version it has seen (0: none)
+  int64_t memory_budget_bytes = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node);
+  return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node, x.model,
+           x.resident, x.version, x.memory_budget_bytes);
 }
 
 /// An operator's or the planner's order to change one (layer, expert)'s replicas.
@@ -119,12 +125,13 @@ struct generate_request {
   uint64_t seed = 0;
   bool keep_all_logits = false;
   bool stop_at_eos = true;
+  std::string model;  // the client's model::model_identity; empty: not checked
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("generate_request"), x.prompt, x.max_new_tokens, x.temperature,
-           x.top_k, x.top_p, x.seed, x.keep_all_logits, x.stop_at_eos);
+           x.top_k, x.top_p, x.seed, x.keep_all_logits, x.stop_at_eos, x.model);
 }
 
 /// The head's answer; logits travel as raw bytes (CAF 0.17 serialises vector<float> element by
@@ -138,14 +145,15 @@ struct generate_reply {
   int64_t decode_steps = 0;
   int64_t dispatches = 0;       // router round trips (one per layer per step, all nodes at once)
   double dispatch_seconds = 0;  // their total time
-  std::string error;            // non-empty: the request failed (one line)
+  std::vector<double> token_seconds;  // when each generated token was picked, from the start
+  std::string error;                  // non-empty: the request failed (one line)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_reply& x) {
   return f(caf::meta::type_name("generate_reply"), x.generated, x.logits, x.positions,
            x.prefill_seconds, x.decode_seconds, x.decode_steps, x.dispatches, x.dispatch_seconds,
-           x.error);
+           x.token_seconds, x.error);
 }
 
 /// An expert replica an expert host has loaded and warmed.
@@ -171,18 +179,23 @@ typename Inspector::result_type inspect(Inspector& f, acknowledged& x) {
   return f(caf::meta::type_name("acknowledged"), x.value);
 }
 
-/// What the coordinator knows: registered nodes and the ones still missing.
+/// What the coordinator knows about membership.
 struct cluster_status {
-  std::vector<std::string> registered;
-  std::vector<std::string> missing;
-  std::vector<std::string> silent;  // registered, but no heartbeat for 3 s
+  std::vector<std::string> registered;  // members now (joined nodes included)
+  std::vector<std::string> missing;     // listed in the cluster file, never registered
+  std::vector<std::string> silent;      // registered, but no heartbeat within the timeout
+  std::vector<std::string> dead;        // declared dead, not back
+  std::vector<std::string> rejoining;   // back from dead, serving again after steady beats
+  std::vector<std::string> drained;     // drained and stopped by an operator
   uint64_t placement_version = 0;
+  int64_t deaths = 0;   // nodes declared dead so far (a flapping node counts each time)
+  int64_t rejoins = 0;  // dead nodes that served again
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
-  return f(caf::meta::type_name("cluster_status"), x.registered, x.missing, x.silent,
-           x.placement_version);
+  return f(caf::meta::type_name("cluster_status"), x.registered, x.missing, x.silent, x.dead,
+           x.rejoining, x.drained, x.placement_version, x.deaths, x.rejoins);
 }
 
 /// A node's data-plane counters, for `xmesh cluster status` and tests.
@@ -245,8 +258,12 @@ CAF_ADD_ATOM(xmesh, xmesh::actors, load_atom, "load")
 CAF_ADD_ATOM(xmesh, xmesh::actors, retire_atom, "retire")
 CAF_ADD_ATOM(xmesh, xmesh::actors, speed_atom, "speed")
 // (A pushed table is answered with its version, a retirement with 1.)
-// Node-internal: an expert actor runs what queued for it.
+// Coordinator: drain a node (move its experts away, then stop it). Node: stop the process.
+CAF_ADD_ATOM(xmesh, xmesh::actors, drain_atom, "drain")
+CAF_ADD_ATOM(xmesh, xmesh::actors, stop_atom, "stop")
+// Node-internal: an expert actor runs what queued for it; the coordinator was reached again.
 CAF_ADD_ATOM(xmesh, xmesh::actors, run_atom, "run")
+CAF_ADD_ATOM(xmesh, xmesh::actors, coordinator_atom, "coord")
 CAF_END_TYPE_ID_BLOCK(xmesh)
 
 namespace xmesh::actors {
@@ -254,10 +271,17 @@ namespace xmesh::actors {
 /// The COORDINATOR actor: membership, liveness and the live placement; it carries out every
 /// change of placement make-before-break and pushes each new version to every node.
 using coordinator_actor = caf::typed_actor<
-    // a node joins (again); the answer is the table it routes or serves with
+    // a node joins (again) with what it holds; the answer is the table it routes or serves with,
+    // or an error naming both models when its model differs from the cluster's
     caf::replies_to<register_atom, node_info>::with<placement_table>,
-    // liveness: a node's beat, and the coordinator's own check every heartbeat period
-    caf::reacts_to<heartbeat_atom, std::string>, caf::reacts_to<heartbeat_atom>,
+    // what a starting expert node should load: the table with that node's assignment
+    caf::replies_to<placement_atom, std::string>::with<placement_table>,
+    // liveness: a node's beat (answered false when the coordinator does not count it as a live
+    // member: it restarted, or declared the node dead; the node registers again), and the
+    // coordinator's own check every heartbeat period
+    caf::replies_to<heartbeat_atom, std::string>::with<bool>, caf::reacts_to<heartbeat_atom>,
+    // move a node's experts away, then stop it; answered with the table once it stopped
+    caf::replies_to<drain_atom, std::string>::with<placement_table>,
     // registered, missing and silent nodes
     caf::replies_to<status_atom>::with<cluster_status>,
     // the live table

@@ -33,6 +33,7 @@ struct batch_part {
   clock_type::time_point sent;
   bool settled = false;  // accounted for in the router (answered or abandoned)
   bool failed = false, handled = false;
+  bool given_up = false;  // its node left the placement unanswered: a late reply is ignored
   expert_errc error = expert_errc::ok;
   std::string why;
 };
@@ -97,6 +98,7 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
   bool settle = false;
   {
     std::lock_guard lock(b->mutex);
+    if (p.given_up) return;  // re-sent elsewhere already: the batch's `y` is not ours
     settle = !std::exchange(p.settled, true);
     if (code == expert_errc::ok && !b->abandoned) {
       for (size_t r = 0; r < p.slots.size(); ++r)
@@ -131,8 +133,13 @@ class routed_batch final : public model::expert_batch {
       std::vector<batch_part*> failed;
       {
         std::unique_lock lock(b.mutex);
-        if (!b.answered.wait_until(lock, b.deadline, [&] { return b.pending == 0; }))
-          return abandon(lock);
+        // Waits in slices: a node that stalls (stopped, cut off) never fails its frames, but the
+        // coordinator drops it from the placement after the heartbeat timeout.
+        while (!b.answered.wait_until(lock, std::min(b.deadline, clock_type::now() + kSlice),
+                                      [&] { return b.pending == 0; })) {
+          if (clock_type::now() >= b.deadline) return abandon(lock);
+          give_up_on_dropped_nodes(lock);
+        }
         for (auto& p : b.parts)
           if (p.failed && !std::exchange(p.handled, true)) failed.push_back(&p);
       }
@@ -142,6 +149,34 @@ class routed_batch final : public model::expert_batch {
   }
 
  private:
+  static constexpr auto kSlice = std::chrono::milliseconds(100);
+
+  // Parts sent to a node that a newer table gives no expert of the layer: it was declared dead
+  // (a retirement, by contrast, lets the node finish what it was sent); they fail now and are
+  // re-sent.
+  void give_up_on_dropped_nodes(std::unique_lock<std::mutex>& lock) {
+    auto& b = *b_;
+    auto table = b.router->table();
+    std::vector<batch_part*> dropped;
+    for (auto& p : b.parts) {
+      if (p.settled || p.failed || table->version <= p.version) continue;
+      bool kept = false;
+      for (int64_t e = 0; e < table->num_experts && !kept; ++e)
+        kept = table->hosts(p.node, b.layer, e);
+      if (kept) continue;
+      p.settled = p.failed = p.given_up = true;
+      p.error = expert_errc::node_unreachable;
+      p.why = "dropped from the placement while its frame was out";
+      --b.pending;
+      dropped.push_back(&p);
+    }
+    if (dropped.empty()) return;
+    lock.unlock();
+    for (auto* p : dropped)
+      b.router->settle(p->node, p->version, static_cast<int64_t>(p->slots.size()), -1, -1);
+    lock.lock();
+  }
+
   void resend_or_throw(const batch_part& p) {
     auto& b = *b_;
     auto fail = [&] {
@@ -441,8 +476,16 @@ void router_service::suspect(int32_t node) {
 }
 
 void router_service::forget_channel(const std::string& address) {
-  std::lock_guard lock(mutex_);
-  channels_.erase(address);
+  std::shared_ptr<transport::channel> gone;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = channels_.find(address); it != channels_.end()) {
+      gone = std::move(it->second);
+      channels_.erase(it);
+    }
+  }
+  // Closing fails the frames still out on it, whose callbacks settle under mutex_.
+  gone.reset();
 }
 
 std::shared_ptr<transport::channel> router_service::channel(const std::string& address) {

@@ -41,6 +41,12 @@ inline std::chrono::milliseconds connect_timeout() {
   return std::chrono::milliseconds(v && *v ? std::atol(v) : 30000);
 }
 
+/// A request failed because its peer went away (process died, connection dropped) or could not
+/// be reached at all: the caller may try another peer.
+struct peer_lost : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// The actor a node publishes on its control port, retried until `timeout`; throws
 /// "cannot reach KIND 'NAME' at HOST:PORT (reason)".
 inline caf::actor reach_node(caf::actor_system& sys, const node_config& node,
@@ -54,8 +60,8 @@ inline caf::actor reach_node(caf::actor_system& sys, const node_config& node,
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  throw std::runtime_error("cannot reach " + kind + " '" + node.name + "' at " + node.host + ":" +
-                           std::to_string(node.control_port) + " (" + last + ")");
+  throw peer_lost("cannot reach " + kind + " '" + node.name + "' at " + node.host + ":" +
+                  std::to_string(node.control_port) + " (" + last + ")");
 }
 
 /// Sends a request from a blocking context and waits for the typed answer; throws with `what`
@@ -92,10 +98,13 @@ T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout
   auto got = future.get();
   if (!got) {
     const auto& ctx = got.error().context();
-    throw std::runtime_error(what + ": " +
-                             (ctx.template match_elements<std::string>()
-                                  ? ctx.template get_as<std::string>(0)
-                                  : sys.render(got.error())));
+    auto text = what + ": " +
+                (ctx.template match_elements<std::string>() ? ctx.template get_as<std::string>(0)
+                                                            : sys.render(got.error()));
+    if (got.error().category() == caf::atom("system") &&
+        got.error().code() == static_cast<uint8_t>(caf::sec::request_receiver_down))
+      throw peer_lost(text);
+    throw std::runtime_error(text);
   }
   return std::move(*got);
 }

@@ -1,6 +1,7 @@
 #include "model/config.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -212,6 +213,33 @@ model_config load_config(const std::filesystem::path& dir) {
   std::stringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), path.string());
+}
+
+std::string model_identity(const std::filesystem::path& dir) {
+  auto path = dir / "config.json";
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  std::string canonical;
+  try {
+    canonical = json::parse(in).dump();  // keys sorted, no whitespace
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path.string() + ": " + e.what());
+  }
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across builds and processes
+  for (unsigned char c : canonical) h = (h ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  auto where = std::filesystem::absolute(dir).lexically_normal();
+  if (!where.has_filename()) where = where.parent_path();  // "dir/"
+  return where.filename().string() + " (config " + hex + ")";
+}
+
+bool same_model(const std::string& a, const std::string& b) {
+  auto hash = [](const std::string& id) {
+    auto at = id.rfind(" (config ");
+    return at == std::string::npos ? id : id.substr(at);
+  };
+  return hash(a) == hash(b);
 }
 
 }  // namespace xmesh::model

@@ -42,6 +42,7 @@ generation_result generate(transformer& model, const std::vector<int32_t>& promp
   auto which = o.keep_all_logits ? logits_for::all : logits_for::last;
 
   auto start = std::chrono::steady_clock::now();
+  const auto began = start;
   model.forward(prompt, cache, which, logits);
   r.prefill_seconds = seconds_since(start);
   auto keep = [&] {
@@ -53,6 +54,7 @@ generation_result generate(transformer& model, const std::vector<int32_t>& promp
     std::span<const float> last(logits.data() + logits.size() - c.vocab, c.vocab);
     int32_t token = pick.next(last);
     r.generated.push_back(token);
+    r.token_seconds.push_back(seconds_since(began));
     bool eos =
         std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end();
     if ((o.stop_at_eos && eos) || static_cast<int64_t>(r.generated.size()) == o.max_new_tokens)

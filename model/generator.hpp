@@ -23,6 +23,7 @@ struct generation_result {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   int64_t decode_steps = 0;
+  std::vector<double> token_seconds;  // when each generated token was picked, from the start
 };
 
 /// Runs `prompt` then up to `max_new_tokens` steps; errors (bad ids, context) throw before any

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "actors/coordinator_actor.hpp"
 #include "actors/system.hpp"
@@ -18,7 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 
 const char* usage =
-    "expected: xmesh cluster nodes|status|placement|rebalance|migrate|replicate|retire "
+    "expected: xmesh cluster nodes|status|placement|rebalance|migrate|replicate|retire|drain "
     "--cluster FILE ...";
 
 int cluster_nodes(const actors::cluster_config& c) {
@@ -30,7 +31,7 @@ actors::proven_connection reach_coordinator(const actors::cluster_config& c) {
   return actors::connect_proven(c.coordinator(), std::chrono::milliseconds(2000), "coordinator");
 }
 
-// Exit 0 when every node of the file has registered with the coordinator.
+// Exit 0 when every node of the file (but drained ones) is a live member.
 int cluster_status(const actors::cluster_config& c, bool json) {
   auto conn = reach_coordinator(c);
   auto& rt = *conn.runtime;
@@ -39,13 +40,42 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   nlohmann::json j = {{"registered", s.registered},
                       {"missing", s.missing},
                       {"silent", s.silent},
+                      {"dead", s.dead},
+                      {"rejoining", s.rejoining},
+                      {"drained", s.drained},
+                      {"deaths", s.deaths},
+                      {"rejoins", s.rejoins},
                       {"placement_version", s.placement_version}};
   nlohmann::json nodes = nlohmann::json::object();
   for (const auto& name : s.registered) {
     if (std::find(s.silent.begin(), s.silent.end(), name) != s.silent.end()) continue;
-    auto a = actors::reach_node(*rt.system, c.node(name), std::chrono::milliseconds(2000));
-    auto st = actors::ask<actors::node_stats>(*rt.system, a, 5s, "stats of " + name,
-                                              actors::stats_atom_v);
+    auto listed = std::find_if(c.nodes.begin(), c.nodes.end(),
+                               [&](const actors::node_config& n) { return n.name == name; });
+    if (listed == c.nodes.end()) continue;  // joined: its control address is not in the file
+    // A node that stalled (stopped, cut off) may accept the connection and never answer: each
+    // node gets 3 s (the process exits without waiting for a thread still stuck).
+    auto answer = std::make_shared<std::promise<actors::node_stats>>();
+    auto got = answer->get_future();
+    std::thread([answer, sys = rt.system.get(), node = *listed] {
+      try {
+        auto a = actors::reach_node(*sys, node, std::chrono::milliseconds(2000));
+        answer->set_value(actors::ask<actors::node_stats>(*sys, a, 3s, "stats of " + node.name,
+                                                          actors::stats_atom_v));
+      } catch (...) {
+        answer->set_exception(std::current_exception());
+      }
+    }).detach();
+    if (got.wait_for(3s) != std::future_status::ready) {
+      nodes[name] = {{"error", "no answer within 3 s"}};
+      continue;
+    }
+    actors::node_stats st;
+    try {
+      st = got.get();
+    } catch (const std::exception& e) {
+      nodes[name] = {{"error", e.what()}};
+      continue;
+    }
     nodes[name] = {
         {"frames_served", st.frames_served},   {"frames_dropped", st.frames_dropped},
         {"expert_rows", st.expert_rows},       {"expert_seconds", st.expert_seconds},
@@ -57,12 +87,22 @@ int cluster_status(const actors::cluster_config& c, bool json) {
   if (json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("registered: %zu of %zu nodes\n", s.registered.size(), c.nodes.size());
-    for (const auto& m : s.missing) std::printf("missing: %s\n", m.c_str());
-    for (const auto& m : s.silent) std::printf("silent (no heartbeat for 3 s): %s\n", m.c_str());
+    std::printf("registered: %zu of %zu nodes, placement version %llu\n", s.registered.size(),
+                c.nodes.size(), static_cast<unsigned long long>(s.placement_version));
+    auto list = [](const char* what, const std::vector<std::string>& names) {
+      for (const auto& m : names) std::printf("%s: %s\n", what, m.c_str());
+    };
+    list("missing", s.missing);
+    list("silent (no heartbeat within the timeout)", s.silent);
+    list("dead", s.dead);
+    list("rejoining", s.rejoining);
+    list("drained", s.drained);
+    if (s.deaths > 0)
+      std::printf("nodes declared dead so far: %lld, rejoined: %lld\n",
+                  static_cast<long long>(s.deaths), static_cast<long long>(s.rejoins));
   }
   std::fflush(stdout);
-  std::_Exit(s.missing.empty() && s.silent.empty() ? 0 : 3);
+  std::_Exit(s.missing.empty() && s.silent.empty() && s.dead.empty() ? 0 : 3);
 }
 
 nlohmann::json table_json(const actors::placement_table& t) {
@@ -184,17 +224,34 @@ int cluster_move(const std::string& what, int argc, char** argv) {
   std::_Exit(0);
 }
 
+// Moves a node's experts away (each order make-before-break), then stops it.
+int cluster_drain(int argc, char** argv) {
+  flags f("cluster drain", "--cluster FILE --node NAME",
+          {{"--cluster", true, "cluster file (YAML)"}, {"--node", true, "expert node to drain"}},
+          argc, argv);
+  auto c = actors::load_cluster(f.str("--cluster"));
+  auto name = f.str("--node");
+  auto conn = reach_coordinator(c);
+  auto t = actors::ask<actors::placement_table>(*conn.runtime->system, conn.node, 3600s, "drain",
+                                                actors::drain_atom_v, name);
+  std::printf("drained %s: placement version %llu; the node stopped\n", name.c_str(),
+              static_cast<unsigned long long>(t.version));
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
 }  // namespace
 
 int cluster_main(int argc, char** argv) {
   static const char* known[] = {"nodes",   "status",    "placement", "rebalance",
-                                "migrate", "replicate", "retire"};
+                                "migrate", "replicate", "retire",    "drain"};
   if (argc < 1 || std::none_of(std::begin(known), std::end(known),
                                [&](const char* k) { return std::strcmp(argv[0], k) == 0; }))
     throw usage_error(usage);
   std::string what = argv[0];
   if (what == "migrate" || what == "replicate" || what == "retire")
     return cluster_move(what, argc - 1, argv + 1);
+  if (what == "drain") return cluster_drain(argc - 1, argv + 1);
   flags f("cluster " + what, "--cluster FILE [--json]",
           {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1,
           argv + 1);

@@ -51,13 +51,26 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
                                    const actors::generate_request& request) {
   constexpr auto timeout = std::chrono::seconds(3600);
   if (auto file = f.opt("--cluster")) {
+    // Heads in the file's order. When one dies or cannot be reached, the request is replayed on
+    // the next: decoding is deterministic (greedy or seeded), so the reply is the one the first
+    // head would have given.
     auto cluster = actors::load_cluster(*file);
-    const auto& head_node = *cluster.with_role(actors::role::head).front();
-    auto c = actors::connect_proven(
-        head_node, std::min(actors::connect_timeout(), std::chrono::milliseconds(10000)));
-    return actors::ask<actors::generate_reply>(*c.runtime->system, c.node, timeout,
-                                               "generation on head '" + head_node.name + "'",
-                                               actors::generate_atom_v, request);
+    auto heads = cluster.with_role(actors::role::head);
+    auto wait = std::min(actors::connect_timeout(), std::chrono::milliseconds(10000));
+    if (heads.size() > 1) wait = std::min(wait, std::chrono::milliseconds(2000));
+    for (size_t i = 0;; ++i) {
+      const auto& head = *heads[i];
+      try {
+        auto c = actors::connect_proven(head, wait, "head");
+        return actors::ask<actors::generate_reply>(*c.runtime->system, c.node, timeout,
+                                                   "generation on head '" + head.name + "'",
+                                                   actors::generate_atom_v, request);
+      } catch (const actors::peer_lost& e) {
+        if (i + 1 == heads.size()) throw;
+        std::fprintf(stderr, "xmesh generate: %s; replaying on head '%s'\n", e.what(),
+                     heads[i + 1]->name.c_str());
+      }
+    }
   }
   actors::actor_runtime rt(
       threads);  // one CAF worker per compute thread: more only oversubscribe the cores
@@ -97,6 +110,7 @@ int generate_main(int argc, char** argv) {
     request.prompt = to_ids(f.integers("--tokens"));
   }
   auto config = model::load_config(dir);
+  if (f.has("--cluster")) request.model = model::model_identity(dir);  // the head checks it
   auto r = run_request(f, dir, static_cast<int>(threads), request);
   if (!r.error.empty()) throw std::runtime_error(r.error);
   const auto& prompt = request.prompt;
@@ -113,7 +127,8 @@ int generate_main(int argc, char** argv) {
         {"positions", r.positions},
         {"prefill_tokens_per_s", prefill_tps},
         {"decode_tokens_per_s", decode_tps},
-        {"dispatch_round_trip_s", r.dispatch_seconds / std::max<int64_t>(r.dispatches, 1)}};
+        {"dispatch_round_trip_s", r.dispatch_seconds / std::max<int64_t>(r.dispatches, 1)},
+        {"token_seconds", r.token_seconds}};
     if (tok) j["text"] = text;
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else if (tok) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "actors/rebalance.hpp"
 
 namespace xmesh::actors {
@@ -23,13 +25,25 @@ model::model_config tiny() {
   return c;
 }
 
+// What an expert node tells the coordinator when it registers holding `resident`.
+node_info expert_node(const std::string& name, std::vector<int64_t> resident,
+                      uint64_t version = 0) {
+  node_info i{name, {"experts"}, "tcp://" + name, {}};
+  i.model = "m (config 1)";
+  i.resident = std::move(resident);
+  i.version = version;
+  return i;
+}
+
 struct CoordinatorTest : ::testing::Test {
   cluster_config cluster = parse_cluster(cluster_text, "c.yaml", "/");
   // 1 MiB experts: 2 layers x 4 experts spread over a and b, 4 each; budgets hold 6.
-  coordinator_state state{cluster, make_placement(cluster, tiny(), 1 << 20, 1), 1 << 20};
+  placement_table planned = make_placement(cluster, tiny(), 1 << 20, 1);
+  coordinator_state state{cluster, planned, 1 << 20, "m (config 1)"};
   CoordinatorTest() {
-    state.register_node({"a", {"experts"}, "tcp://a", {}});
-    state.register_node({"b", {"experts"}, "tcp://b", {}});
+    // Starting nodes load their assignment, then register holding it.
+    state.register_node(expert_node("a", hosted_experts(state.assignment("a"), "a")));
+    state.register_node(expert_node("b", hosted_experts(state.assignment("b"), "b")));
   }
   move_order order(uint8_t kind, int64_t layer, int64_t expert, std::string from, std::string to) {
     return {kind, layer, expert, std::move(from), std::move(to)};
@@ -45,10 +59,11 @@ TEST_F(CoordinatorTest, MigrationIsMakeBeforeBreakWithVersionsAndMemory) {
   EXPECT_EQ(state.resident("b"), 4);
   state.reserve(m);  // loading: b's memory is taken before anything is published
   EXPECT_EQ(state.resident("b"), 5);
-  EXPECT_EQ(state.add_replica(m).version, 2u);
+  const uint64_t v = t.version;  // 3: one version per registration
+  EXPECT_EQ(state.add_replica(m).version, v + 1);
   EXPECT_TRUE(state.table().hosts(a, 0, 0));  // both replicas serve while heads switch
   EXPECT_TRUE(state.table().hosts(b, 0, 0));
-  EXPECT_EQ(state.remove_replica(m).version, 3u);
+  EXPECT_EQ(state.remove_replica(m).version, v + 2);
   EXPECT_FALSE(state.table().hosts(a, 0, 0));
   EXPECT_EQ(state.resident("a"), 4);  // draining: still in a's memory
   state.release(m);
@@ -102,10 +117,119 @@ TEST_F(CoordinatorTest, ADeadNodeLosesItsReplicasAndItsOrphansFindRoom) {
   EXPECT_EQ(state.roomiest_node_for(0, 2), "b");
   EXPECT_EQ(state.roomiest_node_for(0, 0), "");  // b has it, a is dead
   EXPECT_EQ(state.check(order(move_order::replicate, 0, 2, "", "a")), "'a' is dead");
+  // Restarted, it would load what it held when last seen alive.
+  EXPECT_EQ(hosted_experts(state.assignment("a"), "a"), (std::vector<int64_t>{0, 2, 4, 6}));
   // It comes back as a new member holding nothing.
-  state.register_node({"a", {"experts"}, "tcp://a", {}});
+  state.register_node(expert_node("a", {}));
   EXPECT_FALSE(state.is_dead("a"));
   EXPECT_EQ(state.resident("a"), 0);
+}
+
+TEST_F(CoordinatorTest, TheLiveTableIsWhatNodesReport) {
+  // A fresh coordinator's live table holds no replica until nodes report theirs.
+  coordinator_state fresh{cluster, planned, 1 << 20, "m (config 1)"};
+  EXPECT_TRUE(fresh.table().replica_node.empty());
+  EXPECT_FALSE(fresh.settled());  // a and b have not registered: orphans are not re-placed yet
+  // A node that kept serving through a coordinator restart reports what it holds (a migration
+  // had moved expert 1 of layer 0 to it) and the newest version it saw: the table continues
+  // after that version, so heads do not ignore it as stale.
+  EXPECT_TRUE(fresh.register_node(expert_node("a", {0, 1, 2, 4, 6}, 40)));
+  EXPECT_EQ(fresh.table().version, 41u);
+  EXPECT_EQ(hosted_experts(fresh.table(), "a"), (std::vector<int64_t>{0, 1, 2, 4, 6}));
+  EXPECT_EQ(fresh.resident("a"), 5);
+  EXPECT_TRUE(fresh.register_node(expert_node("b", {3, 5, 7})));
+  EXPECT_TRUE(fresh.settled());
+  EXPECT_EQ(orphaned_experts(fresh.table()), std::vector<int64_t>{});
+  // Registering again with the same holdings changes nothing.
+  EXPECT_FALSE(fresh.register_node(expert_node("b", {3, 5, 7})));
+}
+
+TEST_F(CoordinatorTest, RefusesAnotherModelNamingBoth) {
+  auto other = expert_node("a", {});
+  other.model = "qwen (config 2)";
+  EXPECT_EQ(state.admit(other),
+            "node 'a' serves model qwen (config 2) but the cluster serves m (config 1)");
+  EXPECT_EQ(state.admit(expert_node("a", {})), "");
+  node_info stranger{"c", {"head"}, "", {}, "m (config 1)"};
+  EXPECT_EQ(state.admit(stranger),
+            "node 'c' is not in the cluster file; only expert nodes may join");
+}
+
+TEST_F(CoordinatorTest, ANodeNotInTheFileJoinsWithItsBudget) {
+  auto c = expert_node("c", {});
+  c.memory_budget_bytes = 3 << 20;
+  EXPECT_EQ(state.admit(c), "");
+  EXPECT_TRUE(state.register_node(c));
+  EXPECT_EQ(node_index(state.table(), "c"), 2);
+  EXPECT_EQ(state.capacity("c"), 3);
+  EXPECT_EQ(state.roomiest_node_for(0, 0), "c");  // empty, while b has room for 2 more
+  EXPECT_EQ(state.status().registered, (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(CoordinatorRejoin, ANodeBackFromTheDeadWaitsAndAFlappingOneWaitsLonger) {
+  auto cluster = parse_cluster(cluster_text, "c.yaml", "/");
+  cluster.heartbeat.rejoin_s = 0.05;
+  coordinator_state s{cluster, make_placement(cluster, tiny(), 1 << 20, 1), 1 << 20};
+  s.register_node(expert_node("a", {0, 2, 4, 6}));
+  s.register_node(expert_node("b", {1, 3, 5, 7}));
+  s.declare_dead("a");
+  EXPECT_FALSE(s.heartbeat("a"));  // a stopped node that wakes up learns it must register again
+  // Back with what it held: counted as a member, but it serves again only after steady beats.
+  EXPECT_FALSE(s.register_node(expert_node("a", {0, 2, 4, 6})));
+  EXPECT_TRUE(s.heartbeat("a"));
+  EXPECT_EQ(s.status().rejoining, std::vector<std::string>{"a"});
+  EXPECT_TRUE(hosted_experts(s.table(), "a").empty());
+  EXPECT_FALSE(s.placeable("a"));
+  EXPECT_TRUE(s.finish_rejoins().empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(s.finish_rejoins(), std::vector<std::string>{"a"});
+  EXPECT_EQ(hosted_experts(s.table(), "a"), (std::vector<int64_t>{0, 2, 4, 6}));
+  EXPECT_TRUE(s.placeable("a"));
+  // Dies again within the minute: the wait doubles (0.1 s).
+  s.declare_dead("a");
+  s.register_node(expert_node("a", {0, 2, 4, 6}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_TRUE(s.finish_rejoins().empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(s.finish_rejoins(), std::vector<std::string>{"a"});
+  auto st = s.status();
+  EXPECT_EQ(st.deaths, 2);
+  EXPECT_EQ(st.rejoins, 2);
+}
+
+TEST_F(CoordinatorTest, DrainRetiresOrMigratesEverythingOrRefusesUpFront) {
+  // b's budget (6) has room for 2 of a's 4 sole replicas: draining a is refused, naming one.
+  EXPECT_THROW(
+      {
+        try {
+          state.plan_drain("a");
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(),
+                       "cannot drain 'a': expert 0 of layer 1 has its only replica there and no "
+                       "other expert node has room for it");
+          throw;
+        }
+      },
+      std::runtime_error);
+  EXPECT_TRUE(state.placeable("a"));  // nothing changed
+  // With a second replica of expert 0 of layer 0 on b and a larger budget there, 1 retirement
+  // and 3 migrations empty a.
+  cluster.nodes[2].memory_budget_bytes = 8 << 20;
+  coordinator_state roomy{cluster, planned, 1 << 20, "m (config 1)"};
+  roomy.register_node(expert_node("a", {0, 2, 4, 6}));
+  roomy.register_node(expert_node("b", {0, 1, 3, 5, 7}));
+  auto orders = roomy.plan_drain("a");
+  ASSERT_EQ(orders.size(), 4u);
+  EXPECT_EQ(orders[0].kind, move_order::retire);  // expert 0 of layer 0 stays on b
+  for (size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(orders[i].kind, move_order::migrate);
+    EXPECT_EQ(orders[i].to, "b");
+  }
+  EXPECT_FALSE(roomy.placeable("a"));
+  EXPECT_EQ(roomy.check(order(move_order::replicate, 0, 1, "", "a")), "'a' is being drained");
+  roomy.end_drain("a", true);
+  EXPECT_EQ(roomy.status().drained, std::vector<std::string>{"a"});
+  EXPECT_EQ(roomy.status().registered, std::vector<std::string>{"b"});
 }
 
 TEST(PlacementTable, WithReplicaKeepsReplicasSortedAndBumpsTheVersion) {
