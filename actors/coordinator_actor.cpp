@@ -77,12 +77,12 @@ void publish(self_ptr self, std::function<void()> then) {
   for (const auto& [name, actor] : heads)
     self->request(actor, 60s, placement_atom_v, table)
         .then(
-            [left, done](caf::unit_t) {
+            [left, done](const acknowledged&) {
               if (--*left == 0) (*done)();
             },
-            [left, done, name = name](const caf::error&) {
-              std::fprintf(stderr, "xmesh coordinator: head '%s' did not confirm a table\n",
-                           name.c_str());
+            [self, left, done, name = name](const caf::error& e) {
+              std::fprintf(stderr, "xmesh coordinator: head '%s' did not confirm a table: %s\n",
+                           name.c_str(), error_text(self->system(), e).c_str());
               if (--*left == 0) (*done)();
             });
 }

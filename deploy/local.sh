@@ -12,7 +12,15 @@ xmesh=${XMESH_BIN:-$here/build/tools/xmesh}
 run_dir=${XMESH_RUN_DIR:-/tmp/xmesh-run/$(basename "$file" .yaml)-$(echo "$file" | md5sum | cut -c1-8)}
 wait_s=${XMESH_UP_TIMEOUT_S:-60}
 
-alive() { [[ -f "$run_dir/$1.pid" ]] && kill -0 "$(cat "$run_dir/$1.pid")" 2>/dev/null; }
+# A node is alive when its pid file names a live process (not a zombie: a just-killed node
+# stays one until reaped) that is this node: a stale pid file may name an unrelated process.
+is_node() {  # PID NAME
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ $(echo "${stat##*) }" | cut -d' ' -f1) != Z ]] || return 1
+  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q -- " node .*--name $2\( \|$\)"
+}
+alive() { [[ -f "$run_dir/$1.pid" ]] && is_node "$(cat "$run_dir/$1.pid")" "$1"; }
 
 up() {
   mkdir -p "$run_dir"
@@ -20,7 +28,9 @@ up() {
   nodes=$("$xmesh" cluster nodes --cluster "$file")
   for n in $nodes; do
     if alive "$n"; then echo "local.sh: $n already running (pid $(cat "$run_dir/$n.pid"))"; continue; fi
-    nohup "$xmesh" node --cluster "$file" --name "$n" >"$run_dir/$n.log" 2>&1 &
+    # Logs are appended: a restart keeps the previous run's last lines (a crash's backtrace).
+    echo "--- local.sh: starting $n at $(date -Is) ---" >>"$run_dir/$n.log"
+    nohup "$xmesh" node --cluster "$file" --name "$n" >>"$run_dir/$n.log" 2>&1 &
     echo $! >"$run_dir/$n.pid"
   done
   local deadline=$((SECONDS + wait_s))
@@ -51,18 +61,25 @@ status() {
 }
 
 down() {
-  local pids=()
+  local pids=() names=()
   for f in "$run_dir"/*.pid; do
     [[ -e "$f" ]] || continue
-    pids+=("$(cat "$f")")
-    kill -TERM "${pids[-1]}" 2>/dev/null || true
+    local n; n=$(basename "$f" .pid)
+    if alive "$n"; then
+      pids+=("$(cat "$f")") names+=("$n")
+      kill -TERM "${pids[-1]}" 2>/dev/null || true
+    fi
     rm -f "$f"
   done
-  for pid in "${pids[@]}"; do  # all stop in parallel; a stuck one is killed after 5 s
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+  for i in "${!pids[@]}"; do  # all stop in parallel; a stuck one is killed after 5 s
+    for _ in $(seq 50); do is_node "${pids[$i]}" "${names[$i]}" || break; sleep 0.1; done
+    is_node "${pids[$i]}" "${names[$i]}" && kill -KILL "${pids[$i]}" 2>/dev/null || true
   done
-  echo "local.sh: stopped (logs kept in $run_dir)"
+  if ((${#pids[@]} == 0)); then
+    echo "local.sh: no node of this cluster was running (run folder $run_dir)"
+  else
+    echo "local.sh: stopped ${#pids[@]} nodes: ${names[*]} (logs kept in $run_dir)"
+  fi
 }
 
 case "$cmd" in
