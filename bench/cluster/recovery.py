@@ -3,13 +3,15 @@
 cluster (1 head + coordinator, 3 expert nodes, default heartbeat 250 ms / 1 s, spread placement:
 every expert has one replica, so the killed node's experts are orphans until re-placed).
 
-Clients generate continuously; every few seconds one expert node is killed (-9), and restarted
-once the coordinator has declared it dead (it rejoins after `rejoin: 1s` of steady beats). For
+Clients generate continuously; every few seconds one expert node is killed (-9) and restarted
+once the coordinator has declared it dead, or (mode `stop`) stopped with SIGSTOP and resumed
+once declared dead: a stalled node fails no connection, so only the heartbeat timeout finds it.
+Either way it rejoins after `rejoin: 1s` of steady beats. For
 each request in flight at a kill, the recovery gap is the longest pause between two consecutive
 tokens (the head reports when each token was picked); requests that overlapped no kill give the
 baseline. Every output is compared with the single-process oracle. Prints one JSON object.
 
-usage: bench/cluster/recovery.py [zmq|ucx] [KILLS]   (KILLS default 20)
+usage: bench/cluster/recovery.py [zmq|ucx] [KILLS] [kill|stop]   (KILLS default 20)
 """
 import json
 import os
@@ -25,6 +27,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(os.path.dirname(here))
 transport = sys.argv[1] if len(sys.argv) > 1 else "zmq"
 kills_wanted = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+mode = sys.argv[3] if len(sys.argv) > 3 else "kill"
 xmesh = os.environ.get("XMESH_BIN", f"{repo}/build/tools/xmesh")
 tokens = 96
 prompts = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9]]
@@ -67,6 +70,11 @@ def main():
     env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{tmp}/run", UCX_NET_DEVICES="lo")
     local = f"{repo}/deploy/local.sh"
 
+    def placed_on(name):
+        r = subprocess.run([xmesh, "cluster", "placement", "--cluster", path, "--json"], capture_output=True,
+                           text=True, timeout=30)
+        return any(name in r for layer in json.loads(r.stdout)["replicas"] for r in layer)
+
     def status():
         r = subprocess.run([xmesh, "cluster", "status", "--cluster", path, "--json"], capture_output=True, text=True,
                            timeout=30)
@@ -102,14 +110,16 @@ def main():
         for k in range(kills_wanted):
             victim = rng.choice(experts)
             pid = int(open(f"{tmp}/run/{victim}.pid").read())
-            before = status()["deaths"]
             at = time.time()
-            os.kill(pid, 9)
+            os.kill(pid, 9 if mode == "kill" else 19)
             kills.append(at)
-            while status()["deaths"] == before:  # the coordinator declares it dead
-                time.sleep(0.05)
+            while placed_on(victim):  # the coordinator declares it dead: its replicas leave the table
+                time.sleep(0.02)
             detect.append(time.time() - at)
-            subprocess.run([local, "up", path], env=env, check=True, capture_output=True, timeout=120)
+            if mode == "kill":
+                subprocess.run([local, "up", path], env=env, check=True, capture_output=True, timeout=120)
+            else:
+                os.kill(pid, 18)
             deadline = time.time() + 60
             while time.time() < deadline and (status()["rejoins"] < k + 1):
                 time.sleep(0.2)
@@ -125,6 +135,7 @@ def main():
     base = [r[4] for r in calm if r[2]]
     out = {
         "transport": transport,
+        "failure": "kill -9" if mode == "kill" else "SIGSTOP, SIGCONT once declared dead",
         "model": "mixtral small preset (4 layers, 16 experts, top-4)",
         "cluster": "1 head + 3 expert nodes, spread placement (one replica each), loopback",
         "heartbeat": {"period_s": 0.25, "timeout_s": 1.0, "rejoin_s": 1.0},

@@ -4,7 +4,8 @@ deploy/local.sh, real sockets. The single-process run is the oracle: every distr
 give bit-identical tokens and logits.
 
 usage: cluster_test.py XMESH REPO CASE [TRANSPORT]
-  CASE: equivalence | concurrent | unreachable | failure | failure-migrating | live | orders | stall |
+  CASE: equivalence | concurrent | unreachable | failure | failure-replicated | failure-migrating | live |
+        orders | stall |
         restart | two-heads | drain-join
 """
 import json
@@ -239,16 +240,24 @@ LIVE_PROMPTS = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9], [17
                 [33, 44], [7, 70, 500]]
 
 
-def case_failure(h, transport, during_migrations=False):
+# Every expert on two of the three expert nodes: killing one leaves each expert a replica.
+REPLICATED = "placement: static\nstatic_placement:\n  experts-a: [0, 1, 2, 3, 4, 5]\n" \
+             "  experts-b: [0, 1, 4, 5, 6, 7]\n  experts-c: [2, 3, 6, 7]"
+
+
+def case_failure(h, transport, during_migrations=False, replicated=False):
     """An expert node is killed (-9) while 8 clients generate: every request completes bit-identical
     to the oracle (rows in flight go to another replica or are computed by the head from its own
     files); the coordinator declares the node dead within the heartbeat timeout and re-places the
-    experts it held alone; it is reported dead; restarted, it loads what it held, registers, and
-    serves again after the rejoin wait."""
+    experts it held alone (with `replicated`, every expert keeps a replica and nothing is copied);
+    it is reported dead; restarted, it loads what it held, registers, and serves again after the
+    rejoin wait."""
     model = h.model("olmoe")
     oracles = [h.run_generate(model, p, name=f"oracle{i}", tokens=8) for i, p in enumerate(LIVE_PROMPTS)]
     text = live_yaml(model, transport).replace(
         "rebalance: {period: 1500ms, window: 3s, min_gain: 0, hysteresis: 0}", "heartbeat: {period: 250ms, timeout: 1s, rejoin: 1s}")
+    if replicated:
+        text = text.replace("placement: spread", REPLICATED)
     with h.cluster(text, f"failure-{transport}") as c:
         def placement():
             r = subprocess.run([h.xmesh, "cluster", "placement", "--cluster", c.path, "--json"], capture_output=True,
@@ -296,6 +305,8 @@ def case_failure(h, transport, during_migrations=False):
             sys.exit("FAIL: " + "; ".join(failures[:3]))
         if any(not r or "experts-b" in r for layer in placement()["replicas"] for r in layer):
             sys.exit("FAIL: experts-b's experts should be re-placed on the live nodes")
+        if replicated and placement()["replications"] != 0:
+            sys.exit("FAIL: every expert kept a replica: nothing should have been copied")
         r = subprocess.run([h.xmesh, "cluster", "status", "--cluster", c.path, "--json"], capture_output=True,
                            text=True, timeout=30)
         status = json.loads(r.stdout)
@@ -683,6 +694,7 @@ def main():
         {"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
          "failure": case_failure, "live": case_live,
          "failure-migrating": lambda h, t: case_failure(h, t, during_migrations=True),
+         "failure-replicated": lambda h, t: case_failure(h, t, replicated=True),
          "orders": case_orders, "stall": case_stall, "restart": case_restart, "two-heads": case_two_heads,
          "drain-join": case_drain_join}[case](
             h, transport)
