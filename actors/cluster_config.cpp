@@ -95,6 +95,12 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   if (c.expert_source != "files" && c.expert_source != "peer")
     fail(origin, at + ".expert_source", "unknown source '" + c.expert_source + "' (files, peer)");
   if (c.threads < 1 || c.threads > 256) fail(origin, at + ".threads", "must be in [1, 256]");
+  if (n["metrics_port"]) {
+    auto v = scalar<int64_t>(n["metrics_port"], origin, at + ".metrics_port");
+    if (v < 0 || v > 65535)
+      fail(origin, at + ".metrics_port", "port out of range: " + std::to_string(v));
+    c.metrics_port = static_cast<int32_t>(v);
+  }
   return c;
 }
 
@@ -184,7 +190,9 @@ void validate(const cluster_config& c, const std::string& origin) {
   std::set<std::pair<std::string, uint16_t>> ports;
   for (const auto& n : c.nodes) {
     if (!names.insert(n.name).second) fail(origin, "node '" + n.name + "'", "name used twice");
-    for (auto p : {n.control_port, n.data_port})
+    std::vector<uint16_t> used{n.control_port, n.data_port};
+    if (n.metrics_port > 0) used.push_back(static_cast<uint16_t>(n.metrics_port));
+    for (auto p : used)
       if (!ports.insert({n.host, p}).second)
         fail(origin, "node '" + n.name + "'",
              "port " + std::to_string(p) + " on " + n.host + " used twice");
@@ -258,6 +266,17 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   }
   if (root["rebalance"]) parse_rebalance(root["rebalance"], origin, c.rebalance);
   if (root["heartbeat"]) parse_heartbeat(root["heartbeat"], origin, c.heartbeat);
+  if (auto m = root["metrics"]) {
+    if (!m.IsMap()) fail(origin, "metrics", "expected a mapping (expert_series)");
+    for (auto it = m.begin(); it != m.end(); ++it)
+      if (it->first.as<std::string>() != "expert_series")
+        fail(origin, "metrics." + it->first.as<std::string>(), "unknown setting (expert_series)");
+    if (m["expert_series"]) {
+      c.metrics.expert_series =
+          scalar<int64_t>(m["expert_series"], origin, "metrics.expert_series");
+      if (c.metrics.expert_series < 0) fail(origin, "metrics.expert_series", "must be >= 0");
+    }
+  }
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
   size_t i = 0;
   YAML::Node nodes = root["nodes"];

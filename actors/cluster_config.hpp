@@ -26,6 +26,9 @@ struct node_config {
   /// Where replicas added at run time get their weights: "files" (the node's own model files)
   /// or "peer" (streamed from a node that serves the expert: edge devices without a copy).
   std::string expert_source = "files";
+  /// Where the node serves Prometheus `/metrics` (on `host`); 0 picks a free port (logged);
+  /// -1 (absent): no metrics.
+  int32_t metrics_port = -1;
 
   [[nodiscard]] bool has(role r) const;
   /// The transport address peers use to reach this node's experts.
@@ -52,6 +55,12 @@ struct heartbeat_config {
   double rejoin_s = 5.0;
 };
 
+/// Metrics (cluster file section `metrics:`).
+struct metrics_config {
+  /// Above this many (layer, expert) pairs, per-expert series are summed per layer.
+  int64_t expert_series = 4096;
+};
+
 /// The whole cluster file, validated.
 struct cluster_config {
   std::filesystem::path model;       // model directory every node reads
@@ -61,6 +70,7 @@ struct cluster_config {
   std::vector<node_config> nodes;
   rebalance_config rebalance;
   heartbeat_config heartbeat;
+  metrics_config metrics;
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

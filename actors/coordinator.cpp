@@ -102,6 +102,14 @@ cluster_status coordinator_state::status() const {
   return s;
 }
 
+std::map<std::string, double> coordinator_state::heartbeat_ages() const {
+  std::map<std::string, double> out;
+  auto now = clock::now();
+  for (const auto& [name, m] : members_)
+    if (!dead_.count(name)) out[name] = std::chrono::duration<double>(now - m.last_beat).count();
+  return out;
+}
+
 std::vector<std::string> coordinator_state::silent_nodes(std::chrono::milliseconds timeout) const {
   std::vector<std::string> out;
   auto now = clock::now();

@@ -35,6 +35,8 @@ class coordinator_state {
   /// declared dead): the node registers again.
   bool heartbeat(const std::string& name);
   [[nodiscard]] cluster_status status() const;
+  /// Seconds since each live member's last heartbeat.
+  [[nodiscard]] std::map<std::string, double> heartbeat_ages() const;
   /// Nodes whose last heartbeat is older than `timeout`.
   [[nodiscard]] std::vector<std::string> silent_nodes(std::chrono::milliseconds timeout) const;
   /// Members silent for longer than the heartbeat timeout and not yet declared dead.
@@ -100,6 +102,7 @@ class coordinator_state {
   /// The live table with counters; `balancedness` as last measured.
   [[nodiscard]] placement_report report() const;
   void set_balancedness(double b) { balancedness_ = b; }
+  [[nodiscard]] double balancedness() const { return balancedness_; }
   void set_measured_load(std::vector<double> tokens) { tokens_ = std::move(tokens); }
   /// A rebalance carried out orders (`automatic`: the loop started it).
   void count_rebalance(bool automatic) {

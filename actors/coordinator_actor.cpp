@@ -34,10 +34,11 @@ struct coordinator_data {
   coordinator_model model;
   std::deque<job> queue;
   bool busy = false;
-  std::shared_ptr<job> draining;        // the order whose old replica retires next
-  std::shared_ptr<job> current;         // the order being carried out
-  std::set<std::string> peer_sourced;   // expert nodes that stream new replicas from a peer
-  std::chrono::milliseconds beat{250};  // the heartbeat period: how often liveness is checked
+  std::shared_ptr<job> draining;          // the order whose old replica retires next
+  std::shared_ptr<job> current;           // the order being carried out
+  std::set<std::string> peer_sourced;     // expert nodes that stream new replicas from a peer
+  std::chrono::milliseconds beat{250};    // the heartbeat period: how often liveness is checked
+  uint64_t metered_version = UINT64_MAX;  // the table version the replica gauges show
   static inline const char* name = "coordinator";
 };
 
@@ -87,8 +88,15 @@ void publish(self_ptr self, std::function<void()> then) {
             });
 }
 
+order_kind kind_of(const move_order& o) {
+  return o.kind == move_order::replicate ? order_kind::replication
+         : o.kind == move_order::migrate ? order_kind::migration
+                                         : order_kind::retirement;
+}
+
 void fail_order(self_ptr self, job& j, const std::string& why) {
   self->state.core->count_failure();
+  if (auto* m = self->state.model.metrics) m->order_done(kind_of(j.what), false, 0);
   if (j.order_done.pending()) j.order_done.deliver(order_error(why));
   if (j.summary) j.summary->note += (j.summary->note.empty() ? "" : "; ") + why;
   finish(self);
@@ -96,6 +104,9 @@ void fail_order(self_ptr self, job& j, const std::string& why) {
 
 void order_done(self_ptr self, job& j) {
   if (j.summary) ++j.summary->orders;
+  if (auto* m = self->state.model.metrics)
+    m->order_done(kind_of(j.what), true,
+                  j.what.kind == move_order::retire ? 0 : self->state.core->expert_bytes());
   if (j.order_done.pending()) j.order_done.deliver(self->state.core->table());
   finish(self);
 }
@@ -305,6 +316,22 @@ void push_table(self_ptr self) {
     caf::anon_send(actor, placement_atom_v, self->state.core->table());
 }
 
+// Gauges the coordinator owns, refreshed every heartbeat period (cheap: a new table's replica
+// counts only when its version changed).
+void publish_metrics(self_ptr self) {
+  auto* m = self->state.model.metrics;
+  if (!m) return;
+  auto& core = *self->state.core;
+  auto ages = core.heartbeat_ages();
+  m->set_membership(static_cast<int64_t>(ages.size()), ages);
+  m->set_rebalancing(self->state.busy || !self->state.queue.empty());
+  m->set_balancedness(core.balancedness());
+  if (core.table().version != self->state.metered_version) {
+    m->set_replicas(core.table());
+    self->state.metered_version = core.table().version;
+  }
+}
+
 // Nodes silent past the heartbeat timeout are dead: the next version leaves out their replicas
 // and goes to every live node at once (heads stop choosing them; rows in flight to them are
 // re-sent by the routers). Rejoining nodes whose wait is over serve again. Each expert left
@@ -327,8 +354,10 @@ void check_liveness(self_ptr self) {
                  name.c_str(), static_cast<unsigned long long>(core.table().version),
                  orphans.size());
     if (core.table().version != before) push_table(self);
+    if (auto* m = self->state.model.metrics) m->failover();
   }
   for (const auto& name : core.finish_rejoins()) {
+    if (auto* m = self->state.model.metrics) m->rejoin();
     std::fprintf(stderr, "xmesh coordinator: node '%s' rejoined: serves again, version %llu\n",
                  name.c_str(), static_cast<unsigned long long>(core.table().version));
     push_table(self);
@@ -348,6 +377,7 @@ void check_liveness(self_ptr self) {
     }
   }
   run_next(self);
+  publish_metrics(self);
 }
 
 // A drain's last step: every order emptied the node (else the drain failed and the node stays);

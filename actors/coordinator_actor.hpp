@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "actors/cluster_config.hpp"
+#include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
 
 namespace xmesh::actors {
@@ -17,7 +18,8 @@ struct coordinator_model {
   /// XXH3 of (layer, expert)'s weights in the coordinator's copy of the model: every replica
   /// loaded at run time must match it.
   std::function<uint64_t(int64_t, int64_t)> checksum;
-  std::string identity;  // model::model_identity: nodes with another model are refused
+  std::string identity;             // model::model_identity: nodes with another model are refused
+  node_metrics* metrics = nullptr;  // the coordinator's node's metrics, when on
 };
 
 /// Spawns the coordinator with the cluster file's planned table (what starting expert nodes

@@ -33,12 +33,14 @@ struct pending_frame {
   std::shared_ptr<transport::reply_handle> reply;
   std::atomic<uint64_t>* served = nullptr;
   std::atomic<uint64_t>* service_ns = nullptr;
+  prometheus::Counter* served_metric = nullptr;
   clock_type::time_point arrived = clock_type::now();
 
   // Counters first: the host may be gone once the requester has its answer.
   void finish() {
     if (failed) return;
     served->fetch_add(1);
+    if (served_metric) served_metric->Increment();
     service_ns->fetch_add(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - arrived).count()));
     reply->send(reply_frame->seal());
@@ -151,6 +153,7 @@ struct expert_queue {
   kernels::thread_pool pool{1};  // runs inline: parallelism comes from many expert actors
   std::atomic<uint64_t>* rows = nullptr;
   std::atomic<uint64_t>* compute_ns = nullptr;
+  node_metrics* metrics = nullptr;
 
   /// Adds a piece; true when the actor must be woken.
   bool push(piece p) {
@@ -216,8 +219,12 @@ struct expert_queue {
       }
     }
     rows->fetch_add(n);
-    compute_ns->fetch_add(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start).count());
+    const auto took = clock_type::now() - start;
+    compute_ns->fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+    if (metrics) {
+      metrics->expert_rows().Increment(static_cast<double>(n));
+      metrics->expert_compute().Observe(std::chrono::duration<double>(took).count());
+    }
     for (auto& p : batch)
       if (p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
   }
@@ -314,6 +321,7 @@ expert_loaded expert_host::install(int64_t layer, int64_t expert,
   q->resident = std::move(resident);
   q->rows = &rows_;
   q->compute_ns = &compute_ns_;
+  q->metrics = metrics_;
   {  // warm: one row through the kernels touches every weight once
     std::vector<float> x(c.hidden, 0.0f), y(c.hidden);
     kernels::expert_job job{&q->resident->weights, x.data(), 1, y.data()};
@@ -416,9 +424,10 @@ host_speed expert_host::speed() const {
           served_.load(), service_seconds()};
 }
 
-void expert_host::reject(host_errc code, const std::string& reason,
+void expert_host::reject(host_errc code, std::string_view label, const std::string& reason,
                          const std::shared_ptr<transport::reply_handle>& reply, uint64_t batch_id) {
   if (code != host_errc::not_hosted) {
+    if (metrics_) metrics_->frames_dropped(label).Increment();
     uint64_t n = dropped_.fetch_add(1) + 1;
     if (n <= 10 || n % 1000 == 0)
       std::fprintf(stderr, "xmesh node %s: dropped frame: %s (%llu dropped so far)\n",
@@ -435,7 +444,7 @@ void expert_host::on_message(transport::bytes message,
   try {
     serve(std::move(message), reply);
   } catch (const std::exception& e) {  // never let network input take the node down
-    reject(host_errc::bad_frame, std::string("cannot serve frame: ") + e.what(), reply);
+    reject(host_errc::bad_frame, "internal", std::string("cannot serve frame: ") + e.what(), reply);
   }
 }
 
@@ -465,7 +474,7 @@ void expert_host::serve_fetch(const transport::frame_header& h,
     q = queues_[h.layer * c.num_experts + h.expert];
   }
   if (!q)
-    return reject(host_errc::not_hosted,
+    return reject(host_errc::not_hosted, "not_hosted",
                   "expert " + std::to_string(h.expert) + " of layer " + std::to_string(h.layer) +
                       " is not hosted on " + node_name_,
                   reply, h.batch_id);
@@ -497,17 +506,18 @@ void expert_host::serve(transport::bytes message,
       uint64_t{max_rows_per_frame} * (12 + 4 * static_cast<uint64_t>(c.hidden));
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);
+  if (metrics_) metrics_->bytes_received().Increment(static_cast<double>(frame->message.size()));
   auto d = transport::decode_frame(frame->message, limits);
   if (!d)
-    return reject(host_errc::bad_frame,
+    return reject(host_errc::bad_frame, transport::to_string(d.error),
                   std::string(transport::to_string(d.error)) + ": " + d.reason, reply);
   const auto& h = d.frame.header;
   if (h.kind == transport::frame_kind::fetch) return serve_fetch(h, reply);
   if (h.kind != transport::frame_kind::dispatch)
-    return reject(host_errc::bad_frame, "not a dispatch frame", reply, h.batch_id);
+    return reject(host_errc::bad_frame, "not_dispatch", "not a dispatch frame", reply, h.batch_id);
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)
-    return reject(host_errc::bad_frame, "layer " + std::to_string(h.layer) + " has no experts",
-                  reply, h.batch_id);
+    return reject(host_errc::bad_frame, "dense_layer",
+                  "layer " + std::to_string(h.layer) + " has no experts", reply, h.batch_id);
   // Runs of consecutive pairs with the same expert (routers send them sorted by expert).
   std::vector<std::pair<int32_t, piece>> runs;
   for (uint32_t r = 0; r < h.num_pairs; ++r) {
@@ -525,13 +535,14 @@ void expert_host::serve(transport::bytes message,
   frame->reply = reply;
   frame->served = &served_;
   frame->service_ns = &service_ns_;
+  if (metrics_) frame->served_metric = &metrics_->frames_served();
   if (runs.empty()) return frame->finish();
   frame->remaining = static_cast<int>(runs.size());
   std::shared_lock lock(mutex_);  // see retire(): lookups, pushes and wake-ups under this lock
   for (const auto& [e, p] : runs)
     if (!queues_[h.layer * c.num_experts + e]) {
       lock.unlock();
-      return reject(host_errc::not_hosted,
+      return reject(host_errc::not_hosted, "not_hosted",
                     "expert " + std::to_string(e) + " of layer " + std::to_string(h.layer) +
                         " is not hosted on " + node_name_,
                     reply, h.batch_id);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
 #include "model/expert_backend.hpp"
 #include "model/weights.hpp"
@@ -84,6 +85,8 @@ class expert_host {
   [[nodiscard]] host_speed speed() const;
   /// Seconds frames spent here, from arrival to their reply, summed.
   [[nodiscard]] double service_seconds() const { return service_ns_.load() * 1e-9; }
+  /// Counts frames, drops, rows and compute times there; set before the first replica loads.
+  void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
 
  private:
   void serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply);
@@ -92,7 +95,8 @@ class expert_host {
   void check_loadable(int64_t layer, int64_t expert) const;
   expert_loaded install(int64_t layer, int64_t expert, std::shared_ptr<struct resident_weights> r,
                         std::string source, std::chrono::steady_clock::time_point start);
-  void reject(host_errc code, const std::string& reason,
+  /// `label`: the reason a dropped frame is counted under (frames_dropped_total).
+  void reject(host_errc code, std::string_view label, const std::string& reason,
               const std::shared_ptr<transport::reply_handle>& reply, uint64_t batch_id = 0);
 
   caf::actor_system& system_;
@@ -104,6 +108,7 @@ class expert_host {
   std::vector<caf::actor> actors_;  // same index as queues_
   std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0}, service_ns_{0};
   std::atomic<int64_t> resident_bytes_{0};
+  node_metrics* metrics_ = nullptr;
 };
 
 }  // namespace xmesh::actors

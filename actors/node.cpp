@@ -1,5 +1,7 @@
 #include "actors/node.hpp"
 
+#include <prometheus/exposer.h>
+
 #include <algorithm>
 #include <caf/io/all.hpp>
 #include <chrono>
@@ -221,6 +223,7 @@ caf::behavior membership_actor(caf::stateful_actor<membership_state>* self, node
   return {
       [=](heartbeat_atom) {
         self->delayed_send(self, period, heartbeat_atom_v);
+        rt->refresh_metrics();
         auto& st = self->state;
         if (!st.coordinator) {
           if (st.reconnecting || !remote) return;
@@ -305,6 +308,20 @@ node_runtime::~node_runtime() {
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(cluster_.model));
   model_identity_ = model::model_identity(cluster_.model);
+  if (self_.metrics_port >= 0) {
+    metrics_ = std::make_unique<node_metrics>(self_.name, cluster_.transport,
+                                              cluster_.metrics.expert_series);
+    const auto where = self_.host + ":" + std::to_string(self_.metrics_port);
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(where);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node '" + self_.name + "': cannot serve metrics on " + where +
+                               ": " + e.what());
+    }
+    exposer_->RegisterCollectable(metrics_->registry());
+    std::fprintf(stderr, "xmesh node %s: metrics on http://%s:%u/metrics\n", self_.name.c_str(),
+                 self_.host.c_str(), metrics_port());
+  }
   if (self_.has(role::coordinator)) {
     auto table = make_placement(cluster_, model_->config, expert_bytes(*model_), 1);
     coordinator_ = spawn_coordinator(system_, cluster_, std::move(table),
@@ -343,6 +360,7 @@ void node_runtime::start() {
   }
   if (router_ && host_) router_->set_local(host_.get(), self_.name);
   if (router_) router_->set_fallback(&model_->weights);
+  if (router_) router_->set_metrics(metrics_.get());
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
                                      register_atom_v, info()));
   std::optional<node_config> remote;
@@ -365,6 +383,7 @@ caf::actor node_runtime::find_coordinator() {
 void node_runtime::start_experts(const placement_table& table) {
   check_placement(table, model_->config);
   host_ = std::make_unique<expert_host>(system_, *model_, self_.name);
+  host_->set_metrics(metrics_.get());
   for (int64_t slot : hosted_experts(table, self_.name)) {
     int64_t layer = slot / table.num_experts, expert = slot % table.num_experts;
     if (model_->weights.layers[layer].moe) (void)host_->load(layer, expert);
@@ -403,7 +422,19 @@ void node_runtime::set_placement(placement_table table) {
   uint64_t seen = version_.load();
   while (table.version > seen && !version_.compare_exchange_weak(seen, table.version)) {
   }
+  if (metrics_) metrics_->set_placement_version(version_.load());
   if (router_) router_->set_table(std::make_shared<const placement_table>(std::move(table)));
+}
+
+void node_runtime::refresh_metrics() {
+  if (metrics_ && host_)
+    metrics_->set_memory(host_->speed().resident_bytes, self_.memory_budget_bytes);
+}
+
+uint16_t node_runtime::metrics_port() const {
+  if (!exposer_) return 0;
+  auto ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : static_cast<uint16_t>(ports.front());
 }
 
 node_info node_runtime::info() const {
@@ -417,18 +448,22 @@ node_info node_runtime::info() const {
 
 generate_reply node_runtime::run_generation(const generate_request& req) {
   generate_reply reply;
-  if (!req.model.empty() && !model::same_model(req.model, model_identity_)) {
-    reply.error = "the cluster serves model " + model_identity_ + " but the request is for " +
-                  req.model + " (--model)";
+  const auto started = std::chrono::steady_clock::now();
+  if (metrics_) metrics_->request_started();
+  auto failed = [&](request_failure why, std::string text) {
+    if (metrics_) metrics_->request_failed(why);
+    reply.error = std::move(text);
     return reply;
-  }
-  if (!ready_ || stopping_ || !router_) {
-    reply.error = "node '" + self_.name + "' is " +
-                  (stopping_  ? "stopping"
-                   : !router_ ? "not a head"
-                              : "still starting");
-    return reply;
-  }
+  };
+  if (!req.model.empty() && !model::same_model(req.model, model_identity_))
+    return failed(request_failure::model_mismatch, "the cluster serves model " + model_identity_ +
+                                                       " but the request is for " + req.model +
+                                                       " (--model)");
+  if (!ready_ || stopping_ || !router_)
+    return failed(request_failure::not_ready, "node '" + self_.name + "' is " +
+                                                  (stopping_  ? "stopping"
+                                                   : !router_ ? "not a head"
+                                                              : "still starting"));
   {
     std::lock_guard lock(mutex_);
     ++in_flight_;
@@ -452,8 +487,14 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     reply.token_seconds = r.token_seconds;
     reply.dispatches = experts.dispatches();
     reply.dispatch_seconds = experts.dispatch_seconds();
+    if (metrics_)
+      metrics_->request_done(
+          static_cast<int64_t>(req.prompt.size()), reply.token_seconds,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  } catch (const model::expert_error& e) {
+    failed(request_failure::expert_node, e.what());
   } catch (const std::exception& e) {
-    reply.error = e.what();
+    failed(request_failure::other, e.what());
   }
   std::lock_guard lock(mutex_);
   if (--in_flight_ == 0) drained_.notify_all();

@@ -12,10 +12,15 @@
 
 #include "actors/cluster_config.hpp"
 #include "actors/expert_host.hpp"
+#include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
 #include "actors/router.hpp"
 #include "model/weights.hpp"
 #include "transport/transport.hpp"
+
+namespace prometheus {
+class Exposer;
+}
 
 namespace xmesh::actors {
 
@@ -58,6 +63,10 @@ class node_runtime {
   void request_stop() const {
     if (on_stop_) on_stop_();
   }
+  /// Refreshes the gauges sampled rather than counted (memory held); null metrics: no-op.
+  void refresh_metrics();
+  /// The port `/metrics` listens on; 0 when the node exports no metrics.
+  [[nodiscard]] uint16_t metrics_port() const;
 
  private:
   caf::actor find_coordinator();
@@ -67,6 +76,8 @@ class node_runtime {
   cluster_config cluster_;
   node_config self_;
   std::unique_ptr<model::loaded_model> model_;
+  std::unique_ptr<node_metrics> metrics_;  // declared before its users: destroyed after them
+  std::unique_ptr<prometheus::Exposer> exposer_;
   coordinator_actor coordinator_;
   std::unique_ptr<transport::endpoint> endpoint_;
   std::unique_ptr<expert_host> host_;

@@ -34,6 +34,7 @@ struct batch_part {
   bool settled = false;  // accounted for in the router (answered or abandoned)
   bool failed = false, handled = false;
   bool given_up = false;  // its node left the placement unanswered: a late reply is ignored
+  node_metrics::peer* metered = nullptr;  // its node's counters, when metrics are on
   expert_errc error = expert_errc::ok;
   std::string why;
 };
@@ -113,6 +114,11 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
   }
   b->answered.notify_all();
   const bool ok = code == expert_errc::ok;
+  if (ok && p.metered) {
+    p.metered->frames_received->Increment();
+    p.metered->bytes_received->Increment(static_cast<double>(reply.size()));
+    p.metered->round_trip->Observe(rtt);
+  }
   const double reply_s = std::chrono::duration<double>(clock_type::now() - arrived).count();
   if (settle)
     b->router->settle(p.node, p.version, static_cast<int64_t>(p.slots.size()), ok ? rtt : -1,
@@ -198,14 +204,17 @@ class routed_batch final : public model::expert_batch {
       if (!elsewhere) {
         // The only replica's node is gone: the head computes those rows from its own files.
         if (!b.router->computes_from_files() || b.pool == nullptr) fail();
-        b.router->count_resent(p.slots.size());
+        b.router->count_resent(p.slots.size(), "files");
         return b.router->compute_from_files(b, p.slots);
       }
     } else if (p.error != expert_errc::not_hosted) {
       fail();
     }
     ++b.resends;
-    b.router->count_resent(p.slots.size());
+    b.router->count_resent(p.slots.size(), p.given_up ? "dropped"
+                                           : p.error == expert_errc::node_unreachable
+                                               ? "unreachable"
+                                               : "not_hosted");
     b.router->dispatch(b_, p.slots, p.node);
   }
 
@@ -254,6 +263,12 @@ void router_service::set_table(std::shared_ptr<const placement_table> table) {
   rtt_sum_.resize(table_->nodes.size(), 0.0);
   rtt_count_.resize(table_->nodes.size(), 0.0);
   suspect_until_.resize(table_->nodes.size());
+  if (metrics_) {
+    metrics_->set_shape(table_->num_layers, table_->num_experts);
+    metrics_->set_placement_version(table_->version);
+    peers_.resize(table_->nodes.size());
+    for (size_t n = 0; n < peers_.size(); ++n) peers_[n] = &metrics_->peer_of(table_->nodes[n]);
+  }
 }
 
 std::shared_ptr<const placement_table> router_service::table() const {
@@ -318,7 +333,11 @@ std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, co
     std::lock_guard lock(mutex_);
     if (!table_) throw model::expert_error(expert_errc::not_hosted, "no placement table yet");
     int64_t now = now_seconds();
-    for (int32_t s : slots) tokens_->add(layer * table_->num_experts + expert_ids[s], 1, now);
+    for (int32_t s : slots) {
+      const int64_t slot = layer * table_->num_experts + expert_ids[s];
+      tokens_->add(slot, 1, now);
+      if (metrics_) metrics_->tokens_routed(slot).Increment();
+    }
   }
   dispatch(b, slots, -1);
   return std::make_unique<routed_batch>(std::move(b));
@@ -328,12 +347,15 @@ void router_service::dispatch(const std::shared_ptr<batch_state>& b,
                               const std::vector<int32_t>& slots, int32_t avoid) {
   head_rows here;
   route(b, slots, avoid, b->pool ? &here : nullptr);
-  if (!here.files.empty()) compute_from_files(*b, here.files);
+  if (!here.files.empty()) {
+    if (metrics_) metrics_->resent("files").Increment(static_cast<double>(here.files.size()));
+    compute_from_files(*b, here.files);
+  }
   if (!here.replicas.empty() &&
       !local_host_->compute_here(b->layer, b->x, b->expert_ids, b->k, here.replicas, b->y, hidden_,
                                  *b->pool)) {
     // A local replica retired between the choice and the computation: route those rows again.
-    count_resent(here.replicas.size());
+    count_resent(here.replicas.size(), "not_hosted");
     route(b, here.replicas, -1);
   }
 }
@@ -396,6 +418,7 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       p.address = t.addresses[n];
       p.batch_id = (uint64_t{options_.head_id} << 48) | next_batch_++;
       p.version = t.version;
+      if (metrics_) p.metered = peers_[n];
       // A token's row goes once to a node, whatever number of its experts run there.
       std::vector<int32_t> row_of_token(b->k > 0 ? slots.size() : 0, -1);
       for (auto [e, s] : rows) {
@@ -443,6 +466,11 @@ void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t ind
   for (size_t r = 0; r < p.tokens.size(); ++r)
     std::memcpy(frame.rows() + r * hidden_, b->x + p.tokens[r] * hidden_, sizeof(float) * hidden_);
   auto sealed = frame.seal();
+  if (p.metered) {
+    p.metered->frames_sent->Increment();
+    p.metered->bytes_sent->Increment(static_cast<double>(sealed.size()));
+    metrics_->frame_rows().Observe(static_cast<double>(p.slots.size()));
+  }
   p.sent = clock_type::now();
   ++frames_;
   encode_ns_ += static_cast<uint64_t>(

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "actors/load_window.hpp"
+#include "actors/metrics.hpp"
 #include "actors/placement_table.hpp"
 #include "actors/protocol.hpp"
 #include "actors/replica_policy.hpp"
@@ -68,6 +69,9 @@ class router_service final : public model::expert_backend {
   /// The head's own model files: rows of an expert with no replica (its node died), or whose
   /// only replica's node stopped answering, are computed from them on the session's pool.
   void set_fallback(const model::model_weights* weights) { fallback_ = weights; }
+  /// Counts routed tokens, frames, bytes, round trips and re-sends there (before tables arrive).
+  void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
+  [[nodiscard]] node_metrics* metrics() const { return metrics_; }
   [[nodiscard]] bool computes_from_files() const { return fallback_ != nullptr; }
 
   /// Routed tokens per (layer, expert) over the window, and the mean round trip per node.
@@ -111,7 +115,12 @@ class router_service final : public model::expert_backend {
   void suspect(int32_t node);
   /// Drops a node's channel after a transport failure; the next frame reconnects.
   void forget_channel(const std::string& address);
-  void count_resent(uint64_t rows) { resent_ += rows; }
+  /// `why`: unreachable, not_hosted, dropped (the node left the placement), files (computed on
+  /// the head from its own model files).
+  void count_resent(uint64_t rows, std::string_view why) {
+    resent_ += rows;
+    if (metrics_) metrics_->resent(why).Increment(static_cast<double>(rows));
+  }
   [[nodiscard]] const router_options& options() const { return options_; }
   [[nodiscard]] int64_t hidden() const { return hidden_; }
 
@@ -125,6 +134,7 @@ class router_service final : public model::expert_backend {
   std::unique_ptr<replica_policy> policy_;
   expert_host* local_host_ = nullptr;
   const model::model_weights* fallback_ = nullptr;
+  node_metrics* metrics_ = nullptr;
   std::string local_name_;
   mutable std::mutex mutex_;  // guards everything below that is not atomic
   std::shared_ptr<const placement_table> table_;
@@ -132,6 +142,7 @@ class router_service final : public model::expert_backend {
   std::vector<int64_t> outstanding_;  // rows in flight per node index
   std::vector<std::chrono::steady_clock::time_point> suspect_until_;  // per node index
   std::vector<double> rtt_sum_, rtt_count_;  // per node index, since the last load()
+  std::vector<node_metrics::peer*> peers_;   // per node index, when metrics are on
   std::map<uint64_t, int64_t> in_flight_;    // frames in flight per placement version
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
