@@ -19,6 +19,14 @@ coordinator_state::coordinator_state(const cluster_config& cluster, const placem
       expert_bytes_(expert_bytes) {
   for (const auto& n : cluster.nodes) {
     expected_.push_back(n.name);
+    std::vector<std::string> roles;
+    for (auto r : n.roles)
+      roles.push_back(r == role::coordinator ? "coordinator"
+                      : r == role::head      ? "head"
+                                             : "experts");
+    listed_[n.name] = {roles, n.has(role::experts) || n.has(role::head)
+                                  ? n.data_address(cluster.transport)
+                                  : std::string()};
     if (!n.has(role::experts)) continue;
     capacity_[n.name] = n.memory_budget_bytes > 0 && expert_bytes > 0
                             ? n.memory_budget_bytes / expert_bytes
@@ -36,6 +44,23 @@ std::string coordinator_state::admit(const node_info& info) const {
   const bool listed = std::find(expected_.begin(), expected_.end(), info.name) != expected_.end();
   if (!listed && !experts)
     return "node '" + info.name + "' is not in the cluster file; only expert nodes may join";
+  // A name belongs to one node: a listed one keeps its file's roles and address, and a joined
+  // one's address while it is alive (a restart comes back at the same address).
+  if (listed) {
+    const auto& [roles, address] = listed_.at(info.name);
+    auto sorted = [](std::vector<std::string> v) {
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    if (sorted(roles) != sorted(info.roles) || (!address.empty() && address != info.data_address))
+      return "node '" + info.name + "' is in the cluster file with other roles or address; " +
+             "choose another name";
+  } else if (auto it = members_.find(info.name);
+             it != members_.end() && !dead_.count(info.name) &&
+             it->second.info.data_address != info.data_address) {
+    return "node name '" + info.name + "' is taken by a live node at " +
+           it->second.info.data_address;
+  }
   if (experts && info.data_address.rfind(scheme_, 0) != 0)
     return "node '" + info.name + "' serves experts at '" + info.data_address +
            "' but the cluster's data plane uses " + scheme_ + " addresses";
@@ -48,9 +73,10 @@ bool coordinator_state::register_node(const node_info& info) {
   const bool back_from_dead = dead_.erase(name) != 0;
   drained_.erase(name);
   members_[name] = {info, clock::now()};
-  // A restarted coordinator continues from the newest version any node has seen, so nodes
-  // never ignore its tables as stale.
-  if (info.version > table_.version) table_.version = info.version;
+  // A restarted coordinator continues after the newest version any node has seen, so nodes
+  // never ignore its tables as stale (nor take two different tables of one version).
+  const bool raised = info.version >= table_.version;
+  if (raised) table_.version = info.version;
   if (std::find(info.roles.begin(), info.roles.end(), "experts") != info.roles.end()) {
     if (node_index(table_, name) < 0) {  // joining: not in the cluster file
       table_ = with_node(table_, name, info.data_address);
@@ -61,6 +87,9 @@ bool coordinator_state::register_node(const node_info& info) {
     resident_[name] = {info.resident.begin(), info.resident.end()};
     if (back_from_dead && rejoin_s_ > 0) {
       rejoining_[name] = clock::now();
+    } else if (rejoining_.count(name)) {
+      // Registered again while it waits (beats answered before its first registration arrived):
+      // it keeps waiting, with what it reports now.
     } else {
       rejoining_.erase(name);
       auto n = node_index(table_, name);
@@ -69,7 +98,7 @@ bool coordinator_state::register_node(const node_info& info) {
         table_ = with_column(table_, n, info.resident);
     }
   }
-  if (table_.version == info.version && info.version > version) ++table_.version;
+  if (raised && table_.version == info.version) ++table_.version;
   return table_.version != version;
 }
 
@@ -118,6 +147,15 @@ std::vector<std::string> coordinator_state::silent_nodes(std::chrono::millisecon
   return out;
 }
 
+void coordinator_state::checked_liveness() {
+  // The coordinator itself stalled (stopped, starved) for longer than half the timeout: the
+  // silence it sees is its own, so every member gets a fresh start instead of a death.
+  const auto now = clock::now();
+  if (now - last_check_ > timeout_ / 2)
+    for (auto& [name, m] : members_) m.last_beat = std::max(m.last_beat, now - timeout_ / 2);
+  last_check_ = now;
+}
+
 std::vector<std::string> coordinator_state::newly_dead() const {
   std::vector<std::string> out;
   for (const auto& name : silent_nodes(timeout_))
@@ -132,7 +170,7 @@ std::vector<int64_t> coordinator_state::declare_dead(const std::string& name) {
   rejoining_.erase(name);
   if (auto it = resident_.find(name); it != resident_.end()) {
     // What it held when last seen alive is what it loads if it starts again.
-    if (!it->second.empty()) assignment_[name] = hosted_experts(table_, name);
+    if (!it->second.empty()) assignment_[name] = {it->second.begin(), it->second.end()};
     it->second.clear();
   }
   if (int32_t n = node_index(table_, name); n >= 0 && !hosted_experts(table_, name).empty())
@@ -168,7 +206,11 @@ std::vector<std::string> coordinator_state::finish_rejoins() {
 }
 
 bool coordinator_state::settled() const {
-  if (clock::now() - started_ > std::chrono::seconds(10)) return true;
+  const auto now = clock::now();
+  // A node that fetched its assignment is loading it: wait for it (up to two minutes).
+  for (const auto& [name, since] : coming_)
+    if (!members_.count(name) && now - since < std::chrono::minutes(2)) return false;
+  if (now - started_ > std::chrono::seconds(10)) return true;
   for (const auto& [name, room] : capacity_)
     if (!members_.count(name) && !drained_.count(name)) return false;
   return true;
@@ -205,10 +247,13 @@ caf::actor coordinator_state::actor_of(const std::string& name) const {
   return it == members_.end() || dead_.count(name) ? caf::actor{} : it->second.info.node;
 }
 
-placement_table coordinator_state::assignment(const std::string& name) const {
+placement_table coordinator_state::assignment(const std::string& name) {
+  coming_[name] = clock::now();
   auto it = assignment_.find(name);
   int32_t n = node_index(table_, name);
-  if (it == assignment_.end() || n < 0) return table_;
+  // A node restarted before it was declared dead loads what the live table still gives it.
+  if (n < 0 || !hosted_experts(table_, name).empty()) return table_;
+  if (it == assignment_.end()) return table_;
   auto t = with_column(table_, n, it->second);
   t.version = table_.version;  // not a version of the live placement
   return t;
@@ -220,6 +265,8 @@ std::vector<move_order> coordinator_state::plan_drain(const std::string& name) {
   };
   if (!capacity_.count(name)) fail("it is not an expert node of this cluster");
   if (!members_.count(name) || dead_.count(name)) fail("it is not a live member");
+  if (members_.at(name).info.roles != std::vector<std::string>{"experts"})
+    fail("it has other roles than experts (draining stops the node)");
   if (draining_.count(name)) fail("it is being drained already");
   std::map<std::string, int64_t> room;  // free slots left on each placeable node as orders add up
   for (const auto& [other, cap] : capacity_)
@@ -255,6 +302,8 @@ void coordinator_state::end_drain(const std::string& name, bool stopped) {
   members_.erase(name);
   resident_.erase(name);
   rejoining_.erase(name);
+  assignment_.erase(name);  // restarted later, it joins holding nothing
+  dead_.erase(name);
   drained_.insert(name);
   if (int32_t n = node_index(table_, name); n >= 0 && !hosted_experts(table_, name).empty())
     table_ = with_column(table_, n, {});

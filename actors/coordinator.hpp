@@ -64,7 +64,11 @@ class coordinator_state {
   [[nodiscard]] caf::actor actor_of(const std::string& name) const;
   /// The table a starting expert node loads from: the live one, with `name` hosting what the
   /// cluster file planned for it or what it held when it was last seen alive.
-  [[nodiscard]] placement_table assignment(const std::string& name) const;
+  /// Also notes that `name` is loading it (see settled()).
+  [[nodiscard]] placement_table assignment(const std::string& name);
+  /// Called at each liveness check, before newly_dead(): a check that comes late (the
+  /// coordinator stalled) gives every member a fresh start rather than a death.
+  void checked_liveness();
 
   // -- draining --------------------------------------------------------------------------------
   /// The orders that empty `name` (retire where another replica exists, else migrate to the
@@ -128,6 +132,10 @@ class coordinator_state {
   std::map<std::string, clock::time_point> rejoining_;          // since it registered again
   std::map<std::string, std::vector<clock::time_point>> died_;  // when each node was declared dead
   std::map<std::string, std::vector<int64_t>> assignment_;      // what a starting node loads
+  std::map<std::string, clock::time_point> coming_;             // fetched its assignment then
+  std::map<std::string, std::pair<std::vector<std::string>, std::string>>
+      listed_;  // roles, address
+  clock::time_point last_check_ = clock::now();
   int64_t deaths_ = 0, rejoins_ = 0;
   std::vector<std::string> expected_;
   std::map<std::string, int64_t> capacity_;  // experts each expert node's budget holds, by node

@@ -116,6 +116,14 @@ void order_done(self_ptr self, job& j) {
 void retire_step(self_ptr self, std::shared_ptr<job> j) {
   auto& core = *self->state.core;
   const auto o = j->what;
+  // The new replica's node may have died since it was published: never retire the last one.
+  if (core.table().replicas(o.layer, o.expert).size() < 2) {
+    if (o.kind == move_order::migrate)
+      return fail_order(self, *j, "'" + o.to + "' died before the old replica could retire");
+    return fail_order(self, *j,
+                      "it would leave expert " + std::to_string(o.expert) + " of layer " +
+                          std::to_string(o.layer) + " without a replica");
+  }
   core.remove_replica(o);
   self->state.draining = j;
   // NOTE: CAF 0.17 mismatches the answer of a request to a remote actor made inside another
@@ -137,11 +145,13 @@ void retire_on_host(self_ptr self) {
       .then(
           [self, j, o](const acknowledged&) {
             if (j->abandoned) return;
+            j->waiting_on.clear();
             self->state.core->release(o);
             order_done(self, *j);
           },
           [self, j, o](const caf::error& e) {
             if (j->abandoned) return;
+            j->waiting_on.clear();
             self->state.core->release(o);  // the node lost it anyway
             fail_order(self, *j, "retiring on '" + o.from + "': " + error_text(self->system(), e));
           });
@@ -339,11 +349,13 @@ void publish_metrics(self_ptr self) {
 // until then heads compute it from their own files.
 void check_liveness(self_ptr self) {
   auto& core = *self->state.core;
+  core.checked_liveness();
   for (const auto& name : core.newly_dead()) {
     const uint64_t before = core.table().version;
     auto orphans = core.declare_dead(name);
     // An order waiting for the dead node's answer ends now (its memory went with the node).
-    if (auto j = self->state.current; j && !j->abandoned && j->waiting_on == name) {
+    if (auto j = self->state.current;
+        j && self->state.busy && !j->abandoned && j->waiting_on == name) {
       j->abandoned = true;
       self->state.draining.reset();
       fail_order(self, *j, "'" + name + "' died");
@@ -427,6 +439,14 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
           return order_error(why);
         }
         const bool was_dead = core.is_dead(info.name);
+        // A node that registers again restarted or reconnected: an order waiting for its answer
+        // would never get one (CAF 0.17 keeps waiting on the old connection).
+        if (auto j = self->state.current;
+            j && self->state.busy && !j->abandoned && j->waiting_on == info.name) {
+          j->abandoned = true;
+          self->state.draining.reset();
+          fail_order(self, *j, "'" + info.name + "' registered again while an order waited");
+        }
         if (core.register_node(info)) push_table(self);
         if (was_dead)
           std::fprintf(stderr, "xmesh coordinator: node '%s' is back (%zu replicas): rejoining\n",

@@ -200,6 +200,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
 struct membership_state {
   caf::actor coordinator;
   bool reconnecting = false;
+  bool registering = false;  // one registration at a time: beats may answer `false` repeatedly
   std::string last_refusal;
   static inline const char* name = "membership";
 };
@@ -249,10 +250,12 @@ caf::behavior membership_actor(caf::stateful_actor<membership_state>* self, node
         self->send(self, register_atom_v);
       },
       [=](register_atom) {
-        if (!self->state.coordinator) return;
+        if (!self->state.coordinator || self->state.registering || rt->stopping()) return;
+        self->state.registering = true;
         self->request(self->state.coordinator, 10s, register_atom_v, rt->info())
             .then(
                 [=](placement_table& table) {
+                  self->state.registering = false;
                   self->state.last_refusal.clear();
                   std::fprintf(stderr,
                                "xmesh node %s: registered with the coordinator again "
@@ -265,6 +268,7 @@ caf::behavior membership_actor(caf::stateful_actor<membership_state>* self, node
                   }
                 },
                 [=](const caf::error& e) {
+                  self->state.registering = false;
                   auto why = error_text(self->system(), e);
                   if (why == self->state.last_refusal) return;
                   std::fprintf(stderr, "xmesh node %s: registration failed: %s\n", name.c_str(),
@@ -329,7 +333,7 @@ void node_runtime::start() {
                                       [m = model_.get()](int64_t l, int64_t e) {
                                         return expert_checksum(m->weights.layers[l].experts[e]);
                                       },
-                                      model_identity_});
+                                      model_identity_, metrics_.get()});
   }
   endpoint_ = transport::make_endpoint(cluster_.transport);
   actor_ = system_.spawn(node_actor, this);

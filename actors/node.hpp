@@ -60,9 +60,11 @@ class node_runtime {
   /// Called when the coordinator tells the node to stop (after a drain); the process owner
   /// ends it. Set before start().
   void on_stop(std::function<void()> stop) { on_stop_ = std::move(stop); }
-  void request_stop() const {
+  void request_stop() {
+    stopping_ = true;  // no more registrations (a drained node leaves for good)
     if (on_stop_) on_stop_();
   }
+  [[nodiscard]] bool stopping() const { return stopping_; }
   /// Refreshes the gauges sampled rather than counted (memory held); null metrics: no-op.
   void refresh_metrics();
   /// The port `/metrics` listens on; 0 when the node exports no metrics.

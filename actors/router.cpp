@@ -157,19 +157,19 @@ class routed_batch final : public model::expert_batch {
  private:
   static constexpr auto kSlice = std::chrono::milliseconds(100);
 
-  // Parts sent to a node that a newer table gives no expert of the layer: it was declared dead
-  // (a retirement, by contrast, lets the node finish what it was sent); they fail now and are
-  // re-sent.
+  // Parts sent to a node that a newer table gives no replica at all: it was declared dead (or
+  // drained); a retirement, by contrast, lets a live node finish what it was sent. They fail
+  // now and are re-sent.
   void give_up_on_dropped_nodes(std::unique_lock<std::mutex>& lock) {
     auto& b = *b_;
     auto table = b.router->table();
     std::vector<batch_part*> dropped;
     for (auto& p : b.parts) {
       if (p.settled || p.failed || table->version <= p.version) continue;
-      bool kept = false;
-      for (int64_t e = 0; e < table->num_experts && !kept; ++e)
-        kept = table->hosts(p.node, b.layer, e);
-      if (kept) continue;
+      const int32_t n = node_index(*table, p.node_name);  // indices may differ across restarts
+      if (n >= 0 && std::find(table->replica_node.begin(), table->replica_node.end(), n) !=
+                        table->replica_node.end())
+        continue;
       p.settled = p.failed = p.given_up = true;
       p.error = expert_errc::node_unreachable;
       p.why = "dropped from the placement while its frame was out";
@@ -259,10 +259,12 @@ void router_service::set_table(std::shared_ptr<const placement_table> table) {
     tokens_ =
         std::make_unique<load_window>(table->num_layers * table->num_experts, options_.window_s);
   table_ = std::move(table);
-  outstanding_.resize(table_->nodes.size(), 0);
-  rtt_sum_.resize(table_->nodes.size(), 0.0);
-  rtt_count_.resize(table_->nodes.size(), 0.0);
-  suspect_until_.resize(table_->nodes.size());
+  // Per-node state never shrinks: parts in flight may name a node index of an older table.
+  const size_t nodes = std::max(outstanding_.size(), table_->nodes.size());
+  outstanding_.resize(nodes, 0);
+  rtt_sum_.resize(nodes, 0.0);
+  rtt_count_.resize(nodes, 0.0);
+  suspect_until_.resize(nodes);
   if (metrics_) {
     metrics_->set_shape(table_->num_layers, table_->num_experts);
     metrics_->set_placement_version(table_->version);

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# deploy/local.sh up|status|down CLUSTER.yaml: every node of a cluster file as a process on this
-# machine (loopback), with one log and one pid file per node under the run folder.
+# deploy/local.sh up [--prometheus] | status | down CLUSTER.yaml: every node of a cluster file as
+# a process on this machine (loopback), with one log and one pid file per node under the run
+# folder. With --prometheus, `up` also starts Debian's prometheus on 127.0.0.1 (port
+# XMESH_PROMETHEUS_PORT, default 19090) scraping every node with a metrics_port and loading the
+# rules of dashboards/rules; `down` stops it.
 set -euo pipefail
 
-usage() { echo "usage: deploy/local.sh up|status|down CLUSTER.yaml" >&2; exit 2; }
-[[ $# -eq 2 ]] || usage
-cmd=$1
-file=$(realpath "$2")
+usage() { echo "usage: deploy/local.sh up [--prometheus] | status | down CLUSTER.yaml" >&2; exit 2; }
+prometheus=0
+args=()
+for a in "$@"; do
+  if [[ $a == --prometheus ]]; then prometheus=1; else args+=("$a"); fi
+done
+[[ ${#args[@]} -eq 2 ]] || usage
+cmd=${args[0]}
+[[ $prometheus -eq 0 || $cmd == up ]] || usage
+file=$(realpath "${args[1]}")
 here=$(cd "$(dirname "$0")/.." && pwd)
 xmesh=${XMESH_BIN:-$here/build/tools/xmesh}
 run_dir=${XMESH_RUN_DIR:-/tmp/xmesh-run/$(basename "$file" .yaml)-$(echo "$file" | md5sum | cut -c1-8)}
@@ -49,18 +58,62 @@ up() {
     sleep 0.2
   done
   echo "local.sh: all nodes registered ($(echo $nodes | wc -w) nodes, logs in $run_dir)"
+  if ((prometheus)); then start_prometheus; fi
+}
+
+prometheus_alive() {
+  [[ -f "$run_dir/prometheus.pid" ]] &&
+    tr '\0' ' ' <"/proc/$(cat "$run_dir/prometheus.pid")/cmdline" 2>/dev/null |
+    grep -q -- "--config.file=$run_dir/prometheus.yml"
+}
+
+start_prometheus() {
+  local port=${XMESH_PROMETHEUS_PORT:-19090}
+  if prometheus_alive; then
+    echo "local.sh: prometheus already running (pid $(cat "$run_dir/prometheus.pid"))"
+    return
+  fi
+  "$xmesh" prometheus-config --cluster "$file" --rules "$here/dashboards/rules/xmesh.rules.yml" \
+    --interval "${XMESH_PROMETHEUS_INTERVAL_S:-5}" >"$run_dir/prometheus.yml"
+  echo "--- local.sh: starting prometheus at $(date -Is) ---" >>"$run_dir/prometheus.log"
+  # Listens on loopback only (Debian's default is every interface).
+  nohup prometheus --config.file="$run_dir/prometheus.yml" --storage.tsdb.path="$run_dir/prometheus-data" \
+    --web.listen-address="127.0.0.1:$port" --web.enable-lifecycle >>"$run_dir/prometheus.log" 2>&1 &
+  echo $! >"$run_dir/prometheus.pid"
+  for _ in $(seq 100); do
+    if curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null; then
+      echo "local.sh: prometheus on http://127.0.0.1:$port (config $run_dir/prometheus.yml)"
+      return
+    fi
+    prometheus_alive || break
+    sleep 0.1
+  done
+  echo "local.sh: prometheus did not start; its log ($run_dir/prometheus.log) ends with:" >&2
+  tail -n 5 "$run_dir/prometheus.log" >&2
+  down; exit 1
 }
 
 status() {
   for f in "$run_dir"/*.pid; do
     [[ -e "$f" ]] || continue
     local n; n=$(basename "$f" .pid)
+    if [[ $n == prometheus ]]; then
+      prometheus_alive && echo "prometheus: running (pid $(cat "$f"))" || echo "prometheus: not running"
+      continue
+    fi
     if alive "$n"; then echo "$n: running (pid $(cat "$f"))"; else echo "$n: not running"; fi
   done
   "$xmesh" cluster status --cluster "$file" --json
 }
 
 down() {
+  if prometheus_alive; then
+    local ppid; ppid=$(cat "$run_dir/prometheus.pid")
+    kill -TERM "$ppid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$ppid" 2>/dev/null || break; sleep 0.1; done
+    echo "local.sh: stopped prometheus"
+  fi
+  rm -f "$run_dir/prometheus.pid"
   local pids=() names=()
   for f in "$run_dir"/*.pid; do
     [[ -e "$f" ]] || continue

@@ -9,8 +9,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "tests/support/paths.hpp"
 #include "tests/support/run_process.hpp"
@@ -89,7 +91,7 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   ASSERT_EQ(0, run_xmesh({"gen-model", "--family", "olmoe", "--preset", "tiny", "--seed", "9",
                           "--out", model})
                    .status);
-  auto p = free_ports(6);
+  auto p = free_ports(7);
   auto cluster = d.path() / "cluster.yaml";
   std::ofstream(cluster)
       << "model: " << model.string() << "\ntransport: zmq\nplacement: static\n"
@@ -97,7 +99,7 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
       << "  - {name: head, control_port: " << p[0] << ", data_port: " << p[1]
       << ", roles: [coordinator, head]}\n"
       << "  - {name: experts-a, control_port: " << p[2] << ", data_port: " << p[3]
-      << ", roles: [experts]}\n"
+      << ", metrics_port: " << p[6] << ", roles: [experts]}\n"
       << "  - {name: experts-b, control_port: " << p[4] << ", data_port: " << p[5]
       << ", roles: [experts]}\n";
   std::string env = "XMESH_BIN=" + shell_quote(xmesh_bin().string()) +
@@ -128,11 +130,24 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   std::condition_variable cv;
   int answered = 0;
   std::mt19937 gen(42);
-  for (int i = 0; i < total; ++i)
-    channel->request(hostile_frame(gen, i, 64), [&](transport::bytes, std::string) {
+  // Why the node must refuse each frame: what decoding with its limits says (olmoe tiny: hidden
+  // 64, 8 experts), else the kind (only dispatch frames are served).
+  std::map<std::string, int> expected;
+  transport::frame_limits limits;
+  limits.max_expert = 7;
+  limits.expected_hidden = 64;
+  limits.max_payload_bytes = uint64_t{limits.max_rows} * (12 + 4 * 64);
+  for (int i = 0; i < total; ++i) {
+    auto frame = hostile_frame(gen, i, 64);
+    auto d = transport::decode_frame(frame, limits);
+    ++expected[d ? (d.frame.header.kind == transport::frame_kind::dispatch ? "served"
+                                                                           : "not_dispatch")
+                 : std::string(transport::to_string(d.error))];
+    channel->request(std::move(frame), [&](transport::bytes, std::string) {
       std::lock_guard lock(m);
       if (++answered == total) cv.notify_all();
     });
+  }
   {
     std::unique_lock lock(m);
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == total; }))
@@ -142,6 +157,26 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   ASSERT_EQ(0, status.status) << status.err;
   auto j = nlohmann::json::parse(status.out);
   EXPECT_EQ(j["nodes"]["experts-a"]["frames_dropped"].get<int>(), total) << status.out;
+  // The node's /metrics counts every drop under its reason.
+  auto metrics_file = d.path() / "metrics.txt";
+  ASSERT_EQ(0, std::system(("curl -sf http://127.0.0.1:" + std::to_string(p[6]) + "/metrics > " +
+                            shell_quote(metrics_file.string()))
+                               .c_str()));
+  struct {
+    std::string out;
+  } metrics{read_text(metrics_file)};
+  std::map<std::string, int> counted;
+  std::istringstream lines(metrics.out);
+  const std::string prefix = R"(xmesh_frames_dropped_total{node="experts-a",reason=")";
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(prefix, 0) == 0) {
+      auto end = line.find('"', prefix.size());
+      int n = static_cast<int>(std::stod(line.substr(line.find(' ', end) + 1)));
+      if (n > 0) counted[line.substr(prefix.size(), end - prefix.size())] = n;
+    }
+  EXPECT_EQ(expected.count("served"), 0u);
+  EXPECT_GE(counted.size(), 5u);  // magic, checksum, truncation, size, hidden, kind
+  EXPECT_EQ(counted, expected) << metrics.out;
 
   auto after = run_xmesh(
       args({"--cluster", cluster.string(), "--logits-out", (d.path() / "after.npy").string()}));

@@ -28,7 +28,11 @@ model::model_config tiny() {
 // What an expert node tells the coordinator when it registers holding `resident`.
 node_info expert_node(const std::string& name, std::vector<int64_t> resident,
                       uint64_t version = 0) {
-  node_info i{name, {"experts"}, "tcp://" + name, {}};
+  // a and b at their cluster-file addresses; others (joining) anywhere.
+  std::string address = name == "a"   ? "tcp://127.0.0.1:1011"
+                        : name == "b" ? "tcp://127.0.0.1:1021"
+                                      : "tcp://" + name;
+  node_info i{name, {"experts"}, address, {}};
   i.model = "m (config 1)";
   i.resident = std::move(resident);
   i.version = version;
@@ -142,6 +146,24 @@ TEST_F(CoordinatorTest, TheLiveTableIsWhatNodesReport) {
   EXPECT_EQ(orphaned_experts(fresh.table()), std::vector<int64_t>{});
   // Registering again with the same holdings changes nothing.
   EXPECT_FALSE(fresh.register_node(expert_node("b", {3, 5, 7})));
+  // A node that saw exactly the coordinator's version gets a newer one, never a different table
+  // under the same number.
+  const uint64_t v = fresh.table().version;
+  EXPECT_TRUE(fresh.register_node(expert_node("b", {3, 5, 7}, v)));
+  EXPECT_EQ(fresh.table().version, v + 1);
+}
+
+TEST_F(CoordinatorTest, ANameBelongsToOneNode) {
+  auto impostor = expert_node("a", {});
+  impostor.data_address = "tcp://elsewhere";
+  EXPECT_EQ(state.admit(impostor),
+            "node 'a' is in the cluster file with other roles or address; choose another name");
+  node_info head_as_experts{"head", {"experts"}, "tcp://head", {}, "m (config 1)"};
+  EXPECT_NE(state.admit(head_as_experts), "");
+  auto c = expert_node("c", {});
+  state.register_node(c);
+  c.data_address = "tcp://other";
+  EXPECT_EQ(state.admit(c), "node name 'c' is taken by a live node at tcp://c");
 }
 
 TEST_F(CoordinatorTest, RefusesAnotherModelNamingBoth) {
@@ -157,7 +179,7 @@ TEST_F(CoordinatorTest, RefusesAnotherModelNamingBoth) {
 
 TEST_F(CoordinatorTest, ANodeNotInTheFileJoinsWithItsBudget) {
   auto c = expert_node("c", {});
-  c.memory_budget_bytes = 3 << 20;
+  c.memory_budget_bytes = 3 << 20;  // "tcp://c": not in the file, so any free name works
   EXPECT_EQ(state.admit(c), "");
   EXPECT_TRUE(state.register_node(c));
   EXPECT_EQ(node_index(state.table(), "c"), 2);
@@ -174,7 +196,9 @@ TEST(CoordinatorRejoin, ANodeBackFromTheDeadWaitsAndAFlappingOneWaitsLonger) {
   s.register_node(expert_node("b", {1, 3, 5, 7}));
   s.declare_dead("a");
   EXPECT_FALSE(s.heartbeat("a"));  // a stopped node that wakes up learns it must register again
-  // Back with what it held: counted as a member, but it serves again only after steady beats.
+  // Back with what it held: counted as a member, but it serves again only after steady beats,
+  // also when it registers twice (beats answered before its first registration arrived).
+  EXPECT_FALSE(s.register_node(expert_node("a", {0, 2, 4, 6})));
   EXPECT_FALSE(s.register_node(expert_node("a", {0, 2, 4, 6})));
   EXPECT_TRUE(s.heartbeat("a"));
   EXPECT_EQ(s.status().rejoining, std::vector<std::string>{"a"});
