@@ -101,7 +101,25 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
       fail(origin, at + ".metrics_port", "port out of range: " + std::to_string(v));
     c.metrics_port = static_cast<int32_t>(v);
   }
+  if (n["link"]) c.link = scalar<std::string>(n["link"], origin, at + ".link");
   return c;
+}
+
+// "50mbit", "1gbit", "800kbit" or a plain number of bits per second.
+double parse_rate(const std::string& origin, const std::string& field, const std::string& text) {
+  static const std::pair<const char*, double> units[] = {
+      {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}};
+  for (const auto& [suffix, scale] : units) {
+    std::string u = suffix;
+    if (text.size() > u.size() && text.compare(text.size() - u.size(), u.size(), u) == 0) {
+      std::string num = text.substr(0, text.size() - u.size());
+      if (!num.empty() && num.find_first_not_of("0123456789.") == std::string::npos)
+        return std::stod(num) * scale;
+    }
+  }
+  if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos)
+    return std::stod(text);
+  fail(origin, field, "expected a rate like 50mbit or 1gbit, got '" + text + "'");
 }
 
 // `p` by value: yaml-cpp iterators must not outlive the node they came from.
@@ -119,6 +137,54 @@ double parse_seconds(const std::string& origin, const std::string& field, const 
   if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos)
     return std::stod(text);
   fail(origin, field, "expected a duration like 500ms or 30s, got '" + text + "'");
+}
+
+// "0.5%" or a fraction in [0, 1].
+double parse_loss(const std::string& origin, const std::string& field, const std::string& text) {
+  std::string num = text;
+  double scale = 1;
+  if (!num.empty() && num.back() == '%') num.pop_back(), scale = 0.01;
+  if (num.empty() || num.find_first_not_of("0123456789.") != std::string::npos)
+    fail(origin, field, "expected a loss like 0.5% or 0.005, got '" + text + "'");
+  double v = std::stod(num) * scale;
+  if (v > 1) fail(origin, field, "loss must be at most 100%");
+  return v;
+}
+
+link_direction parse_direction(YAML::Node d, const std::string& origin, const std::string& at) {
+  if (!d.IsMap()) fail(origin, at, "expected a mapping (rate, delay, jitter, loss)");
+  for (auto it = d.begin(); it != d.end(); ++it) {
+    auto key = it->first.as<std::string>();
+    if (key != "rate" && key != "delay" && key != "jitter" && key != "loss")
+      fail(origin, at + "." + key, "unknown setting (rate, delay, jitter, loss)");
+  }
+  auto text = [&](const char* key) { return scalar<std::string>(d[key], origin, at + "." + key); };
+  link_direction out;
+  if (d["rate"]) out.rate_bits_s = parse_rate(origin, at + ".rate", text("rate"));
+  if (d["delay"]) out.delay_s = parse_seconds(origin, at + ".delay", text("delay"));
+  if (d["jitter"]) out.jitter_s = parse_seconds(origin, at + ".jitter", text("jitter"));
+  if (d["loss"]) out.loss = parse_loss(origin, at + ".loss", text("loss"));
+  if (out.jitter_s > out.delay_s)
+    fail(origin, at + ".jitter", "must not exceed the delay (packets are not reordered)");
+  return out;
+}
+
+void parse_links(YAML::Node l, const std::string& origin,
+                 std::map<std::string, link_profile>& out) {
+  if (!l.IsMap()) fail(origin, "links", "expected a mapping profile -> {up, down}");
+  for (auto it = l.begin(); it != l.end(); ++it) {
+    auto name = scalar<std::string>(it->first, origin, "links");
+    YAML::Node p = it->second;
+    const std::string at = "links." + name;
+    if (!p.IsMap()) fail(origin, at, "expected a mapping (up, down)");
+    for (auto k = p.begin(); k != p.end(); ++k)
+      if (k->first.as<std::string>() != "up" && k->first.as<std::string>() != "down")
+        fail(origin, at + "." + k->first.as<std::string>(), "unknown direction (up, down)");
+    link_profile profile;
+    if (p["up"]) profile.up = parse_direction(p["up"], origin, at + ".up");
+    if (p["down"]) profile.down = parse_direction(p["down"], origin, at + ".down");
+    out[name] = profile;
+  }
 }
 
 void parse_rebalance(YAML::Node r, const std::string& origin, rebalance_config& c) {
@@ -277,10 +343,19 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
       if (c.metrics.expert_series < 0) fail(origin, "metrics.expert_series", "must be >= 0");
     }
   }
+  c.links = builtin_link_profiles();
+  if (root["links"]) parse_links(root["links"], origin, c.links);
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
   size_t i = 0;
   YAML::Node nodes = root["nodes"];
   for (YAML::Node n : nodes) c.nodes.push_back(parse_node(n, i++, origin));
+  for (const auto& n : c.nodes)
+    if (!n.link.empty() && !c.links.count(n.link)) {
+      std::string known;
+      for (const auto& [name, p] : c.links) known += (known.empty() ? "" : ", ") + name;
+      fail(origin, "node '" + n.name + "'.link",
+           "unknown profile '" + n.link + "' (" + known + ")");
+    }
   validate(c, origin);
   return c;
 }
@@ -291,6 +366,23 @@ cluster_config load_cluster(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return parse_cluster(text.str(), path.string(), std::filesystem::absolute(path).parent_path());
+}
+
+const std::map<std::string, link_profile>& builtin_link_profiles() {
+  // Typical access links, one way (a round trip between two edge hosts crosses four directions).
+  // Orders of magnitude from public measurements: datacenter RTTs of tens to hundreds of
+  // microseconds (Google's Jupiter / Swift papers, SIGCOMM 2015 and 2020); home and office WiFi
+  // adding a few milliseconds each way with 802.11ac rates (FCC Measuring Broadband America);
+  // 5G and LTE median RTTs of roughly 20-30 ms and 40-60 ms with the down/up speeds of Ookla's and
+  // Opensignal's mobile reports (2022-2023). Loss is the residual loss seen above the radio's
+  // retransmissions. Adjust them in a cluster file's `links:` section for a given deployment.
+  static const std::map<std::string, link_profile> all = {
+      {"datacenter", {{10e9, 25e-6, 0, 0}, {10e9, 25e-6, 0, 0}}},
+      {"wifi", {{50e6, 3e-3, 1e-3, 0.001}, {100e6, 3e-3, 1e-3, 0.001}}},
+      {"5g", {{30e6, 10e-3, 2e-3, 0.001}, {200e6, 10e-3, 2e-3, 0.001}}},
+      {"lte", {{10e6, 25e-3, 5e-3, 0.005}, {30e6, 25e-3, 5e-3, 0.005}}},
+  };
+  return all;
 }
 
 cluster_config joining_cluster(const join_request& j) {

@@ -10,6 +10,24 @@
 
 namespace xmesh::actors {
 
+/// One direction of a host's access link, as emulated by deploy/netns.sh.
+struct link_direction {
+  double rate_bits_s = 0;  // 0: unshaped
+  double delay_s = 0;      // one way, mean
+  double jitter_s = 0;     // uniform +- around the delay (packets are never reordered)
+  double loss = 0;         // fraction of packets dropped
+};
+
+/// A host's access link: `up` from the host toward the network, `down` toward the host. A packet
+/// from A to B sees A's up and B's down.
+struct link_profile {
+  link_direction up, down;
+};
+
+/// The profiles every cluster file knows (datacenter, wifi, 5g, lte); a file's `links:` section
+/// adds or replaces profiles.
+const std::map<std::string, link_profile>& builtin_link_profiles();
+
 /// What a node process does; a node may take several roles.
 enum class role { coordinator, head, experts };
 
@@ -29,6 +47,8 @@ struct node_config {
   /// Where the node serves Prometheus `/metrics` (on `host`); 0 picks a free port (logged);
   /// -1 (absent): no metrics.
   int32_t metrics_port = -1;
+  /// The link profile its host sits behind (deploy/netns.sh); empty: none.
+  std::string link;
 
   [[nodiscard]] bool has(role r) const;
   /// The transport address peers use to reach this node's experts.
@@ -71,6 +91,7 @@ struct cluster_config {
   rebalance_config rebalance;
   heartbeat_config heartbeat;
   metrics_config metrics;
+  std::map<std::string, link_profile> links;  // built-in profiles and the file's own
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

@@ -19,11 +19,25 @@ namespace {
 using namespace std::chrono_literals;
 
 const char* usage =
-    "expected: xmesh cluster nodes|status|placement|rebalance|migrate|replicate|retire|drain "
+    "expected: xmesh cluster nodes|links|status|placement|rebalance|migrate|replicate|retire|drain "
     "--cluster FILE ...";
 
 int cluster_nodes(const actors::cluster_config& c) {
   for (const auto& n : c.nodes) std::printf("%s\n", n.name.c_str());
+  return 0;
+}
+
+// One line per node for deploy/netns.sh: name, host, profile, then up and down as rate (bit/s),
+// delay, jitter (s) and loss (fraction); "-" and zeros for a node without a link profile.
+int cluster_links(const actors::cluster_config& c) {
+  for (const auto& n : c.nodes) {
+    actors::link_profile p;
+    if (!n.link.empty()) p = c.links.at(n.link);
+    std::printf("%s %s %s", n.name.c_str(), n.host.c_str(), n.link.empty() ? "-" : n.link.c_str());
+    for (const auto* d : {&p.up, &p.down})
+      std::printf(" %.0f %.6f %.6f %.6f", d->rate_bits_s, d->delay_s, d->jitter_s, d->loss);
+    std::printf("\n");
+  }
   return 0;
 }
 
@@ -243,8 +257,8 @@ int cluster_drain(int argc, char** argv) {
 }  // namespace
 
 int cluster_main(int argc, char** argv) {
-  static const char* known[] = {"nodes",   "status",    "placement", "rebalance",
-                                "migrate", "replicate", "retire",    "drain"};
+  static const char* known[] = {"nodes",     "status", "placement", "rebalance", "migrate",
+                                "replicate", "retire", "drain",     "links"};
   if (argc < 1 || std::none_of(std::begin(known), std::end(known),
                                [&](const char* k) { return std::strcmp(argv[0], k) == 0; }))
     throw usage_error(usage);
@@ -257,6 +271,7 @@ int cluster_main(int argc, char** argv) {
           argv + 1);
   auto c = actors::load_cluster(f.str("--cluster"));
   if (what == "nodes") return cluster_nodes(c);
+  if (what == "links") return cluster_links(c);
   if (what == "status") return cluster_status(c, f.has("--json"));
   if (what == "placement") return cluster_placement(c, f.has("--json"));
   return cluster_rebalance(c, f.has("--json"));

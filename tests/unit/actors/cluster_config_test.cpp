@@ -46,6 +46,37 @@ TEST(ClusterConfig, ParsesNodesRolesAndBudgets) {
   EXPECT_EQ(c.with_role(role::experts).size(), 2u);
 }
 
+TEST(ClusterConfig, LinkProfilesBuiltInAndOwn) {
+  auto text = with(std::string(three_nodes), "device: edge}", "device: edge, link: lte}");
+  auto c = parse_cluster(text, "c.yaml", "/base");
+  EXPECT_EQ(c.node("b").link, "lte");
+  for (const char* p : {"datacenter", "wifi", "5g", "lte"}) EXPECT_TRUE(c.links.count(p)) << p;
+  EXPECT_DOUBLE_EQ(c.links.at("lte").up.delay_s, 0.025);
+  // A file's own profile, by direction; units for rate, delay and loss.
+  auto own =
+      "links:\n  sat: {up: {rate: 5mbit, delay: 300ms, jitter: 20ms, loss: 1%}, "
+      "down: {rate: 50mbit, delay: 300ms}}\n" +
+      with(std::string(three_nodes), "device: edge}", "device: edge, link: sat}");
+  auto s = parse_cluster(own, "c.yaml", "/base").links.at("sat");
+  EXPECT_DOUBLE_EQ(s.up.rate_bits_s, 5e6);
+  EXPECT_DOUBLE_EQ(s.up.jitter_s, 0.02);
+  EXPECT_DOUBLE_EQ(s.up.loss, 0.01);
+  EXPECT_DOUBLE_EQ(s.down.rate_bits_s, 50e6);
+  EXPECT_DOUBLE_EQ(s.down.loss, 0);
+  EXPECT_EQ(error_of(with(std::string(three_nodes), "device: edge}", "device: edge, link: lt}")),
+            "c.yaml: node 'b'.link: unknown profile 'lt' (5g, datacenter, lte, wifi)");
+  auto bad = [&](const std::string& up) {
+    return error_of("links:\n  x: {up: " + up + "}\n" + std::string(three_nodes));
+  };
+  EXPECT_EQ(bad("{rate: -5mbit}"),
+            "c.yaml: links.x.up.rate: expected a rate like 50mbit or 1gbit, got '-5mbit'");
+  EXPECT_EQ(bad("{loss: 150%}"), "c.yaml: links.x.up.loss: loss must be at most 100%");
+  EXPECT_EQ(bad("{delay: 5ms, jitter: 10ms}"),
+            "c.yaml: links.x.up.jitter: must not exceed the delay (packets are not reordered)");
+  EXPECT_EQ(bad("{delai: 5ms}"),
+            "c.yaml: links.x.up.delai: unknown setting (rate, delay, jitter, loss)");
+}
+
 TEST(ClusterConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of("nodes: [a"),
             "c.yaml: not valid YAML: end of sequence flow not found (line 1)");

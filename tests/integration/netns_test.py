@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""A cluster over emulated links (root: network namespaces): a datacenter head + coordinator and
+two edge expert nodes, one behind `wifi`, one behind `lte`, launched by deploy/netns.sh.
+  - every measured link RTT is within 20 % of its profile's, and the shaped rates hold;
+  - generated tokens and logits are bit-identical to the single-process run, and the head's
+    dispatch round trip shows the LTE link's delay (the shaping applies to the cluster's traffic);
+  - `up` refuses to start over the running cluster; `down` leaves no namespace, delayer or node;
+  - an `up` that fails (a node that cannot start) tears everything down on its own.
+usage: netns_test.py XMESH REPO
+"""
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def fail(why):
+    sys.exit(f"FAIL: {why}")
+
+
+def main():
+    xmesh, repo = sys.argv[1], sys.argv[2]
+    if os.geteuid() != 0:
+        print("SKIP: needs root (network namespaces)")
+        return
+    tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix="xmesh-netns-")
+    os.makedirs(tmp, exist_ok=True)
+    model = f"{tmp}/model"
+    subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "tiny", "--seed", "3", "--out", model],
+                   check=True, stdout=subprocess.DEVNULL)
+    net = f"10.{random.Random(os.getpid()).randrange(200, 250)}.0"
+    path = f"{tmp}/cluster.yaml"
+    with open(path, "w") as f:
+        f.write(f"""model: {model}
+transport: zmq
+nodes:
+  - {{name: head, host: {net}.1, control_port: 7100, data_port: 7101, roles: [coordinator, head], link: datacenter}}
+  - {{name: edge-wifi, host: {net}.2, control_port: 7100, data_port: 7101, roles: [experts], link: wifi}}
+  - {{name: edge-lte, host: {net}.3, control_port: 7100, data_port: 7101, roles: [experts], link: lte}}
+""")
+    env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{tmp}/run")
+    netns = f"{repo}/deploy/netns.sh"
+
+    def run(*args, timeout=120):
+        return subprocess.run([netns, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+    def leftovers():
+        """Processes naming this cluster file, and the namespaces that exist."""
+        ours = subprocess.run(["pgrep", "-f", path], capture_output=True, text=True).stdout.split()
+        named = [l.split()[0] for l in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                       text=True).stdout.splitlines()]
+        return ours, named
+
+    before = set(leftovers()[1])
+    oracle_out = f"{tmp}/oracle.npy"
+    r = subprocess.run([xmesh, "generate", "--model", model, "--tokens", "5,99,311,42", "--max-new-tokens", "8",
+                        "--ignore-eos", "--json", "--logits-out", oracle_out], check=True, capture_output=True,
+                       text=True)
+    oracle = json.loads(r.stdout)["tokens"]
+    start = time.time()
+    r = run("up", path)
+    print(f"up: exit {r.returncode} after {time.time() - start:.1f} s: {r.stdout.strip()} {r.stderr.strip()}")
+    if r.returncode != 0:
+        fail("netns.sh up")
+    try:
+        again = run("up", path)
+        if again.returncode == 0 or "already up" not in again.stderr:
+            fail(f"up over a running cluster must be refused: {again.stderr}")
+        status = run("status", path)
+        print(status.stdout.strip())
+        links = re.findall(r"\((\w+)\): ([\d.]+) \| ([\d.]+) ms, ([\d.]+) %, ([\d.]+) Mbit/s", status.stdout)
+        if len(links) != 2:
+            fail("status should measure both edge links")
+        for name, want, got, loss, rate in links:
+            if abs(float(got) - float(want)) > 0.2 * float(want):
+                fail(f"{name}: measured RTT {got} ms, profile {want} ms (more than 20 % apart)")
+        rates = {name: float(rate) for name, _, _, _, rate in links}
+        if not (rates["lte"] < 35 and rates["wifi"] > 2 * rates["lte"]):
+            fail(f"shaped rates do not hold: {rates}")
+        out = f"{tmp}/cluster.npy"
+        r = run("exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path, "--tokens",
+                "5,99,311,42", "--max-new-tokens", "8", "--ignore-eos", "--json", "--logits-out", out)
+        if r.returncode != 0:
+            fail(f"generate in the head's namespace: {r.stderr}")
+        j = json.loads(r.stdout)
+        same = j["tokens"] == oracle and np.load(out).tobytes() == np.load(oracle_out).tobytes()
+        print(f"generate over wifi + lte: tokens {j['tokens']} {'bit-identical' if same else 'DIFFERENT'}, "
+              f"dispatch round trip {1000 * j['dispatch_round_trip_s']:.1f} ms")
+        if not same:
+            fail("the output over emulated links must equal the single-process run")
+        if j["dispatch_round_trip_s"] < 0.045:  # each layer waits for the lte node: RTT 50 ms
+            fail("the dispatch round trip should include the lte link's 50 ms")
+    finally:
+        r = run("down", path)
+        print(r.stdout.strip())
+    left, named = leftovers()
+    if left or set(named) - before:
+        fail(f"down left {left} {set(named) - before}")
+
+    # A cluster that cannot start (the edge budgets cannot hold the experts: the coordinator's
+    # node exits): up fails after its timeout and leaves nothing behind.
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("roles: [experts],", "roles: [experts], memory_budget: 1KiB,"))
+    r = subprocess.run([netns, "up", path], env=dict(env, XMESH_UP_TIMEOUT_S="8"), capture_output=True, text=True,
+                       timeout=120)
+    print(f"up with a broken node: exit {r.returncode}: {r.stderr.strip().splitlines()[-1] if r.stderr else ''}")
+    left, named = leftovers()
+    if r.returncode == 0 or left or set(named) - before:
+        fail(f"a failed up must tear down: {left} {set(named) - before}")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
