@@ -66,6 +66,36 @@ uint16_t port(const YAML::Node& n, const std::string& origin, const std::string&
   return static_cast<uint16_t>(v);
 }
 
+// Edit distance, to suggest the key a typo meant.
+size_t distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// Every key of mapping `m` must be one of `known`; a typo names the nearest valid key.
+void check_keys(YAML::Node m, std::initializer_list<const char*> known, const std::string& origin,
+                const std::string& at) {
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    auto key = it->first.as<std::string>();
+    if (std::any_of(known.begin(), known.end(), [&](const char* k) { return key == k; })) continue;
+    const char* nearest = *std::min_element(known.begin(), known.end(), [&](auto x, auto y) {
+      return distance(key, x) < distance(key, y);
+    });
+    fail(origin, at.empty() ? key : at + "." + key,
+         std::string("unknown key (did you mean '") + nearest + "'?)");
+  }
+}
+
 node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   std::string at = "nodes[" + std::to_string(index) + "]";
   if (!n.IsMap()) fail(origin, at, "expected a mapping");
@@ -73,6 +103,10 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   if (!n["name"]) fail(origin, at + ".name", "missing");
   c.name = scalar<std::string>(n["name"], origin, at + ".name");
   at = "node '" + c.name + "'";
+  check_keys(n,
+             {"name", "host", "control_port", "data_port", "roles", "memory_budget", "device",
+              "threads", "expert_source", "metrics_port", "link"},
+             origin, at);
   if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
   c.control_port = port(n["control_port"], origin, at + ".control_port");
   c.data_port = port(n["data_port"], origin, at + ".data_port");
@@ -315,6 +349,10 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
                              std::to_string(e.mark.line + 1) + ")");
   }
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
+  check_keys(root,
+             {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
+              "metrics", "links", "nodes"},
+             origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
   c.model = scalar<std::string>(root["model"], origin, "model");
@@ -365,7 +403,11 @@ cluster_config load_cluster(const std::filesystem::path& path) {
   if (!in) throw std::runtime_error(path.string() + ": cannot open");
   std::stringstream text;
   text << in.rdbuf();
-  return parse_cluster(text.str(), path.string(), std::filesystem::absolute(path).parent_path());
+  auto c = parse_cluster(text.str(), path.string(), std::filesystem::absolute(path).parent_path());
+  if (!std::filesystem::is_regular_file(c.model / "config.json"))
+    throw std::runtime_error(path.string() + ": model: " + c.model.string() +
+                             " is not a model directory (no config.json)");
+  return c;
 }
 
 const std::map<std::string, link_profile>& builtin_link_profiles() {

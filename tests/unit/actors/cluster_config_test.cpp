@@ -77,6 +77,13 @@ TEST(ClusterConfig, LinkProfilesBuiltInAndOwn) {
             "c.yaml: links.x.up.delai: unknown setting (rate, delay, jitter, loss)");
 }
 
+TEST(ClusterConfig, ATypoNamesTheNearestKey) {
+  EXPECT_EQ(error_of(with(std::string(three_nodes), "transport:", "placment: spread\ntransport:")),
+            "c.yaml: placment: unknown key (did you mean 'placement'?)");
+  EXPECT_EQ(error_of(with(std::string(three_nodes), "memory_budget: 3GiB", "memory_budgt: 3GiB")),
+            "c.yaml: node 'a'.memory_budgt: unknown key (did you mean 'memory_budget'?)");
+}
+
 TEST(ClusterConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of("nodes: [a"),
             "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
