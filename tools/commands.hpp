@@ -12,6 +12,7 @@ int tokenize_main(int argc, char** argv);
 int node_main(int argc, char** argv);
 int cluster_main(int argc, char** argv);
 int prometheus_config_main(int argc, char** argv);
+int trial_main(int argc, char** argv);
 /// `xmesh bench transport ...` (argv after "transport").
 int bench_transport_main(int argc, char** argv);
 

@@ -25,6 +25,8 @@ constexpr command commands[] = {
     {"plan", xmesh::tools::plan_main, "offline expert placement"},
     {"tokenize", xmesh::tools::tokenize_main, "encode or decode with a tokenizer.json"},
     {"node", xmesh::tools::node_main, "run one node of a cluster"},
+    {"trial", xmesh::tools::trial_main,
+     "edge trials over emulated links (--spec TRIAL.yaml --out DIR; root)"},
     {"prometheus-config", xmesh::tools::prometheus_config_main,
      "a Prometheus configuration that scrapes a cluster's nodes"},
     {"cluster", xmesh::tools::cluster_main,
