@@ -8,6 +8,7 @@ two edge expert nodes, one behind `wifi`, one behind `lte`, launched by deploy/n
   - an `up` that fails (a node that cannot start) tears everything down on its own.
 usage: netns_test.py XMESH REPO
 """
+import hashlib
 import json
 import os
 import random
@@ -50,12 +51,15 @@ nodes:
     def run(*args, timeout=120):
         return subprocess.run([netns, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
+    # netns.sh names this cluster's namespaces after a hash of the file's path.
+    prefix = "xm" + hashlib.md5((os.path.realpath(path) + "\n").encode()).hexdigest()[:6] + "-"
+
     def leftovers():
-        """Processes naming this cluster file, and the namespaces that exist."""
+        """Processes naming this cluster file, and this cluster's namespaces."""
         ours = subprocess.run(["pgrep", "-f", path], capture_output=True, text=True).stdout.split()
         named = [l.split()[0] for l in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                        text=True).stdout.splitlines()]
-        return ours, named
+        return ours, [n for n in named if n.startswith(prefix)]
 
     before = set(leftovers()[1])
     oracle_out = f"{tmp}/oracle.npy"

@@ -9,6 +9,7 @@ interrupted mid-cell (SIGINT) leaves no namespace or process behind.
 usage: trial_test.py XMESH REPO
 """
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -38,9 +39,20 @@ seed: 3
 """)
 
 
+TMP = None
+
+
 def namespaces():
+    """Namespaces of this test's cells (netns.sh names them after a hash of each cell file's path)."""
+    prefixes = set()
+    for root, _, files in os.walk(TMP):
+        for f in files:
+            if f.endswith(".yaml"):
+                p = os.path.realpath(os.path.join(root, f))
+                prefixes.add("xm" + hashlib.md5((p + "\n").encode()).hexdigest()[:6] + "-")
     return {l.split()[0] for l in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                                 text=True).stdout.splitlines()}
+                                                 text=True).stdout.splitlines()
+            if any(l.startswith(x) for x in prefixes)}
 
 
 def main():
@@ -48,8 +60,10 @@ def main():
     if os.geteuid() != 0:
         print("SKIP: needs root (network namespaces)")
         return
+    global TMP
     tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix="xmesh-trial-")
     os.makedirs(tmp, exist_ok=True)
+    TMP = tmp
     model = f"{tmp}/model"
     subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "tiny", "--seed", "3", "--out", model],
                    check=True, stdout=subprocess.DEVNULL)
