@@ -12,7 +12,7 @@ coordinator_state::coordinator_state(const cluster_config& cluster, const placem
     : timeout_(static_cast<int64_t>(cluster.heartbeat.timeout_s * 1000)),
       rejoin_s_(cluster.heartbeat.rejoin_s),
       model_(std::move(model)),
-      scheme_(cluster.transport == "ucx"     ? "ucx://"
+      scheme_(cluster.transport == "ucx"     ? "ucx-worker://"
               : cluster.transport == "local" ? "local://"
                                              : "tcp://"),
       table_(without_replicas(planned)),
@@ -52,7 +52,10 @@ std::string coordinator_state::admit(const node_info& info) const {
       std::sort(v.begin(), v.end());
       return v;
     };
-    if (sorted(roles) != sorted(info.roles) || (!address.empty() && address != info.data_address))
+    // (A UCX node's address is its worker's, new at every start: only the roles compare.)
+    const bool comparable = address.rfind("ucx://", 0) != 0;
+    if (sorted(roles) != sorted(info.roles) ||
+        (comparable && !address.empty() && address != info.data_address))
       return "node '" + info.name + "' is in the cluster file with other roles or address; " +
              "choose another name";
   } else if (auto it = members_.find(info.name);
@@ -85,6 +88,10 @@ bool coordinator_state::register_node(const node_info& info) {
                             : std::numeric_limits<int64_t>::max();
     }
     resident_[name] = {info.resident.begin(), info.resident.end()};
+    if (int32_t n = node_index(table_, name); table_.addresses[n] != info.data_address) {
+      table_.addresses[n] = info.data_address;  // where heads reach it from now on
+      ++table_.version;
+    }
     if (back_from_dead && rejoin_s_ > 0) {
       rejoining_[name] = clock::now();
     } else if (rejoining_.count(name)) {

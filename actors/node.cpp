@@ -442,7 +442,11 @@ uint16_t node_runtime::metrics_port() const {
 }
 
 node_info node_runtime::info() const {
-  node_info i{self_.name, role_names(self_), self_.data_address(cluster_.transport), actor_};
+  // An expert node's data address is what its endpoint listens on (for UCX, the worker address
+  // peers create endpoints from; a restart gives a new one).
+  std::string data = host_ ? endpoint_->listen_address() : std::string();
+  if (data.empty()) data = self_.data_address(cluster_.transport);
+  node_info i{self_.name, role_names(self_), data, actor_};
   i.model = model_identity_;
   if (host_) i.resident = host_->resident();
   i.version = version_.load();

@@ -41,31 +41,26 @@ bool ucx_engine::run_on_io(std::function<void()> task) {
   return true;
 }
 
+// No sockaddr listener: UCX's TCP connection manager aborts the process on a stranger's malformed
+// bytes. The worker's address is published instead (nodes send it to the coordinator over the
+// control plane) and peers create endpoints from it; the worker's own TCP port survives junk.
 void ucx_engine::listen(const std::string& address, request_handler handler) {
   const ucx_address a = parse_address(address);
   auto done = std::make_shared<std::promise<std::string>>();
   auto fut = done->get_future();
-  bool queued = run_on_io([this, a, address, done, h = std::move(handler)]() mutable {
-    if (listener_) return settle(*done, "already listening on " + listen_address());
+  bool queued = run_on_io([this, a, done, h = std::move(handler)]() mutable {
+    if (handler_) return settle(*done, "already listening on " + listen_address());
     try {
       ensure_worker(a);
-      ucp_listener_params_t p{};
-      p.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
-      p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&a.sockaddr);
-      p.sockaddr.addrlen = sizeof a.sockaddr;
-      p.conn_handler.cb = conn_cb;
-      p.conn_handler.arg = this;
-      if (auto st = ucp_listener_create(worker_, &p, &listener_); st != UCS_OK)
-        return settle(*done, status_message("cannot listen on " + address, st));
-      ucp_listener_attr_t attr{};
-      attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
-      uint16_t port = a.port;
-      if (ucp_listener_query(listener_, &attr) == UCS_OK)
-        port = ntohs(reinterpret_cast<const sockaddr_in*>(&attr.sockaddr)->sin_port);
+      ucp_address_t* blob = nullptr;
+      size_t size = 0;
+      if (auto st = ucp_worker_get_address(worker_, &blob, &size); st != UCS_OK)
+        return settle(*done, status_message("ucp_worker_get_address", st));
       {
         std::lock_guard lock(address_mutex_);
-        bound_address_ = format_address(a.host, port);
+        bound_address_ = format_worker_address(a.host, blob, size);
       }
+      ucp_worker_release_address(worker_, blob);
       handler_ = std::move(h);
       settle(*done, {});
     } catch (const std::exception& e) {
@@ -76,23 +71,22 @@ void ucx_engine::listen(const std::string& address, request_handler handler) {
   if (auto err = fut.get(); !err.empty()) throw std::runtime_error(err);
 }
 
-// Creates a client ep and proves the peer answers with a ping/pong within the timeout.
+// Creates a client ep from a peer's worker address and proves the peer answers with a ping/pong
+// within the timeout.
 std::shared_ptr<channel_state> ucx_engine::open_channel(const std::string& address,
                                                         int timeout_ms) {
-  const ucx_address a = parse_address(address);
+  auto [a, blob] = parse_worker_address(address);
   auto st = std::make_shared<channel_state>();
   st->id = next_channel_id_++;
-  st->address = address;
+  st->address = address.substr(0, address.find('/', 13));  // errors name the host, not the blob
   auto reached = std::make_shared<std::promise<std::string>>();
   auto fut = reached->get_future();
-  bool queued = run_on_io([this, a, st, reached] {
+  bool queued = run_on_io([this, a, blob, st, reached] {
     try {
       ensure_worker(a);
       ucp_ep_params_t p{};
-      p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
-      p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-      p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&a.sockaddr);
-      p.sockaddr.addrlen = sizeof a.sockaddr;
+      p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+      p.address = reinterpret_cast<const ucp_address_t*>(blob.data());
       ucp_ep_h ep = create_ep(p, true, st->id);
       clients_[st->id] = {ep, st};
       uint64_t id = st->pending.add([reached](bytes, std::string err) { settle(*reached, err); });
@@ -104,7 +98,7 @@ std::shared_ptr<channel_state> ucx_engine::open_channel(const std::string& addre
     }
   });
   if (!queued) throw std::runtime_error("ucx endpoint is shut down");
-  await_handshake(fut, st->pending, address, timeout_ms, [&] { close_channel(st->id); });
+  await_handshake(fut, st->pending, st->address, timeout_ms, [&] { close_channel(st->id); });
   return st;
 }
 
@@ -135,8 +129,6 @@ void ucx_engine::shutdown_io() {
   }
   for (auto& [id, c] : clients_) c.state->pending.fail_all("ucx endpoint shut down", true);
   if (!worker_) return;
-  if (listener_) ucp_listener_destroy(listener_);
-  listener_ = nullptr;
   handler_ = nullptr;
   for (auto& [id, c] : clients_) {
     if (c.ep) close_ep(c.ep);

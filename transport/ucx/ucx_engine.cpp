@@ -40,11 +40,6 @@ void ucx_engine::ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) {
   e->deferred_.emplace_back([e, ep, status] { e->on_ep_error(ep, status); });
 }
 
-void ucx_engine::conn_cb(ucp_conn_request_h req, void* arg) {
-  auto* e = static_cast<ucx_engine*>(arg);
-  e->deferred_.emplace_back([e, req] { e->accept(req); });
-}
-
 ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header_length, void* data,
                                size_t length, const ucp_am_recv_param_t* param) {
   if (header_length != sizeof(am_header)) return UCS_OK;  // not ours: drop
@@ -55,8 +50,17 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
   if (am_id == am_request || am_id == am_ping) {
     if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;
     auto it = ep_index_.find(param->reply_ep);
-    if (it == ep_index_.end() || it->second.client) return UCS_OK;
-    conn = it->second.id;
+    if (it == ep_index_.end()) {
+      // A new peer: UCX made the endpoint back to it from the request (worker-address mode).
+      if (!handler_) return UCS_OK;
+      conn = next_conn_id_++;
+      ep_index_[param->reply_ep] = {false, conn};
+      server_eps_[conn] = param->reply_ep;
+    } else if (it->second.client) {
+      return UCS_OK;
+    } else {
+      conn = it->second.id;
+    }
   }
   if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
     // NOTE: ucp_am_recv_data_nbx is started after progress returns, outside this callback.
@@ -222,19 +226,6 @@ void ucx_engine::on_ep_error(ucp_ep_h ep, ucs_status_t status) {
   } else {
     server_eps_.erase(info.id);
     close_ep(ep);
-  }
-}
-
-void ucx_engine::accept(ucp_conn_request_h req) {
-  if (!listener_) return;
-  ucp_ep_params_t p{};
-  p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
-  p.conn_request = req;
-  const uint64_t conn = next_conn_id_++;
-  try {
-    server_eps_[conn] = create_ep(p, false, conn);
-  } catch (const std::exception&) {
-    ucp_listener_reject(listener_, req);
   }
 }
 

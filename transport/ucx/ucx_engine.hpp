@@ -100,7 +100,6 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   void close_ep(ucp_ep_h ep);
   void drop_client(uint64_t id);
   void on_ep_error(ucp_ep_h ep, ucs_status_t status);
-  void accept(ucp_conn_request_h req);
   void deliver(unsigned am_id, uint64_t conn, am_header h, bytes data);
   ucs_status_t on_am(unsigned am_id, const void* header, size_t header_length, void* data,
                      size_t length, const ucp_am_recv_param_t* param);
@@ -111,7 +110,6 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   static void send_done(void* request, ucs_status_t status, void* user_data);
   static void rndv_done(void* request, ucs_status_t status, size_t length, void* user_data);
   static void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status);
-  static void conn_cb(ucp_conn_request_h req, void* arg);
 
   // -- any thread --
   command_queue<std::function<void()>> queue_;
@@ -127,7 +125,6 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   int worker_fd_ = -1;
   // Poll before sleeping only while events have been coming sooner than a wake-up costs.
   spin_policy spin_ = spin_policy::from_env("XMESH_UCX_SPIN_US", default_spin_us);
-  ucp_listener_h listener_ = nullptr;
   request_handler handler_;
   std::unordered_map<uint64_t, client_ep> clients_;
   std::unordered_map<uint64_t, ucp_ep_h> server_eps_;

@@ -42,18 +42,49 @@ std::string format_address(const std::string& host, uint16_t port) {
   return "ucx://" + host + ":" + std::to_string(port);
 }
 
+std::string format_worker_address(const std::string& host, const void* blob, size_t size) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out = "ucx-worker://" + host + "/";
+  const auto* b = static_cast<const unsigned char*>(blob);
+  for (size_t i = 0; i < size; ++i) out += {digits[b[i] >> 4], digits[b[i] & 15]};
+  return out;
+}
+
+std::pair<ucx_address, std::string> parse_worker_address(const std::string& address) {
+  constexpr std::string_view scheme = "ucx-worker://";
+  auto bad = [&](const char* why) {
+    return std::invalid_argument("ucx worker address must be ucx-worker://HOST/HEX (" +
+                                 std::string(why) + "), got '" + address.substr(0, 80) + "'");
+  };
+  if (address.rfind(scheme, 0) != 0) throw bad("scheme");
+  auto slash = address.find('/', scheme.size());
+  if (slash == std::string::npos) throw bad("no worker address");
+  const std::string hex = address.substr(slash + 1);
+  if (hex.empty() || hex.size() % 2 != 0 || hex.size() > 8192) throw bad("length");
+  std::string blob(hex.size() / 2, '\0');
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw bad("not hex");
+  };
+  for (size_t i = 0; i < blob.size(); ++i)
+    blob[i] = static_cast<char>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+  auto host = parse_address("ucx://" + address.substr(scheme.size(), slash - scheme.size()) + ":0");
+  return {host, blob};
+}
+
 std::string status_message(const std::string& what, ucs_status_t status) {
   return what + ": " + ucs_status_string(status);
 }
 
 void create_context(const ucx_address& first_host, ucp_context_h& context, ucp_worker_h& worker) {
-  // A restarted node must be able to listen on its port again while the old connections sit in
-  // TIME_WAIT (a transport-level setting, so it goes through the environment; a user's value wins).
-  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
   // With peer error handling UCX's TCP rendezvous moves the data as active-message fragments of
   // TX_SEG_SIZE: the default 8 KiB costs 128 sends per MiB frame; 64 KiB (the receive segment
   // size) cuts that 8x. Also transport-level, so set the same way.
   ::setenv("UCX_TCP_TX_SEG_SIZE", "64k", 0);
+  // Peers connect by worker address; TCP keeps failure detection immediate (a dead peer's
+  // connection resets) where shared memory would wait for keepalives. A user's value wins.
+  ::setenv("UCX_TLS", "tcp", 0);
   ucp_config_t* config = nullptr;
   if (auto st = ucp_config_read(nullptr, nullptr, &config); st != UCS_OK)
     throw std::runtime_error(status_message("ucp_config_read", st));
