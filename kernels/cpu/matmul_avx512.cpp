@@ -1,6 +1,8 @@
 // AVX-512 kernels in the canonical order of kernels/matmul.hpp. Compiled with AVX-512 flags and
 // only called when the CPU has them. Tiles of 4 rows x up to 6 tokens reuse each weight load
-// across tokens (prefill) while keeping one accumulator per output element.
+// across tokens (prefill) while keeping one accumulator per output element. Decode takes one row
+// at a time with the next row prefetched: rows are contiguous, so each thread reads one
+// sequential stream (as the AVX2 path does).
 #include <immintrin.h>
 
 #include "kernels/cpu/matmul_impl.hpp"
@@ -11,6 +13,7 @@ namespace {
 
 constexpr int tile_rows = 4;
 constexpr int max_tile_tokens = 6;
+constexpr int decode_rows = 1;
 
 // -- loads: 16 elements (or the first `n` under a mask) widened to f32 ---------------------
 
@@ -52,7 +55,13 @@ void tile(const W* w, int64_t cols, const float* x, int64_t ldx, float* y, int64
   int64_t k = 0;
   for (; k + 16 <= cols; k += 16) {
     __m512 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = load16(w + r * cols + k);
+    for (int r = 0; r < R; ++r) {
+      // Decode: fetch the next row while this one runs (the hardware prefetcher alone leaves
+      // each new row to start cold).
+      if constexpr (T == 1)
+        _mm_prefetch(reinterpret_cast<const char*>(w + (r + R) * cols + k), _MM_HINT_T0);
+      wv[r] = load16(w + r * cols + k);
+    }
     for (int t = 0; t < T; ++t) {
       __m512 xv = load16(x + t * ldx + k);
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
@@ -104,9 +113,9 @@ template <class W>
 void rows(const W* w, int64_t cols, const float* x, int64_t num_tokens, int64_t ldx,
           int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
   int64_t r = row_begin;
-  if (num_tokens == 1)  // decode: more rows in flight hide load latency
-    for (; r + 2 * tile_rows <= row_end; r += 2 * tile_rows)
-      tile_tokens<W, 2 * tile_rows>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);
+  if (num_tokens == 1)
+    for (; r + decode_rows <= row_end; r += decode_rows)
+      tile<W, decode_rows, 1>(w + r * cols, cols, x, ldx, y + r, ldy);
   for (; r + tile_rows <= row_end; r += tile_rows)
     tile_tokens<W, tile_rows>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);
   for (; r < row_end; ++r) tile_tokens<W, 1>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);

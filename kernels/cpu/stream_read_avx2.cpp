@@ -10,6 +10,9 @@ uint64_t stream_read_avx2(const std::byte* p, int64_t size) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 128 <= size; i += 128) {
+    // The software prefetch the decode kernels use, a few lines ahead (see the AVX-512 reader).
+    for (int l = 0; l < 128; l += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048 + l), _MM_HINT_T0);
     a0 = _mm256_xor_si256(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
     a1 = _mm256_xor_si256(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
     a2 = _mm256_xor_si256(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
