@@ -351,7 +351,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
   check_keys(root,
              {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
-              "metrics", "links", "nodes"},
+              "metrics", "links", "security", "nodes"},
              origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
@@ -379,6 +379,21 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
       c.metrics.expert_series =
           scalar<int64_t>(m["expert_series"], origin, "metrics.expert_series");
       if (c.metrics.expert_series < 0) fail(origin, "metrics.expert_series", "must be >= 0");
+    }
+  }
+  if (auto sec = root["security"]) {
+    if (sec.IsScalar()) {
+      if (sec.as<std::string>() != "none")
+        fail(origin, "security", "expected none or a mapping (keys)");
+      c.security.explicit_none = true;
+    } else {
+      if (!sec.IsMap()) fail(origin, "security", "expected none or a mapping (keys)");
+      check_keys(sec, {"keys"}, origin, "security");
+      if (!sec["keys"]) fail(origin, "security.keys", "missing");
+      c.security.keys = scalar<std::string>(sec["keys"], origin, "security.keys");
+      if (c.security.keys.is_relative()) c.security.keys = base / c.security.keys;
+      if (c.transport != "zmq")
+        fail(origin, "security.keys", "only the zmq transport authenticates its data plane");
     }
   }
   c.links = builtin_link_profiles();

@@ -81,6 +81,16 @@ struct metrics_config {
   int64_t expert_series = 4096;
 };
 
+/// Who may talk to the cluster's nodes (cluster file section `security:`). With `keys` (a folder
+/// `xmesh cluster keygen` fills), the ZeroMQ data plane speaks CURVE and admits only the
+/// cluster's own peers; `security: none` keeps a trusted lab's plain connections (nodes warn at
+/// start-up). The control plane is not authenticated yet (CAF 0.17's TLS module drops
+/// connections under this traffic).
+struct security_config {
+  bool explicit_none = false;
+  std::filesystem::path keys;  // empty: none
+};
+
 /// The whole cluster file, validated.
 struct cluster_config {
   std::filesystem::path model;       // model directory every node reads
@@ -91,6 +101,7 @@ struct cluster_config {
   rebalance_config rebalance;
   heartbeat_config heartbeat;
   metrics_config metrics;
+  security_config security;
   std::map<std::string, link_profile> links;  // built-in profiles and the file's own
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it

@@ -6,6 +6,7 @@
 #include <caf/io/all.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <map>
 #include <optional>
@@ -193,6 +194,23 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
   };
 }
 
+// The cluster's CURVE keys when its file names a keys folder (written by xmesh cluster keygen).
+std::optional<transport::curve_keys> data_plane_keys(const cluster_config& c) {
+  if (c.security.keys.empty()) return std::nullopt;
+  auto read = [&](const char* name) {
+    auto path = c.security.keys / name;
+    std::ifstream in(path);
+    std::string z85;
+    if (!(in >> z85) || z85.size() != 40)
+      throw std::runtime_error(path.string() +
+                               ": missing or not a CURVE key (xmesh cluster keygen --cluster FILE "
+                               "writes it)");
+    return z85;
+  };
+  return transport::curve_keys{read("curve-server.pub"), read("curve-server.sec"),
+                               read("curve-client.pub"), read("curve-client.sec")};
+}
+
 // Keeps the node a member. It beats every period; when the coordinator does not count the node
 // as a live member (the coordinator restarted, or declared the node dead while it was stopped
 // or cut off), the node registers again with what it holds. When the coordinator's process goes
@@ -335,7 +353,7 @@ void node_runtime::start() {
                                       },
                                       model_identity_, metrics_.get()});
   }
-  endpoint_ = transport::make_endpoint(cluster_.transport);
+  endpoint_ = transport::make_endpoint(cluster_.transport, data_plane_keys(cluster_));
   actor_ = system_.spawn(node_actor, this);
   if (self_.control_port != 0) {
     auto port = system_.middleman().publish(actor_, self_.control_port, self_.host.c_str(), true);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -11,6 +13,7 @@
 #include "actors/system.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "transport/transport.hpp"
 
 namespace xmesh::tools {
 
@@ -19,7 +22,8 @@ namespace {
 using namespace std::chrono_literals;
 
 const char* usage =
-    "expected: xmesh cluster nodes|links|status|placement|rebalance|migrate|replicate|retire|drain "
+    "expected: xmesh cluster nodes|links|status|placement|rebalance|migrate|replicate|retire|drain|"
+    "keygen "
     "--cluster FILE ...";
 
 int cluster_nodes(const actors::cluster_config& c) {
@@ -254,11 +258,42 @@ int cluster_drain(int argc, char** argv) {
   std::_Exit(0);
 }
 
+// The cluster's data-plane keys (ZeroMQ CURVE: a server and a client pair, Z85 text) in the
+// folder its file names; existing keys stay (every node of a cluster must share them).
+int cluster_keygen(int argc, char** argv) {
+  flags f("cluster keygen", "--cluster FILE",
+          {{"--cluster", true, "cluster file (YAML) with security: {keys: DIR}"}}, argc, argv);
+  auto c = actors::load_cluster(f.str("--cluster"));
+  if (c.security.keys.empty())
+    throw usage_error("keygen: the cluster file has no security: {keys: DIR} section");
+  const auto dir = c.security.keys;
+  if (std::filesystem::exists(dir / "curve-server.pub")) {
+    std::printf("keygen: keys already in %s (kept)\n", dir.c_str());
+    return 0;
+  }
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
+  auto k = transport::make_curve_keys();
+  for (auto [name, value] : {std::pair{"curve-server.pub", k.server_public},
+                             {"curve-server.sec", k.server_secret},
+                             {"curve-client.pub", k.client_public},
+                             {"curve-client.sec", k.client_secret}}) {
+    std::ofstream(dir / name) << value << "\n";
+    std::filesystem::permissions(
+        dir / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+        std::filesystem::perm_options::replace);
+  }
+  std::printf("keygen: CURVE keys of the cluster written to %s (copy the folder to every host)\n",
+              dir.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cluster_main(int argc, char** argv) {
   static const char* known[] = {"nodes",     "status", "placement", "rebalance", "migrate",
-                                "replicate", "retire", "drain",     "links"};
+                                "replicate", "retire", "drain",     "links",     "keygen"};
   if (argc < 1 || std::none_of(std::begin(known), std::end(known),
                                [&](const char* k) { return std::strcmp(argv[0], k) == 0; }))
     throw usage_error(usage);
@@ -266,6 +301,7 @@ int cluster_main(int argc, char** argv) {
   if (what == "migrate" || what == "replicate" || what == "retire")
     return cluster_move(what, argc - 1, argv + 1);
   if (what == "drain") return cluster_drain(argc - 1, argv + 1);
+  if (what == "keygen") return cluster_keygen(argc - 1, argv + 1);
   flags f("cluster " + what, "--cluster FILE [--json]",
           {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1,
           argv + 1);

@@ -69,6 +69,11 @@ int node_main(int argc, char** argv) {
     }
     stop_with(sig);
   }).detach();
+  if (cluster.security.explicit_none)
+    std::fprintf(stderr,
+                 "xmesh node %s: warning: security: none: any process that reaches this node's "
+                 "ports can send it frames (a trusted lab only)\n",
+                 name.c_str());
   actors::actor_runtime rt(self.threads);  // one CAF worker per compute thread (at least 2)
   {
     actors::node_runtime node(*rt.system, cluster, name);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,7 +112,19 @@ class endpoint {
   [[nodiscard]] virtual std::string name() const = 0;
 };
 
-/// Creates an endpoint of the named back end; throws listing the supported names.
-std::unique_ptr<endpoint> make_endpoint(const std::string& backend);
+/// A cluster's keys for an authenticated data plane (ZeroMQ CURVE, Z85 text): listeners use the
+/// server pair and accept only peers presenting the client public key; connecting peers use the
+/// client pair. Frames from anyone else are never decoded.
+struct curve_keys {
+  std::string server_public, server_secret, client_public, client_secret;
+};
+
+/// Fresh keys (libzmq's CURVE key pairs).
+curve_keys make_curve_keys();
+
+/// Creates an endpoint of the named back end; throws listing the supported names, or when `keys`
+/// are given to a back end that cannot authenticate (only zmq can).
+std::unique_ptr<endpoint> make_endpoint(const std::string& backend,
+                                        const std::optional<curve_keys>& keys = std::nullopt);
 
 }  // namespace xmesh::transport

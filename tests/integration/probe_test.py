@@ -6,6 +6,8 @@ addresses over the control plane instead of running a sockaddr listener): random
 half-open connections held open. The node stays up, its RSS grows by less than 64 MiB, and the
 next request is bit-identical to the single-process run. (The CAF control port is not probed
 here: authenticating it is the hostile-networks issue's next step.)
+With TRANSPORT zmq-keys the cluster has `security: {keys: ...}` (CURVE on the data plane, keys
+from `xmesh cluster keygen`): requests still work and the probes change nothing either.
 usage: probe_test.py XMESH REPO TRANSPORT
 """
 import json
@@ -52,6 +54,8 @@ def rss_mib(pid):
 
 def main():
     xmesh, repo, transport = sys.argv[1], sys.argv[2], sys.argv[3]
+    keyed = transport == "zmq-keys"
+    transport = "zmq" if keyed else transport
     tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix="xmesh-probe-")
     os.makedirs(tmp, exist_ok=True)
     model = f"{tmp}/model"
@@ -62,12 +66,15 @@ def main():
     with open(path, "w") as f:
         f.write(f"""model: {model}
 transport: {transport}
+{"security: {keys: keys}" if keyed else ""}
 nodes:
   - {{name: head, control_port: {p[0]}, data_port: {p[1]}, roles: [coordinator, head]}}
   - {{name: experts, control_port: {p[2]}, data_port: {p[3]}, metrics_port: {p[4]}, roles: [experts]}}
 """)
     env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{tmp}/run", UCX_NET_DEVICES="lo")
     local = f"{repo}/deploy/local.sh"
+    if keyed:
+        subprocess.run([xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
     subprocess.run([local, "up", path], env=env, check=True, capture_output=True, timeout=120)
     try:
         gen = [xmesh, "generate", "--model", model, "--tokens", "3,1,4,1,5", "--max-new-tokens", "6", "--ignore-eos",
@@ -77,7 +84,7 @@ nodes:
                                           text=True).stdout)["tokens"]
         pid = int(open(f"{tmp}/run/experts.pid").read())
         ports = listening_ports(pid) - {p[2]}  # every port but the control plane's
-        print(f"{transport}: expert node listens on {sorted(ports)} besides its control port {p[2]}")
+        print(f"{transport}{' with CURVE keys' if keyed else ''}: expert node listens on {sorted(ports)} besides its control port {p[2]}")
         if p[4] not in ports or (transport == "zmq" and p[3] not in ports):
             fail("the data and metrics ports should be among the node's listening ports")
         if transport == "ucx" and p[3] in ports:

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <future>
@@ -99,9 +100,61 @@ struct dealer {
   zmq::socket_t monitor;  // PAIR receiving the DEALER's connect/disconnect events
 };
 
+// ZAP (ZeroMQ's authentication protocol, RFC 27): answers the library's requests for every
+// incoming CURVE handshake on this context; only the cluster's client key passes, so a stranger's
+// connection closes before any of its frames reaches a handler.
+class zap_handler {
+ public:
+  zap_handler(zmq::context_t& context, const std::string& client_public_z85)
+      : socket_(context, zmq::socket_type::rep) {
+    allowed_.resize(32);
+    if (zmq_z85_decode(reinterpret_cast<uint8_t*>(allowed_.data()), client_public_z85.c_str()) ==
+        nullptr)
+      throw std::invalid_argument("zmq: the cluster's client public key is not Z85");
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("inproc://zeromq.zap.01");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~zap_handler() {
+    stopping_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] uint64_t refused() const { return refused_; }
+
+ private:
+  void run() {
+    while (!stopping_) {
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
+      std::vector<zmq::message_t> req;
+      if (!zmq::recv_multipart(socket_, std::back_inserter(req))) continue;
+      // version, request id, domain, address, identity, mechanism, credentials...
+      const bool ok =
+          req.size() >= 7 && req[5].to_string() == "CURVE" && req[6].to_string() == allowed_;
+      refused_ += !ok;
+      std::array<zmq::const_buffer, 6> reply = {
+          zmq::str_buffer("1.0"),
+          zmq::buffer(req.size() > 1 ? req[1].data() : nullptr, req.size() > 1 ? req[1].size() : 0),
+          ok ? zmq::str_buffer("200") : zmq::str_buffer("400"),
+          ok ? zmq::str_buffer("OK") : zmq::str_buffer("not a key of this cluster"),
+          zmq::str_buffer(""),
+          zmq::str_buffer("")};
+      (void)zmq::send_multipart(socket_, reply);
+    }
+  }
+
+  zmq::socket_t socket_;
+  std::string allowed_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> refused_{0};
+  std::thread thread_;
+};
+
 class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
  public:
-  zmq_engine() : context_(1) {}
+  explicit zmq_engine(std::optional<curve_keys> keys) : context_(1), keys_(std::move(keys)) {
+    if (keys_) zap_ = std::make_unique<zap_handler>(context_, keys_->client_public);
+  }
   ~zmq_engine() { stop(); }
 
   void start() {
@@ -114,6 +167,7 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
     if (stopping_.exchange(true)) return;
     queue_.push({});
     if (thread_.joinable()) thread_.join();
+    zap_.reset();
   }
 
   /// Runs `task` on the I/O thread: inline when already there, else queued. Returns false
@@ -152,6 +206,8 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   void shutdown_io();
 
   zmq::context_t context_;
+  std::optional<curve_keys> keys_;
+  std::unique_ptr<zap_handler> zap_;
   command_queue<std::function<void()>> queue_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
@@ -193,6 +249,11 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
     try {
       auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
       set_common_options(*s);
+      if (keys_) {
+        s->set(zmq::sockopt::curve_server, 1);
+        s->set(zmq::sockopt::curve_secretkey, keys_->server_secret);
+        s->set(zmq::sockopt::zap_domain, "xmesh");
+      }
       s->bind(bind_spelling(address));
       {
         std::lock_guard lock(address_mutex_);
@@ -224,6 +285,11 @@ std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& addre
       dealer d{st, zmq::socket_t(context_, zmq::socket_type::dealer),
                zmq::socket_t(context_, zmq::socket_type::pair)};
       set_common_options(d.socket);
+      if (keys_) {
+        d.socket.set(zmq::sockopt::curve_serverkey, keys_->server_public);
+        d.socket.set(zmq::sockopt::curve_publickey, keys_->client_public);
+        d.socket.set(zmq::sockopt::curve_secretkey, keys_->client_secret);
+      }
       d.socket.set(zmq::sockopt::reconnect_ivl, 100);
       // ZMTP heartbeats turn a silently dead peer into a disconnect event.
       d.socket.set(zmq::sockopt::heartbeat_ivl, 1000);
@@ -422,7 +488,10 @@ class zmq_channel : public channel {
 
 class zmq_endpoint : public endpoint {
  public:
-  zmq_endpoint() : engine_(std::make_shared<zmq_engine>()) { engine_->start(); }
+  explicit zmq_endpoint(const std::optional<curve_keys>& keys)
+      : engine_(std::make_shared<zmq_engine>(keys)) {
+    engine_->start();
+  }
   ~zmq_endpoint() override { engine_->stop(); }
 
   void listen(const std::string& address, request_handler handler) override {
@@ -440,6 +509,21 @@ class zmq_endpoint : public endpoint {
 
 }  // namespace
 
-std::unique_ptr<endpoint> make_zmq_endpoint() { return std::make_unique<zmq_endpoint>(); }
+std::unique_ptr<endpoint> make_zmq_endpoint(const std::optional<curve_keys>& keys) {
+  return std::make_unique<zmq_endpoint>(keys);
+}
+
+curve_keys make_curve_keys() {
+  char pub[41], sec[41];
+  curve_keys k;
+  if (zmq_curve_keypair(pub, sec) != 0)
+    throw std::runtime_error("zmq: no CURVE support in this libzmq (built without libsodium?)");
+  k.server_public = pub;
+  k.server_secret = sec;
+  if (zmq_curve_keypair(pub, sec) != 0) throw std::runtime_error("zmq: zmq_curve_keypair failed");
+  k.client_public = pub;
+  k.client_secret = sec;
+  return k;
+}
 
 }  // namespace xmesh::transport

@@ -84,6 +84,20 @@ TEST(ClusterConfig, ATypoNamesTheNearestKey) {
             "c.yaml: node 'a'.memory_budgt: unknown key (did you mean 'memory_budget'?)");
 }
 
+TEST(ClusterConfig, SecurityKeysOrExplicitlyNone) {
+  EXPECT_TRUE(parse_cluster("security: none\n" + std::string(three_nodes), "c.yaml", "/base")
+                  .security.explicit_none);
+  auto zmq = with(std::string(three_nodes), "transport: ucx", "transport: zmq");
+  EXPECT_EQ(parse_cluster("security: {keys: k}\n" + zmq, "c.yaml", "/base").security.keys,
+            "/base/k");
+  EXPECT_EQ(error_of("security: {keys: k}\n" + std::string(three_nodes)),
+            "c.yaml: security.keys: only the zmq transport authenticates its data plane");
+  EXPECT_EQ(error_of("security: {key: k}\n" + zmq),
+            "c.yaml: security.key: unknown key (did you mean 'keys'?)");
+  EXPECT_EQ(error_of("security: open\n" + zmq),
+            "c.yaml: security: expected none or a mapping (keys)");
+}
+
 TEST(ClusterConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of("nodes: [a"),
             "c.yaml: not valid YAML: end of sequence flow not found (line 1)");

@@ -292,3 +292,47 @@ TEST(TransportFactory, RejectsUnknownBackEnd) {
     EXPECT_NE(std::string(e.what()).find("local, zmq, ucx"), std::string::npos);
   }
 }
+
+namespace {
+
+// CURVE on the ZeroMQ data plane: the cluster's peers talk; a peer without the cluster's client
+// key (no keys, or another cluster's) never completes the handshake, so nothing it sends reaches
+// the handler, and connecting fails within the timeout naming the address.
+TEST(CurveTransport, OnlyTheClustersPeersGetIn) {
+  auto keys = xt::make_curve_keys();
+  EXPECT_EQ(keys.server_public.size(), 40u);
+  std::atomic<int> handled{0};
+  auto server = xt::make_endpoint("zmq", keys);
+  server->listen("tcp://127.0.0.1:*", [&](xt::bytes m, std::shared_ptr<xt::reply_handle> r) {
+    ++handled;
+    r->send(echo_result(m));
+  });
+  const auto addr = server->listen_address();
+  auto member = xt::make_endpoint("zmq", keys);
+  auto ch = member->connect(addr, 2000);
+  auto got = call(*ch, dispatch_of_size(4096, 7));
+  ASSERT_EQ(got.error, "");
+  EXPECT_EQ(got.reply, echo_result(dispatch_of_size(4096, 7)));
+  EXPECT_EQ(handled.load(), 1);
+
+  auto other = xt::make_curve_keys();
+  auto foreign = keys;  // knows the server's key, presents another cluster's client key
+  foreign.client_public = other.client_public;
+  foreign.client_secret = other.client_secret;
+  for (const xt::curve_keys* stranger_keys :
+       std::vector<const xt::curve_keys*>{nullptr, &foreign, &other}) {
+    auto stranger =
+        stranger_keys ? xt::make_endpoint("zmq", *stranger_keys) : xt::make_endpoint("zmq");
+    try {
+      (void)stranger->connect(addr, 500);
+      ADD_FAILURE() << "a stranger connected";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot reach " + addr), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(handled.load(), 1);  // no stranger's frame was ever decoded
+  // Keys only on a back end that can use them.
+  EXPECT_THROW(xt::make_endpoint("ucx", keys), std::invalid_argument);
+}
+
+}  // namespace
