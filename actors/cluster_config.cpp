@@ -351,7 +351,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
   check_keys(root,
              {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
-              "metrics", "links", "security", "nodes"},
+              "metrics", "links", "security", "ssh", "nodes"},
              origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
@@ -395,6 +395,11 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
       if (c.transport != "zmq")
         fail(origin, "security.keys", "only the zmq transport authenticates its data plane");
     }
+  }
+  // deploy/ssh.sh reads `ssh:` (user, port, identity, dir); here only its shape is checked.
+  if (auto ssh = root["ssh"]) {
+    if (!ssh.IsMap()) fail(origin, "ssh", "expected a mapping (user, port, identity, dir)");
+    check_keys(ssh, {"user", "port", "identity", "dir"}, origin, "ssh");
   }
   c.links = builtin_link_profiles();
   if (root["links"]) parse_links(root["links"], origin, c.links);

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# deploy/netns.sh up|down|status|exec CLUSTER.yaml [-- COMMAND...]: a cluster over emulated links
+# deploy/netns.sh up|net|down|status|exec CLUSTER.yaml [-- COMMAND...]: a cluster over emulated links
 # on one machine (root). Every distinct `host` of the cluster file gets a network namespace with
 # that address on eth0, joined by a bridge in a namespace of its own (the root namespace is not
 # touched). Each node's `link` profile shapes its host's access link: the rate with tbf (up: the
 # host's egress; down: the bridge port toward it), delay, jitter and loss with xmesh-delayer on
 # every receiver's ingress (a packet from A to B waits A's up delay plus B's down delay). These
 # kernels have no netem. `status` measures each link's RTT, loss and rate next to its profile;
-# `exec` runs a command in the first head's namespace (where clients reach the cluster). RTTs are
+# `net` builds the namespaces and links without starting nodes; `exec` runs a command in the
+# first head's namespace (where clients reach the cluster). RTTs are
 # measured with `ping -U` (user to user): ping's kernel receive timestamps would hide the delay
 # the receiver's ingress adds.
 set -euo pipefail
 
-usage() { echo "usage: deploy/netns.sh up|down|status|exec CLUSTER.yaml [-- COMMAND...]" >&2; exit 2; }
+usage() { echo "usage: deploy/netns.sh up|net|down|status|exec CLUSTER.yaml [-- COMMAND...]" >&2; exit 2; }
+start_nodes=1  # `net`: the namespaces and links only (e.g. for deploy/ssh.sh to launch into)
 [[ $# -ge 2 ]] || usage
 cmd=$1
 file=$(realpath "$2")
@@ -102,6 +104,11 @@ up() {
       echo $! >"$run_dir/delayer-$h.pid"
     fi
   done
+  if ((!start_nodes)); then
+    trap - ERR
+    echo "netns.sh: net: $(hosts | wc -l) hosts, links shaped, no nodes started"
+    return
+  fi
   # The nodes, each in its host's namespace (UCX over TCP on eth0: no shared-memory shortcut).
   while read -r name host _; do
     local ns; ns=$(ns_of "$host")
@@ -123,7 +130,7 @@ up() {
 }
 
 in_head() {
-  local head; head=$("$xmesh" cluster nodes --cluster "$file" | head -1)
+  local head; head=$("$xmesh" cluster nodes --cluster "$file" | head -1)  # the file's first node
   local host; host=$(plan | awk -v n="$head" '$1 == n {print $2}')
   ip netns exec "$(ns_of "$host")" env UCX_TLS=tcp UCX_NET_DEVICES=eth0 "$@"
 }
@@ -170,6 +177,7 @@ c.shutdown(socket.SHUT_WR); c.recv(1); print('%.1f' % (8 * n / (time.time() - t)
 
 case "$cmd" in
   up) up ;;
+  net) start_nodes=0; up ;;
   down)
     had=$(ours)
     teardown
