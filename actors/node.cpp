@@ -43,19 +43,22 @@ std::vector<int64_t> moe_layers(const model::loaded_model& m) {
 }
 
 // Runs `work(args...)` on a thread of its own (it blocks: copying weights, waiting for a drain or
-// a retirement) and answers the current request with its result, or its exception's text.
+// a retirement) and answers the current request with its result, or its exception's text. `busy`
+// (node_runtime::busy()) keeps the node's parts alive until the worker is gone.
 template <class Result, class Work, class... Args>
-auto on_own_thread(caf::event_based_actor* self, Work work, Args... args) {
-  auto worker = self->spawn<caf::detached>([work](caf::event_based_actor* w) -> caf::behavior {
-    return {[=](Args... xs) -> caf::result<Result> {
-      w->quit();
-      try {
-        return work(xs...);
-      } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-      }
-    }};
-  });
+auto on_own_thread(caf::event_based_actor* self, std::shared_ptr<void> busy, Work work,
+                   Args... args) {
+  auto worker =
+      self->spawn<caf::detached>([busy, work](caf::event_based_actor* w) -> caf::behavior {
+        return {[=](Args... xs) -> caf::result<Result> {
+          w->quit();
+          try {
+            return work(xs...);
+          } catch (const std::exception& e) {
+            return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+          }
+        }};
+      });
   return self->delegate(worker, std::move(args)...);
 }
 
@@ -136,7 +139,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         }
         if (!rt->router()) return caf::make_message(acknowledged{version});
         return on_own_thread<acknowledged>(
-            self,
+            self, rt->busy(),
             [rt](placement_atom, uint64_t v) {
               wait_for_callback([&](auto done) { rt->router()->when_drained(v, done); }, 60s,
                                 "draining version " + std::to_string(v));
@@ -170,7 +173,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s, std::string& peer,
           std::string& peer_address, uint64_t checksum) {
         return on_own_thread<expert_loaded>(
-            self,
+            self, rt->busy(),
             [rt](load_atom, int64_t l, int64_t e, int64_t bw, const std::string& from,
                  const std::string& address,
                  uint64_t sum) { return rt->load_replica(l, e, bw, from, address, sum); },
@@ -178,7 +181,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       },
       [=](retire_atom a, int64_t layer, int64_t expert) {
         return on_own_thread<acknowledged>(
-            self,
+            self, rt->busy(),
             [rt](retire_atom, int64_t l, int64_t e) {
               if (!rt->host()) throw std::runtime_error("not an expert node");
               wait_for_callback([&](auto done) { rt->host()->retire(l, e, done); }, 600s,
@@ -490,10 +493,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
                                                   (stopping_  ? "stopping"
                                                    : !router_ ? "not a head"
                                                               : "still starting"));
-  {
-    std::lock_guard lock(mutex_);
-    ++in_flight_;
-  }
+  auto working = busy();
   try {
     kernels::thread_pool pool(self_.threads);
     counted_backend experts(*router_, pool);
@@ -522,9 +522,18 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
   } catch (const std::exception& e) {
     failed(request_failure::other, e.what());
   }
-  std::lock_guard lock(mutex_);
-  if (--in_flight_ == 0) drained_.notify_all();
   return reply;
+}
+
+std::shared_ptr<void> node_runtime::busy() {
+  {
+    std::lock_guard lock(mutex_);
+    ++in_flight_;
+  }
+  return std::shared_ptr<void>(nullptr, [this](void*) {
+    std::lock_guard lock(mutex_);
+    if (--in_flight_ == 0) drained_.notify_all();
+  });
 }
 
 node_stats node_runtime::stats() const {

@@ -65,6 +65,9 @@ class node_runtime {
     if (on_stop_) on_stop_();
   }
   [[nodiscard]] bool stopping() const { return stopping_; }
+  /// Counts a generation or a blocking answer as running until the token goes: tear-down waits
+  /// for all of them before it frees the router, the host and the endpoint.
+  [[nodiscard]] std::shared_ptr<void> busy();
   /// Refreshes the gauges sampled rather than counted (memory held); null metrics: no-op.
   void refresh_metrics();
   /// The port `/metrics` listens on; 0 when the node exports no metrics.
@@ -91,7 +94,7 @@ class node_runtime {
   std::function<void()> on_stop_;
   std::atomic<bool> ready_{false}, stopping_{false};
   std::mutex mutex_;   // guards in_flight_
-  int in_flight_ = 0;  // generations running
+  int in_flight_ = 0;  // generations and blocking answers running (busy())
   std::condition_variable drained_;
 };
 
