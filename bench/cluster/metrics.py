@@ -6,7 +6,6 @@ compare the ratio of medians). Both clusters run side by side; only one generate
 usage: bench/cluster/metrics.py [zmq|ucx] [MODEL_DIR] [ROUNDS]   (prints JSON)"""
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+from bench_util import port
 
 here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(os.path.dirname(here))
@@ -27,13 +28,6 @@ if not os.path.exists(f"{model}/config.json"):
     subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "bench", "--seed", "1", "--dtype", "bf16",
                     "--out", model], check=True, stdout=subprocess.DEVNULL)
 
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cluster(tmp, name, metrics):

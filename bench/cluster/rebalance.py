@@ -14,12 +14,13 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from bench_util import port
 
 here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(os.path.dirname(here))
@@ -32,13 +33,6 @@ if not os.path.exists(f"{model}/config.json"):
     subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "bench", "--seed", "1", "--dtype",
                     "bf16", "--expert-skew", "1.0", "--out", model], check=True, stdout=subprocess.DEVNULL)
 
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def run(*args, timeout=600):

@@ -16,12 +16,13 @@ usage: bench/cluster/recovery.py [zmq|ucx] [KILLS] [kill|stop]   (KILLS default 
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from bench_util import port
 
 here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(os.path.dirname(here))
@@ -33,13 +34,6 @@ tokens = 96
 prompts = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9]]
 experts = ["experts-a", "experts-b", "experts-c"]
 
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def percentile(xs, q):

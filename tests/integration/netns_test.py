@@ -9,7 +9,6 @@ two edge expert nodes, one behind `wifi`, one behind `lte`, launched by deploy/n
   - an `up` that fails (a node that cannot start) tears everything down on its own.
 usage: netns_test.py XMESH REPO
 """
-import hashlib
 import json
 import os
 import random
@@ -20,6 +19,9 @@ import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_harness import netns_prefix  # noqa: E402
 
 
 def fail(why):
@@ -53,7 +55,7 @@ nodes:
         return subprocess.run([netns, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
     # netns.sh names this cluster's namespaces after a hash of the file's path.
-    prefix = "xm" + hashlib.md5((os.path.realpath(path) + "\n").encode()).hexdigest()[:6] + "-"
+    prefix = netns_prefix(path)
 
     def leftovers():
         """Processes naming this cluster file, and this cluster's namespaces."""

@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_test import free_ports  # noqa: E402
+from cluster_harness import free_ports  # noqa: E402
 
 PROMPTS = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9], [17, 17, 4], [250, 3, 60, 61, 62]]
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_test import free_ports  # noqa: E402
+from cluster_harness import free_ports  # noqa: E402
 
 
 def fail(why):

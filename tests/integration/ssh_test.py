@@ -6,7 +6,6 @@ the nodes there. The cluster registers, a request is bit-identical to the single
 second `up` is refused, `logs` collects every node's log, and `down` stops every node.
 usage: ssh_test.py XMESH REPO
 """
-import hashlib
 import json
 import os
 import random
@@ -14,6 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_harness import netns_prefix  # noqa: E402
 
 
 def fail(why):
@@ -47,7 +49,7 @@ nodes:
   - {{name: edge-b, host: {hosts[2]}, control_port: 7400, data_port: 7401, roles: [experts], link: 5g}}
 """)
     env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{tmp}/run", XMESH_SSH_KNOWN_HOSTS=f"{tmp}/known_hosts")
-    prefix = "xm" + hashlib.md5((os.path.realpath(path) + "\n").encode()).hexdigest()[:6] + "-h"
+    prefix = netns_prefix(path) + "h"
     netns = f"{repo}/deploy/netns.sh"
     r = subprocess.run([netns, "net", path], env=env, capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
