@@ -71,42 +71,57 @@ struct resident_weights {
 
 namespace {
 
-// Copies three matrices shaped like `layout` from `parts` into owned memory, at most
-// `bytes_per_s` fast (0: as fast as memory goes).
+// The byte regions of an expert's weights, in the order they are copied, streamed and
+// checksummed: each matrix's data, then its scales when it is quantized.
+std::vector<std::span<const std::byte>> regions_of(const kernels::expert_weights& w) {
+  std::vector<std::span<const std::byte>> out;
+  for (const auto* m : {&w.gate, &w.up, &w.down}) {
+    out.emplace_back(static_cast<const std::byte*>(m->data), static_cast<size_t>(m->data_bytes()));
+    if (m->scales != nullptr)
+      out.emplace_back(static_cast<const std::byte*>(m->scales),
+                       static_cast<size_t>(m->scale_bytes()));
+  }
+  return out;
+}
+
+// Copies the regions of an expert shaped like `layout` from `sources` (one pointer per region,
+// regions_of's order) into owned memory, at most `bytes_per_s` fast (0: as fast as memory goes).
 std::shared_ptr<resident_weights> make_resident(const kernels::expert_weights& layout,
-                                                const std::byte* const (&parts)[3],
+                                                const std::vector<const std::byte*>& sources,
                                                 int64_t bytes_per_s) {
+  auto regions = regions_of(layout);
   auto r = std::make_shared<resident_weights>();
   r->bytes = layout.bytes();
-  auto* base = static_cast<std::byte*>(std::aligned_alloc(64, (r->bytes + 63) / 64 * 64 + 128));
+  int64_t capacity = 0;
+  for (auto region : regions) capacity += (static_cast<int64_t>(region.size()) + 63) / 64 * 64;
+  auto* base = static_cast<std::byte*>(std::aligned_alloc(64, capacity + 64));
   if (base == nullptr) throw std::bad_alloc();
   r->storage.reset(base);
   auto start = clock_type::now();
   int64_t done = 0;
   std::byte* at = base;
-  auto copy = [&](const kernels::matrix_view& m, const std::byte* src) {
-    kernels::matrix_view out = m;
-    for (int64_t off = 0; off < m.bytes(); off += int64_t{1} << 20) {
-      int64_t n = std::min<int64_t>(int64_t{1} << 20, m.bytes() - off);
-      std::memcpy(at + off, src + off, n);
+  std::vector<std::byte*> copies;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    auto size = static_cast<int64_t>(regions[i].size());
+    for (int64_t off = 0; off < size; off += int64_t{1} << 20) {
+      int64_t n = std::min<int64_t>(int64_t{1} << 20, size - off);
+      std::memcpy(at + off, sources[i] + off, n);
       done += n;
       if (bytes_per_s > 0)
         std::this_thread::sleep_until(
             start + std::chrono::duration_cast<clock_type::duration>(
                         std::chrono::duration<double>(double(done) / double(bytes_per_s))));
     }
-    out.data = at;
-    at += (m.bytes() + 63) / 64 * 64;
-    return out;
-  };
-  r->weights.gate = copy(layout.gate, parts[0]);
-  r->weights.up = copy(layout.up, parts[1]);
-  r->weights.down = copy(layout.down, parts[2]);
+    copies.push_back(at);
+    at += (size + 63) / 64 * 64;
+  }
+  r->weights = layout;
+  size_t i = 0;
+  for (auto* m : {&r->weights.gate, &r->weights.up, &r->weights.down}) {
+    m->data = copies[i++];
+    if (m->scales != nullptr) m->scales = copies[i++];
+  }
   return r;
-}
-
-std::span<const std::byte> bytes_of(const kernels::matrix_view& m) {
-  return {static_cast<const std::byte*>(m.data), static_cast<size_t>(m.bytes())};
 }
 
 // Drops the pages of [data, data + size) from this process's mapping of the model files (whole
@@ -128,7 +143,7 @@ std::string hex(uint64_t v) {
 }  // namespace
 
 uint64_t expert_checksum(const kernels::expert_weights& w) {
-  return transport::checksum_of_parts({bytes_of(w.gate), bytes_of(w.up), bytes_of(w.down)});
+  return transport::checksum_of_parts(regions_of(w));
 }
 
 model::expert_errc to_expert_errc(host_errc e) {
@@ -256,11 +271,11 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
   check_loadable(layer, expert);
   auto start = clock_type::now();
   const auto& src = model_.weights.layers[layer].experts[expert];
-  const std::byte* parts[3] = {static_cast<const std::byte*>(src.gate.data),
-                               static_cast<const std::byte*>(src.up.data),
-                               static_cast<const std::byte*>(src.down.data)};
-  auto r = make_resident(src, parts, bytes_per_s);
-  for (const auto* m : {&src.gate, &src.up, &src.down}) release_source_pages(m->data, m->bytes());
+  std::vector<const std::byte*> sources;
+  for (auto region : regions_of(src)) sources.push_back(region.data());
+  auto r = make_resident(src, sources, bytes_per_s);
+  for (auto region : regions_of(src))
+    release_source_pages(region.data(), static_cast<int64_t>(region.size()));
   if (checksum != 0 && expert_checksum(r->weights) != checksum)
     throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
                              std::to_string(layer) + " in " + node_name_ +
@@ -307,9 +322,13 @@ expert_loaded expert_host::load_from_peer(int64_t layer, int64_t expert, transpo
   if (f.header.checksum != checksum)
     throw std::runtime_error(what + ": checksum " + hex(f.header.checksum) +
                              " does not match the model's " + hex(checksum) + "; nothing loaded");
-  const std::byte* parts[3] = {f.blob.data(), f.blob.data() + layout.gate.bytes(),
-                               f.blob.data() + layout.gate.bytes() + layout.up.bytes()};
-  return install(layer, expert, make_resident(layout, parts, bytes_per_s), "peer " + peer_name,
+  std::vector<const std::byte*> sources;
+  const std::byte* at = f.blob.data();
+  for (auto region : regions_of(layout)) {
+    sources.push_back(at);
+    at += region.size();
+  }
+  return install(layer, expert, make_resident(layout, sources, bytes_per_s), "peer " + peer_name,
                  start);
 }
 
@@ -481,10 +500,7 @@ void expert_host::serve_fetch(const transport::frame_header& h,
   const auto& w = q->resident->weights;
   std::vector<std::byte> all;
   all.reserve(static_cast<size_t>(w.bytes()));
-  for (const auto* m : {&w.gate, &w.up, &w.down}) {
-    auto b = bytes_of(*m);
-    all.insert(all.end(), b.begin(), b.end());
-  }
+  for (auto region : regions_of(w)) all.insert(all.end(), region.begin(), region.end());
   // Fault injection for tests: a peer whose copy went bad streams it with a valid frame checksum.
   // (XMESH_FAULT_CORRUPT_WEIGHTS names the node that does it.)
   static const char* corrupt = std::getenv("XMESH_FAULT_CORRUPT_WEIGHTS");

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/cpu/matmul_impl.hpp"
+#include "kernels/quant.hpp"
 
 namespace xmesh::kernels {
 
@@ -29,6 +30,58 @@ std::atomic<isa> active{best};
 constexpr int64_t rows_per_item = 16;
 
 }  // namespace
+
+std::string_view format_name(weight_format f) {
+  constexpr std::string_view names[] = {"f32", "bf16", "f16", "q8", "q4", "fp8"};
+  return names[static_cast<int>(f)];
+}
+
+weight_format plain_format(dtype t) {
+  switch (t) {
+    case dtype::f32:
+      return weight_format::f32;
+    case dtype::bf16:
+      return weight_format::bf16;
+    case dtype::f16:
+      return weight_format::f16;
+    default:
+      throw std::invalid_argument(std::string(dtype_name(t)) + " is not a plain weight type");
+  }
+}
+
+int64_t matrix_view::row_bytes() const {
+  switch (format) {
+    case weight_format::f32:
+      return cols * 4;
+    case weight_format::bf16:
+    case weight_format::f16:
+      return cols * 2;
+    case weight_format::q8:
+    case weight_format::fp8:
+      return cols;
+    case weight_format::q4:
+      return cols / 2;
+  }
+  return 0;
+}
+
+int64_t matrix_view::scale_bytes() const {
+  switch (format) {
+    case weight_format::q8:
+    case weight_format::q4:
+      return rows * (cols / quant::group) * 2;
+    case weight_format::fp8:
+      return (rows / quant::fp8_block) * (cols / quant::fp8_block) * 4;
+    default:
+      return 0;
+  }
+}
+
+void row_to_f32(const matrix_view& w, int64_t r, float* out) {
+  quant::with_row_values(w, r, [&](auto at) {
+    for (int64_t c = 0; c < w.cols; ++c) out[c] = at(c);
+  });
+}
 
 void matmul_rows(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                  int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {

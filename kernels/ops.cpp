@@ -16,6 +16,8 @@ float weight_at(const void* w, dtype t, int64_t i) {
       return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
     case dtype::f16:
       return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
+    default:  // model/weights.cpp binds norms only in these three types
+      break;
   }
   return 0.0f;
 }

@@ -137,6 +137,32 @@ void read_special_tokens(const reader& r, model_config& c) {
   }
 }
 
+// quantization_config, as HF writes it for FP8 checkpoints and `xmesh quantize` for its own.
+quant_method read_quantization(const json& j, const std::string& origin) {
+  if (!j.contains("quantization_config") || j["quantization_config"].is_null())
+    return quant_method::none;
+  reader q(j["quantization_config"], origin + ": quantization_config");
+  if (!q.raw().is_object()) q.fail("quantization_config", "expected an object");
+  if (!q.raw().contains("quant_method") || !q.raw()["quant_method"].is_string())
+    q.fail("quant_method", "missing");
+  auto method = q.raw()["quant_method"].get<std::string>();
+  if (method == "fp8") {
+    if (q.raw().contains("fmt") && q.raw()["fmt"] != "e4m3")
+      q.fail("fmt", "unsupported fp8 format " + q.raw()["fmt"].dump() + " (supported: e4m3)");
+    auto block = q.get<std::vector<int64_t>>("weight_block_size", {128, 128});
+    if (block != std::vector<int64_t>{128, 128})
+      q.fail("weight_block_size", "unsupported block size (supported: [128, 128])");
+    return quant_method::fp8;
+  }
+  if (method == "xmesh") {
+    auto group = q.get<int64_t>("group_size");
+    if (group != 32)
+      q.fail("group_size", "unsupported " + std::to_string(group) + " (supported: 32)");
+    return quant_method::xmesh;
+  }
+  q.fail("quant_method", "unsupported '" + method + "' (supported: xmesh, fp8)");
+}
+
 void validate(const reader& r, const model_config& c) {
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) r.fail(key, "must be positive, got " + std::to_string(v));
@@ -200,6 +226,7 @@ model_config parse_config(const std::string& json_text, const std::string& origi
   c.tie_embeddings = r.get<bool>("tie_word_embeddings", false);
   read_family_fields(r, c);
   read_special_tokens(r, c);
+  c.quant = read_quantization(j, origin);
   validate(r, c);
   return c;
 }

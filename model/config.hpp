@@ -15,6 +15,11 @@ enum class family { mixtral, qwen2_moe, qwen3_moe, olmoe };
 /// How queries and keys are normalised before RoPE.
 enum class qk_norm_kind { none, per_head, full_width };
 
+/// config.json's `quantization_config.quant_method`: which quantized tensors a checkpoint holds.
+/// xmesh: q8/q4 group-quantized linear weights (`xmesh quantize`, docs/quantization.md); fp8:
+/// e4m3 weights with a `weight_scale_inv` per 128 x 128 block (DeepSeek-V3, Qwen3 FP8).
+enum class quant_method { none, xmesh, fp8 };
+
 /// Everything of config.json the forward pass reads, defaults applied as HF applies them.
 struct model_config {
   family arch = family::mixtral;
@@ -42,6 +47,7 @@ struct model_config {
   int64_t decoder_sparse_step = 1;
   std::optional<int32_t> bos_token_id;
   std::vector<int32_t> eos_token_ids;
+  quant_method quant = quant_method::none;
 
   /// True when `layer` has a routed MoE block (false: a dense MLP).
   [[nodiscard]] bool is_moe_layer(int64_t layer) const;

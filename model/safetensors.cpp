@@ -31,7 +31,8 @@ tensor_info parse_entry(const std::filesystem::path& file, const std::string& na
   if (!e["dtype"].is_string()) bad("dtype is not a string");
   auto type = kernels::parse_dtype(e["dtype"].get<std::string>());
   if (!type)
-    bad("unsupported dtype " + e["dtype"].get<std::string>() + " (supported: F32, BF16, F16)");
+    bad("unsupported dtype " + e["dtype"].get<std::string>() +
+        " (supported: F32, BF16, F16, I8, U8, F8_E4M3)");
   tensor_info t;
   t.name = name;
   t.type = *type;

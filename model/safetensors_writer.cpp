@@ -1,12 +1,11 @@
 #include "model/safetensors_writer.hpp"
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 namespace xmesh::model {
-
-namespace {
 
 int64_t numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -14,27 +13,25 @@ int64_t numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-void write_converted(std::ofstream& out, const std::vector<float>& v, kernels::dtype type) {
+void store_as(const std::vector<float>& v, kernels::dtype type, std::vector<std::byte>& out) {
+  out.resize(v.size() * kernels::dtype_size(type));
   if (type == kernels::dtype::f32) {
-    out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+    std::memcpy(out.data(), v.data(), v.size() * 4);
     return;
   }
-  std::vector<uint16_t> h(v.size());
+  auto* h = reinterpret_cast<uint16_t*>(out.data());
   for (size_t i = 0; i < v.size(); ++i)
     h[i] = type == kernels::dtype::bf16 ? kernels::f32_to_bf16(v[i]) : kernels::f32_to_f16(v[i]);
-  out.write(reinterpret_cast<const char*>(h.data()), static_cast<std::streamsize>(h.size() * 2));
 }
 
-}  // namespace
-
-void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_spec>& tensors,
-                       kernels::dtype type) {
+void write_safetensors(const std::filesystem::path& path,
+                       const std::vector<stored_tensor>& tensors) {
   nlohmann::ordered_json header;
   header["__metadata__"] = {{"format", "pt"}};
   int64_t offset = 0;
   for (const auto& t : tensors) {
-    int64_t bytes = numel(t.shape) * static_cast<int64_t>(kernels::dtype_size(type));
-    header[t.name] = {{"dtype", std::string(kernels::dtype_name(type))},
+    int64_t bytes = numel(t.shape) * static_cast<int64_t>(kernels::dtype_size(t.type));
+    header[t.name] = {{"dtype", std::string(kernels::dtype_name(t.type))},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
@@ -46,13 +43,26 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<tens
   uint64_t len = text.size();
   out.write(reinterpret_cast<const char*>(&len), 8);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  std::vector<float> values;
+  std::vector<std::byte> bytes;
   for (const auto& t : tensors) {
-    values.assign(numel(t.shape), 0.0f);
-    t.fill(values);
-    write_converted(out, values, type);
+    bytes.assign(numel(t.shape) * kernels::dtype_size(t.type), std::byte{0});
+    t.fill(bytes);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
   }
   if (!out.flush()) throw std::runtime_error(path.string() + ": write failed");
+}
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_spec>& tensors,
+                       kernels::dtype type) {
+  std::vector<stored_tensor> stored;
+  for (const auto& t : tensors)
+    stored.push_back({t.name, type, t.shape, [&t, type](std::vector<std::byte>& out) {
+                        std::vector<float> values(numel(t.shape));
+                        t.fill(values);
+                        store_as(values, type, out);
+                      }});
+  write_safetensors(path, stored);
 }
 
 }  // namespace xmesh::model

@@ -244,10 +244,16 @@ void write_synthetic_weights(const std::filesystem::path& dir, const synthetic_o
   preset_shape p = find_preset(o.preset);
   std::filesystem::create_directories(dir);
   json config = make_config(o.family, p, std::max(p.vocab, vocab.value_or(0)), bos, eos);
+  if (o.quant) config["quantization_config"] = json::parse(quantization_config_json(*o.quant));
   std::string text = config.dump(2) + "\n";
   std::ofstream(dir / "config.json") << text;
   model_config parsed = parse_config(text, (dir / "config.json").string());
-  write_safetensors(dir / "model.safetensors", make_tensors(parsed, o.seed, o.expert_skew), o.type);
+  auto tensors = make_tensors(parsed, o.seed, o.expert_skew);
+  if (!o.quant) return write_safetensors(dir / "model.safetensors", tensors, o.type);
+  std::vector<stored_tensor> stored;
+  for (const auto& t : tensors)
+    for (auto& part : store_tensor(t, o.type, *o.quant)) stored.push_back(std::move(part));
+  write_safetensors(dir / "model.safetensors", stored);
 }
 
 void write_synthetic_model(const std::filesystem::path& dir, const synthetic_options& o) {

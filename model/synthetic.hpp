@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/core/dtype.hpp"
+#include "model/quantize.hpp"
 
 namespace xmesh::model {
 
@@ -17,6 +18,8 @@ struct synthetic_options {
   std::string preset = "tiny";     // tiny, small, bench
   uint64_t seed = 0;
   kernels::dtype type = kernels::dtype::f32;
+  /// Quantize the weights of the `type` model (`xmesh quantize` of it gives the same files).
+  std::optional<quantize_options> quant;
   /// > 0: expert popularity roughly Zipf(expert_skew) on ordinary inputs (a shared direction in
   /// every embedding that the router rows read with a per-expert weight); 0: uniform.
   double expert_skew = 0;

@@ -116,8 +116,7 @@ void transformer::forward(std::span<const int32_t> tokens, kv_cache& cache, logi
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
       throw std::runtime_error("token id " + std::to_string(tokens[t]) +
                                " outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
-    kernels::to_f32(weights_.embed.row(tokens[t]), weights_.embed.type, hidden,
-                    h.data() + t * hidden);
+    kernels::row_to_f32(weights_.embed, tokens[t], h.data() + t * hidden);
   }
   auto norm_all = [&](const vector_view& w) {
     for (int64_t t = 0; t < n; ++t)

@@ -2,14 +2,16 @@
 
 #include <stdexcept>
 
+#include "kernels/quant.hpp"
+
 namespace xmesh::model {
 
 namespace {
 
-// Looks tensors up by name and checks their shapes.
+// Looks tensors up by name and checks their shapes, types and (quantized) scales.
 class binder {
  public:
-  explicit binder(const safetensors_checkpoint& ck) : ck_(ck) {}
+  binder(const safetensors_checkpoint& ck, quant_method quant) : ck_(ck), quant_(quant) {}
 
   const tensor_info& require(const std::string& name, const std::vector<int64_t>& shape) const {
     const tensor_info* t = ck_.find(name);
@@ -19,17 +21,76 @@ class binder {
                                shape_text(shape) + ", found " + shape_text(t->shape));
     return *t;
   }
+  const tensor_info& require(const std::string& name, const std::vector<int64_t>& shape,
+                             kernels::dtype type) const {
+    const auto& t = require(name, shape);
+    if (t.type != type)
+      throw std::runtime_error(t.file + ": tensor '" + name + "': expected " +
+                               std::string(kernels::dtype_name(type)) + ", found " +
+                               std::string(kernels::dtype_name(t.type)));
+    return t;
+  }
   kernels::matrix_view matrix(const std::string& name, int64_t rows, int64_t cols) const {
-    const auto& t = require(name, {rows, cols});
-    return {t.data, t.type, rows, cols};
+    const tensor_info* t = ck_.find(name);
+    if (t == nullptr) throw std::runtime_error("missing tensor '" + name + "'");
+    using kernels::dtype, kernels::weight_format;
+    switch (t->type) {
+      case dtype::i8:
+        return grouped(*t, weight_format::q8, rows, cols, cols);
+      case dtype::u8:
+        return grouped(*t, weight_format::q4, rows, cols, cols / 2);
+      case dtype::f8_e4m3:
+        return fp8(*t, rows, cols);
+      default:
+        return {require(name, {rows, cols}).data, kernels::plain_format(t->type), rows, cols};
+    }
   }
   vector_view vec(const std::string& name, int64_t n) const {
     const auto& t = require(name, {n});
+    if (kernels::dtype_size(t.type) == 1)
+      throw std::runtime_error(t.file + ": tensor '" + name +
+                               "': " + std::string(kernels::dtype_name(t.type)) +
+                               " is for quantized matrices, not vectors");
     return {t.data, t.type, n};
   }
 
  private:
+  void expect_method(const tensor_info& t, quant_method m, const char* what) const {
+    if (quant_ != m)
+      throw std::runtime_error(
+          t.file + ": tensor '" + t.name + "' is " + std::string(kernels::dtype_name(t.type)) +
+          " (" + what + ") but config.json's quantization_config does not say " +
+          (m == quant_method::fp8 ? "quant_method fp8" : "quant_method xmesh"));
+  }
+  // q8 (stored cols) or q4 (cols / 2 bytes a row), one f16 scale per group of 32 in
+  // `.weight_scale`.
+  kernels::matrix_view grouped(const tensor_info& t, kernels::weight_format f, int64_t rows,
+                               int64_t cols, int64_t stored_cols) const {
+    expect_method(t, quant_method::xmesh, f == kernels::weight_format::q8 ? "q8" : "q4");
+    if (cols % kernels::quant::group != 0)
+      throw std::runtime_error(t.file + ": tensor '" + t.name + "': " + std::to_string(cols) +
+                               " columns are not a multiple of the quantization group (32)");
+    const auto& data = require(t.name, {rows, stored_cols});
+    const auto& scales =
+        require(t.name + "_scale", {rows, cols / kernels::quant::group}, kernels::dtype::f16);
+    return {data.data, f, rows, cols, scales.data};
+  }
+  // e4m3 codes, one f32 scale per 128 x 128 block in `.weight_scale_inv`.
+  kernels::matrix_view fp8(const tensor_info& t, int64_t rows, int64_t cols) const {
+    expect_method(t, quant_method::fp8, "fp8 e4m3");
+    const auto& data = require(t.name, {rows, cols});
+    const int64_t b = kernels::quant::fp8_block;
+    if (rows % b != 0 || cols % b != 0)
+      throw std::runtime_error(t.file + ": tensor '" + t.name +
+                               "': the 128 x 128 scale block does "
+                               "not divide its shape " +
+                               shape_text({rows, cols}));
+    const auto& scales = require(t.name + "_scale_inv", {rows / b, cols / b}, kernels::dtype::f32);
+    return {data.data, kernels::weight_format::fp8, rows, cols, scales.data};
+  }
+
   const safetensors_checkpoint& ck_;
+  quant_method quant_;
 };
 
 kernels::expert_weights ffn(const binder& b, const std::string& gate, const std::string& up,
@@ -100,7 +161,7 @@ expert_tensor_names expert_names(const model_config& c, int64_t layer, int64_t e
 model_weights bind_weights(const model_config& c, safetensors_checkpoint checkpoint) {
   model_weights w;
   w.checkpoint = std::move(checkpoint);
-  binder b(w.checkpoint);
+  binder b(w.checkpoint, c.quant);
   w.embed = b.matrix("model.embed_tokens.weight", c.vocab, c.hidden);
   w.final_norm = b.vec("model.norm.weight", c.hidden);
   w.lm_head = c.tie_embeddings ? w.embed : b.matrix("lm_head.weight", c.vocab, c.hidden);

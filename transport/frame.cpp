@@ -299,7 +299,7 @@ bytes encode_blob_frame(const frame_header& header, std::span<const std::byte> b
   return finish(std::move(out), h);
 }
 
-uint64_t checksum_of_parts(std::initializer_list<std::span<const std::byte>> parts) {
+uint64_t checksum_of_parts(std::span<const std::span<const std::byte>> parts) {
   XXH3_state_t* state = XXH3_createState();
   if (state == nullptr) throw std::bad_alloc();
   XXH3_64bits_reset(state);

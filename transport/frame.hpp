@@ -178,7 +178,7 @@ class frame_builder {
 
 /// XXH3_64bits of the concatenation of `parts`: the checksum a weights frame of those bytes
 /// carries.
-[[nodiscard]] uint64_t checksum_of_parts(std::initializer_list<std::span<const std::byte>> parts);
+[[nodiscard]] uint64_t checksum_of_parts(std::span<const std::span<const std::byte>> parts);
 
 /// Validates every field of `buffer` against `limits` and returns a view into it. The buffer
 /// must be 4-byte aligned for the views (received `bytes` always are); an unaligned buffer is

@@ -1,11 +1,13 @@
 #include "kernels/core/dtype.hpp"
 
+#include <stdexcept>
+#include <string>
+
 namespace xmesh::kernels {
 
 std::optional<dtype> parse_dtype(std::string_view name) {
-  if (name == "F32") return dtype::f32;
-  if (name == "BF16") return dtype::bf16;
-  if (name == "F16") return dtype::f16;
+  for (auto t : {dtype::f32, dtype::bf16, dtype::f16, dtype::i8, dtype::u8, dtype::f8_e4m3})
+    if (name == dtype_name(t)) return t;
   return std::nullopt;
 }
 
@@ -46,6 +48,9 @@ void to_f32(const void* src, dtype t, size_t n, float* dst) {
     case dtype::f16:
       for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(static_cast<const uint16_t*>(src)[i]);
       return;
+    default:
+      throw std::invalid_argument("to_f32: " + std::string(dtype_name(t)) +
+                                  " elements need their scales (kernels/quant.hpp)");
   }
 }
 

@@ -10,18 +10,22 @@
 
 namespace xmesh::kernels {
 
-/// Storage type of a tensor's elements.
-enum class dtype : uint8_t { f32, bf16, f16 };
+/// Storage type of a tensor's elements. The 8-bit types hold quantized weights (kernels/quant.hpp):
+/// i8 for q8, u8 for packed q4 nibbles, f8_e4m3 for FP8 checkpoints.
+enum class dtype : uint8_t { f32, bf16, f16, i8, u8, f8_e4m3 };
 
 /// Bytes per element.
-constexpr size_t dtype_size(dtype t) { return t == dtype::f32 ? 4 : 2; }
-
-/// Safetensors spelling ("F32", "BF16", "F16").
-constexpr std::string_view dtype_name(dtype t) {
-  return t == dtype::f32 ? "F32" : t == dtype::bf16 ? "BF16" : "F16";
+constexpr size_t dtype_size(dtype t) {
+  return t == dtype::f32 ? 4 : t == dtype::bf16 || t == dtype::f16 ? 2 : 1;
 }
 
-/// Parses a safetensors dtype; nullopt for types the engine does not run.
+/// Safetensors spelling ("F32", "BF16", "F16", "I8", "U8", "F8_E4M3").
+constexpr std::string_view dtype_name(dtype t) {
+  constexpr std::string_view names[] = {"F32", "BF16", "F16", "I8", "U8", "F8_E4M3"};
+  return names[static_cast<int>(t)];
+}
+
+/// Parses a safetensors dtype; nullopt for types the engine does not read.
 std::optional<dtype> parse_dtype(std::string_view name);
 
 /// bf16 is the top half of an f32: widening is exact.
@@ -40,7 +44,7 @@ float f16_to_f32(uint16_t h);
 /// f32 to IEEE half, round to nearest even.
 uint16_t f32_to_f16(float f);
 
-/// Converts `n` elements of type `t` at `src` to f32.
+/// Converts `n` elements of type `t` (f32, bf16 or f16) at `src` to f32.
 void to_f32(const void* src, dtype t, size_t n, float* dst);
 
 }  // namespace xmesh::kernels

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cpu/matmul_impl.hpp"
+#include "kernels/quant.hpp"
 
 namespace xmesh::kernels::cpu {
 
@@ -117,12 +118,126 @@ void rows(const W* w, int64_t cols, const float* x, int64_t num_tokens, int64_t 
     row_tokens<W, 1, prefill_tokens>(w + r * cols, cols, x, ldx, y + r, ldy, num_tokens);
 }
 
+// -- quantized weights: a group of 32 decoded to two v16 halves of exact f32 weights ----------
+
+// The low 8 int8 codes of `codes` times the scale `s` (exact).
+inline __m256 scaled(__m128i codes, __m256 s) {
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), s);
+}
+
+template <weight_format F>
+struct reader;
+
+template <>
+struct reader<weight_format::q8> {
+  const int8_t* codes;
+  const uint16_t* scales;
+  int64_t cols;
+  explicit reader(const matrix_view& w)
+      : codes(static_cast<const int8_t*>(w.data)),
+        scales(static_cast<const uint16_t*>(w.scales)),
+        cols(w.cols) {}
+
+  void load(int64_t r, int64_t k, v16& lo, v16& hi) const {
+    __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[r * (cols / quant::group) + k / quant::group]));
+    const int8_t* p = codes + r * cols + k;
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+    lo = {scaled(a, s), scaled(_mm_srli_si128(a, 8), s)};
+    hi = {scaled(b, s), scaled(_mm_srli_si128(b, 8), s)};
+  }
+};
+
+template <>
+struct reader<weight_format::q4> {
+  const uint8_t* packed;
+  const uint16_t* scales;
+  int64_t cols;
+  explicit reader(const matrix_view& w)
+      : packed(static_cast<const uint8_t*>(w.data)),
+        scales(static_cast<const uint16_t*>(w.scales)),
+        cols(w.cols) {}
+
+  void load(int64_t r, int64_t k, v16& lo, v16& hi) const {
+    __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[r * (cols / quant::group) + k / quant::group]));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (r * cols + k) / 2));
+    const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    __m128i l = _mm_sub_epi8(_mm_and_si128(b, low4), eight);  // codes in [-8, 7]
+    __m128i h = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), eight);
+    lo = {scaled(l, s), scaled(_mm_srli_si128(l, 8), s)};
+    hi = {scaled(h, s), scaled(_mm_srli_si128(h, 8), s)};
+  }
+};
+
+template <>
+struct reader<weight_format::fp8> {
+  const uint8_t* codes;
+  const float* scale_inv;
+  int64_t cols;
+  explicit reader(const matrix_view& w)
+      : codes(static_cast<const uint8_t*>(w.data)),
+        scale_inv(static_cast<const float*>(w.scales)),
+        cols(w.cols) {}
+
+  static v16 widen(const uint8_t* p, __m256 s256) {
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+    return {_mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), s256),
+            _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), s256)};
+  }
+  void load(int64_t r, int64_t k, v16& lo, v16& hi) const {
+    float s = scale_inv[r / quant::fp8_block * (cols / quant::fp8_block) + k / quant::fp8_block];
+    __m256 s256 = _mm256_set1_ps(s * 256.0f);
+    lo = widen(codes + r * cols + k, s256);
+    hi = widen(codes + r * cols + k + 16, s256);
+  }
+};
+
+// Quantized rows (a multiple of 32 columns): decode takes two rows (two FMA chains each), prefill
+// one row against up to 3 tokens, both within the 16 registers.
+template <class Reader, int R, int T>
+void quant_tile(const Reader& w, int64_t r0, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  v16 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t k = 0; k < w.cols; k += quant::group) {
+    v16 lo[R], hi[R];
+    for (int r = 0; r < R; ++r) w.load(r0 + r, k, lo[r], hi[r]);
+    for (int t = 0; t < T; ++t) {
+      v16 xlo = load16(x + t * ldx + k), xhi = load16(x + t * ldx + k + 16);
+      for (int r = 0; r < R; ++r) {
+        fma16(lo[r], xlo, acc[r][t]);
+        fma16(hi[r], xhi, acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = reduce(acc[r][t]);
+}
+
+template <class Reader>
+void quant_rows(const Reader& w, const float* x, int64_t num_tokens, int64_t ldx, int64_t row_begin,
+                int64_t row_end, float* y, int64_t ldy) {
+  int64_t r = row_begin;
+  if (num_tokens == 1)
+    for (; r + 2 <= row_end; r += 2) quant_tile<Reader, 2, 1>(w, r, x, ldx, y + r, ldy);
+  for (; r < row_end; ++r) {
+    int64_t t = 0;
+    for (; t + 3 <= num_tokens; t += 3)
+      quant_tile<Reader, 1, 3>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy);
+    for (; t < num_tokens; ++t)
+      quant_tile<Reader, 1, 1>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy);
+  }
+}
+
 }  // namespace
 
 void matmul_rows_avx2(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                       int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
-  with_typed_weights(
-      w, [&](auto* p) { rows(p, w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy); });
+  with_weights<reader>(
+      w, [&](const auto& r) { quant_rows(r, x, num_tokens, ldx, row_begin, row_end, y, ldy); },
+      [&](auto* p) { rows(p, w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy); });
 }
 
 float dot_avx2(const float* a, const float* b, int64_t n) {

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/matmul_impl.hpp"
+#include "kernels/quant.hpp"
 
 namespace xmesh::kernels::cpu {
 
@@ -121,12 +122,149 @@ void rows(const W* w, int64_t cols, const float* x, int64_t num_tokens, int64_t 
   for (; r < row_end; ++r) tile_tokens<W, 1>(w + r * cols, cols, x, ldx, num_tokens, y + r, ldy);
 }
 
+// -- quantized weights: a group of 32 decoded to two 16-lane halves of exact f32 weights ------
+
+inline __m512 broadcast_f16(uint16_t h) { return _mm512_set1_ps(_cvtsh_ss(h)); }
+inline __m512 load_i8x16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+template <weight_format F>
+struct reader;
+
+template <>
+struct reader<weight_format::q8> {
+  const int8_t* codes;
+  const uint16_t* scales;
+  int64_t cols;
+  explicit reader(const matrix_view& w)
+      : codes(static_cast<const int8_t*>(w.data)),
+        scales(static_cast<const uint16_t*>(w.scales)),
+        cols(w.cols) {}
+
+  void load(int64_t r, int64_t k, __m512& lo, __m512& hi) const {
+    __m512 s = broadcast_f16(scales[r * (cols / quant::group) + k / quant::group]);
+    lo = _mm512_mul_ps(load_i8x16(codes + r * cols + k), s);
+    hi = _mm512_mul_ps(load_i8x16(codes + r * cols + k + 16), s);
+  }
+  const void* at(int64_t r, int64_t k) const { return codes + r * cols + k; }
+};
+
+// q4: the 16 possible weights of a group (code x scale, exact) are a table that one permute
+// per 16 lanes indexes with the nibbles.
+template <>
+struct reader<weight_format::q4> {
+  const uint8_t* packed;
+  const uint16_t* scales;
+  int64_t cols;
+  explicit reader(const matrix_view& w)
+      : packed(static_cast<const uint8_t*>(w.data)),
+        scales(static_cast<const uint16_t*>(w.scales)),
+        cols(w.cols) {}
+
+  void load(int64_t r, int64_t k, __m512& lo, __m512& hi) const {
+    const __m512 codes = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    __m512 table =
+        _mm512_mul_ps(codes, broadcast_f16(scales[r * (cols / quant::group) + k / quant::group]));
+    __m512i b = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (r * cols + k) / 2)));
+    lo = _mm512_permutexvar_ps(b, table);  // uses the low 4 bits of each index
+    hi = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table);
+  }
+  const void* at(int64_t r, int64_t k) const { return packed + (r * cols + k) / 2; }
+};
+
+// fp8: e4m3 bytes become f16 bits (quant::fp8_as_f16), widened by the f16 instruction, times the
+// block's scale x 256.
+template <>
+struct reader<weight_format::fp8> {
+  const uint8_t* codes;
+  const float* scale_inv;
+  int64_t cols;
+  explicit reader(const matrix_view& w)
+      : codes(static_cast<const uint8_t*>(w.data)),
+        scale_inv(static_cast<const float*>(w.scales)),
+        cols(w.cols) {}
+
+  static __m512 widen(const uint8_t* p) {
+    // u = b << 7 puts exponent and mantissa at f16 bits 13..7 and the sign at bit 14; adding
+    // the sign bit to itself carries it to bit 15.
+    __m256i u = _mm256_slli_epi16(
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 7);
+    __m256i h = _mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000)));
+    return _mm512_cvtph_ps(h);
+  }
+  void load(int64_t r, int64_t k, __m512& lo, __m512& hi) const {
+    float s = scale_inv[r / quant::fp8_block * (cols / quant::fp8_block) + k / quant::fp8_block];
+    __m512 s256 = _mm512_set1_ps(s * 256.0f);
+    lo = _mm512_mul_ps(widen(codes + r * cols + k), s256);
+    hi = _mm512_mul_ps(widen(codes + r * cols + k + 16), s256);
+  }
+  const void* at(int64_t r, int64_t k) const { return codes + r * cols + k; }
+};
+
+// Quantized rows: a multiple of 32 columns (model/weights.cpp checks), one group per step.
+constexpr int quant_decode_rows = 4;  // four FMA chains: one would leave the cores waiting
+constexpr int quant_tile_rows = 4;
+constexpr int quant_tile_tokens = 4;  // 16 accumulators + 8 weight halves fit the 32 registers
+
+template <class Reader, int R, int T>
+void quant_tile(const Reader& w, int64_t r0, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < w.cols; k += quant::group) {
+    __m512 lo[R], hi[R];
+    for (int r = 0; r < R; ++r) {
+      if constexpr (T == 1)
+        _mm_prefetch(static_cast<const char*>(w.at(r0 + r + R, k)), _MM_HINT_T0);
+      w.load(r0 + r, k, lo[r], hi[r]);
+    }
+    for (int t = 0; t < T; ++t) {
+      __m512 xlo = _mm512_loadu_ps(x + t * ldx + k), xhi = _mm512_loadu_ps(x + t * ldx + k + 16);
+      for (int r = 0; r < R; ++r) {
+        acc[r][t] = _mm512_fmadd_ps(lo[r], xlo, acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(hi[r], xhi, acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = reduce(acc[r][t]);
+}
+
+// R rows against all tokens, T at a time, then the leftover tokens with smaller tiles.
+template <class Reader, int R, int T>
+void quant_row_tokens(const Reader& w, int64_t r0, const float* x, int64_t ldx, float* y,
+                      int64_t ldy, int64_t num_tokens) {
+  if constexpr (T > 0) {
+    for (; num_tokens >= T; num_tokens -= T, x += T * ldx, y += T * ldy)
+      quant_tile<Reader, R, T>(w, r0, x, ldx, y, ldy);
+    quant_row_tokens<Reader, R, T - 1>(w, r0, x, ldx, y, ldy, num_tokens);
+  }
+}
+
+template <class Reader>
+void quant_rows(const Reader& w, const float* x, int64_t num_tokens, int64_t ldx, int64_t row_begin,
+                int64_t row_end, float* y, int64_t ldy) {
+  int64_t r = row_begin;
+  if (num_tokens == 1)
+    for (; r + quant_decode_rows <= row_end; r += quant_decode_rows)
+      quant_tile<Reader, quant_decode_rows, 1>(w, r, x, ldx, y + r, ldy);
+  for (; r + quant_tile_rows <= row_end; r += quant_tile_rows)
+    quant_row_tokens<Reader, quant_tile_rows, quant_tile_tokens>(w, r, x, ldx, y + r, ldy,
+                                                                 num_tokens);
+  for (; r < row_end; ++r)
+    quant_row_tokens<Reader, 1, quant_tile_tokens>(w, r, x, ldx, y + r, ldy, num_tokens);
+}
+
 }  // namespace
 
 void matmul_rows_avx512(const float* x, int64_t num_tokens, int64_t ldx, const matrix_view& w,
                         int64_t row_begin, int64_t row_end, float* y, int64_t ldy) {
-  with_typed_weights(
-      w, [&](auto* p) { rows(p, w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy); });
+  with_weights<reader>(
+      w, [&](const auto& r) { quant_rows(r, x, num_tokens, ldx, row_begin, row_end, y, ldy); },
+      [&](auto* p) { rows(p, w.cols, x, num_tokens, ldx, row_begin, row_end, y, ldy); });
 }
 
 float dot_avx512(const float* a, const float* b, int64_t n) {

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/cpu/matmul_impl.hpp"
+#include "kernels/quant.hpp"
 
 namespace xmesh::kernels::cpu {
 
@@ -27,21 +28,9 @@ float canonical_dot(Load w_at, const float* x, int64_t n) {
 }
 
 float row_dot(const matrix_view& w, int64_t r, const float* x) {
-  const void* row = w.row(r);
-  switch (w.type) {
-    case dtype::f32:
-      return canonical_dot([p = static_cast<const float*>(row)](int64_t k) { return p[k]; }, x,
-                           w.cols);
-    case dtype::bf16:
-      return canonical_dot(
-          [p = static_cast<const uint16_t*>(row)](int64_t k) { return bf16_to_f32(p[k]); }, x,
-          w.cols);
-    case dtype::f16:
-      return canonical_dot(
-          [p = static_cast<const uint16_t*>(row)](int64_t k) { return f16_to_f32(p[k]); }, x,
-          w.cols);
-  }
-  return 0.0f;
+  float out = 0;
+  quant::with_row_values(w, r, [&](auto at) { out = canonical_dot(at, x, w.cols); });
+  return out;
 }
 
 }  // namespace

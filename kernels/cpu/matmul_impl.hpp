@@ -13,17 +13,35 @@ struct f16_t {
   uint16_t bits;
 };
 
-/// Calls `rows(p)` with the weights as a typed pointer: const float*, const bf16_t* or const
-/// f16_t*.
+/// Calls `rows(p)` with plain (f32, bf16, f16) weights as a typed pointer: const float*,
+/// const bf16_t* or const f16_t*. Quantized formats have kernels of their own.
 template <class Rows>
 void with_typed_weights(const matrix_view& w, Rows&& rows) {
-  switch (w.type) {
-    case dtype::f32:
+  switch (w.format) {
+    case weight_format::f32:
       return rows(static_cast<const float*>(w.data));
-    case dtype::bf16:
+    case weight_format::bf16:
       return rows(static_cast<const bf16_t*>(w.data));
-    case dtype::f16:
+    case weight_format::f16:
       return rows(static_cast<const f16_t*>(w.data));
+    default:
+      break;
+  }
+}
+
+/// Calls `quant(reader)` with the ISA's `Reader<format>` of a quantized matrix (constructed from
+/// the view), else `plain(p)` as with_typed_weights does.
+template <template <weight_format> class Reader, class Quant, class Plain>
+void with_weights(const matrix_view& w, Quant&& quant, Plain&& plain) {
+  switch (w.format) {
+    case weight_format::q8:
+      return quant(Reader<weight_format::q8>(w));
+    case weight_format::q4:
+      return quant(Reader<weight_format::q4>(w));
+    case weight_format::fp8:
+      return quant(Reader<weight_format::fp8>(w));
+    default:
+      return with_typed_weights(w, plain);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.hpp"
+#include "kernels/quant.hpp"
 #include "kernels/topk_gating.hpp"
 
 namespace xmesh::kernels {
@@ -16,28 +17,53 @@ namespace {
     if (cuda::device_count(&why) == 0) GTEST_SKIP() << "no CUDA device: " << why; \
   } while (0)
 
+// One expert's three matrices in `format`, from smooth f32 values (quantized via quant.hpp).
+struct expert_matrices {
+  std::vector<uint8_t> bytes[3], scales[3];
+  expert_weights w;
+  expert_matrices(weight_format format, int64_t hidden, int64_t inter) {
+    matrix_view* views[3] = {&w.gate, &w.up, &w.down};
+    for (int m = 0; m < 3; ++m) {
+      int64_t rows = m == 2 ? hidden : inter, cols = m == 2 ? inter : hidden;
+      std::vector<float> v(rows * cols);
+      for (size_t i = 0; i < v.size(); ++i) v[i] = 0.06f * std::sin(0.1f * i + m);
+      *views[m] = {nullptr, format, rows, cols};
+      bytes[m].resize(views[m]->data_bytes());
+      scales[m].resize(views[m]->scale_bytes());
+      auto* s16 = reinterpret_cast<uint16_t*>(scales[m].data());
+      if (format == weight_format::bf16)
+        for (size_t i = 0; i < v.size(); ++i)
+          reinterpret_cast<uint16_t*>(bytes[m].data())[i] = f32_to_bf16(v[i]);
+      if (format == weight_format::q8)
+        quant::quantize_q8(v.data(), rows, cols, reinterpret_cast<int8_t*>(bytes[m].data()), s16);
+      if (format == weight_format::q4)
+        quant::quantize_q4(v.data(), rows, cols, bytes[m].data(), s16);
+      if (format == weight_format::fp8)
+        quant::quantize_fp8(v.data(), rows, cols, bytes[m].data(),
+                            reinterpret_cast<float*>(scales[m].data()));
+      views[m]->data = bytes[m].data();
+      views[m]->scales = scales[m].empty() ? nullptr : scales[m].data();
+    }
+  }
+};
+
 TEST(CudaParity, ExpertFfnMatchesCpu) {
   REQUIRE_DEVICE();
   const int64_t hidden = 256, inter = 128, tokens = 5;
-  std::vector<uint16_t> g(inter * hidden), u(inter * hidden), d(hidden * inter);
-  for (size_t i = 0; i < g.size(); ++i) {
-    g[i] = f32_to_bf16(0.06f * std::sin(0.1f * i));
-    u[i] = f32_to_bf16(0.06f * std::cos(0.07f * i));
-    d[i] = f32_to_bf16(0.09f * std::sin(0.05f * i + 1));
-  }
   std::vector<float> x(tokens * hidden);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.3f * i);
-  expert_weights w{{g.data(), dtype::bf16, inter, hidden},
-                   {u.data(), dtype::bf16, inter, hidden},
-                   {d.data(), dtype::bf16, hidden, inter}};
-  std::vector<float> cpu(tokens * hidden), gpu(tokens * hidden);
-  thread_pool pool(1);
-  expert_job job{&w, x.data(), tokens, cpu.data()};
-  run_experts({&job, 1}, pool);
-  auto s = cuda::expert_ffn(x.data(), tokens, w, gpu.data());
-  ASSERT_TRUE(s.ok()) << s.message();
-  for (size_t i = 0; i < cpu.size(); ++i)
-    ASSERT_NEAR(gpu[i], cpu[i], 1e-4 + 1e-4 * std::fabs(cpu[i]));
+  for (auto format :
+       {weight_format::bf16, weight_format::q8, weight_format::q4, weight_format::fp8}) {
+    expert_matrices m(format, hidden, inter);
+    std::vector<float> cpu(tokens * hidden), gpu(tokens * hidden);
+    thread_pool pool(1);
+    expert_job job{&m.w, x.data(), tokens, cpu.data()};
+    run_experts({&job, 1}, pool);
+    auto s = cuda::expert_ffn(x.data(), tokens, m.w, gpu.data());
+    ASSERT_TRUE(s.ok()) << s.message();
+    for (size_t i = 0; i < cpu.size(); ++i)
+      ASSERT_NEAR(gpu[i], cpu[i], 1e-4 + 1e-4 * std::fabs(cpu[i])) << format_name(format);
+  }
 }
 
 TEST(CudaParity, TopkGatingMatchesCpu) {

@@ -11,37 +11,49 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/quant.hpp"
+
 namespace xmesh::kernels {
 namespace {
 
 struct matmul_case {
-  dtype type;
+  weight_format format;
   int64_t rows, cols, tokens;
 };
 
 std::string case_name(const testing::TestParamInfo<matmul_case>& info) {
   const auto& c = info.param;
-  return std::string(dtype_name(c.type)) + "_r" + std::to_string(c.rows) + "_c" +
+  return std::string(format_name(c.format)) + "_r" + std::to_string(c.rows) + "_c" +
          std::to_string(c.cols) + "_t" + std::to_string(c.tokens);
 }
 
+// A matrix of normal random weights in `format` (quantized ones through kernels/quant.hpp).
 struct random_matrix {
-  std::vector<uint8_t> bytes;
+  std::vector<uint8_t> bytes, scales;
   matrix_view view;
-  random_matrix(dtype type, int64_t rows, int64_t cols, uint32_t seed) {
+  random_matrix(weight_format format, int64_t rows, int64_t cols, uint32_t seed) {
     std::mt19937 gen(seed);
     std::normal_distribution<float> dist(0.0f, 1.0f);
-    bytes.resize(rows * cols * dtype_size(type));
+    std::vector<float> w(rows * cols);
+    for (auto& v : w) v = dist(gen);
+    view = {nullptr, format, rows, cols};
+    bytes.resize(view.data_bytes());
+    scales.resize(view.scale_bytes());
+    auto* s16 = reinterpret_cast<uint16_t*>(scales.data());
     for (int64_t i = 0; i < rows * cols; ++i) {
-      float v = dist(gen);
-      if (type == dtype::f32) {
-        std::memcpy(bytes.data() + i * 4, &v, 4);
-      } else {
-        uint16_t h = type == dtype::bf16 ? f32_to_bf16(v) : f32_to_f16(v);
+      if (format == weight_format::f32) std::memcpy(bytes.data() + i * 4, &w[i], 4);
+      uint16_t h = format == weight_format::bf16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+      if (format == weight_format::bf16 || format == weight_format::f16)
         std::memcpy(bytes.data() + i * 2, &h, 2);
-      }
     }
-    view = {bytes.data(), type, rows, cols};
+    if (format == weight_format::q8)
+      quant::quantize_q8(w.data(), rows, cols, reinterpret_cast<int8_t*>(bytes.data()), s16);
+    if (format == weight_format::q4) quant::quantize_q4(w.data(), rows, cols, bytes.data(), s16);
+    if (format == weight_format::fp8)
+      quant::quantize_fp8(w.data(), rows, cols, bytes.data(),
+                          reinterpret_cast<float*>(scales.data()));
+    view.data = bytes.data();
+    view.scales = scales.empty() ? nullptr : scales.data();
   }
 };
 
@@ -56,7 +68,7 @@ std::vector<float> random_vector(int64_t n, uint32_t seed) {
 // Straightforward double-precision product, for accuracy (not bit) checks.
 double reference_dot(const matrix_view& w, int64_t r, const float* x) {
   std::vector<float> row(w.cols);
-  to_f32(w.row(r), w.type, w.cols, row.data());
+  row_to_f32(w, r, row.data());
   double acc = 0;
   for (int64_t k = 0; k < w.cols; ++k) acc += static_cast<double>(row[k]) * x[k];
   return acc;
@@ -69,7 +81,7 @@ class Matmul : public testing::TestWithParam<matmul_case> {
 
 TEST_P(Matmul, MatchesDoublePrecisionReference) {
   auto c = GetParam();
-  random_matrix w(c.type, c.rows, c.cols, 1);
+  random_matrix w(c.format, c.rows, c.cols, 1);
   auto x = random_vector(c.tokens * c.cols, 2);
   std::vector<float> y(c.tokens * c.rows);
   thread_pool pool(2);
@@ -83,7 +95,7 @@ TEST_P(Matmul, MatchesDoublePrecisionReference) {
 
 TEST_P(Matmul, EveryIsaAgreesWithGenericBitForBit) {
   auto c = GetParam();
-  random_matrix w(c.type, c.rows, c.cols, 3);
+  random_matrix w(c.format, c.rows, c.cols, 3);
   auto x = random_vector(c.tokens * c.cols, 4);
   std::vector<float> generic(c.tokens * c.rows), fast(c.tokens * c.rows);
   thread_pool pool(1);
@@ -99,7 +111,7 @@ TEST_P(Matmul, EveryIsaAgreesWithGenericBitForBit) {
 
 TEST_P(Matmul, TokenResultIndependentOfBatchAndThreads) {
   auto c = GetParam();
-  random_matrix w(c.type, c.rows, c.cols, 5);
+  random_matrix w(c.format, c.rows, c.cols, 5);
   auto x = random_vector(c.tokens * c.cols, 6);
   std::vector<float> batched(c.tokens * c.rows), alone(c.tokens * c.rows);
   thread_pool two(2), three(3);
@@ -109,11 +121,36 @@ TEST_P(Matmul, TokenResultIndependentOfBatchAndThreads) {
   EXPECT_EQ(0, std::memcmp(batched.data(), alone.data(), batched.size() * sizeof(float)));
 }
 
+TEST_P(Matmul, EqualsTheF32ProductOfItsDecodedWeightsBitForBit) {
+  // The precision policy: quantized weights are decoded to f32 exactly as row_to_f32 gives them
+  // and multiplied in the canonical order, so a quantized model is its dequantized f32 model.
+  auto c = GetParam();
+  random_matrix w(c.format, c.rows, c.cols, 7);
+  std::vector<float> decoded(c.rows * c.cols);
+  for (int64_t r = 0; r < c.rows; ++r) row_to_f32(w.view, r, decoded.data() + r * c.cols);
+  matrix_view f32_view{decoded.data(), weight_format::f32, c.rows, c.cols};
+  auto x = random_vector(c.tokens * c.cols, 8);
+  std::vector<float> direct(c.tokens * c.rows), via_f32(c.tokens * c.rows);
+  thread_pool pool(2);
+  for (const auto& isa : matmul_isas()) {
+    force_matmul_isa(isa);
+    matmul(x.data(), c.tokens, c.cols, w.view, direct.data(), c.rows, pool);
+    matmul(x.data(), c.tokens, c.cols, f32_view, via_f32.data(), c.rows, pool);
+    EXPECT_EQ(0, std::memcmp(direct.data(), via_f32.data(), direct.size() * sizeof(float))) << isa;
+  }
+}
+
 std::vector<matmul_case> matmul_cases() {
   std::vector<matmul_case> out;
-  for (auto type : {dtype::f32, dtype::bf16, dtype::f16})
+  for (auto format : {weight_format::f32, weight_format::bf16, weight_format::f16})
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{64, 64}, {37, 100}, {130, 1024}, {8, 7}})
-      for (int64_t tokens : {1, 5, 13}) out.push_back({type, rows, cols, tokens});
+      for (int64_t tokens : {1, 5, 13}) out.push_back({format, rows, cols, tokens});
+  // Quantized rows come in whole groups of 32 (fp8: whole 128 x 128 blocks).
+  for (auto format : {weight_format::q8, weight_format::q4})
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{64, 64}, {37, 96}, {130, 1024}, {3, 32}})
+      for (int64_t tokens : {1, 5, 13}) out.push_back({format, rows, cols, tokens});
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{128, 128}, {256, 384}})
+    for (int64_t tokens : {1, 5, 13}) out.push_back({weight_format::fp8, rows, cols, tokens});
   return out;
 }
 

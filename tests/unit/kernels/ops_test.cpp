@@ -67,9 +67,9 @@ TEST(ExpertFfn, MatchesScalarSwiGlu) {
   for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(0.1 * i), u[i] = std::cos(0.07 * i);
   for (size_t i = 0; i < d.size(); ++i) d[i] = std::sin(0.05 * i + 1);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.3 * i);
-  expert_weights w{{g.data(), dtype::f32, inter, hidden},
-                   {u.data(), dtype::f32, inter, hidden},
-                   {d.data(), dtype::f32, hidden, inter}};
+  expert_weights w{{g.data(), weight_format::f32, inter, hidden},
+                   {u.data(), weight_format::f32, inter, hidden},
+                   {d.data(), weight_format::f32, hidden, inter}};
   std::vector<float> y(tokens * hidden);
   thread_pool pool(2);
   expert_job job{&w, x.data(), tokens, y.data()};

@@ -142,7 +142,9 @@ TEST(Frame, WeightsFramesCarryTheirBytesAndTheirChecksum) {
   ASSERT_EQ(r.frame.blob.size(), all.size());
   EXPECT_TRUE(std::equal(all.begin(), all.end(), r.frame.blob.begin()));
   // The header's checksum is the checksum of the parts, computed piece by piece.
-  EXPECT_EQ(r.frame.header.checksum, xt::checksum_of_parts({gate, up}));
+  EXPECT_EQ(r.frame.header.checksum,
+            xt::checksum_of_parts(
+                std::array{std::span<const std::byte>(gate), std::span<const std::byte>(up)}));
   // A fetch frame has no payload; one with a payload, or naming no expert, is rejected.
   h.kind = xt::frame_kind::fetch;
   auto f = xt::encode_blob_frame(h, {});
