@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""ctest driver: for one family, generates a tiny f32 model with xmesh, runs xmesh generate
+"""ctest driver: for one family (and weight type: f32, or the quantized q8, q4, fp8), generates a
+tiny model with xmesh, runs xmesh generate
 (whole prompt as one batch, then token by token through the KV cache) and compares the logits
 with the NumPy reference. Fails when max |difference| > 1e-4."""
 import subprocess
@@ -26,9 +27,12 @@ def compare(label, ours, ref):
 
 def main():
     xmesh, family = sys.argv[1], sys.argv[2]
+    dtype = sys.argv[3] if len(sys.argv) > 3 else "f32"
+    preset = "tiny" if dtype in ("f32", "q8", "q4") else "small"  # fp8 needs 128 x 128 blocks
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = f"{tmp}/model"
-        run(xmesh, "gen-model", "--family", family, "--preset", "tiny", "--seed", "7", "--out", model_dir)
+        run(xmesh, "gen-model", "--family", family, "--preset", preset, "--seed", "7", "--dtype", dtype,
+            "--out", model_dir)
         ref = Model(model_dir)
         prompt = [3, 17, 250, 9, 41, 100, 7, 300, 5, 64, 77, 12]
 

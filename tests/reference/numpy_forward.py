@@ -9,8 +9,39 @@ import struct
 import numpy as np
 
 
+def fp8_e4m3(codes):
+    """Values of FP8 e4m3 (fn) codes: sign, 4 exponent bits (bias 7), 3 mantissa bits."""
+    c = codes.astype(np.int64)
+    sign = np.where(c & 0x80, -1.0, 1.0)
+    exp, man = (c >> 3) & 0xF, c & 0x7
+    value = np.where(exp == 0, man / 8.0 * 2.0 ** -6, (1 + man / 8.0) * 2.0 ** (exp - 7))
+    return np.where((c & 0x7F) == 0x7F, np.nan, sign * value)
+
+
+def dequantize(tensors, shapes):
+    """Replaces quantized tensors by their values: q8 (I8 codes, F16 `_scale` per 32 columns),
+    q4 (U8, a group of 32 in 16 bytes: byte j = code j low nibble, code j+16 high, each + 8) and
+    FP8 e4m3 (`_scale_inv` per 128 x 128 block)."""
+    for name in [n for n in tensors if n + "_scale" in tensors or n + "_scale_inv" in tensors]:
+        codes = tensors.pop(name)
+        if name + "_scale_inv" in tensors:
+            s = tensors.pop(name + "_scale_inv")
+            full = np.kron(s, np.ones((128, 128)))
+            tensors[name] = fp8_e4m3(codes) * full
+            continue
+        s = np.repeat(tensors.pop(name + "_scale"), 32, axis=1)
+        if shapes[name][0] == "I8":
+            tensors[name] = codes * s
+        else:  # U8 pairs of nibbles
+            rows = codes.shape[0]
+            groups = codes.astype(np.int64).reshape(rows, -1, 16)
+            q = np.concatenate([groups & 0xF, groups >> 4], axis=2).reshape(rows, -1) - 8
+            tensors[name] = q * s
+    return tensors
+
+
 def load_safetensors(model_dir):
-    tensors = {}
+    tensors, shapes = {}, {}
     for name in sorted(os.listdir(model_dir)):
         if not name.endswith(".safetensors"):
             continue
@@ -29,10 +60,14 @@ def load_safetensors(model_dir):
                 a = np.frombuffer(buf, "<f2")
             elif info["dtype"] == "BF16":
                 a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+            elif info["dtype"] in ("I8", "U8", "F8_E4M3"):
+                a = np.frombuffer(buf, {"I8": "i1", "U8": "u1", "F8_E4M3": "u1"}[info["dtype"]])
             else:
                 raise ValueError(f"unsupported dtype {info['dtype']}")
-            tensors[key] = a.astype(np.float64).reshape(info["shape"])
-    return tensors
+            shapes[key] = (info["dtype"], info["shape"])
+            a = a.reshape(info["shape"])
+            tensors[key] = a if info["dtype"] in ("U8", "F8_E4M3") else a.astype(np.float64)
+    return dequantize(tensors, shapes)
 
 
 def rms_norm(x, w, eps):
