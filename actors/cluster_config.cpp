@@ -96,7 +96,8 @@ void check_keys(YAML::Node m, std::initializer_list<const char*> known, const st
   }
 }
 
-node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
+node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
+                       const std::filesystem::path& base) {
   std::string at = "nodes[" + std::to_string(index) + "]";
   if (!n.IsMap()) fail(origin, at, "expected a mapping");
   node_config c;
@@ -105,7 +106,7 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
   at = "node '" + c.name + "'";
   check_keys(n,
              {"name", "host", "control_port", "data_port", "roles", "memory_budget", "device",
-              "threads", "expert_source", "metrics_port", "link"},
+              "threads", "expert_source", "metrics_port", "link", "model"},
              origin, at);
   if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
   c.control_port = port(n["control_port"], origin, at + ".control_port");
@@ -136,6 +137,10 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin) {
     c.metrics_port = static_cast<int32_t>(v);
   }
   if (n["link"]) c.link = scalar<std::string>(n["link"], origin, at + ".link");
+  if (n["model"]) {
+    c.model = scalar<std::string>(n["model"], origin, at + ".model");
+    if (c.model.is_relative()) c.model = base / c.model;
+  }
   return c;
 }
 
@@ -406,7 +411,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (!root["nodes"] || !root["nodes"].IsSequence()) fail(origin, "nodes", "missing or not a list");
   size_t i = 0;
   YAML::Node nodes = root["nodes"];
-  for (YAML::Node n : nodes) c.nodes.push_back(parse_node(n, i++, origin));
+  for (YAML::Node n : nodes) c.nodes.push_back(parse_node(n, i++, origin, base));
   for (const auto& n : c.nodes)
     if (!n.link.empty() && !c.links.count(n.link)) {
       std::string known;
@@ -427,6 +432,10 @@ cluster_config load_cluster(const std::filesystem::path& path) {
   if (!std::filesystem::is_regular_file(c.model / "config.json"))
     throw std::runtime_error(path.string() + ": model: " + c.model.string() +
                              " is not a model directory (no config.json)");
+  for (const auto& n : c.nodes)
+    if (!n.model.empty() && !std::filesystem::is_regular_file(n.model / "config.json"))
+      throw std::runtime_error(path.string() + ": node '" + n.name + "'.model: " +
+                               n.model.string() + " is not a model directory (no config.json)");
   return c;
 }
 
@@ -445,6 +454,10 @@ const std::map<std::string, link_profile>& builtin_link_profiles() {
       {"lte", {{10e6, 25e-3, 5e-3, 0.005}, {30e6, 25e-3, 5e-3, 0.005}}},
   };
   return all;
+}
+
+const std::filesystem::path& node_config::model_dir(const cluster_config& c) const {
+  return model.empty() ? c.model : model;
 }
 
 cluster_config joining_cluster(const join_request& j) {

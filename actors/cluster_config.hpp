@@ -31,6 +31,8 @@ const std::map<std::string, link_profile>& builtin_link_profiles();
 /// What a node process does; a node may take several roles.
 enum class role { coordinator, head, experts };
 
+struct cluster_config;
+
 /// One node of the cluster file.
 struct node_config {
   std::string name;
@@ -49,6 +51,12 @@ struct node_config {
   int32_t metrics_port = -1;
   /// The link profile its host sits behind (deploy/netns.sh); empty: none.
   std::string link;
+  /// This node's own copy of the model, e.g. its q8 or q4 form (`xmesh quantize`) on an edge
+  /// device; empty: the cluster's `model`. It must be the same model up to quantization.
+  std::filesystem::path model;
+
+  /// The model directory this node reads.
+  [[nodiscard]] const std::filesystem::path& model_dir(const cluster_config& c) const;
 
   [[nodiscard]] bool has(role r) const;
   /// The transport address peers use to reach this node's experts.

@@ -331,8 +331,8 @@ node_runtime::~node_runtime() {
 }
 
 void node_runtime::start() {
-  model_ = std::make_unique<model::loaded_model>(model::load_model(cluster_.model));
-  model_identity_ = model::model_identity(cluster_.model);
+  model_ = std::make_unique<model::loaded_model>(model::load_model(self_.model_dir(cluster_)));
+  model_identity_ = model::model_identity(self_.model_dir(cluster_));
   if (self_.metrics_port >= 0) {
     metrics_ = std::make_unique<node_metrics>(self_.name, cluster_.transport,
                                               cluster_.metrics.expert_series);
@@ -431,7 +431,10 @@ expert_loaded node_runtime::load_replica(int64_t layer, int64_t expert, int64_t 
                  l.source.c_str(), static_cast<long long>(l.bytes), l.seconds);
     return l;
   };
-  if (peer.empty()) return report(host_->load(layer, expert, bytes_per_s, checksum));
+  // A node with its own (e.g. quantized) copy of the model holds other bytes than the
+  // coordinator's checksum describes; its copy was checked as the same model at start.
+  if (peer.empty())
+    return report(host_->load(layer, expert, bytes_per_s, self_.model.empty() ? checksum : 0));
   auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
   std::unique_ptr<transport::channel> channel;
   try {

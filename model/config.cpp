@@ -248,7 +248,10 @@ std::string model_identity(const std::filesystem::path& dir) {
   if (!in) throw std::runtime_error(path.string() + ": cannot open");
   std::string canonical;
   try {
-    canonical = json::parse(in).dump();  // keys sorted, no whitespace
+    json j = json::parse(in);
+    // A quantized copy (xmesh quantize) is the same model: nodes may hold their own form of it.
+    if (j.is_object()) j.erase("quantization_config");
+    canonical = j.dump();  // keys sorted, no whitespace
   } catch (const json::exception& e) {
     throw std::runtime_error(path.string() + ": " + e.what());
   }

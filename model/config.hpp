@@ -63,7 +63,8 @@ model_config load_config(const std::filesystem::path& dir);
 model_config parse_config(const std::string& json_text, const std::string& origin);
 
 /// What names a model across processes: its directory's name and a hash of its config.json
-/// (parsed, so formatting does not count), e.g. "mixtral-tiny (config 3f2a9c01d4e5b677)".
+/// (parsed, so formatting does not count; without quantization_config, so a quantized copy is
+/// the same model), e.g. "mixtral-tiny (config 3f2a9c01d4e5b677)".
 std::string model_identity(const std::filesystem::path& dir);
 /// Whether two model_identity strings name the same model: their config hashes are equal (the
 /// directory names may differ: a copy is the same model).

@@ -3,7 +3,7 @@
 deploy/local.sh, real sockets; bit-identical to the single-process run per transport, family and
 placement, under concurrent requests, and clear errors when nodes are unreachable.
 
-usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable [TRANSPORT]
+usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts [TRANSPORT]
 """
 import json
 import subprocess
@@ -53,6 +53,25 @@ def case_concurrent(h, transport):
                              oracles[i])
 
 
+def case_quantized_experts(h, transport):
+    """Expert nodes read their own q8 or q4 copy (xmesh quantize --experts-only) while the head reads
+    the plain model, frames unchanged: the cluster computes exactly what one process of the
+    quantized model computes, and not what the plain model computes."""
+    model = h.model("qwen3_moe")
+    plain = h.run_generate(model, PROMPTS[0], name="plain-oracle")
+    for dtype in ("q8", "q4"):
+        copy = f"{h.tmp}/qwen3-{dtype}"
+        subprocess.run([h.xmesh, "quantize", "--model", model, "--out", copy, "--dtype", dtype, "--experts-only"],
+                       check=True, stdout=subprocess.DEVNULL)
+        oracle = h.run_generate(copy, PROMPTS[0], name=f"{dtype}-oracle")
+        if oracle[1].tobytes() == plain[1].tobytes():
+            sys.exit(f"FAIL: the {dtype} copy computes what the plain model computes")
+        text = cluster_yaml(model, transport, "spread").replace("roles: [experts]", f"roles: [experts], model: {copy}")
+        with h.cluster(text, f"{dtype}-experts-{transport}") as c:
+            got = h.run_generate(model, PROMPTS[0], cluster=c.path, name=f"{dtype}-cluster")
+            expect_identical(f"{dtype} experts over {transport}", got, oracle)
+
+
 def case_unreachable(h, transport):
     model = h.model("mixtral")
     text = cluster_yaml(model, transport, "spread")
@@ -94,4 +113,5 @@ def case_unreachable(h, transport):
 
 
 if __name__ == "__main__":
-    run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable})
+    run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
+              "quantized-experts": case_quantized_experts})

@@ -44,6 +44,14 @@ TEST(ClusterConfig, ParsesNodesRolesAndBudgets) {
   EXPECT_EQ(c.node("b").data_address("zmq"), "tcp://10.0.0.2:1021");
   EXPECT_EQ(c.node("head").threads, 2);
   EXPECT_EQ(c.with_role(role::experts).size(), 2u);
+  EXPECT_EQ(c.node("b").model_dir(c), "/base/m");  // no copy of its own: the cluster's model
+}
+
+TEST(ClusterConfig, ANodeMayReadItsOwnCopyOfTheModel) {
+  auto c = parse_cluster(with(three_nodes, "device: edge}", "device: edge, model: m-q4}"), "c.yaml",
+                         "/base");
+  EXPECT_EQ(c.node("b").model_dir(c), "/base/m-q4");
+  EXPECT_EQ(c.node("a").model_dir(c), "/base/m");
 }
 
 TEST(ClusterConfig, LinkProfilesBuiltInAndOwn) {
