@@ -33,8 +33,14 @@ alive() { [[ -f "$run_dir/$1.pid" ]] && is_node "$(cat "$run_dir/$1.pid")" "$1";
 
 up() {
   mkdir -p "$run_dir"
-  local nodes
+  local nodes running=()
   nodes=$("$xmesh" cluster nodes --cluster "$file")
+  for n in $nodes; do alive "$n" && running+=("$n"); done
+  # A whole running cluster is refused; a partial one (a node died) gets its missing nodes back.
+  if [[ ${#running[@]} -gt 0 && ${#running[@]} -eq $(echo $nodes | wc -w) ]]; then
+    echo "local.sh: cluster $(basename "$file") is already running (${running[*]}; run folder $run_dir); 'down' first" >&2
+    exit 1
+  fi
   for n in $nodes; do
     if alive "$n"; then echo "local.sh: $n already running (pid $(cat "$run_dir/$n.pid"))"; continue; fi
     # Logs are appended: a restart keeps the previous run's last lines (a crash's backtrace).

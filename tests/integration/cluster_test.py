@@ -3,7 +3,7 @@
 deploy/local.sh, real sockets; bit-identical to the single-process run per transport, family and
 placement, under concurrent requests, and clear errors when nodes are unreachable.
 
-usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts [TRANSPORT]
+usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts|launcher [TRANSPORT]
 """
 import json
 import subprocess
@@ -72,6 +72,47 @@ def case_quantized_experts(h, transport):
             expect_identical(f"{dtype} experts over {transport}", got, oracle)
 
 
+def case_launcher(h, transport):
+    """deploy/local.sh as a new user meets it: `up` over a running cluster is refused and changes
+    nothing; a stale pid file naming an unrelated process is neither killed nor counted; logs
+    survive restarts; `down` says what it stopped."""
+    model = h.model("mixtral")
+    c = h.cluster(cluster_yaml(model, transport, "spread"), f"launcher-{transport}")
+    run_dir = c.env["XMESH_RUN_DIR"]
+    local = lambda cmd: subprocess.run([c.script, cmd, c.path], env=c.env, capture_output=True,  # noqa: E731
+                                       text=True, timeout=90)
+    with c:
+        pids = {n: open(f"{run_dir}/{n}.pid").read().strip() for n in ("head", "experts-a", "experts-b")}
+        again = local("up")
+        if again.returncode == 0 or "is already running (head experts-a experts-b" not in again.stderr:
+            sys.exit(f"FAIL: up over a running cluster should be refused: {again.stdout}{again.stderr}")
+        if {n: open(f"{run_dir}/{n}.pid").read().strip() for n in pids} != pids:
+            sys.exit("FAIL: the refused up changed the pid files")
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(f"{run_dir}/experts-a.pid", "w") as f:
+            f.write(str(stranger.pid))
+        down = local("down")
+        if "no node of this cluster was running" not in down.stdout or stranger.poll() is not None:
+            sys.exit(f"FAIL: down must not stop an unrelated process a stale pid file names: {down.stdout}")
+        with c:
+            pass
+        down = local("down")  # the with block stopped it already
+        log = open(f"{run_dir}/head.log").read()
+        if log.count("--- local.sh: starting head") != 2:
+            sys.exit("FAIL: the head's log should keep both runs")
+        if stranger.poll() is not None:
+            sys.exit("FAIL: the unrelated process was stopped")
+    finally:
+        stranger.kill()
+        stranger.wait()
+    up = local("up")
+    down = local("down")
+    if up.returncode != 0 or "stopped 3 nodes: " not in down.stdout:
+        sys.exit(f"FAIL: down should name the 3 nodes it stopped: {down.stdout}")
+    print("launcher: refusal, stale pid, kept logs and down's report as expected")
+
+
 def case_unreachable(h, transport):
     model = h.model("mixtral")
     text = cluster_yaml(model, transport, "spread")
@@ -114,4 +155,4 @@ def case_unreachable(h, transport):
 
 if __name__ == "__main__":
     run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
-              "quantized-experts": case_quantized_experts})
+              "quantized-experts": case_quantized_experts, "launcher": case_launcher})
