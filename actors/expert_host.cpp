@@ -77,7 +77,7 @@ std::vector<std::span<const std::byte>> regions_of(const kernels::expert_weights
   std::vector<std::span<const std::byte>> out;
   for (const auto* m : {&w.gate, &w.up, &w.down}) {
     out.emplace_back(static_cast<const std::byte*>(m->data), static_cast<size_t>(m->data_bytes()));
-    if (m->scales != nullptr)
+    if (m->scale_bytes() > 0)
       out.emplace_back(static_cast<const std::byte*>(m->scales),
                        static_cast<size_t>(m->scale_bytes()));
   }
@@ -119,7 +119,7 @@ std::shared_ptr<resident_weights> make_resident(const kernels::expert_weights& l
   size_t i = 0;
   for (auto* m : {&r->weights.gate, &r->weights.up, &r->weights.down}) {
     m->data = copies[i++];
-    if (m->scales != nullptr) m->scales = copies[i++];
+    if (m->scale_bytes() > 0) m->scales = copies[i++];
   }
   return r;
 }
@@ -269,6 +269,10 @@ void expert_host::check_loadable(int64_t layer, int64_t expert) const {
 expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per_s,
                                 uint64_t checksum) {
   check_loadable(layer, expert);
+  if (!model_.weights.holds(layer, expert))
+    throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
+                             std::to_string(layer) + " is not in " + node_name_ +
+                             "'s partial copy of the model (add it with expert_source: peer)");
   auto start = clock_type::now();
   const auto& src = model_.weights.layers[layer].experts[expert];
   std::vector<const std::byte*> sources;

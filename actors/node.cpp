@@ -14,6 +14,7 @@
 
 #include "actors/coordinator_actor.hpp"
 #include "actors/system.hpp"
+#include "model/expert_shard.hpp"
 #include "model/generator.hpp"
 
 namespace xmesh::actors {
@@ -333,6 +334,10 @@ node_runtime::~node_runtime() {
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(self_.model_dir(cluster_)));
   model_identity_ = model::model_identity(self_.model_dir(cluster_));
+  if (model_->weights.partial && (self_.has(role::head) || self_.has(role::coordinator)))
+    throw std::runtime_error("node '" + self_.name + "': " + self_.model_dir(cluster_).string() +
+                             " holds only some experts (" + model::expert_shard_file +
+                             "): such a node can only have the experts role");
   if (self_.metrics_port >= 0) {
     metrics_ = std::make_unique<node_metrics>(self_.name, cluster_.transport,
                                               cluster_.metrics.expert_series);

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "kernels/quant.hpp"
+#include "model/expert_shard.hpp"
 
 namespace xmesh::model {
 
@@ -158,10 +159,41 @@ expert_tensor_names expert_names(const model_config& c, int64_t layer, int64_t e
   return {e + "gate_proj.weight", e + "up_proj.weight", e + "down_proj.weight"};
 }
 
-model_weights bind_weights(const model_config& c, safetensors_checkpoint checkpoint) {
+model_weights bind_weights(const model_config& c, safetensors_checkpoint checkpoint,
+                           const std::map<int64_t, std::vector<int64_t>>* only) {
   model_weights w;
   w.checkpoint = std::move(checkpoint);
   binder b(w.checkpoint, c.quant);
+  if (only != nullptr) {
+    w.partial = true;
+    w.layers.resize(c.num_layers);
+    for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+      w.layers[layer].moe = c.is_moe_layer(layer);
+      if (w.layers[layer].moe) w.layers[layer].experts.resize(c.num_experts);
+    }
+    for (const auto& [layer, ids] : *only)
+      for (int64_t e : ids) {
+        if (layer < 0 || layer >= c.num_layers || !w.layers[layer].moe || e < 0 ||
+            e >= c.num_experts)
+          throw std::runtime_error("partial copy lists expert " + std::to_string(e) + " of layer " +
+                                   std::to_string(layer) + ", which the model does not have");
+        auto n = expert_names(c, layer, e);
+        w.layers[layer].experts[e] = ffn(b, n.gate, n.up, n.down, c.hidden, c.expert_intermediate);
+      }
+    // Absent experts keep the layout (shapes, format) of a held one and no data: a peer can
+    // stream them in.
+    const kernels::expert_weights* layout = nullptr;
+    for (const auto& l : w.layers)
+      for (const auto& e : l.experts)
+        if (layout == nullptr && e.gate.data != nullptr) layout = &e;
+    if (layout == nullptr) throw std::runtime_error("partial copy holds no expert");
+    kernels::expert_weights absent = *layout;
+    for (auto* m : {&absent.gate, &absent.up, &absent.down}) m->data = m->scales = nullptr;
+    for (auto& l : w.layers)
+      for (auto& e : l.experts)
+        if (e.gate.data == nullptr) e = absent;
+    return w;
+  }
   w.embed = b.matrix("model.embed_tokens.weight", c.vocab, c.hidden);
   w.final_norm = b.vec("model.norm.weight", c.hidden);
   w.lm_head = c.tie_embeddings ? w.embed : b.matrix("lm_head.weight", c.vocab, c.hidden);
@@ -208,7 +240,9 @@ loaded_model load_model(const std::filesystem::path& dir) {
   if (!std::filesystem::is_directory(dir))
     throw std::runtime_error(dir.string() + ": not a model directory");
   model_config config = load_config(dir);
-  model_weights weights = bind_weights(config, safetensors_checkpoint::open(dir));
+  auto shard = read_expert_shard(dir);
+  model_weights weights =
+      bind_weights(config, safetensors_checkpoint::open(dir), shard ? &*shard : nullptr);
   return {std::move(config), std::move(weights)};
 }
 

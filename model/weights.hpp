@@ -1,6 +1,7 @@
 // The model's tensors by role, mapped from HF names per family and shape-checked, used in place.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -47,11 +48,21 @@ struct model_weights {
   [[nodiscard]] int64_t bytes_read_per_token(const model_config& config) const;
   /// Bytes of all tensors in the checkpoint.
   [[nodiscard]] int64_t total_bytes() const;
+
+  /// A partial copy (model/expert_shard.hpp) binds only its experts: no embeddings, attention or
+  /// routers, and absent experts have no data.
+  bool partial = false;
+  /// Whether expert `expert` of `layer` has weights here.
+  [[nodiscard]] bool holds(int64_t layer, int64_t expert) const {
+    return layers[layer].moe && layers[layer].experts[expert].gate.data != nullptr;
+  }
 };
 
 /// Maps the checkpoint's tensors to roles for `config`'s family; throws naming a missing tensor
-/// or a tensor whose shape differs (expected and found shapes).
-model_weights bind_weights(const model_config& config, safetensors_checkpoint checkpoint);
+/// or a tensor whose shape differs (expected and found shapes). With `only`, binds just those
+/// experts (a partial copy).
+model_weights bind_weights(const model_config& config, safetensors_checkpoint checkpoint,
+                           const std::map<int64_t, std::vector<int64_t>>* only = nullptr);
 
 /// HF tensor names of one routed expert's gate, up and down projections, per family.
 struct expert_tensor_names {

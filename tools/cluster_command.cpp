@@ -11,6 +11,8 @@
 
 #include "actors/coordinator_actor.hpp"
 #include "actors/system.hpp"
+#include "model/expert_shard.hpp"
+#include "model/weights.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 #include "transport/transport.hpp"
@@ -23,8 +25,7 @@ using namespace std::chrono_literals;
 
 const char* usage =
     "expected: xmesh cluster nodes|links|status|placement|rebalance|migrate|replicate|retire|drain|"
-    "keygen "
-    "--cluster FILE ...";
+    "keygen|shard --cluster FILE ...";
 
 int cluster_nodes(const actors::cluster_config& c) {
   for (const auto& n : c.nodes) std::printf("%s\n", n.name.c_str());
@@ -289,11 +290,41 @@ int cluster_keygen(int argc, char** argv) {
   return 0;
 }
 
+// The model files one expert node needs: only the experts the file's placement gives it.
+int cluster_shard(int argc, char** argv) {
+  flags f("cluster shard", "--cluster FILE --node NAME --out DIR",
+          {{"--cluster", true, "cluster file (YAML)"},
+           {"--node", true, "an expert node of the file"},
+           {"--out", true, "directory to write the node's partial copy of the model to"}},
+          argc, argv);
+  auto c = actors::load_cluster(f.str("--cluster"));
+  const auto& node = c.node(f.str("--node"));
+  if (node.roles != std::vector{actors::role::experts})
+    throw usage_error("shard: node '" + node.name +
+                      "' has roles besides experts: it needs the "
+                      "whole model");
+  auto m = model::load_model(c.model);
+  int64_t expert_bytes = 0;
+  for (const auto& l : m.weights.layers)
+    if (l.moe && expert_bytes == 0) expert_bytes = l.experts.front().bytes();
+  auto table = actors::make_placement(c, m.config, expert_bytes, 1);
+  model::expert_set experts;
+  for (int64_t slot : actors::hosted_experts(table, node.name))
+    experts[slot / table.num_experts].push_back(slot % table.num_experts);
+  int64_t bytes = model::write_expert_shard(c.model, f.str("--out"), experts);
+  std::printf("shard: %lld experts of %s (%.1f of %.1f MB) written to %s\n",
+              static_cast<long long>(actors::hosted_experts(table, node.name).size()),
+              node.name.c_str(), bytes / 1e6, m.weights.total_bytes() / 1e6,
+              f.str("--out").c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cluster_main(int argc, char** argv) {
-  static const char* known[] = {"nodes",     "status", "placement", "rebalance", "migrate",
-                                "replicate", "retire", "drain",     "links",     "keygen"};
+  static const char* known[] = {"nodes",   "status",    "placement", "rebalance",
+                                "migrate", "replicate", "retire",    "drain",
+                                "links",   "keygen",    "shard"};
   if (argc < 1 || std::none_of(std::begin(known), std::end(known),
                                [&](const char* k) { return std::strcmp(argv[0], k) == 0; }))
     throw usage_error(usage);
@@ -302,6 +333,7 @@ int cluster_main(int argc, char** argv) {
     return cluster_move(what, argc - 1, argv + 1);
   if (what == "drain") return cluster_drain(argc - 1, argv + 1);
   if (what == "keygen") return cluster_keygen(argc - 1, argv + 1);
+  if (what == "shard") return cluster_shard(argc - 1, argv + 1);
   flags f("cluster " + what, "--cluster FILE [--json]",
           {{"--cluster", true, "cluster file (YAML)"}, {"--json", false, "print JSON"}}, argc - 1,
           argv + 1);

@@ -3,16 +3,18 @@
 deploy/local.sh, real sockets; bit-identical to the single-process run per transport, family and
 placement, under concurrent requests, and clear errors when nodes are unreachable.
 
-usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts|launcher [TRANSPORT]
+usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts|shard|launcher [TRANSPORT]
 """
 import json
+import os
 import subprocess
 import sys
 import time
 
 import numpy as np
 
-from cluster_harness import (FAMILIES, PROMPTS, cluster_yaml, expect_error, expect_identical, free_ports, run_case)
+from cluster_harness import (FAMILIES, PROMPTS, cluster_yaml, expect_error, expect_identical, free_ports,
+                             placement_of, run_case)
 
 
 def placements(transport):
@@ -70,6 +72,40 @@ def case_quantized_experts(h, transport):
         with h.cluster(text, f"{dtype}-experts-{transport}") as c:
             got = h.run_generate(model, PROMPTS[0], cluster=c.path, name=f"{dtype}-cluster")
             expect_identical(f"{dtype} experts over {transport}", got, oracle)
+
+
+def case_shard(h, transport):
+    """An edge node reads a partial copy of the model (xmesh cluster shard: only the experts the
+    file's placement gives it, in one smaller safetensors file); replicas it lacks stream in from a
+    peer; outputs stay bit-identical. A partial copy cannot serve a head."""
+    model = h.model("mixtral")
+    oracle = h.run_generate(model, PROMPTS[0], name="shard-oracle")
+    path = f"{h.tmp}/shard-{transport}.yaml"
+    text = cluster_yaml(model, transport, "spread")
+    open(path, "w").write(text)
+    shard = f"{h.tmp}/shard-b"
+    r = subprocess.run([h.xmesh, "cluster", "shard", "--cluster", path, "--node", "experts-b", "--out", shard],
+                       capture_output=True, text=True, timeout=60)
+    print(r.stdout.strip())
+    full, part = (os.path.getsize(f"{d}/model.safetensors") for d in (model, shard))
+    if r.returncode != 0 or not part < full / 2:
+        sys.exit(f"FAIL: shard of experts-b: {r.stderr} ({part} of {full} bytes)")
+    edge = text.replace("name: experts-b,", f"name: experts-b, model: {shard}, expert_source: peer,")
+    with h.cluster(edge, f"shard-{transport}") as c:
+        expect_identical(f"partial copy on experts-b ({transport})",
+                         h.run_generate(model, PROMPTS[0], cluster=c.path, name="shard-run"), oracle)
+        layer0 = placement_of(h, c)["replicas"][0]
+        lacking = next(e for e, nodes in enumerate(layer0) if "experts-b" not in nodes)
+        r = subprocess.run([h.xmesh, "cluster", "replicate", "--cluster", c.path, "--layer", "0", "--expert",
+                            str(lacking), "--to", "experts-b"], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0 or "experts-b" not in placement_of(h, c)["replicas"][0][lacking]:
+            sys.exit(f"FAIL: replicating expert {lacking} onto the partial copy: {r.stdout}{r.stderr}")
+        expect_identical(f"after expert {lacking} streamed onto experts-b",
+                         h.run_generate(model, PROMPTS[0], cluster=c.path, name="shard-after"), oracle)
+    head_on_shard = text.replace("name: head,", f"name: head, model: {shard},")
+    open(path, "w").write(head_on_shard)
+    expect_error("a head on a partial copy", [h.xmesh, "node", "--cluster", path, "--name", "head"], h.env,
+                 "holds only some experts (xmesh_experts.json): such a node can only have the experts role", 20)
 
 
 def case_launcher(h, transport):
@@ -155,4 +191,4 @@ def case_unreachable(h, transport):
 
 if __name__ == "__main__":
     run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
-              "quantized-experts": case_quantized_experts, "launcher": case_launcher})
+              "quantized-experts": case_quantized_experts, "shard": case_shard, "launcher": case_launcher})
