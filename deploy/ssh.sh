@@ -2,8 +2,9 @@
 # deploy/ssh.sh up|down|status|logs CLUSTER.yaml: a cluster on real hosts over ssh. Every distinct
 # `host` of the cluster file gets, in the folder the file's `ssh:` section names (`{host}` in it
 # becomes the host's address), the xmesh binary, a copy of the model and the cluster file (its
-# model path rewritten to that copy); then each node starts there under nohup with a log and a pid
-# file. The hosts need the same Debian packages as this one (the binary links them).
+# model paths rewritten to the copies); then each node starts there under nohup with a log and a
+# pid file. An edge node (`device: edge`, only the experts role) gets only its experts' tensors
+# (`xmesh cluster shard`) and streams the replicas it lacks from peers. The hosts need the same Debian packages as this one (the binary links them).
 #   ssh: {user: root, port: 22, identity: ~/.ssh/id_ed25519, dir: /opt/xmesh}
 # `up` refuses to start over a running cluster of the file and tears down what it started when it
 # fails; `status` asks the first node's host for the cluster's status; `logs` copies every node's
@@ -41,6 +42,31 @@ nodes() { "$xmesh" cluster links --cluster "$file" | awk '{print $1, $2}'; }
 hosts() { nodes | awk '{print $2}' | awk '!seen[$0]++'; }
 first() { nodes | head -1; }
 
+# host_yaml HOST DIR kinds|yaml: the nodes on HOST with their kind ("edge": device edge with only
+# the experts role, which gets a partial copy DIR/model-NAME; "full": the whole model in
+# DIR/model), or the cluster file as HOST reads it (model paths on HOST; edge nodes stream the
+# replicas they lack from peers).
+host_yaml() {
+  /usr/bin/python3 - "$file" "$1" "$2" "$3" <<'PY'
+import sys, yaml
+path, host, d, what = sys.argv[1:]
+c = yaml.safe_load(open(path))
+mine = [n for n in c["nodes"] if n.get("host", "127.0.0.1") == host]
+edge = lambda n: n.get("device") == "edge" and n.get("roles") == ["experts"]  # noqa: E731
+if what == "kinds":
+    for n in mine:
+        print(n["name"], "edge" if edge(n) else "full")
+    sys.exit()
+full = any(not edge(n) for n in mine)
+c["model"] = f"{d}/model" if full else f"{d}/model-{next(n['name'] for n in mine)}"
+for n in mine:
+    if edge(n):
+        n["model"] = f"{d}/model-{n['name']}"
+        n.setdefault("expert_source", "peer")
+print(yaml.safe_dump(c, sort_keys=False), end="")
+PY
+}
+
 # Running nodes of this cluster on host $1 (pid files whose process is that node).
 running_on() {
   on "$1" "cd $(dir_of "$1") 2>/dev/null && for f in *.pid; do [ -e \"\$f\" ] || continue;
@@ -67,13 +93,26 @@ up() {
     fi
   done
   trap 'echo "ssh.sh: up failed; stopping what it started" >&2; down' ERR
+  local stage; stage=$(mktemp -d)
   for h in $(hosts); do
-    local d; d=$(dir_of "$h")
-    on "$h" "mkdir -p $d/model"
+    local d edge=() full=0; d=$(dir_of "$h")
+    while read -r n kind; do
+      if [[ $kind == edge ]]; then edge+=("$n"); else full=1; fi
+    done < <(host_yaml "$h" "$d" kinds)
+    on "$h" "mkdir -p $d"
     scp "${scp_opts[@]}" -q "$xmesh" "$user@$h:$d/xmesh"
-    scp "${scp_opts[@]}" -q -r "$model/." "$user@$h:$d/model/"
-    sed "s|^model:.*|model: $d/model|" "$file" | on "$h" "cat > $d/cluster.yaml"
+    if ((full)); then
+      on "$h" "mkdir -p $d/model"
+      scp "${scp_opts[@]}" -q -r "$model/." "$user@$h:$d/model/"
+    fi
+    for n in "${edge[@]}"; do  # only the experts the file's placement gives it
+      "$xmesh" cluster shard --cluster "$file" --node "$n" --out "$stage/$n"
+      on "$h" "mkdir -p $d/model-$n"
+      scp "${scp_opts[@]}" -q -r "$stage/$n/." "$user@$h:$d/model-$n/"
+    done
+    host_yaml "$h" "$d" yaml | on "$h" "cat > $d/cluster.yaml"
   done
+  rm -rf "$stage"
   while read -r n h; do
     local d; d=$(dir_of "$h")
     # (stdin from /dev/null: ssh would otherwise eat the rest of the node list)

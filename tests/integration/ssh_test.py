@@ -45,7 +45,7 @@ transport: zmq
 ssh: {{user: root, port: 22, identity: {key}, dir: '{tmp}/hosts/{{host}}'}}
 nodes:
   - {{name: head, host: {hosts[0]}, control_port: 7400, data_port: 7401, roles: [coordinator, head], link: datacenter}}
-  - {{name: edge-a, host: {hosts[1]}, control_port: 7400, data_port: 7401, roles: [experts], link: wifi}}
+  - {{name: edge-a, host: {hosts[1]}, control_port: 7400, data_port: 7401, roles: [experts], link: wifi, device: edge}}
   - {{name: edge-b, host: {hosts[2]}, control_port: 7400, data_port: 7401, roles: [experts], link: 5g}}
 """)
     env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{tmp}/run", XMESH_SSH_KNOWN_HOSTS=f"{tmp}/known_hosts")
@@ -79,9 +79,17 @@ nodes:
         print(f"ssh.sh up: exit {r.returncode} after {time.time() - start:.1f} s: {r.stdout.strip()} {r.stderr.strip()}")
         if r.returncode != 0:
             fail("ssh.sh up")
-        for h in hosts:
+        for h in (hosts[0], hosts[2]):
             if not os.path.exists(f"{tmp}/hosts/{h}/xmesh") or not os.path.exists(f"{tmp}/hosts/{h}/model/config.json"):
                 fail(f"{h} did not get the binary and the model")
+        # The edge node's host gets only its experts' tensors.
+        shard = f"{tmp}/hosts/{hosts[1]}/model-edge-a/model.safetensors"
+        if os.path.exists(f"{tmp}/hosts/{hosts[1]}/model") or not os.path.exists(shard):
+            fail("the edge host should get a partial copy of the model, not the whole one")
+        full = os.path.getsize(f"{model}/model.safetensors")
+        print(f"edge-a's copy: {os.path.getsize(shard)} of {full} bytes")
+        if not os.path.getsize(shard) < full / 2:
+            fail("the edge node's copy should hold only its experts")
         again = ssh_sh("up")
         if again.returncode == 0 or "already run" not in again.stderr:
             fail(f"a second up must be refused: {again.stderr}")
