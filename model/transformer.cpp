@@ -96,6 +96,7 @@ void transformer::attention(int64_t layer, const float* x, int64_t n, kv_cache& 
 
 void transformer::mlp(int64_t layer, const float* x, int64_t n, float* out) {
   const auto& l = weights_.layers[layer];
+  if (l.moe && observer_) observer_(layer, x, n);
   if (l.moe)
     moe_forward(config_, l, layer, x, n, experts_, pool_, out);
   else

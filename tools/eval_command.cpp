@@ -1,0 +1,126 @@
+// xmesh eval: perplexity of a model on a text file (and, with --routing, the routing statistics
+// edge policies are judged against).
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "model/generator.hpp"
+#include "model/perplexity.hpp"
+#include "model/routing_stats.hpp"
+#include "model/tokenizer/tokenizer.hpp"
+#include "tools/commands.hpp"
+#include "tools/flags.hpp"
+
+namespace xmesh::tools {
+
+namespace {
+
+// The file's text; one clear line when it is unreadable, empty or not UTF-8.
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string text = s.str();
+  if (text.empty()) throw std::runtime_error(path + ": empty: nothing to score");
+  for (size_t i = 0; i < text.size();) {  // UTF-8: lead byte, then its continuation bytes
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = n > 0 && i + n <= text.size() && !(n == 2 && c < 0xC2);
+    for (size_t j = 1; ok && j < n; ++j) ok = (static_cast<unsigned char>(text[i + j]) >> 6) == 2;
+    if (!ok)
+      throw std::runtime_error(path + ": not UTF-8 text (bad byte at offset " + std::to_string(i) +
+                               ")");
+    i += n;
+  }
+  return text;
+}
+
+}  // namespace
+
+int eval_main(int argc, char** argv) {
+  flags f("eval",
+          "--model DIR --file TEXT [--context N] [--stride N] [--threads N] [--routing] [--json]",
+          {{"--model", true, "model directory (with tokenizer.json)"},
+           {"--file", true, "UTF-8 text to score"},
+           {"--context", true, "tokens of context per window (default 256)"},
+           {"--stride", true, "targets scored per window after the first (default context / 2)"},
+           {"--threads", true, "compute threads (default 2)"},
+           {"--routing", false, "also measure expert popularity, reuse and pre-gating accuracy"},
+           {"--json", false, "print JSON"}},
+          argc, argv);
+  const auto dir = std::filesystem::path(f.str("--model"));
+  const int64_t context = f.integer("--context", 256);
+  const int64_t stride = f.integer("--stride", context / 2);
+  const int threads = static_cast<int>(f.integer("--threads", 2));
+  if (context < 2 || stride < 1 || stride > context)
+    throw usage_error("--context and --stride: need 2 <= context and 1 <= stride <= context");
+  if (threads < 1) throw usage_error("--threads: expected at least 1");
+  const std::string text = read_text(f.str("--file"));
+  auto m = model::load_model(dir);
+  auto tok = tokenizer::tokenizer::load(dir / "tokenizer.json");
+  // The first token is context only: the model's BOS (else EOS) stands before the text.
+  std::vector<int32_t> ids;
+  if (m.config.bos_token_id)
+    ids.push_back(*m.config.bos_token_id);
+  else if (!m.config.eos_token_ids.empty())
+    ids.push_back(m.config.eos_token_ids.front());
+  auto body = tok.encode(text, false);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (ids.size() < 2)
+    throw std::runtime_error(f.str("--file") + ": fewer than two tokens to score");
+
+  kernels::thread_pool pool(threads);
+  model::local_expert_backend experts(m.weights, pool);
+  model::transformer net(m.config, m.weights, pool, experts);
+  std::optional<model::routing_stats> routing;
+  if (f.has("--routing")) {
+    routing.emplace(m.config, m.weights, pool);
+    net.set_moe_observer([&](int64_t l, const float* x, int64_t n) { routing->observe(l, x, n); });
+  }
+  auto r = model::sequence_nll(net, ids, context, stride, [&](const model::score_window& w) {
+    if (routing) routing->scored_rows(w.first - 1 - w.start, w.end - 1 - w.start);
+  });
+  const double bits = r.nll / std::log(2.0);
+  nlohmann::ordered_json j = {{"model", dir.string()},
+                              {"file", f.str("--file")},
+                              {"tokens", r.tokens},
+                              {"bytes", text.size()},
+                              {"nll_nats", r.nll},
+                              {"perplexity", std::exp(r.nll / static_cast<double>(r.tokens))},
+                              {"bits_per_token", bits / static_cast<double>(r.tokens)},
+                              {"bits_per_byte", bits / static_cast<double>(text.size())},
+                              {"context", context},
+                              {"stride", stride}};
+  if (routing) {
+    nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+    for (const auto& l : routing->report())
+      layers.push_back({{"layer", l.layer},
+                        {"tokens", l.tokens},
+                        {"zipf_exponent", l.zipf_exponent},
+                        {"reuse_previous_token", l.reuse_previous},
+                        {"pregate_accuracy", l.pregate_accuracy < 0
+                                                 ? nlohmann::ordered_json()
+                                                 : nlohmann::ordered_json(l.pregate_accuracy)},
+                        {"share", l.share}});
+    j["routing"] = layers;
+  }
+  if (f.has("--json")) {
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%lld tokens, %zu bytes: perplexity %.4f, %.4f bits/byte\n",
+              static_cast<long long>(r.tokens), text.size(), j["perplexity"].get<double>(),
+              j["bits_per_byte"].get<double>());
+  if (routing)
+    for (const auto& l : routing->report())
+      std::printf(
+          "layer %lld: zipf %.3f, reuse of the previous token's experts %.3f, pre-gating %s\n",
+          static_cast<long long>(l.layer), l.zipf_exponent, l.reuse_previous,
+          l.pregate_accuracy < 0 ? "-" : std::to_string(l.pregate_accuracy).c_str());
+  return 0;
+}
+
+}  // namespace xmesh::tools
