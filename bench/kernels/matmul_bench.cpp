@@ -26,8 +26,8 @@ void BM_Matmul(benchmark::State& s, bench_case c) {
   thread_pool pool(static_cast<int>(s.range(0)));
   int i = 0;
   for (auto _ : s) {
-    matrix_view m{w.data() + (i++ % copies) * c.rows * c.cols * dtype_size(c.type), plain_format(c.type), c.rows,
-                  c.cols};
+    matrix_view m{w.data() + (i++ % copies) * c.rows * c.cols * dtype_size(c.type),
+                  plain_format(c.type), c.rows, c.cols};
     matmul(x.data(), c.tokens, c.cols, m, y.data(), c.rows, pool);
     benchmark::DoNotOptimize(y.data());
   }

@@ -42,9 +42,9 @@ __device__ float load_weight(const void* w, const void* scales, weight_format f,
 }
 
 // y[t * ldy + r] = w[r] . x[t]; grid covers rows x tokens, one warp each.
-__global__ void matmul_kernel(const float* x, int64_t num_tokens, const void* w,
-                              const void* scales, weight_format format, int64_t rows, int64_t cols,
-                              float* y, int64_t ldy) {
+__global__ void matmul_kernel(const float* x, int64_t num_tokens, const void* w, const void* scales,
+                              weight_format format, int64_t rows, int64_t cols, float* y,
+                              int64_t ldy) {
   int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   int lane = threadIdx.x % 32;
   if (warp >= rows * num_tokens) return;
@@ -71,8 +71,7 @@ status upload_matrix(const matrix_view& m, device_matrix& out) {
   XMESH_CUDA_TRY(cudaMemcpy(out.data.ptr, m.data, m.data_bytes(), cudaMemcpyHostToDevice));
   if (m.scales != nullptr) {
     XMESH_CUDA_TRY(out.scales.allocate(m.scale_bytes()));
-    XMESH_CUDA_TRY(
-        cudaMemcpy(out.scales.ptr, m.scales, m.scale_bytes(), cudaMemcpyHostToDevice));
+    XMESH_CUDA_TRY(cudaMemcpy(out.scales.ptr, m.scales, m.scale_bytes(), cudaMemcpyHostToDevice));
   }
   return {};
 }
