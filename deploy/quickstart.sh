@@ -4,14 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${XMESH_BUILD_DIR:-build}
+[[ $build == /* ]] || build="$(pwd)/$build"
 transport=${XMESH_TRANSPORT:-zmq}
 model="$(pwd)/models/debian-docs-moe"  # trained on Debian's English docs (tools/train)
-cluster="$(pwd)/$build/demo-cluster.yaml"
+cluster="$build/demo-cluster.yaml"
 
 deploy/install-deps.sh
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j "$(nproc)" --target xmesh
-xmesh="$(pwd)/$build/tools/xmesh"
+xmesh="$build/tools/xmesh"
 export XMESH_BIN=$xmesh UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
 
 cat >"$cluster" <<YAML
