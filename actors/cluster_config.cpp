@@ -356,7 +356,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
   check_keys(root,
              {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
-              "metrics", "links", "security", "ssh", "nodes"},
+              "metrics", "links", "security", "ssh", "nodes", "routing"},
              origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
@@ -375,6 +375,13 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   }
   if (root["rebalance"]) parse_rebalance(root["rebalance"], origin, c.rebalance);
   if (root["heartbeat"]) parse_heartbeat(root["heartbeat"], origin, c.heartbeat);
+  if (auto r = root["routing"]) {  // a mapping of the policy's knobs, in the spec's words
+    if (!r.IsMap()) fail(origin, "routing", "expected a mapping (cache_aware, skip_below, ...)");
+    for (auto it = r.begin(); it != r.end(); ++it)
+      c.routing +=
+          (c.routing.empty() ? "" : ",") + it->first.as<std::string>() + "=" +
+          scalar<std::string>(it->second, origin, "routing." + it->first.as<std::string>());
+  }
   if (auto m = root["metrics"]) {
     if (!m.IsMap()) fail(origin, "metrics", "expected a mapping (expert_series)");
     for (auto it = m.begin(); it != m.end(); ++it)

@@ -111,6 +111,9 @@ struct cluster_config {
   metrics_config metrics;
   security_config security;
   std::map<std::string, link_profile> links;  // built-in profiles and the file's own
+  /// The heads' routing policy (section `routing:`, model/routing_policy.hpp) as its spec text
+  /// "key=value,..."; empty: exact routing. Checked against the model when a head starts.
+  std::string routing;
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

@@ -334,6 +334,13 @@ node_runtime::~node_runtime() {
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(self_.model_dir(cluster_)));
   model_identity_ = model::model_identity(self_.model_dir(cluster_));
+  if (self_.has(role::head)) {
+    try {
+      routing_ = model::parse_routing_options(cluster_.routing, model_->config);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node '" + self_.name + "': " + e.what());
+    }
+  }
   if (model_->weights.partial && (self_.has(role::head) || self_.has(role::coordinator)))
     throw std::runtime_error("node '" + self_.name + "': " + self_.model_dir(cluster_).string() +
                              " holds only some experts (" + model::expert_shard_file +
@@ -506,6 +513,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     kernels::thread_pool pool(self_.threads);
     counted_backend experts(*router_, pool);
     model::transformer net(model_->config, model_->weights, pool, experts);
+    net.set_routing_policy(routing_);
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
                                 .keep_all_logits = req.keep_all_logits,

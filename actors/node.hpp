@@ -15,6 +15,7 @@
 #include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
 #include "actors/router.hpp"
+#include "model/routing_policy.hpp"
 #include "model/weights.hpp"
 #include "transport/transport.hpp"
 
@@ -90,6 +91,7 @@ class node_runtime {
   caf::actor actor_;
   caf::actor membership_;  // heartbeats; registers again when the coordinator lost the node
   std::string model_identity_;
+  model::routing_options routing_;    // heads: the cluster file's routing policy
   std::atomic<uint64_t> version_{0};  // newest placement version adopted
   std::function<void()> on_stop_;
   std::atomic<bool> ready_{false}, stopping_{false};

@@ -329,8 +329,9 @@ std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, co
   b->y = y;
   b->pool = pool;
   b->deadline = clock_type::now() + options_.deadline;
-  std::vector<int32_t> slots(num_tokens * k);
-  for (int32_t s = 0; s < static_cast<int32_t>(slots.size()); ++s) slots[s] = s;
+  std::vector<int32_t> slots;  // a slot a routing policy skipped (id -1) computes nothing
+  for (int32_t s = 0; s < static_cast<int32_t>(num_tokens * k); ++s)
+    if (expert_ids[s] >= 0) slots.push_back(s);
   {
     std::lock_guard lock(mutex_);
     if (!table_) throw model::expert_error(expert_errc::not_hosted, "no placement table yet");

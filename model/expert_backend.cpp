@@ -59,8 +59,9 @@ std::unique_ptr<expert_batch> local_expert_backend::submit(int64_t layer, const 
                                                            const int32_t* expert_ids, int32_t k,
                                                            float* y) {
   const auto& experts = weights_.layers[layer].experts;
-  std::vector<int32_t> slots(num_tokens * k);
-  for (int32_t s = 0; s < static_cast<int32_t>(slots.size()); ++s) slots[s] = s;
+  std::vector<int32_t> slots;  // a slot a routing policy skipped (id -1) computes nothing
+  for (int32_t s = 0; s < static_cast<int32_t>(num_tokens * k); ++s)
+    if (expert_ids[s] >= 0) slots.push_back(s);
   compute_expert_slots(
       slots, x, expert_ids, k, experts.front().hidden(), [&](int32_t e) { return &experts[e]; },
       pool_, y);

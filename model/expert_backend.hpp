@@ -53,7 +53,8 @@ class expert_backend {
   virtual ~expert_backend() = default;
   /// Starts computing, for token t < num_tokens and slot j < k, expert `expert_ids[t*k+j]`
   /// applied to row t of `x` ([num_tokens, hidden]) into row t*k+j of `y` ([num_tokens * k,
-  /// hidden]). `x`, `expert_ids` and `y` must stay valid until the batch's wait() returned.
+  /// hidden]). `x`, `expert_ids` and `y` must stay valid until the batch's wait() returned. An id
+  /// of -1 is a slot a routing policy skipped: nothing is computed, its row of `y` is untouched.
   [[nodiscard]] virtual std::unique_ptr<expert_batch> submit(int64_t layer, const float* x,
                                                              int64_t num_tokens,
                                                              const int32_t* expert_ids, int32_t k,

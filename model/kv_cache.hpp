@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "model/config.hpp"
+#include "model/routing_policy.hpp"
 
 namespace xmesh::model {
 
@@ -24,6 +26,9 @@ class kv_cache {
   }
   /// Marks `n` more positions as filled (after every layer has written them).
   void advance(int64_t n) { length_ += n; }
+
+  /// The sequence's logical expert cache, which routing policies read (made on first use).
+  std::unique_ptr<expert_cache_model> routing;
 
  private:
   [[nodiscard]] int64_t offset(int64_t layer, int64_t head, int64_t pos) const {

@@ -17,14 +17,18 @@ void dense_mlp_forward(const kernels::expert_weights& mlp, const float* x, int64
 
 void moe_forward(const model_config& c, const layer_weights& l, int64_t layer_index, const float* x,
                  int64_t num_tokens, expert_backend& backend, kernels::thread_pool& pool,
-                 float* out) {
+                 float* out, const routing_context* policy) {
   const int64_t hidden = c.hidden, k = c.top_k;
   std::vector<float> logits(num_tokens * c.num_experts);
   kernels::matmul(x, num_tokens, hidden, l.router, logits.data(), c.num_experts, pool);
   std::vector<int32_t> ids(num_tokens * k);
   std::vector<float> weights(num_tokens * k);
-  kernels::topk_gating(logits.data(), num_tokens, c.num_experts, static_cast<int32_t>(k),
-                       c.norm_topk_prob, ids.data(), weights.data());
+  if (policy != nullptr)
+    route_with_policy(c, *policy->options, *policy->cache, layer_index, logits.data(), num_tokens,
+                      ids.data(), weights.data(), *policy->counters);
+  else
+    kernels::topk_gating(logits.data(), num_tokens, c.num_experts, static_cast<int32_t>(k),
+                         c.norm_topk_prob, ids.data(), weights.data());
 
   std::vector<float> y(num_tokens * k * hidden);
   auto batch =
@@ -47,7 +51,8 @@ void moe_forward(const model_config& c, const layer_weights& l, int64_t layer_in
     float* o = out + t * hidden;
     std::fill(o, o + hidden, 0.0f);
     for (int32_t j : order)
-      kernels::axpy(weights[t * k + j], y.data() + (t * k + j) * hidden, hidden, o);
+      if (ids[t * k + j] >= 0)  // -1: a slot a routing policy skipped
+        kernels::axpy(weights[t * k + j], y.data() + (t * k + j) * hidden, hidden, o);
   }
   if (!l.shared_expert) return;
   for (int64_t t = 0; t < num_tokens; ++t)

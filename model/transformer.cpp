@@ -94,13 +94,18 @@ void transformer::attention(int64_t layer, const float* x, int64_t n, kv_cache& 
   kernels::matmul(attn_.data(), n, q_out, l.o, out, c.hidden, pool_);
 }
 
-void transformer::mlp(int64_t layer, const float* x, int64_t n, float* out) {
+void transformer::mlp(int64_t layer, const float* x, int64_t n, kv_cache& cache, float* out) {
   const auto& l = weights_.layers[layer];
   if (l.moe && observer_) observer_(layer, x, n);
-  if (l.moe)
+  if (l.moe && policy_.enabled) {
+    if (!cache.routing) cache.routing = std::make_unique<expert_cache_model>(config_, policy_);
+    routing_context policy{&policy_, cache.routing.get(), &counters_};
+    moe_forward(config_, l, layer, x, n, experts_, pool_, out, &policy);
+  } else if (l.moe) {
     moe_forward(config_, l, layer, x, n, experts_, pool_, out);
-  else
+  } else {
     dense_mlp_forward(l.dense_mlp, x, n, pool_, out);
+  }
 }
 
 void transformer::forward(std::span<const int32_t> tokens, kv_cache& cache, logits_for which,
@@ -130,7 +135,7 @@ void transformer::forward(std::span<const int32_t> tokens, kv_cache& cache, logi
     attention(layer, normed.data(), n, cache, delta.data());
     for (int64_t i = 0; i < n * hidden; ++i) h[i] += delta[i];
     norm_all(l.post_attention_norm);
-    mlp(layer, normed.data(), n, delta.data());
+    mlp(layer, normed.data(), n, cache, delta.data());
     for (int64_t i = 0; i < n * hidden; ++i) h[i] += delta[i];
   }
   cache.advance(n);

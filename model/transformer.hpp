@@ -34,10 +34,16 @@ class transformer {
   using moe_observer = std::function<void(int64_t layer, const float* x, int64_t num_tokens)>;
   void set_moe_observer(moe_observer observer) { observer_ = std::move(observer); }
 
+  /// Routes with `options` (not enabled: topk_gating). Each sequence's logical expert cache lives
+  /// in its kv_cache.
+  void set_routing_policy(const routing_options& options) { policy_ = options; }
+  [[nodiscard]] const routing_options& routing_policy() const { return policy_; }
+  [[nodiscard]] const routing_counters& routing_stats() const { return counters_; }
+
  private:
   void attention(int64_t layer, const float* x, int64_t num_tokens, kv_cache& cache, float* out);
   void project_qkv(const layer_weights& l, const float* x, int64_t num_tokens);
-  void mlp(int64_t layer, const float* x, int64_t num_tokens, float* out);
+  void mlp(int64_t layer, const float* x, int64_t num_tokens, kv_cache& cache, float* out);
 
   const model_config& config_;
   const model_weights& weights_;
@@ -45,6 +51,8 @@ class transformer {
   expert_backend& experts_;
   std::vector<float> q_, k_, v_, attn_;  // scratch
   moe_observer observer_;
+  routing_options policy_;
+  routing_counters counters_;
 };
 
 }  // namespace xmesh::model

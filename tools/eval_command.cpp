@@ -8,6 +8,7 @@
 
 #include "model/generator.hpp"
 #include "model/perplexity.hpp"
+#include "model/routing_policy.hpp"
 #include "model/routing_stats.hpp"
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
@@ -42,13 +43,17 @@ std::string read_text(const std::string& path) {
 
 int eval_main(int argc, char** argv) {
   flags f("eval",
-          "--model DIR --file TEXT [--context N] [--stride N] [--threads N] [--routing] [--json]",
+          "--model DIR --file TEXT [--context N] [--stride N] [--threads N] [--routing] "
+          "[--routing-policy SPEC] [--json]",
           {{"--model", true, "model directory (with tokenizer.json)"},
            {"--file", true, "UTF-8 text to score"},
            {"--context", true, "tokens of context per window (default 256)"},
            {"--stride", true, "targets scored per window after the first (default context / 2)"},
            {"--threads", true, "compute threads (default 2)"},
            {"--routing", false, "also measure expert popularity, reuse and pre-gating accuracy"},
+           {"--routing-policy", true,
+            "route with a policy (docs/edge-policies.md), e.g. "
+            "cache_aware=max_rank,max_rank=4,cache=lru,cache_fraction=0.25,skip_below=0.1"},
            {"--json", false, "print JSON"}},
           argc, argv);
   const auto dir = std::filesystem::path(f.str("--model"));
@@ -75,6 +80,8 @@ int eval_main(int argc, char** argv) {
   kernels::thread_pool pool(threads);
   model::local_expert_backend experts(m.weights, pool);
   model::transformer net(m.config, m.weights, pool, experts);
+  net.set_routing_policy(
+      model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
   std::optional<model::routing_stats> routing;
   if (f.has("--routing")) {
     routing.emplace(m.config, m.weights, pool);
@@ -93,7 +100,15 @@ int eval_main(int argc, char** argv) {
                               {"bits_per_token", bits / static_cast<double>(r.tokens)},
                               {"bits_per_byte", bits / static_cast<double>(text.size())},
                               {"context", context},
-                              {"stride", stride}};
+                              {"stride", stride},
+                              {"routing_policy", net.routing_policy().text()}};
+  if (net.routing_policy().enabled) {  // over every routed token, context re-reads included
+    const auto& c = net.routing_stats();
+    const double routed = static_cast<double>(c.routed.load());
+    j["hit_rate"] = routed > 0 ? static_cast<double>(c.hits.load()) / routed : 0.0;
+    j["experts_per_token"] =
+        routed / static_cast<double>(c.routed.load() + c.skipped.load()) * m.config.top_k;
+  }
   if (routing) {
     nlohmann::ordered_json layers = nlohmann::ordered_json::array();
     for (const auto& l : routing->report())

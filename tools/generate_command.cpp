@@ -25,6 +25,9 @@ std::vector<flag_spec> generate_flags() {
           {"--top-p", true, "nucleus sampling mass (default 1: off)"},
           {"--seed", true, "sampling seed (default 0)"},
           {"--threads", true, "compute threads (default: all cores)"},
+          {"--routing-policy", true,
+           "route with a policy (docs/edge-policies.md; a cluster's is its file's routing: "
+           "section)"},
           {"--ignore-eos", false, "keep generating after an end-of-sequence token"},
           {"--logits-out", true, "write float32 .npy logits [positions, vocab]"},
           {"--json", false, "print the result as JSON"}};
@@ -74,7 +77,9 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
   }
   actors::actor_runtime rt(
       threads);  // one CAF worker per compute thread: more only oversubscribe the cores
-  actors::node_runtime node(*rt.system, actors::embedded_cluster(dir, threads), "embedded");
+  auto cluster = actors::embedded_cluster(dir, threads);
+  cluster.routing = f.opt("--routing-policy").value_or("");
+  actors::node_runtime node(*rt.system, cluster, "embedded");
   node.start();
   return actors::ask<actors::generate_reply>(*rt.system, node.actor(), timeout, "generation",
                                              actors::generate_atom_v, request);
@@ -111,6 +116,8 @@ int generate_main(int argc, char** argv) {
   }
   auto config = model::load_config(dir);
   if (f.has("--cluster")) request.model = model::model_identity(dir);  // the head checks it
+  if (f.has("--cluster") && f.has("--routing-policy"))
+    throw usage_error("--routing-policy: a cluster routes with its file's routing: section");
   auto r = run_request(f, dir, static_cast<int>(threads), request);
   if (!r.error.empty()) throw std::runtime_error(r.error);
   const auto& prompt = request.prompt;

@@ -3,7 +3,8 @@
 deploy/local.sh, real sockets; bit-identical to the single-process run per transport, family and
 placement, under concurrent requests, and clear errors when nodes are unreachable.
 
-usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts|shard|launcher [TRANSPORT]
+usage: cluster_test.py XMESH REPO equivalence|concurrent|unreachable|quantized-experts|shard|routing-policy|launcher
+       [TRANSPORT]
 """
 import json
 import os
@@ -108,6 +109,31 @@ def case_shard(h, transport):
                  "holds only some experts (xmesh_experts.json): such a node can only have the experts role", 20)
 
 
+def case_routing_policy(h, transport):
+    """A cluster file's routing policy (cache-aware prior and dynamic top-k) routes on the head
+    exactly as one process does with the same policy, run after run, and not as exact routing;
+    a bad knob stops the head at start with one line naming it."""
+    model = h.model("qwen3_moe")
+    spec = "cache_aware=prior,prior=2,cache=lru,cache_fraction=0.25,skip_below=0.3"
+    exact = h.run_generate(model, PROMPTS[0], name="policy-exact")
+    cmd, out = h.generate(model, PROMPTS[0], name="policy-oracle")
+    r = subprocess.run(cmd + ["--routing-policy", spec], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        sys.exit(f"FAIL: generate --routing-policy: {r.stderr}")
+    oracle = (json.loads(r.stdout)["tokens"], np.load(out))
+    if oracle[1].tobytes() == exact[1].tobytes():
+        sys.exit("FAIL: the policy should change the routing")
+    section = "routing: {cache_aware: prior, prior: 2, cache: lru, cache_fraction: 0.25, skip_below: 0.3}\n"
+    with h.cluster(section + cluster_yaml(model, transport, "spread"), f"policy-{transport}") as c:
+        for run in range(2):
+            expect_identical(f"routing policy over {transport}, run {run + 1}",
+                             h.run_generate(model, PROMPTS[0], cluster=c.path, name=f"policy-{run}"), oracle)
+    path = f"{h.tmp}/bad-policy.yaml"
+    open(path, "w").write("routing: {cache_aware: prior, prior: -1}\n" + cluster_yaml(model, transport, "spread"))
+    expect_error("a negative prior", [h.xmesh, "node", "--cluster", path, "--name", "head"], h.env,
+                 "node 'head': routing policy: prior: must not be negative", 20)
+
+
 def case_launcher(h, transport):
     """deploy/local.sh as a new user meets it: `up` over a running cluster is refused and changes
     nothing; a stale pid file naming an unrelated process is neither killed nor counted; logs
@@ -191,4 +217,5 @@ def case_unreachable(h, transport):
 
 if __name__ == "__main__":
     run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
-              "quantized-experts": case_quantized_experts, "shard": case_shard, "launcher": case_launcher})
+              "quantized-experts": case_quantized_experts, "shard": case_shard, "routing-policy": case_routing_policy,
+              "launcher": case_launcher})
