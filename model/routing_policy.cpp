@@ -51,8 +51,8 @@ std::string routing_options::text() const {
   if (prefer == preference::cumulative) s << ",cumulative=" << cumulative;
   if (prefer == preference::prior) s << ",prior=" << prior;
   if (skip_below > 0) s << ",skip_below=" << skip_below;
-  s << ",cache=" << eviction_names[static_cast<int>(cache)] << ",cache_fraction=" << cache_fraction
-    << (cache == eviction::activation ? ",decay=" + std::to_string(decay) : "");
+  s << ",cache=" << eviction_names[static_cast<int>(cache)] << ",cache_fraction=" << cache_fraction;
+  if (cache == eviction::activation) s << ",decay=" << decay;
   return s.str();
 }
 
