@@ -38,12 +38,7 @@ int64_t write_expert_shard(const std::filesystem::path& source, const std::files
         }
     }
   }
-  fs::create_directories(out);
-  for (const auto& entry : fs::directory_iterator(out))  // a previous copy's shards would mix in
-    if (entry.path().extension() == ".safetensors" ||
-        entry.path().filename() == "model.safetensors.index.json")
-      fs::remove(entry.path());
-  write_safetensors(out / "model.safetensors", stored);
+  write_model_weights(out, stored);
   fs::copy_file(source / "config.json", out / "config.json", fs::copy_options::overwrite_existing);
   std::ofstream(out / expert_shard_file)
       << nlohmann::ordered_json{{"experts", list}}.dump(2) << "\n";

@@ -161,12 +161,7 @@ quantize_report quantize_model(const std::filesystem::path& source,
       stored.push_back(std::move(p));
     }
   }
-  fs::create_directories(out);
-  for (const auto& entry : fs::directory_iterator(out))  // a previous model's shards would mix in
-    if (entry.path().extension() == ".safetensors" ||
-        entry.path().filename() == "model.safetensors.index.json")
-      fs::remove(entry.path());
-  write_safetensors(out / "model.safetensors", stored);
+  write_model_weights(out, stored);
   std::ifstream in(source / "config.json");
   auto json = nlohmann::ordered_json::parse(in);
   json["quantization_config"] = nlohmann::ordered_json::parse(quantization_config_json(o));

@@ -53,6 +53,17 @@ void write_safetensors(const std::filesystem::path& path,
   if (!out.flush()) throw std::runtime_error(path.string() + ": write failed");
 }
 
+void write_model_weights(const std::filesystem::path& dir,
+                         const std::vector<stored_tensor>& tensors) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().extension() == ".safetensors" ||
+        entry.path().filename() == "model.safetensors.index.json")
+      fs::remove(entry.path());
+  write_safetensors(dir / "model.safetensors", tensors);
+}
+
 void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_spec>& tensors,
                        kernels::dtype type) {
   std::vector<stored_tensor> stored;

@@ -29,6 +29,10 @@ struct stored_tensor {
 /// Writes `tensors` in order to `path`; throws on I/O errors.
 void write_safetensors(const std::filesystem::path& path,
                        const std::vector<stored_tensor>& tensors);
+/// Writes `tensors` to `dir`/model.safetensors as the directory's only weights: other shards and
+/// an index a previous model left there are removed first (they would mix in).
+void write_model_weights(const std::filesystem::path& dir,
+                         const std::vector<stored_tensor>& tensors);
 /// Writes `tensors` in order to `path` in `type` (f32, bf16 or f16).
 void write_safetensors(const std::filesystem::path& path, const std::vector<tensor_spec>& tensors,
                        kernels::dtype type);

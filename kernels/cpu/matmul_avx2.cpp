@@ -129,14 +129,8 @@ template <weight_format F>
 struct reader;
 
 template <>
-struct reader<weight_format::q8> {
-  const int8_t* codes;
-  const uint16_t* scales;
-  int64_t cols;
-  explicit reader(const matrix_view& w)
-      : codes(static_cast<const int8_t*>(w.data)),
-        scales(static_cast<const uint16_t*>(w.scales)),
-        cols(w.cols) {}
+struct reader<weight_format::q8> : quant_view<int8_t, uint16_t> {
+  using quant_view::quant_view;
 
   void load(int64_t r, int64_t k, v16& lo, v16& hi) const {
     __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[r * (cols / quant::group) + k / quant::group]));
@@ -149,18 +143,12 @@ struct reader<weight_format::q8> {
 };
 
 template <>
-struct reader<weight_format::q4> {
-  const uint8_t* packed;
-  const uint16_t* scales;
-  int64_t cols;
-  explicit reader(const matrix_view& w)
-      : packed(static_cast<const uint8_t*>(w.data)),
-        scales(static_cast<const uint16_t*>(w.scales)),
-        cols(w.cols) {}
+struct reader<weight_format::q4> : quant_view<uint8_t, uint16_t> {
+  using quant_view::quant_view;
 
   void load(int64_t r, int64_t k, v16& lo, v16& hi) const {
     __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[r * (cols / quant::group) + k / quant::group]));
-    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (r * cols + k) / 2));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + (r * cols + k) / 2));
     const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
     __m128i l = _mm_sub_epi8(_mm_and_si128(b, low4), eight);  // codes in [-8, 7]
     __m128i h = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), eight);
@@ -170,14 +158,8 @@ struct reader<weight_format::q4> {
 };
 
 template <>
-struct reader<weight_format::fp8> {
-  const uint8_t* codes;
-  const float* scale_inv;
-  int64_t cols;
-  explicit reader(const matrix_view& w)
-      : codes(static_cast<const uint8_t*>(w.data)),
-        scale_inv(static_cast<const float*>(w.scales)),
-        cols(w.cols) {}
+struct reader<weight_format::fp8> : quant_view<uint8_t, float> {  // scales: scale_inv
+  using quant_view::quant_view;
 
   static v16 widen(const uint8_t* p, __m256 s256) {
     __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -187,7 +169,7 @@ struct reader<weight_format::fp8> {
             _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), s256)};
   }
   void load(int64_t r, int64_t k, v16& lo, v16& hi) const {
-    float s = scale_inv[r / quant::fp8_block * (cols / quant::fp8_block) + k / quant::fp8_block];
+    float s = scales[r / quant::fp8_block * (cols / quant::fp8_block) + k / quant::fp8_block];
     __m256 s256 = _mm256_set1_ps(s * 256.0f);
     lo = widen(codes + r * cols + k, s256);
     hi = widen(codes + r * cols + k + 16, s256);

@@ -134,14 +134,8 @@ template <weight_format F>
 struct reader;
 
 template <>
-struct reader<weight_format::q8> {
-  const int8_t* codes;
-  const uint16_t* scales;
-  int64_t cols;
-  explicit reader(const matrix_view& w)
-      : codes(static_cast<const int8_t*>(w.data)),
-        scales(static_cast<const uint16_t*>(w.scales)),
-        cols(w.cols) {}
+struct reader<weight_format::q8> : quant_view<int8_t, uint16_t> {
+  using quant_view::quant_view;
 
   void load(int64_t r, int64_t k, __m512& lo, __m512& hi) const {
     __m512 s = broadcast_f16(scales[r * (cols / quant::group) + k / quant::group]);
@@ -154,38 +148,26 @@ struct reader<weight_format::q8> {
 // q4: the 16 possible weights of a group (code x scale, exact) are a table that one permute
 // per 16 lanes indexes with the nibbles.
 template <>
-struct reader<weight_format::q4> {
-  const uint8_t* packed;
-  const uint16_t* scales;
-  int64_t cols;
-  explicit reader(const matrix_view& w)
-      : packed(static_cast<const uint8_t*>(w.data)),
-        scales(static_cast<const uint16_t*>(w.scales)),
-        cols(w.cols) {}
+struct reader<weight_format::q4> : quant_view<uint8_t, uint16_t> {
+  using quant_view::quant_view;
 
   void load(int64_t r, int64_t k, __m512& lo, __m512& hi) const {
-    const __m512 codes = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512 values = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
     __m512 table =
-        _mm512_mul_ps(codes, broadcast_f16(scales[r * (cols / quant::group) + k / quant::group]));
+        _mm512_mul_ps(values, broadcast_f16(scales[r * (cols / quant::group) + k / quant::group]));
     __m512i b = _mm512_cvtepu8_epi32(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (r * cols + k) / 2)));
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + (r * cols + k) / 2)));
     lo = _mm512_permutexvar_ps(b, table);  // uses the low 4 bits of each index
     hi = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), table);
   }
-  const void* at(int64_t r, int64_t k) const { return packed + (r * cols + k) / 2; }
+  const void* at(int64_t r, int64_t k) const { return codes + (r * cols + k) / 2; }
 };
 
 // fp8: e4m3 bytes become f16 bits (quant::fp8_as_f16), widened by the f16 instruction, times the
 // block's scale x 256.
 template <>
-struct reader<weight_format::fp8> {
-  const uint8_t* codes;
-  const float* scale_inv;
-  int64_t cols;
-  explicit reader(const matrix_view& w)
-      : codes(static_cast<const uint8_t*>(w.data)),
-        scale_inv(static_cast<const float*>(w.scales)),
-        cols(w.cols) {}
+struct reader<weight_format::fp8> : quant_view<uint8_t, float> {  // scales: scale_inv
+  using quant_view::quant_view;
 
   static __m512 widen(const uint8_t* p) {
     // u = b << 7 puts exponent and mantissa at f16 bits 13..7 and the sign at bit 14; adding
@@ -196,7 +178,7 @@ struct reader<weight_format::fp8> {
     return _mm512_cvtph_ps(h);
   }
   void load(int64_t r, int64_t k, __m512& lo, __m512& hi) const {
-    float s = scale_inv[r / quant::fp8_block * (cols / quant::fp8_block) + k / quant::fp8_block];
+    float s = scales[r / quant::fp8_block * (cols / quant::fp8_block) + k / quant::fp8_block];
     __m512 s256 = _mm512_set1_ps(s * 256.0f);
     lo = _mm512_mul_ps(widen(codes + r * cols + k), s256);
     hi = _mm512_mul_ps(widen(codes + r * cols + k + 16), s256);

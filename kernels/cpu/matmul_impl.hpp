@@ -29,6 +29,18 @@ void with_typed_weights(const matrix_view& w, Rows&& rows) {
   }
 }
 
+/// A quantized matrix's typed pointers, which each ISA's readers decode from.
+template <class Code, class Scale>
+struct quant_view {
+  const Code* codes;
+  const Scale* scales;
+  int64_t cols;
+  explicit quant_view(const matrix_view& w)
+      : codes(static_cast<const Code*>(w.data)),
+        scales(static_cast<const Scale*>(w.scales)),
+        cols(w.cols) {}
+};
+
 /// Calls `quant(reader)` with the ISA's `Reader<format>` of a quantized matrix (constructed from
 /// the view), else `plain(p)` as with_typed_weights does.
 template <template <weight_format> class Reader, class Quant, class Plain>
