@@ -16,17 +16,26 @@ std::vector<score_window> score_windows(int64_t n, int64_t context, int64_t stri
   return out;
 }
 
-nll_result sequence_nll(transformer& net, std::span<const int32_t> ids, int64_t context,
-                        int64_t stride, const std::function<void(const score_window&)>& on_window) {
+window_logits local_window_logits(transformer& net) {
+  return [&net](std::span<const int32_t> inputs) {
+    kv_cache cache(net.config(), static_cast<int64_t>(inputs.size()));
+    std::vector<float> logits;
+    net.forward(inputs, cache, logits_for::all, logits);
+    return logits;
+  };
+}
+
+nll_result sequence_nll(const window_logits& logits_of, int64_t vocab, std::span<const int32_t> ids,
+                        int64_t context, int64_t stride,
+                        const std::function<void(const score_window&)>& on_window) {
   if (context < 1 || stride < 1 || stride > context)
     throw std::invalid_argument("perplexity: need 1 <= stride <= context");
-  const int64_t vocab = net.config().vocab;
   nll_result r;
-  std::vector<float> logits;
   for (const auto& w : score_windows(static_cast<int64_t>(ids.size()), context, stride)) {
     if (on_window) on_window(w);
-    kv_cache cache(net.config(), w.end - 1 - w.start);
-    net.forward(ids.subspan(w.start, w.end - 1 - w.start), cache, logits_for::all, logits);
+    auto logits = logits_of(ids.subspan(w.start, w.end - 1 - w.start));
+    if (static_cast<int64_t>(logits.size()) != (w.end - 1 - w.start) * vocab)
+      throw std::runtime_error("perplexity: a window's logits have the wrong size");
     for (int64_t t = w.first; t < w.end; ++t) {
       const float* row = logits.data() + (t - 1 - w.start) * vocab;
       double top = *std::max_element(row, row + vocab), sum = 0;

@@ -26,10 +26,16 @@ struct nll_result {
   int64_t tokens = 0;
 };
 
-/// Scores `ids` window by window (a fresh KV cache each); `on_window` runs before each window's
-/// forward pass (routing statistics use it to know which rows are scored).
-nll_result sequence_nll(transformer& net, std::span<const int32_t> ids, int64_t context,
-                        int64_t stride,
+/// Logits of one window's inputs, [inputs, vocab]: from a local engine or through a cluster.
+using window_logits = std::function<std::vector<float>(std::span<const int32_t> inputs)>;
+
+/// A local engine's window logits (a fresh KV cache per window).
+window_logits local_window_logits(transformer& net);
+
+/// Scores `ids` window by window; `on_window` runs before each window's logits are asked for
+/// (routing statistics use it to know which rows are scored).
+nll_result sequence_nll(const window_logits& logits, int64_t vocab, std::span<const int32_t> ids,
+                        int64_t context, int64_t stride,
                         const std::function<void(const score_window&)>& on_window = {});
 
 }  // namespace xmesh::model

@@ -2,10 +2,12 @@
 // edge policies are judged against).
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "actors/system.hpp"
 #include "model/generator.hpp"
 #include "model/perplexity.hpp"
 #include "model/routing_policy.hpp"
@@ -44,7 +46,7 @@ std::string read_text(const std::string& path) {
 int eval_main(int argc, char** argv) {
   flags f("eval",
           "--model DIR --file TEXT [--context N] [--stride N] [--threads N] [--routing] "
-          "[--routing-policy SPEC] [--json]",
+          "[--routing-policy SPEC] [--cluster FILE] [--json]",
           {{"--model", true, "model directory (with tokenizer.json)"},
            {"--file", true, "UTF-8 text to score"},
            {"--context", true, "tokens of context per window (default 256)"},
@@ -54,6 +56,7 @@ int eval_main(int argc, char** argv) {
            {"--routing-policy", true,
             "route with a policy (docs/edge-policies.md), e.g. "
             "cache_aware=max_rank,max_rank=4,cache=lru,cache_fraction=0.25,skip_below=0.1"},
+           {"--cluster", true, "score through this running cluster's first head"},
            {"--json", false, "print JSON"}},
           argc, argv);
   const auto dir = std::filesystem::path(f.str("--model"));
@@ -87,11 +90,41 @@ int eval_main(int argc, char** argv) {
     routing.emplace(m.config, m.weights, pool);
     net.set_moe_observer([&](int64_t l, const float* x, int64_t n) { routing->observe(l, x, n); });
   }
-  auto r = model::sequence_nll(net, ids, context, stride, [&](const model::score_window& w) {
-    if (routing) routing->scored_rows(w.first - 1 - w.start, w.end - 1 - w.start);
-  });
+  std::optional<actors::proven_connection> head;
+  auto logits_of = model::local_window_logits(net);
+  if (auto file = f.opt("--cluster")) {
+    if (routing || f.has("--routing-policy"))
+      throw usage_error(
+          "--cluster: --routing and --routing-policy measure this process (a "
+          "cluster routes with its file's routing: section)");
+    auto cluster = actors::load_cluster(*file);
+    const auto& node = *cluster.with_role(actors::role::head).front();
+    head.emplace(actors::connect_proven(node, actors::connect_timeout(), "head"));
+    logits_of = [&head, name = node.name,
+                 identity = model::model_identity(dir)](std::span<const int32_t> inputs) {
+      actors::generate_request req;
+      req.prompt.assign(inputs.begin(), inputs.end());
+      req.max_new_tokens = 0;
+      req.keep_all_logits = true;
+      req.stop_at_eos = false;
+      req.model = identity;
+      auto reply = actors::ask<actors::generate_reply>(
+          *head->runtime->system, head->node, std::chrono::seconds(600),
+          "a window on head '" + name + "'", actors::generate_atom_v, req);
+      if (!reply.error.empty()) throw std::runtime_error("head '" + name + "': " + reply.error);
+      std::vector<float> logits(reply.logits.size() / sizeof(float));
+      std::memcpy(logits.data(), reply.logits.data(), logits.size() * sizeof(float));
+      return logits;
+    };
+  }
+  auto r = model::sequence_nll(logits_of, m.config.vocab, ids, context, stride,
+                               [&](const model::score_window& w) {
+                                 if (routing)
+                                   routing->scored_rows(w.first - 1 - w.start, w.end - 1 - w.start);
+                               });
   const double bits = r.nll / std::log(2.0);
   nlohmann::ordered_json j = {{"model", dir.string()},
+                              {"cluster", f.opt("--cluster").value_or("")},
                               {"file", f.str("--file")},
                               {"tokens", r.tokens},
                               {"bytes", text.size()},

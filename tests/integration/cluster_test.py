@@ -128,6 +128,17 @@ def case_routing_policy(h, transport):
         for run in range(2):
             expect_identical(f"routing policy over {transport}, run {run + 1}",
                              h.run_generate(model, PROMPTS[0], cluster=c.path, name=f"policy-{run}"), oracle)
+        # Perplexity measured on the deployed system equals the single-process measurement.
+        text = f"{h.tmp}/eval.txt"
+        open(text, "w").write("The mixture of experts routes every token to two experts. " * 12)
+        evaluate = [h.xmesh, "eval", "--model", model, "--file", text, "--context", "32", "--json"]
+        local = json.loads(subprocess.run(evaluate + ["--routing-policy", spec], check=True, capture_output=True,
+                                          text=True, timeout=120).stdout)
+        r = subprocess.run(evaluate + ["--cluster", c.path], capture_output=True, text=True, timeout=120)
+        remote = json.loads(r.stdout) if r.returncode == 0 else {}
+        print(f"eval through the cluster: {remote.get('perplexity')} (one process: {local['perplexity']})")
+        if remote.get("nll_nats") != local["nll_nats"] or remote.get("tokens") != local["tokens"]:
+            sys.exit(f"FAIL: xmesh eval --cluster should equal the local eval: {r.stderr}")
     path = f"{h.tmp}/bad-policy.yaml"
     open(path, "w").write("routing: {cache_aware: prior, prior: -1}\n" + cluster_yaml(model, transport, "spread"))
     expect_error("a negative prior", [h.xmesh, "node", "--cluster", path, "--name", "head"], h.env,
