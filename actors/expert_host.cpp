@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "kernels/expert_ffn.hpp"
+#include "model/resident_expert.hpp"
 #include "transport/frame.hpp"
 
 namespace xmesh::actors {
@@ -60,80 +61,6 @@ struct piece {
   uint32_t first = 0, count = 0;
 };
 
-}  // namespace
-
-/// A replica's weights in memory the host owns (64-byte aligned, like the kernels like them).
-struct resident_weights {
-  std::unique_ptr<std::byte, decltype(&std::free)> storage{nullptr, &std::free};
-  kernels::expert_weights weights;
-  int64_t bytes = 0;
-};
-
-namespace {
-
-// The byte regions of an expert's weights, in the order they are copied, streamed and
-// checksummed: each matrix's data, then its scales when it is quantized.
-std::vector<std::span<const std::byte>> regions_of(const kernels::expert_weights& w) {
-  std::vector<std::span<const std::byte>> out;
-  for (const auto* m : {&w.gate, &w.up, &w.down}) {
-    out.emplace_back(static_cast<const std::byte*>(m->data), static_cast<size_t>(m->data_bytes()));
-    if (m->scale_bytes() > 0)
-      out.emplace_back(static_cast<const std::byte*>(m->scales),
-                       static_cast<size_t>(m->scale_bytes()));
-  }
-  return out;
-}
-
-// Copies the regions of an expert shaped like `layout` from `sources` (one pointer per region,
-// regions_of's order) into owned memory, at most `bytes_per_s` fast (0: as fast as memory goes).
-std::shared_ptr<resident_weights> make_resident(const kernels::expert_weights& layout,
-                                                const std::vector<const std::byte*>& sources,
-                                                int64_t bytes_per_s) {
-  auto regions = regions_of(layout);
-  auto r = std::make_shared<resident_weights>();
-  r->bytes = layout.bytes();
-  int64_t capacity = 0;
-  for (auto region : regions) capacity += (static_cast<int64_t>(region.size()) + 63) / 64 * 64;
-  auto* base = static_cast<std::byte*>(std::aligned_alloc(64, capacity + 64));
-  if (base == nullptr) throw std::bad_alloc();
-  r->storage.reset(base);
-  auto start = clock_type::now();
-  int64_t done = 0;
-  std::byte* at = base;
-  std::vector<std::byte*> copies;
-  for (size_t i = 0; i < regions.size(); ++i) {
-    auto size = static_cast<int64_t>(regions[i].size());
-    for (int64_t off = 0; off < size; off += int64_t{1} << 20) {
-      int64_t n = std::min<int64_t>(int64_t{1} << 20, size - off);
-      std::memcpy(at + off, sources[i] + off, n);
-      done += n;
-      if (bytes_per_s > 0)
-        std::this_thread::sleep_until(
-            start + std::chrono::duration_cast<clock_type::duration>(
-                        std::chrono::duration<double>(double(done) / double(bytes_per_s))));
-    }
-    copies.push_back(at);
-    at += (size + 63) / 64 * 64;
-  }
-  r->weights = layout;
-  size_t i = 0;
-  for (auto* m : {&r->weights.gate, &r->weights.up, &r->weights.down}) {
-    m->data = copies[i++];
-    if (m->scale_bytes() > 0) m->scales = copies[i++];
-  }
-  return r;
-}
-
-// Drops the pages of [data, data + size) from this process's mapping of the model files (whole
-// pages inside the range only): the copy is what serves, and the page cache keeps the file for a
-// re-read. Without this a node's resident memory counts each replica twice.
-void release_source_pages(const void* data, int64_t size) {
-  static const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  auto end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(size)) / page * page;
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
-
 std::string hex(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -143,7 +70,7 @@ std::string hex(uint64_t v) {
 }  // namespace
 
 uint64_t expert_checksum(const kernels::expert_weights& w) {
-  return transport::checksum_of_parts(regions_of(w));
+  return transport::checksum_of_parts(model::regions_of(w));
 }
 
 model::expert_errc to_expert_errc(host_errc e) {
@@ -160,7 +87,7 @@ model::expert_errc to_expert_errc(host_errc e) {
 
 /// The rows queued for one hosted replica; its actor drains them as one batch.
 struct expert_queue {
-  std::shared_ptr<resident_weights> resident;
+  std::shared_ptr<model::resident_weights> resident;
   std::mutex mutex;
   std::vector<piece> items;
   bool scheduled = false;
@@ -275,11 +202,9 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
                              "'s partial copy of the model (add it with expert_source: peer)");
   auto start = clock_type::now();
   const auto& src = model_.weights.layers[layer].experts[expert];
-  std::vector<const std::byte*> sources;
-  for (auto region : regions_of(src)) sources.push_back(region.data());
-  auto r = make_resident(src, sources, bytes_per_s);
-  for (auto region : regions_of(src))
-    release_source_pages(region.data(), static_cast<int64_t>(region.size()));
+  auto r = model::copy_expert(src, bytes_per_s);
+  for (auto region : model::regions_of(src))
+    model::release_source_pages(region.data(), static_cast<int64_t>(region.size()));
   if (checksum != 0 && expert_checksum(r->weights) != checksum)
     throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
                              std::to_string(layer) + " in " + node_name_ +
@@ -328,17 +253,17 @@ expert_loaded expert_host::load_from_peer(int64_t layer, int64_t expert, transpo
                              " does not match the model's " + hex(checksum) + "; nothing loaded");
   std::vector<const std::byte*> sources;
   const std::byte* at = f.blob.data();
-  for (auto region : regions_of(layout)) {
+  for (auto region : model::regions_of(layout)) {
     sources.push_back(at);
     at += region.size();
   }
-  return install(layer, expert, make_resident(layout, sources, bytes_per_s), "peer " + peer_name,
-                 start);
+  return install(layer, expert, model::make_resident(layout, sources, bytes_per_s),
+                 "peer " + peer_name, start);
 }
 
 expert_loaded expert_host::install(int64_t layer, int64_t expert,
-                                   std::shared_ptr<resident_weights> resident, std::string source,
-                                   clock_type::time_point start) {
+                                   std::shared_ptr<model::resident_weights> resident,
+                                   std::string source, clock_type::time_point start) {
   const auto& c = model_.config;
   auto q = std::make_shared<expert_queue>();
   q->resident = std::move(resident);
@@ -504,7 +429,7 @@ void expert_host::serve_fetch(const transport::frame_header& h,
   const auto& w = q->resident->weights;
   std::vector<std::byte> all;
   all.reserve(static_cast<size_t>(w.bytes()));
-  for (auto region : regions_of(w)) all.insert(all.end(), region.begin(), region.end());
+  for (auto region : model::regions_of(w)) all.insert(all.end(), region.begin(), region.end());
   // Fault injection for tests: a peer whose copy went bad streams it with a valid frame checksum.
   // (XMESH_FAULT_CORRUPT_WEIGHTS names the node that does it.)
   static const char* corrupt = std::getenv("XMESH_FAULT_CORRUPT_WEIGHTS");

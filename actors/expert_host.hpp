@@ -15,6 +15,7 @@
 #include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
 #include "model/expert_backend.hpp"
+#include "model/resident_expert.hpp"
 #include "model/weights.hpp"
 #include "transport/frame.hpp"
 #include "transport/transport.hpp"
@@ -93,7 +94,7 @@ class expert_host {
   void serve_fetch(const transport::frame_header& h,
                    const std::shared_ptr<transport::reply_handle>& reply);
   void check_loadable(int64_t layer, int64_t expert) const;
-  expert_loaded install(int64_t layer, int64_t expert, std::shared_ptr<struct resident_weights> r,
+  expert_loaded install(int64_t layer, int64_t expert, std::shared_ptr<model::resident_weights> r,
                         std::string source, std::chrono::steady_clock::time_point start);
   /// `label`: the reason a dropped frame is counted under (frames_dropped_total).
   void reject(host_errc code, std::string_view label, const std::string& reason,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "model/expert_store.hpp"
+
 namespace xmesh::model {
 
 namespace {
@@ -59,6 +61,19 @@ std::unique_ptr<expert_batch> local_expert_backend::submit(int64_t layer, const 
                                                            const int32_t* expert_ids, int32_t k,
                                                            float* y) {
   const auto& experts = weights_.layers[layer].experts;
+  if (store_ != nullptr) {  // token by token: a token's experts must be resident together
+    std::vector<int32_t> slots, ids;
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      slots.clear(), ids.clear();
+      for (int32_t s = static_cast<int32_t>(t * k); s < (t + 1) * k; ++s)
+        if (expert_ids[s] >= 0) slots.push_back(s), ids.push_back(expert_ids[s]);
+      store_->touch(layer, ids.data(), static_cast<int64_t>(ids.size()));
+      compute_expert_slots(
+          slots, x, expert_ids, k, experts.front().hidden(),
+          [&](int32_t e) { return store_->weights(layer, e); }, pool_, y);
+    }
+    return std::make_unique<done_batch>();
+  }
   std::vector<int32_t> slots;  // a slot a routing policy skipped (id -1) computes nothing
   for (int32_t s = 0; s < static_cast<int32_t>(num_tokens * k); ++s)
     if (expert_ids[s] >= 0) slots.push_back(s);

@@ -77,10 +77,14 @@ class local_expert_backend final : public expert_backend {
       : weights_(weights), pool_(pool) {}
   std::unique_ptr<expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
                                        const int32_t* expert_ids, int32_t k, float* y) override;
+  /// Computes from `store`'s resident copies, token by token (each token's misses loaded
+  /// first), instead of the model files.
+  void set_store(class expert_store* store) { store_ = store; }
 
  private:
   const model_weights& weights_;
   kernels::thread_pool& pool_;
+  class expert_store* store_ = nullptr;
 };
 
 }  // namespace xmesh::model

@@ -4,11 +4,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "kernels/memory_bandwidth.hpp"
+#include "model/expert_store.hpp"
 #include "model/generator.hpp"
+#include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 
@@ -103,19 +107,93 @@ int bench_decode(int argc, char** argv) {
   return 0;
 }
 
+// Decode with an expert store over an emulated slow tier, and optionally a routing policy: the
+// speed an edge node gets, and what the policy saves (docs/edge-policies.md).
+int bench_edge(int argc, char** argv) {
+  flags f("bench edge",
+          "--model DIR --prompt-file TEXT --expert-store SPEC [--routing-policy SPEC] "
+          "[--prompt-tokens P] [--new-tokens N] [--threads N] [--json]",
+          {{"--model", true, "model directory (with tokenizer.json)"},
+           {"--prompt-file", true,
+            "UTF-8 text: its first tokens are the prompt, the next ones the decoded tokens"},
+           {"--expert-store", true, "e.g. cache_fraction=0.25,cache=activation,rate=100MB"},
+           {"--routing-policy", true, "e.g. cache_aware=prior,prior=0.5 (same cache settings)"},
+           {"--prompt-tokens", true, "prompt length (default 64)"},
+           {"--new-tokens", true, "tokens to decode (default 64)"},
+           {"--threads", true, "compute threads (default 2)"},
+           {"--json", false, "print JSON"}},
+          argc, argv);
+  auto threads = f.integer("--threads", 2), prompt_len = f.integer("--prompt-tokens", 64),
+       new_tokens = f.integer("--new-tokens", 64);
+  if (threads < 1 || prompt_len < 1 || new_tokens < 2)
+    throw usage_error("counts must be positive (--new-tokens >= 2)");
+  const std::filesystem::path dir = f.str("--model");
+  auto m = model::load_model(dir);
+  std::ifstream in(f.str("--prompt-file"));
+  if (!in) throw std::runtime_error(f.str("--prompt-file") + ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto ids = tokenizer::tokenizer::load(dir / "tokenizer.json").encode(text.str(), false);
+  if (static_cast<int64_t>(ids.size()) < prompt_len + new_tokens)
+    throw std::runtime_error(f.str("--prompt-file") +
+                             ": fewer than --prompt-tokens + --new-tokens tokens");
+  kernels::thread_pool pool(static_cast<int>(threads));
+  model::expert_store store(m.config, m.weights,
+                            model::parse_store_options(f.str("--expert-store"), m.config));
+  model::local_expert_backend experts(m.weights, pool);
+  experts.set_store(&store);
+  model::transformer net(m.config, m.weights, pool, experts);
+  net.set_routing_policy(
+      model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
+  // Decode steps fed the text's own next tokens (teacher forcing): routing follows real text,
+  // not a model's greedy loops, whose repeats would hit the cache every time.
+  model::kv_cache cache(m.config, prompt_len + new_tokens);
+  std::vector<float> logits;
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  net.forward(std::span(ids).first(prompt_len), cache, model::logits_for::last, logits);
+  auto t1 = clock::now();
+  const int64_t prefill_misses = store.misses;
+  for (int64_t i = 0; i < new_tokens; ++i)
+    net.forward(std::span(ids).subspan(prompt_len + i, 1), cache, model::logits_for::last, logits);
+  const double decode_s = std::chrono::duration<double>(clock::now() - t1).count();
+  const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
+  const double lookups = static_cast<double>(store.hits + store.misses);
+  nlohmann::json j = {
+      {"benchmark", "edge"},
+      {"model", dir.string()},
+      {"expert_store", f.str("--expert-store")},
+      {"routing_policy", net.routing_policy().text()},
+      {"threads", threads},
+      {"prompt_tokens", prompt_len},
+      {"prefill_tokens_per_s", static_cast<double>(prompt_len) / prefill_s},
+      {"decode_tokens", new_tokens},
+      {"decode_tokens_per_s", static_cast<double>(new_tokens) / decode_s},
+      {"decode_misses_per_token",
+       static_cast<double>(store.misses - prefill_misses) / static_cast<double>(new_tokens)},
+      {"hit_rate", lookups > 0 ? static_cast<double>(store.hits) / lookups : 0.0},
+      {"misses", store.misses.load()},
+      {"bytes_loaded", store.bytes_loaded.load()},
+      {"stall_seconds", store.stall_seconds.load()}};
+  std::printf("%s\n", j.dump(f.has("--json") ? -1 : 2).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int bench_main(int argc, char** argv) {
   if (argc >= 1 && std::strcmp(argv[0], "decode") == 0) return bench_decode(argc - 1, argv + 1);
+  if (argc >= 1 && std::strcmp(argv[0], "edge") == 0) return bench_edge(argc - 1, argv + 1);
   if (argc >= 1 && std::strcmp(argv[0], "transport") == 0)
     return bench_transport_main(argc - 1, argv + 1);
   if (argc >= 1 && (std::strcmp(argv[0], "--help") == 0 || std::strcmp(argv[0], "-h") == 0)) {
     std::puts(
         "usage: xmesh bench decode --model DIR [--threads N] [--json]\n"
+        "       xmesh bench edge --model DIR --prompt-file TEXT --expert-store SPEC [...]\n"
         "       xmesh bench transport --transport ucx|zmq [--sizes ...] [--json]");
     return 0;
   }
-  throw usage_error("expected a benchmark name: decode or transport");
+  throw usage_error("expected a benchmark name: decode, edge or transport");
 }
 
 }  // namespace xmesh::tools

@@ -1,0 +1,68 @@
+// The expert store: computing from its copies changes no output, it never holds more than its
+// budget, and its settings are checked.
+#include "model/expert_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "model/generator.hpp"
+#include "model/synthetic.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace xmesh::model {
+namespace {
+
+using testing_support::temp_dir;
+
+TEST(ExpertStore, SameOutputAsTheModelFilesWithinItsBudget) {
+  temp_dir dir;
+  write_synthetic_weights(dir.path(), {.family = "mixtral", .preset = "tiny", .seed = 9});
+  auto m = load_model(dir.path());
+  kernels::thread_pool pool(2);
+  generation_options o{.max_new_tokens = 12, .keep_all_logits = true, .stop_at_eos = false};
+  std::vector<int32_t> prompt = {5, 99, 311, 42, 7, 250, 18};
+  local_expert_backend plain(m.weights, pool);
+  transformer net(m.config, m.weights, pool, plain);
+  auto want = generate(net, prompt, o);
+
+  expert_store store(m.config, m.weights,
+                     parse_store_options("cache_fraction=0.25,cache=lfu", m.config));
+  local_expert_backend cached(m.weights, pool);
+  cached.set_store(&store);
+  transformer net2(m.config, m.weights, pool, cached);
+  auto got = generate(net2, prompt, o);
+  EXPECT_EQ(got.generated, want.generated);
+  ASSERT_EQ(got.logits.size(), want.logits.size());
+  EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), got.logits.size() * 4));
+  EXPECT_EQ(store.capacity(), 2);  // tiny: 8 experts per layer
+  for (int64_t l = 0; l < m.config.num_layers; ++l) EXPECT_LE(store.resident(l), 2);
+  EXPECT_GT(store.misses.load(), 0);
+  EXPECT_GT(store.hits.load(), 0);
+  EXPECT_EQ(store.bytes_loaded.load(),
+            store.misses.load() * m.weights.layers[0].experts[0].bytes());
+}
+
+TEST(ExpertStore, SettingsAreChecked) {
+  model_config c;
+  c.num_layers = 1, c.num_experts = 8, c.top_k = 2;
+  auto error = [&](const std::string& spec) {
+    try {
+      parse_store_options(spec, c);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(parse_store_options("rate=100MB", c).bytes_per_s, 100'000'000);
+  EXPECT_EQ(parse_store_options("rate=2.5GB,cache=activation", c).bytes_per_s, 2'500'000'000);
+  EXPECT_NE(error("rate=fast").find("expert store: rate: expected a positive rate like 100MB"),
+            std::string::npos);
+  EXPECT_NE(error("rate=-1MB").find("expert store: rate:"), std::string::npos);
+  EXPECT_NE(error("cache_fraction=0.1").find("expert store: cache_fraction: a cache of 0.1 x 8"),
+            std::string::npos);
+  EXPECT_NE(error("prior=1").find("expert store: prior: a routing knob"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace xmesh::model
