@@ -13,6 +13,10 @@ store_options parse_store_options(const std::string& spec, const model_config& c
   std::istringstream in(spec);
   std::string item;
   while (std::getline(in, item, ',')) {
+    if (item.rfind("fallback=", 0) == 0) {
+      o.fallback = item.substr(9);
+      continue;
+    }
     if (item.rfind("rate=", 0) != 0) {
       cache_spec += (cache_spec.empty() ? "" : ",") + item;
       continue;
@@ -33,8 +37,8 @@ store_options parse_store_options(const std::string& spec, const model_config& c
                                                : -1;
     if (used == 0 || scale < 0 || !(number > 0))
       throw std::runtime_error(
-          "expert store: rate: expected a positive rate like 100MB (bytes/s: B, kB, MB, GB), got "
-          "'" +
+          "expert store: rate: expected a positive rate like 100MB (bytes/s: B, kB, MB, GB), "
+          "got '" +
           v + "'");
     o.bytes_per_s = static_cast<int64_t>(number * scale);
   }
@@ -42,7 +46,7 @@ store_options parse_store_options(const std::string& spec, const model_config& c
     if (cache_spec.find(std::string(key) + "=") != std::string::npos)
       throw std::runtime_error(std::string("expert store: ") + key +
                                ": a routing knob (--routing-policy); the store takes cache, "
-                               "cache_fraction, decay and rate");
+                               "cache_fraction, decay, rate and fallback");
   try {
     o.cache = parse_routing_options(cache_spec.empty() ? "cache=lru" : cache_spec, config);
   } catch (const std::exception& e) {
@@ -54,40 +58,95 @@ store_options parse_store_options(const std::string& spec, const model_config& c
 
 expert_store::expert_store(const model_config& config, const model_weights& weights,
                            store_options options)
-    : config_(config), weights_(weights), options_(options), cache_(config, options.cache) {}
+    : config_(config),
+      weights_(weights),
+      options_(std::move(options)),
+      cache_(config, options_.cache) {
+  if (!options_.fallback.empty()) {
+    fallback_ = load_model(options_.fallback);
+    const auto& f = fallback_->config;
+    if (f.num_layers != config.num_layers || f.num_experts != config.num_experts ||
+        f.hidden != config.hidden || f.expert_intermediate != config.expert_intermediate)
+      throw std::runtime_error("expert store: fallback: " + options_.fallback.string() +
+                               " is not a copy of this model (other expert shapes)");
+  }
+  loader_ = std::thread([this] { load_loop(); });
+}
+
+expert_store::~expert_store() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  loader_.join();
+}
+
+void expert_store::load_loop() {
+  for (;;) {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left to load
+    auto [source, done] = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    auto copied = copy_expert(*source, options_.bytes_per_s);
+    bytes_loaded += copied->bytes;
+    done.set_value(std::move(copied));
+  }
+}
+
+expert_store::copy expert_store::enqueue(int64_t layer, int32_t expert) {
+  std::promise<std::shared_ptr<resident_weights>> done;
+  copy result = done.get_future().share();
+  {
+    std::lock_guard lock(mutex_);
+    queue_.emplace_back(&weights_.layers[layer].experts[expert], std::move(done));
+  }
+  wake_.notify_one();
+  return result;
+}
 
 void expert_store::touch(int64_t layer, const int32_t* experts, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) (cache_.resident(layer, experts[i]) ? hits : misses) += 1;
-  cache_.touch(layer, experts, count);
   const int64_t base = layer * config_.num_experts;
-  auto start = std::chrono::steady_clock::now();
-  for (int32_t e = 0; e < config_.num_experts; ++e) {
-    auto at = resident_.find(base + e);
-    const bool keep = cache_.resident(layer, e);
-    if (keep && at == resident_.end()) {
-      auto copy = copy_expert(weights_.layers[layer].experts[e], options_.bytes_per_s);
-      bytes_loaded += copy->bytes;
-      resident_.emplace(base + e, std::move(copy));
-    } else if (!keep && at != resident_.end()) {
-      resident_.erase(at);
-    }
+  std::vector<bool> was_resident(count);
+  for (int64_t i = 0; i < count; ++i) {
+    was_resident[i] = cache_.resident(layer, experts[i]);
+    (was_resident[i] ? hits : misses) += 1;
   }
-  stall_seconds = stall_seconds +
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  cache_.touch(layer, experts, count);
+  for (int32_t e = 0; e < config_.num_experts; ++e) {  // evicted: dropped (a load finishes unused)
+    if (!cache_.resident(layer, e)) copies_.erase(base + e);
+    current_.erase(base + e);
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const int32_t e = experts[i];
+    auto at = copies_.find(base + e);
+    if (at == copies_.end()) at = copies_.emplace(base + e, enqueue(layer, e)).first;
+    if (!was_resident[i] && fallback_) {  // compute now with the low-precision copy
+      current_[base + e] = &fallback_->weights.layers[layer].experts[e];
+      ++fallbacks;
+      continue;
+    }
+    auto start = std::chrono::steady_clock::now();
+    current_[base + e] = &at->second.get()->weights;
+    stall_seconds = stall_seconds +
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
 }
 
 const kernels::expert_weights* expert_store::weights(int64_t layer, int32_t expert) const {
-  auto at = resident_.find(layer * config_.num_experts + expert);
-  if (at == resident_.end())
+  auto at = current_.find(layer * config_.num_experts + expert);
+  if (at == current_.end())
     throw std::logic_error("expert store: expert " + std::to_string(expert) + " of layer " +
-                           std::to_string(layer) + " is not resident");
-  return &at->second->weights;
+                           std::to_string(layer) + " was not touched for this token");
+  return at->second;
 }
 
 int64_t expert_store::resident(int64_t layer) const {
   const int64_t base = layer * config_.num_experts;
-  return static_cast<int64_t>(std::distance(resident_.lower_bound(base),
-                                            resident_.lower_bound(base + config_.num_experts)));
+  return static_cast<int64_t>(
+      std::distance(copies_.lower_bound(base), copies_.lower_bound(base + config_.num_experts)));
 }
 
 }  // namespace xmesh::model

@@ -1,14 +1,27 @@
 // An expert cache over a slow tier (docs/edge-policies.md): a budget of experts per MoE layer
 // resident in memory, the others read from the node's model files at an emulated rate (a
-// phone's flash, an SD card) when a token needs them. Residency follows the eviction of the
-// routing policies' logical cache, token by token, so a routing policy sees what is resident.
+// phone's flash, an SD card) by one loader thread when a token needs them. Residency follows the
+// eviction of the routing policies' logical cache, token by token, so a routing policy sees
+// what is resident. With a low-precision fallback (a q4 copy of the model, all resident), a
+// miss computes with the q4 expert at once while the full one loads for the next tokens.
+//
+// NOTE: which copy a token computes with depends only on the logical cache (resident before
+// this token: full precision; else the fallback), never on load timing: a late load stalls,
+// it does not change the output.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "model/resident_expert.hpp"
 #include "model/routing_policy.hpp"
@@ -16,38 +29,58 @@
 
 namespace xmesh::model {
 
-/// The store's settings: the cache (cache, cache_fraction, decay as in routing_options) and
-/// `rate`, the slow tier's read rate in bytes/s.
+/// The store's settings: the cache (cache, cache_fraction, decay as in routing_options), `rate`,
+/// the slow tier's read rate in bytes/s, and `fallback`, a low-precision copy of the model.
 struct store_options {
   routing_options cache;
   int64_t bytes_per_s = 0;
+  std::filesystem::path fallback;
 };
 
-/// Parses "cache_fraction=0.25,cache=lru,rate=100MB" (rate in bytes/s: B, kB, MB, GB); throws one
-/// line naming the key.
+/// Parses "cache_fraction=0.25,cache=lru,rate=100MB,fallback=DIR" (rate in bytes/s: B, kB, MB,
+/// GB); throws one line naming the key.
 store_options parse_store_options(const std::string& spec, const model_config& config);
 
 class expert_store {
  public:
   expert_store(const model_config& config, const model_weights& weights, store_options options);
+  ~expert_store();
+  expert_store(const expert_store&) = delete;
+  expert_store& operator=(const expert_store&) = delete;
 
-  /// Makes one token's experts at `layer` resident, loading the misses from the slow tier.
+  /// Makes one token's experts at `layer` the ones weights() gives: resident full-precision
+  /// copies (waiting for a load still under way), or for misses the fallback's copy (without a
+  /// fallback, the miss's load is waited for).
   void touch(int64_t layer, const int32_t* experts, int64_t count);
-  /// A resident expert's weights.
+  /// The weights the current token computes expert `expert` of `layer` with.
   [[nodiscard]] const kernels::expert_weights* weights(int64_t layer, int32_t expert) const;
-  /// Experts resident at `layer` now (never more than the cache's capacity).
+  /// Full-precision experts resident or loading at `layer` (never more than the capacity).
   [[nodiscard]] int64_t resident(int64_t layer) const;
   [[nodiscard]] int64_t capacity() const { return cache_.capacity(); }
 
-  std::atomic<int64_t> hits{0}, misses{0}, bytes_loaded{0};
-  std::atomic<double> stall_seconds{0};  // time spent waiting for loads
+  std::atomic<int64_t> hits{0}, misses{0}, bytes_loaded{0}, fallbacks{0};
+  std::atomic<double> stall_seconds{0};  // the compute thread waiting for loads
 
  private:
+  using copy = std::shared_future<std::shared_ptr<resident_weights>>;
+  copy enqueue(int64_t layer, int32_t expert);
+  void load_loop();
+
   const model_config& config_;
   const model_weights& weights_;
   store_options options_;
   expert_cache_model cache_;
-  std::map<int64_t, std::shared_ptr<resident_weights>> resident_;  // layer * experts + expert
+  std::optional<loaded_model> fallback_;
+  std::map<int64_t, copy> copies_;  // layer * experts + expert: loaded or loading
+  std::map<int64_t, const kernels::expert_weights*> current_;  // the token's choice per expert
+  // The loader: one thread, so loads share the slow tier's rate as a device's reads do.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<
+      std::pair<const kernels::expert_weights*, std::promise<std::shared_ptr<resident_weights>>>>
+      queue_;
+  bool stopping_ = false;
+  std::thread loader_;
 };
 
 }  // namespace xmesh::model

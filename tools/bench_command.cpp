@@ -116,7 +116,8 @@ int bench_edge(int argc, char** argv) {
           {{"--model", true, "model directory (with tokenizer.json)"},
            {"--prompt-file", true,
             "UTF-8 text: its first tokens are the prompt, the next ones the decoded tokens"},
-           {"--expert-store", true, "e.g. cache_fraction=0.25,cache=activation,rate=100MB"},
+           {"--expert-store", true,
+            "e.g. cache_fraction=0.25,cache=activation,rate=100MB[,fallback=Q4DIR]"},
            {"--routing-policy", true, "e.g. cache_aware=prior,prior=0.5 (same cache settings)"},
            {"--prompt-tokens", true, "prompt length (default 64)"},
            {"--new-tokens", true, "tokens to decode (default 64)"},
@@ -174,7 +175,8 @@ int bench_edge(int argc, char** argv) {
       {"hit_rate", lookups > 0 ? static_cast<double>(store.hits) / lookups : 0.0},
       {"misses", store.misses.load()},
       {"bytes_loaded", store.bytes_loaded.load()},
-      {"stall_seconds", store.stall_seconds.load()}};
+      {"stall_seconds", store.stall_seconds.load()},
+      {"fallbacks", store.fallbacks.load()}};
   std::printf("%s\n", j.dump(f.has("--json") ? -1 : 2).c_str());
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "actors/system.hpp"
+#include "model/expert_store.hpp"
 #include "model/generator.hpp"
 #include "model/perplexity.hpp"
 #include "model/routing_policy.hpp"
@@ -46,7 +47,7 @@ std::string read_text(const std::string& path) {
 int eval_main(int argc, char** argv) {
   flags f("eval",
           "--model DIR --file TEXT [--context N] [--stride N] [--threads N] [--routing] "
-          "[--routing-policy SPEC] [--cluster FILE] [--json]",
+          "[--routing-policy SPEC] [--expert-store SPEC] [--cluster FILE] [--json]",
           {{"--model", true, "model directory (with tokenizer.json)"},
            {"--file", true, "UTF-8 text to score"},
            {"--context", true, "tokens of context per window (default 256)"},
@@ -57,6 +58,9 @@ int eval_main(int argc, char** argv) {
             "route with a policy (docs/edge-policies.md), e.g. "
             "cache_aware=max_rank,max_rank=4,cache=lru,cache_fraction=0.25,skip_below=0.1"},
            {"--cluster", true, "score through this running cluster's first head"},
+           {"--expert-store", true,
+            "compute from an expert store (e.g. cache_fraction=0.25,fallback=Q4DIR): with a "
+            "fallback, misses compute with its low-precision copies"},
            {"--json", false, "print JSON"}},
           argc, argv);
   const auto dir = std::filesystem::path(f.str("--model"));
@@ -82,6 +86,11 @@ int eval_main(int argc, char** argv) {
 
   kernels::thread_pool pool(threads);
   model::local_expert_backend experts(m.weights, pool);
+  std::optional<model::expert_store> store;
+  if (auto spec = f.opt("--expert-store")) {
+    store.emplace(m.config, m.weights, model::parse_store_options(*spec, m.config));
+    experts.set_store(&*store);
+  }
   model::transformer net(m.config, m.weights, pool, experts);
   net.set_routing_policy(
       model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
@@ -93,7 +102,7 @@ int eval_main(int argc, char** argv) {
   std::optional<actors::proven_connection> head;
   auto logits_of = model::local_window_logits(net);
   if (auto file = f.opt("--cluster")) {
-    if (routing || f.has("--routing-policy"))
+    if (routing || f.has("--routing-policy") || store)
       throw usage_error(
           "--cluster: --routing and --routing-policy measure this process (a "
           "cluster routes with its file's routing: section)");
@@ -154,6 +163,11 @@ int eval_main(int argc, char** argv) {
                                                  : nlohmann::ordered_json(l.pregate_accuracy)},
                         {"share", l.share}});
     j["routing"] = layers;
+  }
+  if (store) {
+    const double lookups = static_cast<double>(store->hits + store->misses);
+    j["store_hit_rate"] = lookups > 0 ? static_cast<double>(store->hits) / lookups : 0.0;
+    j["store_fallbacks"] = store->fallbacks.load();
   }
   if (f.has("--json")) {
     std::printf("%s\n", j.dump().c_str());

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "model/generator.hpp"
+#include "model/quantize.hpp"
 #include "model/synthetic.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -41,6 +42,36 @@ TEST(ExpertStore, SameOutputAsTheModelFilesWithinItsBudget) {
   EXPECT_GT(store.hits.load(), 0);
   EXPECT_EQ(store.bytes_loaded.load(),
             store.misses.load() * m.weights.layers[0].experts[0].bytes());
+}
+
+TEST(ExpertStore, MissesComputeWithTheFallbackAndOnlyThem) {
+  temp_dir dir;
+  write_synthetic_weights(dir.path() / "m", {.family = "qwen3_moe", .preset = "tiny", .seed = 4});
+  quantize_model(dir.path() / "m", dir.path() / "q4", {kernels::weight_format::q4, true});
+  auto m = load_model(dir.path() / "m");
+  kernels::thread_pool pool(2);
+  generation_options o{.max_new_tokens = 10, .keep_all_logits = true, .stop_at_eos = false};
+  std::vector<int32_t> prompt = {5, 99, 311, 42, 7, 250, 18};
+  auto run = [&](const std::string& spec) {
+    expert_store store(m.config, m.weights, parse_store_options(spec, m.config));
+    local_expert_backend backend(m.weights, pool);
+    backend.set_store(&store);
+    transformer net(m.config, m.weights, pool, backend);
+    auto r = generate(net, prompt, o);
+    EXPECT_GT(store.misses.load(), 0);
+    return std::pair(r.logits, store.fallbacks.load());
+  };
+  auto exact = run("cache_fraction=0.25");
+  // A fallback that is the model itself changes nothing: the switch picks the right expert.
+  auto same = run("cache_fraction=0.25,fallback=" + (dir.path() / "m").string());
+  EXPECT_EQ(0, std::memcmp(same.first.data(), exact.first.data(), exact.first.size() * 4));
+  EXPECT_GT(same.second, 0);
+  // A q4 fallback computes the misses differently, and the same way in every run.
+  auto q4 = run("cache_fraction=0.25,fallback=" + (dir.path() / "q4").string());
+  auto again = run("cache_fraction=0.25,fallback=" + (dir.path() / "q4").string());
+  EXPECT_NE(0, std::memcmp(q4.first.data(), exact.first.data(), exact.first.size() * 4));
+  EXPECT_EQ(0, std::memcmp(q4.first.data(), again.first.data(), q4.first.size() * 4));
+  EXPECT_EQ(q4.second, again.second);
 }
 
 TEST(ExpertStore, SettingsAreChecked) {
