@@ -115,21 +115,28 @@ void expert_store::touch(int64_t layer, const int32_t* experts, int64_t count) {
     (was_resident[i] ? hits : misses) += 1;
   }
   cache_.touch(layer, experts, count);
+  transient_.clear();
   for (int32_t e = 0; e < config_.num_experts; ++e) {  // evicted: dropped (a load finishes unused)
     if (!cache_.resident(layer, e)) copies_.erase(base + e);
     current_.erase(base + e);
   }
   for (int64_t i = 0; i < count; ++i) {
     const int32_t e = experts[i];
+    const bool cached = cache_.resident(layer, e);  // false: a miss below load_rank
     auto at = copies_.find(base + e);
-    if (at == copies_.end()) at = copies_.emplace(base + e, enqueue(layer, e)).first;
+    if (cached && at == copies_.end()) at = copies_.emplace(base + e, enqueue(layer, e)).first;
     if (!was_resident[i] && fallback_) {  // compute now with the low-precision copy
       current_[base + e] = &fallback_->weights.layers[layer].experts[e];
       ++fallbacks;
       continue;
     }
     auto start = std::chrono::steady_clock::now();
-    current_[base + e] = &at->second.get()->weights;
+    if (cached) {
+      current_[base + e] = &at->second.get()->weights;
+    } else {  // read for this token only
+      transient_.push_back(enqueue(layer, e).get());
+      current_[base + e] = &transient_.back()->weights;
+    }
     stall_seconds = stall_seconds +
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }

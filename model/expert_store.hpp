@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "model/resident_expert.hpp"
 #include "model/routing_policy.hpp"
@@ -73,6 +74,7 @@ class expert_store {
   std::optional<loaded_model> fallback_;
   std::map<int64_t, copy> copies_;  // layer * experts + expert: loaded or loading
   std::map<int64_t, const kernels::expert_weights*> current_;  // the token's choice per expert
+  std::vector<std::shared_ptr<resident_weights>> transient_;   // uncached reads of this token
   // The loader: one thread, so loads share the slow tier's rate as a device's reads do.
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -53,6 +53,7 @@ std::string routing_options::text() const {
   if (skip_below > 0) s << ",skip_below=" << skip_below;
   s << ",cache=" << eviction_names[static_cast<int>(cache)] << ",cache_fraction=" << cache_fraction;
   if (cache == eviction::activation) s << ",decay=" << decay;
+  if (load_rank > 0) s << ",load_rank=" << load_rank;
   return s.str();
 }
 
@@ -90,13 +91,18 @@ routing_options parse_routing_options(const std::string& spec, const model_confi
       o.cache_fraction = number(key, value);
       if (!(o.cache_fraction > 0 && o.cache_fraction <= 1))
         bad(key, "expected a fraction in (0, 1]");
+    } else if (key == "load_rank") {
+      double v = number(key, value);
+      if (v != std::floor(v) || v < 1 || v > c.top_k)
+        bad(key, "expected an integer in [1, " + std::to_string(c.top_k) + "] (1 to top_k)");
+      o.load_rank = static_cast<int64_t>(v);
     } else if (key == "decay") {
       o.decay = number(key, value);
       if (!(o.decay > 0 && o.decay <= 1)) bad(key, "expected a factor in (0, 1]");
     } else {
       bad(key,
           "unknown key (expected cache_aware, max_rank, cumulative, prior, skip_below, cache, "
-          "cache_fraction, decay)");
+          "cache_fraction, decay, load_rank)");
     }
   }
   if (o.prefer == preference::max_rank && !rank_set)
@@ -118,7 +124,8 @@ expert_cache_model::expert_cache_model(const model_config& c, const routing_opti
       capacity_(std::max<int64_t>(
           1, std::llround(o.cache_fraction * static_cast<double>(c.num_experts)))),
       eviction_(o.cache),
-      decay_(o.cache == eviction::lfu ? 1.0 : o.decay) {}
+      decay_(o.cache == eviction::lfu ? 1.0 : o.decay),
+      load_rank_(o.load_rank) {}
 
 bool expert_cache_model::resident(int64_t layer, int32_t expert) const {
   return layers_[layer][expert].resident;
@@ -133,7 +140,7 @@ void expert_cache_model::touch(int64_t layer, const int32_t* experts, int64_t co
     auto& e = l[experts[i]];
     e.score += 1;
     e.last_use = clock_;
-    if (e.resident) continue;
+    if (e.resident || (load_rank_ > 0 && i >= load_rank_)) continue;
     if (resident_count_[layer] == capacity_) {
       // Evict the resident expert not used by this token with the lowest score (LRU: the
       // oldest use), ties to the older use, then the lower id.

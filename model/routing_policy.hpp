@@ -31,6 +31,8 @@ struct routing_options {
   eviction cache = eviction::lru;       // the logical cache's eviction
   double cache_fraction = 0.25;         // experts per layer it holds, as a fraction
   double decay = 0.9;                   // activation-aware: per-token decay of an expert's score
+  int64_t load_rank =
+      0;  // only a token's first load_rank experts enter the cache on a miss (0: all)
   /// Route through the policy path with its logical cache (any spec but "exact"): with
   /// cache_aware=off and no skipping it picks exactly the top-k and only counts cache hits.
   bool enabled = false;
@@ -41,9 +43,9 @@ struct routing_options {
 };
 
 /// Parses "key=value,..." (keys: cache_aware=off|max_rank|cumulative|prior, max_rank, cumulative,
-/// prior, skip_below, cache=lru|lfu|activation, cache_fraction, decay) or "exact"; throws one
-/// line naming the key and what it accepts. Checks the knobs against `config` (e.g. max_rank in
-/// [top_k, experts], a cache that holds at least top_k experts).
+/// prior, skip_below, cache=lru|lfu|activation, cache_fraction, decay, load_rank) or "exact";
+/// throws one line naming the key and what it accepts. Checks the knobs against `config` (e.g.
+/// max_rank in [top_k, experts], a cache that holds at least top_k experts).
 routing_options parse_routing_options(const std::string& spec, const model_config& config);
 
 /// One sequence's logical expert cache: per MoE layer, which experts are resident.
@@ -52,7 +54,8 @@ class expert_cache_model {
   expert_cache_model(const model_config& config, const routing_options& options);
 
   [[nodiscard]] bool resident(int64_t layer, int32_t expert) const;
-  /// One token's experts at `layer`, in the order they were chosen: counts hits, then updates.
+  /// One token's experts at `layer`, highest weight first: the missing ones enter the cache
+  /// (evicting others) unless they rank below load_rank.
   void touch(int64_t layer, const int32_t* experts, int64_t count);
 
   [[nodiscard]] int64_t capacity() const { return capacity_; }
@@ -68,6 +71,7 @@ class expert_cache_model {
   int64_t capacity_ = 0, clock_ = 0;
   routing_options::eviction eviction_;
   double decay_;
+  int64_t load_rank_;
 };
 
 /// Counters a policy keeps over every sequence it routes.

@@ -72,6 +72,10 @@ TEST(ExpertStore, MissesComputeWithTheFallbackAndOnlyThem) {
   EXPECT_NE(0, std::memcmp(q4.first.data(), exact.first.data(), exact.first.size() * 4));
   EXPECT_EQ(0, std::memcmp(q4.first.data(), again.first.data(), q4.first.size() * 4));
   EXPECT_EQ(q4.second, again.second);
+  // load_rank=1: second-ranked misses are read for their token only, not kept; without a
+  // fallback the output is still exactly the model's.
+  auto uncached = run("cache_fraction=0.25,load_rank=1");
+  EXPECT_EQ(0, std::memcmp(uncached.first.data(), exact.first.data(), exact.first.size() * 4));
 }
 
 TEST(ExpertStore, SettingsAreChecked) {

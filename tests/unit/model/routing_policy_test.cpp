@@ -64,6 +64,20 @@ TEST(RoutingOptions, SpecRoundTripsThroughItsText) {
   EXPECT_EQ(parse_routing_options("cache_aware=max_rank", c).max_rank, 4);  // default 2 * top_k
 }
 
+TEST(ExpertCacheModel, LoadRankKeepsLowerRankedMissesOut) {
+  auto c = eight_experts_top2();
+  routing_options o;
+  o.cache_fraction = 0.5;
+  o.load_rank = 1;
+  expert_cache_model cache(c, o);
+  int32_t token[] = {3, 5};  // 3 ranks first: it enters; 5 misses below load_rank: it does not
+  cache.touch(0, token, 2);
+  EXPECT_TRUE(cache.resident(0, 3));
+  EXPECT_FALSE(cache.resident(0, 5));
+  EXPECT_NE(error_of("load_rank=3").find("load_rank: expected an integer in [1, 2]"),
+            std::string::npos);
+}
+
 TEST(ExpertCacheModel, LruEvictsTheOldestLfuTheRarest) {
   auto c = eight_experts_top2();
   routing_options o;
