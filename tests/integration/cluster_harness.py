@@ -27,12 +27,17 @@ LIVE_PROMPTS = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9], [17
 
 def free_ports(n):
     """n ports that are free now, below the kernel's ephemeral range: a port the kernel hands out
-    for bind(0) can be taken by another test's outgoing connection before our node binds it."""
+    for bind(0) can be taken by another test's outgoing connection before our node binds it. Each
+    test process draws from its own slice of the range (by pid), so a port a test frees while it
+    restarts a node is not handed to a test running beside it."""
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    slices = 32
+    width = (low - 10000) // slices
+    first = 10000 + (os.getpid() % slices) * width
     rng = random.Random(os.getpid() ^ int(time.time() * 1000))
     ports = []
     while len(ports) < n:
-        p = rng.randrange(10000, low)
+        p = rng.randrange(first, first + width)
         if p in ports:
             continue
         try:
@@ -193,6 +198,20 @@ def placement_of(h, c):
 def hosts_of(placement):
     """Nodes that host at least one replica."""
     return {n for layer in placement["replicas"] for r in layer for n in r}
+
+
+def kill_and_wait(pid, limit_s=10):
+    """SIGKILL, then wait until the process is gone (or a zombie: its sockets are closed)."""
+    os.kill(pid, 9)
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        try:
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.02)
+    sys.exit(f"FAIL: process {pid} still alive {limit_s} s after SIGKILL")
 
 
 def pid_of(c, name):

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from cluster_harness import (Clients, LIVE_PROMPTS, PROMPTS, expect_error, expect_identical, free_ports, hosts_of, live_yaml, pid_of, placement_of, status_of, wait_for, run_case)
+from cluster_harness import (Clients, LIVE_PROMPTS, PROMPTS, expect_error, expect_identical, free_ports, hosts_of,
+                             kill_and_wait, live_yaml, pid_of, placement_of, status_of, wait_for, run_case)
 
 
 # Every expert on two of the three expert nodes: killing one leaves each expert a replica.
@@ -57,7 +58,7 @@ def case_failure(h, transport, during_migrations=False, replicated=False):
         try:
             time.sleep(1.5)
             killed_at = time.time()
-            os.kill(int(open(f"{c.env['XMESH_RUN_DIR']}/experts-b.pid").read()), 9)
+            kill_and_wait(int(open(f"{c.env['XMESH_RUN_DIR']}/experts-b.pid").read()))
             deadline = time.time() + 30
             while time.time() < deadline and not clients.failures:
                 p = placement_of(h, c)
@@ -151,7 +152,7 @@ def case_restart(h, transport):
             sys.exit(f"FAIL: migrate: {r.stderr}")
         moved = placement_of(h, c)
         experts = {n: pid_of(c, n) for n in ["experts-a", "experts-b", "experts-c"]}
-        os.kill(pid_of(c, "head"), 9)
+        kill_and_wait(pid_of(c, "head"))
         time.sleep(0.5)
         cmd, _ = h.generate(model, PROMPTS[0], cluster=c.path)
         expect_error("head down", cmd, dict(h.env, XMESH_CONNECT_TIMEOUT_MS="1000"), "cannot reach head 'head'", 10)
@@ -197,7 +198,7 @@ def case_two_heads(h, transport):
         # Kill as soon as head-a routes frames: the clients are mid-request.
         wait_for(lambda: status_of(h, c)["nodes"].get("head-a", {}).get("frames_sent", 0) > 0, 20,
                  "head-a serves the clients")
-        os.kill(pid_of(c, "head-a"), 9)
+        kill_and_wait(pid_of(c, "head-a"))
         killed_at = time.time()
         replayed = 0
         for i, (proc, out) in enumerate(runs):
