@@ -140,6 +140,9 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   if (n["model"]) {
     c.model = scalar<std::string>(n["model"], origin, at + ".model");
     if (c.model.is_relative()) c.model = base / c.model;
+    // Heads and the coordinator size, checksum and compute with the cluster's model.
+    if (c.roles != std::vector{role::experts})
+      fail(origin, at + ".model", "only a node with just the experts role reads its own copy");
   }
   return c;
 }

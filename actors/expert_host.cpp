@@ -244,8 +244,13 @@ expert_loaded expert_host::load_from_peer(int64_t layer, int64_t expert, transpo
   if (f.header.kind == transport::frame_kind::error)
     throw std::runtime_error(what + ": " + std::string(f.error_text));
   if (f.header.kind != transport::frame_kind::weights || f.header.layer != layer ||
-      f.header.expert != expert || f.blob.size() != static_cast<size_t>(layout.bytes()))
+      f.header.expert != expert)
     throw std::runtime_error(what + ": the answer is not that expert's weights");
+  if (f.blob.size() != static_cast<size_t>(layout.bytes()))
+    throw std::runtime_error(what + ": the peer holds another form of it (" +
+                             std::to_string(f.blob.size()) + " bytes, this node's form " +
+                             std::to_string(layout.bytes()) +
+                             "): streams need the same copy of the model");
   // NOTE: decode_frame verified the header checksum against the bytes, so comparing it with the
   // coordinator's checksum of the same tensors checks the weights end to end.
   if (f.header.checksum != checksum)

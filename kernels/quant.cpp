@@ -24,7 +24,7 @@ void quantize_q8(const float* w, int64_t rows, int64_t cols, int8_t* codes, uint
   for (int64_t i = 0; i < rows * cols; i += group) {
     float amax = 0;
     for (int64_t j = 0; j < group; ++j) amax = std::max(amax, std::fabs(w[i + j]));
-    uint16_t s = f32_to_f16(amax / 127.0f);
+    uint16_t s = f32_to_f16(std::min(amax / 127.0f, 65504.0f));  // the largest finite f16
     float sf = f16_to_f32(s);
     for (int64_t j = 0; j < group; ++j)
       codes[i + j] =
@@ -39,7 +39,7 @@ void quantize_q4(const float* w, int64_t rows, int64_t cols, uint8_t* packed, ui
     float m = 0;
     for (int64_t j = 0; j < group; ++j)
       if (std::fabs(w[i + j]) > std::fabs(m)) m = w[i + j];
-    uint16_t s = f32_to_f16(m / -8.0f);
+    uint16_t s = f32_to_f16(std::clamp(m / -8.0f, -65504.0f, 65504.0f));
     float sf = f16_to_f32(s);
     auto code = [&](int64_t j) {
       float q = sf == 0 ? 0.0f : std::clamp(std::nearbyint(w[i + j] / sf), -8.0f, 7.0f);

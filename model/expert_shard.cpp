@@ -15,6 +15,14 @@ namespace xmesh::model {
 int64_t write_expert_shard(const std::filesystem::path& source, const std::filesystem::path& out,
                            const expert_set& experts) {
   namespace fs = std::filesystem;
+  if (fs::exists(out) && fs::equivalent(source, out))
+    throw std::runtime_error(out.string() + ": the partial copy must not replace the model");
+  int64_t held = 0;
+  for (const auto& [layer, ids] : experts) held += static_cast<int64_t>(ids.size());
+  if (held == 0)
+    throw std::runtime_error(out.string() +
+                             ": no expert to write (the placement gives the node "
+                             "none)");
   model_config config = load_config(source);
   auto checkpoint = safetensors_checkpoint::open(source);
   std::vector<stored_tensor> stored;

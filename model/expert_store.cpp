@@ -66,9 +66,11 @@ expert_store::expert_store(const model_config& config, const model_weights& weig
     fallback_ = load_model(options_.fallback);
     const auto& f = fallback_->config;
     if (f.num_layers != config.num_layers || f.num_experts != config.num_experts ||
-        f.hidden != config.hidden || f.expert_intermediate != config.expert_intermediate)
+        f.hidden != config.hidden || f.expert_intermediate != config.expert_intermediate ||
+        f.decoder_sparse_step != config.decoder_sparse_step ||
+        f.mlp_only_layers != config.mlp_only_layers || fallback_->weights.partial)
       throw std::runtime_error("expert store: fallback: " + options_.fallback.string() +
-                               " is not a copy of this model (other expert shapes)");
+                               " is not a whole copy of this model");
   }
   loader_ = std::thread([this] { load_loop(); });
 }
@@ -77,6 +79,7 @@ expert_store::~expert_store() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    queue_.clear();  // waiters (none: the compute thread is here) would see broken_promise
   }
   wake_.notify_all();
   loader_.join();
@@ -86,25 +89,43 @@ void expert_store::load_loop() {
   for (;;) {
     std::unique_lock lock(mutex_);
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, nothing left to load
-    auto [source, done] = std::move(queue_.front());
+    if (stopping_) return;
+    pending_load next = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    auto copied = copy_expert(*source, options_.bytes_per_s);
-    bytes_loaded += copied->bytes;
-    done.set_value(std::move(copied));
+    if (!*next.wanted) {  // evicted before its turn: nobody will wait for it
+      next.done.set_value(nullptr);
+      continue;
+    }
+    try {
+      auto copied = copy_expert(*next.source, options_.bytes_per_s);
+      bytes_loaded += copied->bytes;
+      next.done.set_value(std::move(copied));
+    } catch (...) {  // the token that waits for it sees the error, the node does not crash
+      next.done.set_exception(std::current_exception());
+    }
   }
 }
 
 expert_store::copy expert_store::enqueue(int64_t layer, int32_t expert) {
   std::promise<std::shared_ptr<resident_weights>> done;
   copy result = done.get_future().share();
+  auto wanted = std::make_shared<std::atomic<bool>>(true);
+  wanted_[layer * config_.num_experts + expert] = wanted;
   {
     std::lock_guard lock(mutex_);
-    queue_.emplace_back(&weights_.layers[layer].experts[expert], std::move(done));
+    queue_.push_back({&weights_.layers[layer].experts[expert], std::move(done), wanted});
   }
   wake_.notify_one();
   return result;
+}
+
+void expert_store::reset() {
+  cache_ = expert_cache_model(config_, options_.cache);
+  for (auto& [slot, wanted] : wanted_) *wanted = false;
+  wanted_.clear();
+  copies_.clear();
+  current_.clear();
 }
 
 void expert_store::touch(int64_t layer, const int32_t* experts, int64_t count) {
@@ -116,8 +137,14 @@ void expert_store::touch(int64_t layer, const int32_t* experts, int64_t count) {
   }
   cache_.touch(layer, experts, count);
   transient_.clear();
-  for (int32_t e = 0; e < config_.num_experts; ++e) {  // evicted: dropped (a load finishes unused)
-    if (!cache_.resident(layer, e)) copies_.erase(base + e);
+  for (int32_t e = 0; e < config_.num_experts; ++e) {  // evicted: dropped, its load cancelled
+    if (!cache_.resident(layer, e)) {
+      copies_.erase(base + e);
+      if (auto w = wanted_.find(base + e); w != wanted_.end()) {
+        *w->second = false;
+        wanted_.erase(w);
+      }
+    }
     current_.erase(base + e);
   }
   for (int64_t i = 0; i < count; ++i) {

@@ -55,9 +55,12 @@ class expert_store {
   void touch(int64_t layer, const int32_t* experts, int64_t count);
   /// The weights the current token computes expert `expert` of `layer` with.
   [[nodiscard]] const kernels::expert_weights* weights(int64_t layer, int32_t expert) const;
+  /// Starts over with an empty cache (a new sequence); loads under way finish unused.
+  void reset();
   /// Full-precision experts resident or loading at `layer` (never more than the capacity).
   [[nodiscard]] int64_t resident(int64_t layer) const;
   [[nodiscard]] int64_t capacity() const { return cache_.capacity(); }
+  [[nodiscard]] const store_options& options() const { return options_; }
 
   std::atomic<int64_t> hits{0}, misses{0}, bytes_loaded{0}, fallbacks{0};
   std::atomic<double> stall_seconds{0};  // the compute thread waiting for loads
@@ -78,9 +81,13 @@ class expert_store {
   // The loader: one thread, so loads share the slow tier's rate as a device's reads do.
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<
-      std::pair<const kernels::expert_weights*, std::promise<std::shared_ptr<resident_weights>>>>
-      queue_;
+  struct pending_load {
+    const kernels::expert_weights* source;
+    std::promise<std::shared_ptr<resident_weights>> done;
+    std::shared_ptr<std::atomic<bool>> wanted;  // false once evicted: skipped if not started
+  };
+  std::deque<pending_load> queue_;
+  std::map<int64_t, std::shared_ptr<std::atomic<bool>>> wanted_;  // per queued copy
   bool stopping_ = false;
   std::thread loader_;
 };

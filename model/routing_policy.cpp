@@ -136,10 +136,12 @@ void expert_cache_model::touch(int64_t layer, const int32_t* experts, int64_t co
   ++clock_;
   if (eviction_ != eviction::lru)
     for (auto& e : l) e.score *= decay_;
+  for (int64_t i = 0; i < count; ++i) {  // the token's own experts are never the victim
+    l[experts[i]].score += 1;
+    l[experts[i]].last_use = clock_;
+  }
   for (int64_t i = 0; i < count; ++i) {
     auto& e = l[experts[i]];
-    e.score += 1;
-    e.last_use = clock_;
     if (e.resident || (load_rank_ > 0 && i >= load_rank_)) continue;
     if (resident_count_[layer] == capacity_) {
       // Evict the resident expert not used by this token with the lowest score (LRU: the

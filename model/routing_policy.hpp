@@ -38,6 +38,11 @@ struct routing_options {
   bool enabled = false;
 
   [[nodiscard]] bool exact() const { return prefer == preference::off && skip_below == 0; }
+  /// Whether `other` keeps its cache the same way (eviction, size, decay, load_rank).
+  [[nodiscard]] bool same_cache(const routing_options& other) const {
+    return cache == other.cache && cache_fraction == other.cache_fraction && decay == other.decay &&
+           load_rank == other.load_rank;
+  }
   /// The spec text parse_routing_options reads back ("exact" when all off).
   [[nodiscard]] std::string text() const;
 };

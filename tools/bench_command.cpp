@@ -146,6 +146,11 @@ int bench_edge(int argc, char** argv) {
   model::transformer net(m.config, m.weights, pool, experts);
   net.set_routing_policy(
       model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
+  // A policy that prefers resident experts must see the store's residency: one cache rule.
+  if (net.routing_policy().enabled && !net.routing_policy().same_cache(store.options().cache))
+    throw usage_error(
+        "--routing-policy and --expert-store: give both the same cache, "
+        "cache_fraction, decay and load_rank");
   // Decode steps fed the text's own next tokens (teacher forcing): routing follows real text,
   // not a model's greedy loops, whose repeats would hit the cache every time.
   model::kv_cache cache(m.config, prompt_len + new_tokens);

@@ -94,6 +94,12 @@ int eval_main(int argc, char** argv) {
   model::transformer net(m.config, m.weights, pool, experts);
   net.set_routing_policy(
       model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
+  // A policy that prefers resident experts must see the store's residency: one cache rule.
+  if (net.routing_policy().enabled && store &&
+      !net.routing_policy().same_cache(store->options().cache))
+    throw usage_error(
+        "--routing-policy and --expert-store: give both the same cache, "
+        "cache_fraction, decay and load_rank");
   std::optional<model::routing_stats> routing;
   if (f.has("--routing")) {
     routing.emplace(m.config, m.weights, pool);
@@ -130,6 +136,8 @@ int eval_main(int argc, char** argv) {
                                [&](const model::score_window& w) {
                                  if (routing)
                                    routing->scored_rows(w.first - 1 - w.start, w.end - 1 - w.start);
+                                 // Each window is a new sequence, for the policy's cache too.
+                                 if (store) store->reset();
                                });
   const double bits = r.nll / std::log(2.0);
   nlohmann::ordered_json j = {{"model", dir.string()},

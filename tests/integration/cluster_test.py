@@ -105,8 +105,8 @@ def case_shard(h, transport):
                          h.run_generate(model, PROMPTS[0], cluster=c.path, name="shard-after"), oracle)
     head_on_shard = text.replace("name: head,", f"name: head, model: {shard},")
     open(path, "w").write(head_on_shard)
-    expect_error("a head on a partial copy", [h.xmesh, "node", "--cluster", path, "--name", "head"], h.env,
-                 "holds only some experts (xmesh_experts.json): such a node can only have the experts role", 20)
+    expect_error("a head on its own copy", [h.xmesh, "node", "--cluster", path, "--name", "head"], h.env,
+                 "node 'head'.model: only a node with just the experts role reads its own copy", 20)
 
 
 def case_routing_policy(h, transport):

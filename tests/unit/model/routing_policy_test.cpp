@@ -76,6 +76,16 @@ TEST(ExpertCacheModel, LoadRankKeepsLowerRankedMissesOut) {
   EXPECT_FALSE(cache.resident(0, 5));
   EXPECT_NE(error_of("load_rank=3").find("load_rank: expected an integer in [1, 2]"),
             std::string::npos);
+  // A miss never evicts an expert the same token uses, even one ranked after it.
+  o.cache_fraction = 0.25;  // 2 experts
+  expert_cache_model lru(c, o);
+  int32_t b[] = {1}, cc[] = {2}, next[] = {0, 1};
+  lru.touch(0, b, 1);
+  lru.touch(0, cc, 1);    // resident {1, 2}, 1 the older
+  lru.touch(0, next, 2);  // 0 misses and enters: it evicts 2, not the older 1 this token uses
+  EXPECT_TRUE(lru.resident(0, 0));
+  EXPECT_TRUE(lru.resident(0, 1));
+  EXPECT_FALSE(lru.resident(0, 2));
 }
 
 TEST(ExpertCacheModel, LruEvictsTheOldestLfuTheRarest) {
