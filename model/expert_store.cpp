@@ -1,11 +1,27 @@
 #include "model/expert_store.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 namespace xmesh::model {
+
+namespace {
+
+// A fast checksum of an expert's bytes (all regions), for telling a bad read from a good one.
+uint64_t checksum_of(const kernels::expert_weights& w) {
+  uint64_t h = 0;
+  for (auto region : regions_of(w))
+    h = h * 0x9E3779B97F4A7C15ull ^
+        std::hash<std::string_view>{}(
+            std::string_view(reinterpret_cast<const char*>(region.data()), region.size()));
+  return h;
+}
+
+}  // namespace
 
 store_options parse_store_options(const std::string& spec, const model_config& config) {
   store_options o;
@@ -72,6 +88,13 @@ expert_store::expert_store(const model_config& config, const model_weights& weig
       throw std::runtime_error("expert store: fallback: " + options_.fallback.string() +
                                " is not a whole copy of this model");
   }
+  // Each expert's checksum, from the files as they are now: a read from the slow tier that
+  // does not match is refused and read again (XMESH_FAULT_CORRUPT_STORE=N corrupts the first N
+  // reads, for tests).
+  for (int64_t l = 0; l < config.num_layers; ++l)
+    for (const auto& e : weights.layers[l].experts)
+      if (e.gate.data != nullptr) checksums_[&e] = checksum_of(e);
+  if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
   loader_ = std::thread([this] { load_loop(); });
 }
 
@@ -98,8 +121,21 @@ void expert_store::load_loop() {
       continue;
     }
     try {
-      auto copied = copy_expert(*next.source, options_.bytes_per_s);
-      bytes_loaded += copied->bytes;
+      std::shared_ptr<resident_weights> copied;
+      for (int attempt = 1;; ++attempt) {
+        copied = copy_expert(*next.source, options_.bytes_per_s);
+        bytes_loaded += copied->bytes;
+        if (corrupt_next_ > 0) {
+          --corrupt_next_;
+          *static_cast<std::byte*>(const_cast<void*>(copied->weights.gate.data)) ^= std::byte{1};
+        }
+        if (checksum_of(copied->weights) == checksums_.at(next.source)) break;
+        ++corrupt_reads;
+        if (attempt == 2)
+          throw std::runtime_error(
+              "expert store: an expert's copy from the slow tier failed its "
+              "checksum twice; nothing computed from it");
+      }
       next.done.set_value(std::move(copied));
     } catch (...) {  // the token that waits for it sees the error, the node does not crash
       next.done.set_exception(std::current_exception());

@@ -63,7 +63,8 @@ class expert_store {
   [[nodiscard]] const store_options& options() const { return options_; }
 
   std::atomic<int64_t> hits{0}, misses{0}, bytes_loaded{0}, fallbacks{0};
-  std::atomic<double> stall_seconds{0};  // the compute thread waiting for loads
+  std::atomic<int64_t> corrupt_reads{0};  // reads refused by their checksum (then read again)
+  std::atomic<double> stall_seconds{0};   // the compute thread waiting for loads
 
  private:
   using copy = std::shared_future<std::shared_ptr<resident_weights>>;
@@ -88,6 +89,8 @@ class expert_store {
   };
   std::deque<pending_load> queue_;
   std::map<int64_t, std::shared_ptr<std::atomic<bool>>> wanted_;  // per queued copy
+  std::map<const kernels::expert_weights*, uint64_t> checksums_;  // of the files, at start
+  int corrupt_next_ = 0;                                          // fault injection (loader)
   bool stopping_ = false;
   std::thread loader_;
 };

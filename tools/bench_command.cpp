@@ -181,7 +181,8 @@ int bench_edge(int argc, char** argv) {
       {"misses", store.misses.load()},
       {"bytes_loaded", store.bytes_loaded.load()},
       {"stall_seconds", store.stall_seconds.load()},
-      {"fallbacks", store.fallbacks.load()}};
+      {"fallbacks", store.fallbacks.load()},
+      {"corrupt_reads", store.corrupt_reads.load()}};
   std::printf("%s\n", j.dump(f.has("--json") ? -1 : 2).c_str());
   return 0;
 }

@@ -78,6 +78,41 @@ TEST(ExpertStore, MissesComputeWithTheFallbackAndOnlyThem) {
   EXPECT_EQ(0, std::memcmp(uncached.first.data(), exact.first.data(), exact.first.size() * 4));
 }
 
+TEST(ExpertStore, ABadReadIsRefusedAndReadAgainNothingComputedFromIt) {
+  temp_dir dir;
+  write_synthetic_weights(dir.path(), {.family = "mixtral", .preset = "tiny", .seed = 9});
+  auto m = load_model(dir.path());
+  kernels::thread_pool pool(2);
+  generation_options o{.max_new_tokens = 6, .keep_all_logits = true, .stop_at_eos = false};
+  std::vector<int32_t> prompt = {5, 99, 311, 42};
+  local_expert_backend plain(m.weights, pool);
+  transformer reference(m.config, m.weights, pool, plain);
+  auto want = generate(reference, prompt, o);
+  auto run = [&](const char* corrupt, int64_t* refused) {
+    setenv("XMESH_FAULT_CORRUPT_STORE", corrupt, 1);
+    expert_store store(m.config, m.weights, parse_store_options("cache_fraction=0.25", m.config));
+    unsetenv("XMESH_FAULT_CORRUPT_STORE");
+    local_expert_backend backend(m.weights, pool);
+    backend.set_store(&store);
+    transformer net(m.config, m.weights, pool, backend);
+    auto r = generate(net, prompt, o);
+    *refused = store.corrupt_reads;
+    return r;
+  };
+  int64_t refused = 0;
+  auto got = run("1", &refused);  // the first read is bad: refused, read again
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), want.logits.size() * 4));
+  // Both reads of the first expert bad: the request fails with one line, nothing computed.
+  try {
+    run("2", &refused);
+    FAIL() << "computed from a bad copy";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("failed its checksum twice"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ExpertStore, SettingsAreChecked) {
   model_config c;
   c.num_layers = 1, c.num_experts = 8, c.top_k = 2;
