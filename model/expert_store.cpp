@@ -1,11 +1,14 @@
 #include "model/expert_store.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
+
+#include "kernels/topk_gating.hpp"
 
 namespace xmesh::model {
 
@@ -31,6 +34,13 @@ store_options parse_store_options(const std::string& spec, const model_config& c
   while (std::getline(in, item, ',')) {
     if (item.rfind("fallback=", 0) == 0) {
       o.fallback = item.substr(9);
+      continue;
+    }
+    if (item.rfind("prefetch=", 0) == 0) {
+      if (item != "prefetch=0" && item != "prefetch=1")
+        throw std::runtime_error("expert store: prefetch: expected 0 or 1, got '" + item.substr(9) +
+                                 "'");
+      o.prefetch = item == "prefetch=1";
       continue;
     }
     if (item.rfind("rate=", 0) != 0) {
@@ -158,6 +168,7 @@ expert_store::copy expert_store::enqueue(int64_t layer, int32_t expert) {
 
 void expert_store::reset() {
   cache_ = expert_cache_model(config_, options_.cache);
+  predicted_.clear();
   for (auto& [slot, wanted] : wanted_) *wanted = false;
   wanted_.clear();
   copies_.clear();
@@ -171,23 +182,19 @@ void expert_store::touch(int64_t layer, const int32_t* experts, int64_t count) {
     was_resident[i] = cache_.resident(layer, experts[i]);
     (was_resident[i] ? hits : misses) += 1;
   }
-  cache_.touch(layer, experts, count);
-  transient_.clear();
-  for (int32_t e = 0; e < config_.num_experts; ++e) {  // evicted: dropped, its load cancelled
-    if (!cache_.resident(layer, e)) {
-      copies_.erase(base + e);
-      if (auto w = wanted_.find(base + e); w != wanted_.end()) {
-        *w->second = false;
-        wanted_.erase(w);
-      }
-    }
-    current_.erase(base + e);
+  if (auto p = predicted_.find(layer); p != predicted_.end()) {  // how the prefetch did
+    for (int64_t i = 0; i < count; ++i)
+      prefetch_hits += std::count(p->second.begin(), p->second.end(), experts[i]) > 0;
+    prefetch_used += count;
+    predicted_.erase(p);
   }
+  admit(layer, experts, count);
+  transient_.clear();
+  for (int32_t e = 0; e < config_.num_experts; ++e) current_.erase(base + e);
   for (int64_t i = 0; i < count; ++i) {
     const int32_t e = experts[i];
     const bool cached = cache_.resident(layer, e);  // false: a miss below load_rank
     auto at = copies_.find(base + e);
-    if (cached && at == copies_.end()) at = copies_.emplace(base + e, enqueue(layer, e)).first;
     if (!was_resident[i] && fallback_) {  // compute now with the low-precision copy
       current_[base + e] = &fallback_->weights.layers[layer].experts[e];
       ++fallbacks;
@@ -203,6 +210,39 @@ void expert_store::touch(int64_t layer, const int32_t* experts, int64_t count) {
     stall_seconds = stall_seconds +
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
+}
+
+void expert_store::admit(int64_t layer, const int32_t* experts, int64_t count) {
+  const int64_t base = layer * config_.num_experts;
+  cache_.touch(layer, experts, count);
+  for (int32_t e = 0; e < config_.num_experts; ++e) {
+    if (cache_.resident(layer, e)) {  // admitted: its load starts
+      if (!copies_.count(base + e)) copies_.emplace(base + e, enqueue(layer, e));
+      continue;
+    }
+    copies_.erase(base + e);  // evicted: dropped, its load cancelled
+    if (auto w = wanted_.find(base + e); w != wanted_.end()) {
+      *w->second = false;
+      wanted_.erase(w);
+    }
+  }
+}
+
+void expert_store::prefetch_after(int64_t layer, const float* x, int64_t num_tokens,
+                                  kernels::thread_pool& pool) {
+  if (!options_.prefetch || num_tokens != 1) return;  // decode steps only
+  int64_t next = layer + 1;
+  while (next < config_.num_layers && !weights_.layers[next].moe) ++next;
+  if (next == config_.num_layers) return;
+  std::vector<float> logits(config_.num_experts), w(config_.top_k);
+  std::vector<int32_t> ids(config_.top_k);
+  kernels::matmul(x, 1, config_.hidden, weights_.layers[next].router, logits.data(),
+                  config_.num_experts, pool);
+  kernels::topk_gating(logits.data(), 1, config_.num_experts, config_.top_k, false, ids.data(),
+                       w.data());
+  predicted_[next] = ids;
+  prefetch_predicted += config_.top_k;
+  admit(next, ids.data(), config_.top_k);
 }
 
 const kernels::expert_weights* expert_store::weights(int64_t layer, int32_t expert) const {

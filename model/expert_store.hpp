@@ -36,6 +36,9 @@ struct store_options {
   routing_options cache;
   int64_t bytes_per_s = 0;
   std::filesystem::path fallback;
+  /// Pre-gating: in a decode step, the next MoE layer's gate applied to this layer's input
+  /// predicts its experts, which enter the cache (their loads start) before that layer runs.
+  bool prefetch = false;
 };
 
 /// Parses "cache_fraction=0.25,cache=lru,rate=100MB,fallback=DIR" (rate in bytes/s: B, kB, MB,
@@ -55,6 +58,11 @@ class expert_store {
   void touch(int64_t layer, const int32_t* experts, int64_t count);
   /// The weights the current token computes expert `expert` of `layer` with.
   [[nodiscard]] const kernels::expert_weights* weights(int64_t layer, int32_t expert) const;
+  /// After layer `layer`'s router input `x` is known (a transformer::moe_observer): with
+  /// prefetch on, admits the next MoE layer's predicted experts. Deterministic: it depends on
+  /// `x` only.
+  void prefetch_after(int64_t layer, const float* x, int64_t num_tokens,
+                      kernels::thread_pool& pool);
   /// Starts over with an empty cache (a new sequence); loads under way finish unused.
   void reset();
   /// Full-precision experts resident or loading at `layer` (never more than the capacity).
@@ -64,11 +72,15 @@ class expert_store {
 
   std::atomic<int64_t> hits{0}, misses{0}, bytes_loaded{0}, fallbacks{0};
   std::atomic<int64_t> corrupt_reads{0};  // reads refused by their checksum (then read again)
-  std::atomic<double> stall_seconds{0};   // the compute thread waiting for loads
+  // Pre-gating: experts predicted, experts then used, and how many of those were predicted.
+  std::atomic<int64_t> prefetch_predicted{0}, prefetch_used{0}, prefetch_hits{0};
+  std::atomic<double> stall_seconds{0};  // the compute thread waiting for loads
 
  private:
   using copy = std::shared_future<std::shared_ptr<resident_weights>>;
   copy enqueue(int64_t layer, int32_t expert);
+  /// The cache takes `experts` (evicting others); copies follow: loads start, evicted go.
+  void admit(int64_t layer, const int32_t* experts, int64_t count);
   void load_loop();
 
   const model_config& config_;
@@ -90,7 +102,9 @@ class expert_store {
   std::deque<pending_load> queue_;
   std::map<int64_t, std::shared_ptr<std::atomic<bool>>> wanted_;  // per queued copy
   std::map<const kernels::expert_weights*, uint64_t> checksums_;  // of the files, at start
-  int corrupt_next_ = 0;                                          // fault injection (loader)
+  int corrupt_next_ = 0;
+  std::map<int64_t, std::vector<int32_t>> predicted_;  // layer -> prefetched experts // fault
+                                                       // injection (loader)
   bool stopping_ = false;
   std::thread loader_;
 };

@@ -151,6 +151,14 @@ int bench_edge(int argc, char** argv) {
     throw usage_error(
         "--routing-policy and --expert-store: give both the same cache, "
         "cache_fraction, decay and load_rank");
+  if (store.options().prefetch) {
+    if (net.routing_policy().enabled)
+      throw usage_error(
+          "--expert-store prefetch=1: not with a routing policy yet (its cache "
+          "would not see the prefetched experts)");
+    net.set_moe_observer(
+        [&](int64_t l, const float* x, int64_t n) { store.prefetch_after(l, x, n, pool); });
+  }
   // Decode steps fed the text's own next tokens (teacher forcing): routing follows real text,
   // not a model's greedy loops, whose repeats would hit the cache every time.
   model::kv_cache cache(m.config, prompt_len + new_tokens);
@@ -182,7 +190,12 @@ int bench_edge(int argc, char** argv) {
       {"bytes_loaded", store.bytes_loaded.load()},
       {"stall_seconds", store.stall_seconds.load()},
       {"fallbacks", store.fallbacks.load()},
-      {"corrupt_reads", store.corrupt_reads.load()}};
+      {"corrupt_reads", store.corrupt_reads.load()},
+      {"prefetch_precision", store.prefetch_predicted > 0
+                                 ? double(store.prefetch_hits) / double(store.prefetch_predicted)
+                                 : 0.0},
+      {"prefetch_recall",
+       store.prefetch_used > 0 ? double(store.prefetch_hits) / double(store.prefetch_used) : 0.0}};
   std::printf("%s\n", j.dump(f.has("--json") ? -1 : 2).c_str());
   return 0;
 }

@@ -113,6 +113,32 @@ TEST(ExpertStore, ABadReadIsRefusedAndReadAgainNothingComputedFromIt) {
   }
 }
 
+TEST(ExpertStore, PrefetchPredictsTheNextLayerAndChangesNoOutput) {
+  temp_dir dir;
+  write_synthetic_weights(dir.path(), {.family = "qwen3_moe", .preset = "tiny", .seed = 4});
+  auto m = load_model(dir.path());
+  kernels::thread_pool pool(2);
+  generation_options o{.max_new_tokens = 12, .keep_all_logits = true, .stop_at_eos = false};
+  std::vector<int32_t> prompt = {5, 99, 311, 42};
+  local_expert_backend plain(m.weights, pool);
+  transformer reference(m.config, m.weights, pool, plain);
+  auto want = generate(reference, prompt, o);
+  expert_store store(m.config, m.weights,
+                     parse_store_options("cache_fraction=0.25,prefetch=1", m.config));
+  local_expert_backend backend(m.weights, pool);
+  backend.set_store(&store);
+  transformer net(m.config, m.weights, pool, backend);
+  net.set_moe_observer(
+      [&](int64_t l, const float* x, int64_t n) { store.prefetch_after(l, x, n, pool); });
+  auto got = generate(net, prompt, o);
+  EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), want.logits.size() * 4));
+  // tiny has 2 MoE layers: each decode step predicts layer 1 from layer 0 (top-2).
+  EXPECT_EQ(store.prefetch_predicted.load(), 2 * (o.max_new_tokens - 1));
+  EXPECT_EQ(store.prefetch_used.load(), store.prefetch_predicted.load());
+  EXPECT_GT(store.prefetch_hits.load(), 0);
+  EXPECT_LE(store.prefetch_hits.load(), store.prefetch_used.load());
+}
+
 TEST(ExpertStore, SettingsAreChecked) {
   model_config c;
   c.num_layers = 1, c.num_experts = 8, c.top_k = 2;
@@ -132,6 +158,8 @@ TEST(ExpertStore, SettingsAreChecked) {
   EXPECT_NE(error("cache_fraction=0.1").find("expert store: cache_fraction: a cache of 0.1 x 8"),
             std::string::npos);
   EXPECT_NE(error("prior=1").find("expert store: prior: a routing knob"), std::string::npos);
+  EXPECT_NE(error("prefetch=yes").find("expert store: prefetch: expected 0 or 1"),
+            std::string::npos);
 }
 
 }  // namespace
