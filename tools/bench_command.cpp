@@ -4,9 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
 #include "kernels/memory_bandwidth.hpp"
@@ -15,6 +13,7 @@
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "tools/text_file.hpp"
 
 namespace xmesh::tools {
 
@@ -130,11 +129,8 @@ int bench_edge(int argc, char** argv) {
     throw usage_error("counts must be positive (--new-tokens >= 2)");
   const std::filesystem::path dir = f.str("--model");
   auto m = model::load_model(dir);
-  std::ifstream in(f.str("--prompt-file"));
-  if (!in) throw std::runtime_error(f.str("--prompt-file") + ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  auto ids = tokenizer::tokenizer::load(dir / "tokenizer.json").encode(text.str(), false);
+  auto ids = tokenizer::tokenizer::load(dir / "tokenizer.json")
+                 .encode(read_utf8_text(f.str("--prompt-file")), false);
   if (static_cast<int64_t>(ids.size()) < prompt_len + new_tokens)
     throw std::runtime_error(f.str("--prompt-file") +
                              ": fewer than --prompt-tokens + --new-tokens tokens");

@@ -3,9 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "actors/system.hpp"
 #include "model/expert_store.hpp"
@@ -16,33 +14,9 @@
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "tools/text_file.hpp"
 
 namespace xmesh::tools {
-
-namespace {
-
-// The file's text; one clear line when it is unreadable, empty or not UTF-8.
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string text = s.str();
-  if (text.empty()) throw std::runtime_error(path + ": empty: nothing to score");
-  for (size_t i = 0; i < text.size();) {  // UTF-8: lead byte, then its continuation bytes
-    auto c = static_cast<unsigned char>(text[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = n > 0 && i + n <= text.size() && !(n == 2 && c < 0xC2);
-    for (size_t j = 1; ok && j < n; ++j) ok = (static_cast<unsigned char>(text[i + j]) >> 6) == 2;
-    if (!ok)
-      throw std::runtime_error(path + ": not UTF-8 text (bad byte at offset " + std::to_string(i) +
-                               ")");
-    i += n;
-  }
-  return text;
-}
-
-}  // namespace
 
 int eval_main(int argc, char** argv) {
   flags f("eval",
@@ -70,7 +44,7 @@ int eval_main(int argc, char** argv) {
   if (context < 2 || stride < 1 || stride > context)
     throw usage_error("--context and --stride: need 2 <= context and 1 <= stride <= context");
   if (threads < 1) throw usage_error("--threads: expected at least 1");
-  const std::string text = read_text(f.str("--file"));
+  const std::string text = read_utf8_text(f.str("--file"));
   auto m = model::load_model(dir);
   auto tok = tokenizer::tokenizer::load(dir / "tokenizer.json");
   // The first token is context only: the model's BOS (else EOS) stands before the text.

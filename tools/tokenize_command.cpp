@@ -1,25 +1,16 @@
 // `xmesh tokenize`: encode text (or a file's bytes) to ids, or decode ids to text.
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "tools/text_file.hpp"
 
 namespace xmesh::tools {
 
 namespace {
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 int decode_ids(const tokenizer::tokenizer& tok, const flags& f) {
   std::vector<int32_t> ids;
@@ -53,7 +44,7 @@ int tokenize_main(int argc, char** argv) {
   if (sources != 1) throw usage_error("give exactly one of --text, --file and --decode");
   auto tok = tokenizer::tokenizer::load(f.str("--tokenizer"));
   if (f.has("--decode")) return decode_ids(tok, f);
-  std::string text = f.has("--text") ? f.str("--text") : read_bytes(f.str("--file"));
+  std::string text = f.has("--text") ? f.str("--text") : read_file(f.str("--file"));
   auto ids = tok.encode(text, f.has("--add-special"));
   if (f.has("--json")) {
     std::cout << nlohmann::json{{"ids", ids}}.dump() << "\n";

@@ -87,14 +87,16 @@ std::string decode_utf8_lossy(std::string_view bytes, bool strip_bom) {
   return out;
 }
 
-bool is_valid_utf8(std::string_view s) {
+size_t invalid_utf8_at(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     int n = utf8_step(s, i);
-    if (n < 0) return false;
+    if (n < 0) return i;
     i += n;
   }
-  return true;
+  return std::string_view::npos;
 }
+
+bool is_valid_utf8(std::string_view s) { return invalid_utf8_at(s) == std::string_view::npos; }
 
 bool is_js_space(char32_t c) {
   if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D);

@@ -21,6 +21,8 @@ std::string decode_utf8_lossy(std::string_view bytes, bool strip_bom = false);
 
 /// True when `s` is well-formed UTF-8 (no surrogates, no overlongs).
 bool is_valid_utf8(std::string_view s);
+/// Offset of the first byte where `s` stops being well-formed UTF-8; npos when it is valid.
+size_t invalid_utf8_at(std::string_view s);
 
 /// ECMAScript white space and line terminators (what `\s` and String.prototype.trim use).
 bool is_js_space(char32_t cp);

@@ -90,7 +90,7 @@ TEST_F(EvalCli, BadTextFilesGiveOneClearLine) {
   std::ofstream(empty).flush();
   std::ofstream(latin1) << "caf\xe9 au lait";
   expect_one_error_line(run_xmesh({"eval", "--model", model_dir(), "--file", empty}),
-                        "empty.txt: empty: nothing to score");
+                        "empty.txt: empty: no text");
   expect_one_error_line(run_xmesh({"eval", "--model", model_dir(), "--file", latin1}),
                         "latin1.txt: not UTF-8 text (bad byte at offset 3)");
   expect_one_error_line(run_xmesh({"eval", "--model", model_dir(), "--file", d.path() / "none"}),

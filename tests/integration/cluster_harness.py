@@ -200,18 +200,18 @@ def hosts_of(placement):
     return {n for layer in placement["replicas"] for r in layer for n in r}
 
 
+def gone(pid):
+    """The process has exited (a zombie counts: its sockets are closed)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def kill_and_wait(pid, limit_s=10):
-    """SIGKILL, then wait until the process is gone (or a zombie: its sockets are closed)."""
+    """SIGKILL, then wait until the process is gone."""
     os.kill(pid, 9)
-    deadline = time.time() + limit_s
-    while time.time() < deadline:
-        try:
-            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        except OSError:
-            return
-        time.sleep(0.02)
-    sys.exit(f"FAIL: process {pid} still alive {limit_s} s after SIGKILL")
+    wait_for(lambda: gone(pid), limit_s, f"process {pid} to exit after SIGKILL")
 
 
 def pid_of(c, name):
@@ -231,6 +231,24 @@ def run_case(cases):
         os.makedirs(tmp, exist_ok=True)
         cases[case](Harness(xmesh, repo, tmp), transport)
     print("PASS")
+
+
+def fail(why):
+    sys.exit(f"FAIL: {why}")
+
+
+def root_test_model(xmesh, kind, seed):
+    """For the tests that build network namespaces: None (after printing SKIP) without root, else
+    (a working folder, a tiny Mixtral model in it); XMESH_TEST_DIR names the folder to keep."""
+    if os.geteuid() != 0:
+        print("SKIP: needs root (network namespaces)")
+        return None
+    tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix=f"xmesh-{kind}-")
+    os.makedirs(tmp, exist_ok=True)
+    model = f"{tmp}/model"
+    subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "tiny", "--seed", str(seed), "--out",
+                    model], check=True, stdout=subprocess.DEVNULL)
+    return tmp, model
 
 
 def netns_prefix(path):

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from cluster_harness import (Clients, LIVE_PROMPTS, PROMPTS, expect_error, expect_identical, free_ports, hosts_of,
-                             kill_and_wait, live_yaml, pid_of, placement_of, status_of, wait_for, run_case)
+from cluster_harness import (Clients, LIVE_PROMPTS, PROMPTS, expect_error, expect_identical, free_ports, gone,
+                             hosts_of, kill_and_wait, live_yaml, pid_of, placement_of, status_of, wait_for, run_case)
 
 
 # Every expert on two of the three expert nodes: killing one leaves each expert a replica.
@@ -247,9 +247,7 @@ def case_drain_join(h, transport):
             print(f"drain: exit {r.returncode} after {time.time() - start:.1f} s: {r.stdout.strip()}{r.stderr.strip()}")
             if r.returncode != 0:
                 sys.exit("FAIL: the drain should succeed")
-            wait_for(lambda: not os.path.exists(f"/proc/{pid_of(c, 'experts-b')}") or
-                     open(f"/proc/{pid_of(c, 'experts-b')}/stat").read().split()[2] == "Z", 10,
-                     "the drained node stops")
+            wait_for(lambda: gone(pid_of(c, "experts-b")), 10, "the drained node stops")
             time.sleep(1.0)  # requests keep flowing without it
         finally:
             done, failures = clients.stop()

@@ -15,29 +15,20 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_harness import netns_prefix  # noqa: E402
-
-
-def fail(why):
-    sys.exit(f"FAIL: {why}")
+from cluster_harness import fail, netns_prefix, root_test_model  # noqa: E402
 
 
 def main():
     xmesh, repo = sys.argv[1], sys.argv[2]
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
+    setup = root_test_model(xmesh, "netns", 3)
+    if setup is None:
         return
-    tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix="xmesh-netns-")
-    os.makedirs(tmp, exist_ok=True)
-    model = f"{tmp}/model"
-    subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "tiny", "--seed", "3", "--out", model],
-                   check=True, stdout=subprocess.DEVNULL)
+    tmp, model = setup
     net = f"10.{random.Random(os.getpid()).randrange(200, 250)}.0"
     path = f"{tmp}/cluster.yaml"
     with open(path, "w") as f:

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_harness import free_ports  # noqa: E402
+from cluster_harness import free_ports, gone  # noqa: E402
 
 
 def fail(why):
@@ -112,7 +112,7 @@ nodes:
             for s in held:
                 s.close()
         time.sleep(1)
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+        if gone(pid):
             fail(f"the expert node died; its log ends with: {open(f'{tmp}/run/experts.log').read()[-800:]}")
         grew = rss_mib(pid) - before
         after = json.loads(subprocess.run(gen + ["--cluster", path], env=env, check=True, capture_output=True,

@@ -11,27 +11,18 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_harness import netns_prefix  # noqa: E402
-
-
-def fail(why):
-    sys.exit(f"FAIL: {why}")
+from cluster_harness import fail, netns_prefix, root_test_model  # noqa: E402
 
 
 def main():
     xmesh, repo = sys.argv[1], sys.argv[2]
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
+    setup = root_test_model(xmesh, "ssh", 6)
+    if setup is None:
         return
-    tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix="xmesh-ssh-")
-    os.makedirs(tmp, exist_ok=True)
-    model = f"{tmp}/model"
-    subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "tiny", "--seed", "6", "--out", model],
-                   check=True, stdout=subprocess.DEVNULL)
+    tmp, model = setup
     key = f"{tmp}/id_ed25519"
     if not os.path.exists(key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)

@@ -14,15 +14,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_harness import netns_prefix  # noqa: E402
-
-
-def fail(why):
-    sys.exit(f"FAIL: {why}")
+from cluster_harness import fail, netns_prefix, root_test_model  # noqa: E402
 
 
 def spec(path, model, requests, new_tokens):
@@ -58,16 +53,12 @@ def namespaces():
 
 def main():
     xmesh = sys.argv[1]  # (argv[2], the repository, is not needed: xmesh trial finds its runner)
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
-        return
     global TMP
-    tmp = os.environ.get("XMESH_TEST_DIR") or tempfile.mkdtemp(prefix="xmesh-trial-")
-    os.makedirs(tmp, exist_ok=True)
+    setup = root_test_model(xmesh, "trial", 3)
+    if setup is None:
+        return
+    tmp, model = setup
     TMP = tmp
-    model = f"{tmp}/model"
-    subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "tiny", "--seed", "3", "--out", model],
-                   check=True, stdout=subprocess.DEVNULL)
     layers = json.load(open(f"{model}/config.json"))["num_hidden_layers"]
     before = namespaces()
 

@@ -16,96 +16,92 @@ namespace {
 
 using testing_support::temp_dir;
 
-TEST(ExpertStore, SameOutputAsTheModelFilesWithinItsBudget) {
-  temp_dir dir;
-  write_synthetic_weights(dir.path(), {.family = "mixtral", .preset = "tiny", .seed = 9});
-  auto m = load_model(dir.path());
-  kernels::thread_pool pool(2);
-  generation_options o{.max_new_tokens = 12, .keep_all_logits = true, .stop_at_eos = false};
-  std::vector<int32_t> prompt = {5, 99, 311, 42, 7, 250, 18};
-  local_expert_backend plain(m.weights, pool);
-  transformer net(m.config, m.weights, pool, plain);
-  auto want = generate(net, prompt, o);
+// A tiny Qwen3-MoE model (and its q4 experts) generated once per test, and runs of it with or
+// without a store.
+class ExpertStore : public testing::Test {
+ protected:
+  void SetUp() override {
+    write_synthetic_weights(dir_.path() / "m",
+                            {.family = "qwen3_moe", .preset = "tiny", .seed = 4});
+    quantize_model(dir_.path() / "m", dir_.path() / "q4", {kernels::weight_format::q4, true});
+    m_ = load_model(dir_.path() / "m");
+  }
+  std::string path(const char* name) const { return (dir_.path() / name).string(); }
+  std::vector<float> plain() {
+    local_expert_backend backend(m_.weights, pool_);
+    transformer net(m_.config, m_.weights, pool_, backend);
+    return generate(net, prompt_, options_).logits;
+  }
+  std::vector<float> with(expert_store& store, bool prefetch = false) {
+    local_expert_backend backend(m_.weights, pool_);
+    backend.set_store(&store);
+    transformer net(m_.config, m_.weights, pool_, backend);
+    if (prefetch)
+      net.set_moe_observer(
+          [&](int64_t l, const float* x, int64_t n) { store.prefetch_after(l, x, n, pool_); });
+    return generate(net, prompt_, options_).logits;
+  }
+  static bool same(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+  }
 
-  expert_store store(m.config, m.weights,
-                     parse_store_options("cache_fraction=0.25,cache=lfu", m.config));
-  local_expert_backend cached(m.weights, pool);
-  cached.set_store(&store);
-  transformer net2(m.config, m.weights, pool, cached);
-  auto got = generate(net2, prompt, o);
-  EXPECT_EQ(got.generated, want.generated);
-  ASSERT_EQ(got.logits.size(), want.logits.size());
-  EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), got.logits.size() * 4));
+  temp_dir dir_;
+  loaded_model m_;
+  kernels::thread_pool pool_{2};
+  generation_options options_{.max_new_tokens = 10, .keep_all_logits = true, .stop_at_eos = false};
+  std::vector<int32_t> prompt_ = {5, 99, 311, 42, 7, 250, 18};
+};
+
+TEST_F(ExpertStore, SameOutputAsTheModelFilesWithinItsBudget) {
+  expert_store store(m_.config, m_.weights,
+                     parse_store_options("cache_fraction=0.25,cache=lfu", m_.config));
+  EXPECT_TRUE(same(with(store), plain()));
   EXPECT_EQ(store.capacity(), 2);  // tiny: 8 experts per layer
-  for (int64_t l = 0; l < m.config.num_layers; ++l) EXPECT_LE(store.resident(l), 2);
+  for (int64_t l = 0; l < m_.config.num_layers; ++l) EXPECT_LE(store.resident(l), 2);
   EXPECT_GT(store.misses.load(), 0);
   EXPECT_GT(store.hits.load(), 0);
   EXPECT_EQ(store.bytes_loaded.load(),
-            store.misses.load() * m.weights.layers[0].experts[0].bytes());
+            store.misses.load() * m_.weights.layers[0].experts[0].bytes());
 }
 
-TEST(ExpertStore, MissesComputeWithTheFallbackAndOnlyThem) {
-  temp_dir dir;
-  write_synthetic_weights(dir.path() / "m", {.family = "qwen3_moe", .preset = "tiny", .seed = 4});
-  quantize_model(dir.path() / "m", dir.path() / "q4", {kernels::weight_format::q4, true});
-  auto m = load_model(dir.path() / "m");
-  kernels::thread_pool pool(2);
-  generation_options o{.max_new_tokens = 10, .keep_all_logits = true, .stop_at_eos = false};
-  std::vector<int32_t> prompt = {5, 99, 311, 42, 7, 250, 18};
-  auto run = [&](const std::string& spec) {
-    expert_store store(m.config, m.weights, parse_store_options(spec, m.config));
-    local_expert_backend backend(m.weights, pool);
-    backend.set_store(&store);
-    transformer net(m.config, m.weights, pool, backend);
-    auto r = generate(net, prompt, o);
+TEST_F(ExpertStore, MissesComputeWithTheFallbackAndOnlyThem) {
+  auto run = [&](const std::string& knobs) {
+    expert_store store(m_.config, m_.weights, parse_store_options(knobs, m_.config));
+    auto logits = with(store);
     EXPECT_GT(store.misses.load(), 0);
-    return std::pair(r.logits, store.fallbacks.load());
+    return std::pair(logits, store.fallbacks.load());
   };
-  auto exact = run("cache_fraction=0.25");
+  const auto exact = plain();
   // A fallback that is the model itself changes nothing: the switch picks the right expert.
-  auto same = run("cache_fraction=0.25,fallback=" + (dir.path() / "m").string());
-  EXPECT_EQ(0, std::memcmp(same.first.data(), exact.first.data(), exact.first.size() * 4));
-  EXPECT_GT(same.second, 0);
+  auto itself = run("cache_fraction=0.25,fallback=" + path("m"));
+  EXPECT_TRUE(same(itself.first, exact));
+  EXPECT_GT(itself.second, 0);
   // A q4 fallback computes the misses differently, and the same way in every run.
-  auto q4 = run("cache_fraction=0.25,fallback=" + (dir.path() / "q4").string());
-  auto again = run("cache_fraction=0.25,fallback=" + (dir.path() / "q4").string());
-  EXPECT_NE(0, std::memcmp(q4.first.data(), exact.first.data(), exact.first.size() * 4));
-  EXPECT_EQ(0, std::memcmp(q4.first.data(), again.first.data(), q4.first.size() * 4));
+  auto q4 = run("cache_fraction=0.25,fallback=" + path("q4"));
+  auto again = run("cache_fraction=0.25,fallback=" + path("q4"));
+  EXPECT_FALSE(same(q4.first, exact));
+  EXPECT_TRUE(same(q4.first, again.first));
   EXPECT_EQ(q4.second, again.second);
   // load_rank=1: second-ranked misses are read for their token only, not kept; without a
   // fallback the output is still exactly the model's.
-  auto uncached = run("cache_fraction=0.25,load_rank=1");
-  EXPECT_EQ(0, std::memcmp(uncached.first.data(), exact.first.data(), exact.first.size() * 4));
+  EXPECT_TRUE(same(run("cache_fraction=0.25,load_rank=1").first, exact));
 }
 
-TEST(ExpertStore, ABadReadIsRefusedAndReadAgainNothingComputedFromIt) {
-  temp_dir dir;
-  write_synthetic_weights(dir.path(), {.family = "mixtral", .preset = "tiny", .seed = 9});
-  auto m = load_model(dir.path());
-  kernels::thread_pool pool(2);
-  generation_options o{.max_new_tokens = 6, .keep_all_logits = true, .stop_at_eos = false};
-  std::vector<int32_t> prompt = {5, 99, 311, 42};
-  local_expert_backend plain(m.weights, pool);
-  transformer reference(m.config, m.weights, pool, plain);
-  auto want = generate(reference, prompt, o);
-  auto run = [&](const char* corrupt, int64_t* refused) {
-    setenv("XMESH_FAULT_CORRUPT_STORE", corrupt, 1);
-    expert_store store(m.config, m.weights, parse_store_options("cache_fraction=0.25", m.config));
+TEST_F(ExpertStore, ABadReadIsRefusedAndReadAgainNothingComputedFromIt) {
+  auto store_corrupting = [&](const char* reads) {
+    setenv("XMESH_FAULT_CORRUPT_STORE", reads, 1);
+    auto store = std::make_unique<expert_store>(
+        m_.config, m_.weights, parse_store_options("cache_fraction=0.25", m_.config));
     unsetenv("XMESH_FAULT_CORRUPT_STORE");
-    local_expert_backend backend(m.weights, pool);
-    backend.set_store(&store);
-    transformer net(m.config, m.weights, pool, backend);
-    auto r = generate(net, prompt, o);
-    *refused = store.corrupt_reads;
-    return r;
+    return store;
   };
-  int64_t refused = 0;
-  auto got = run("1", &refused);  // the first read is bad: refused, read again
-  EXPECT_EQ(refused, 1);
-  EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), want.logits.size() * 4));
+  auto once = store_corrupting("1");  // the first read is bad: refused, read again
+  EXPECT_TRUE(same(with(*once), plain()));
+  EXPECT_EQ(once->corrupt_reads.load(), 1);
   // Both reads of the first expert bad: the request fails with one line, nothing computed.
+  auto twice = store_corrupting("2");
   try {
-    run("2", &refused);
+    with(*twice);
     FAIL() << "computed from a bad copy";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("failed its checksum twice"), std::string::npos)
@@ -113,33 +109,18 @@ TEST(ExpertStore, ABadReadIsRefusedAndReadAgainNothingComputedFromIt) {
   }
 }
 
-TEST(ExpertStore, PrefetchPredictsTheNextLayerAndChangesNoOutput) {
-  temp_dir dir;
-  write_synthetic_weights(dir.path(), {.family = "qwen3_moe", .preset = "tiny", .seed = 4});
-  auto m = load_model(dir.path());
-  kernels::thread_pool pool(2);
-  generation_options o{.max_new_tokens = 12, .keep_all_logits = true, .stop_at_eos = false};
-  std::vector<int32_t> prompt = {5, 99, 311, 42};
-  local_expert_backend plain(m.weights, pool);
-  transformer reference(m.config, m.weights, pool, plain);
-  auto want = generate(reference, prompt, o);
-  expert_store store(m.config, m.weights,
-                     parse_store_options("cache_fraction=0.25,prefetch=1", m.config));
-  local_expert_backend backend(m.weights, pool);
-  backend.set_store(&store);
-  transformer net(m.config, m.weights, pool, backend);
-  net.set_moe_observer(
-      [&](int64_t l, const float* x, int64_t n) { store.prefetch_after(l, x, n, pool); });
-  auto got = generate(net, prompt, o);
-  EXPECT_EQ(0, std::memcmp(got.logits.data(), want.logits.data(), want.logits.size() * 4));
+TEST_F(ExpertStore, PrefetchPredictsTheNextLayerAndChangesNoOutput) {
+  expert_store store(m_.config, m_.weights,
+                     parse_store_options("cache_fraction=0.25,prefetch=1", m_.config));
+  EXPECT_TRUE(same(with(store, true), plain()));
   // tiny has 2 MoE layers: each decode step predicts layer 1 from layer 0 (top-2).
-  EXPECT_EQ(store.prefetch_predicted.load(), 2 * (o.max_new_tokens - 1));
+  EXPECT_EQ(store.prefetch_predicted.load(), 2 * (options_.max_new_tokens - 1));
   EXPECT_EQ(store.prefetch_used.load(), store.prefetch_predicted.load());
   EXPECT_GT(store.prefetch_hits.load(), 0);
   EXPECT_LE(store.prefetch_hits.load(), store.prefetch_used.load());
 }
 
-TEST(ExpertStore, SettingsAreChecked) {
+TEST(ExpertStoreOptions, SettingsAreChecked) {
   model_config c;
   c.num_layers = 1, c.num_experts = 8, c.top_k = 2;
   auto error = [&](const std::string& spec) {
