@@ -396,19 +396,19 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
       if (c.metrics.expert_series < 0) fail(origin, "metrics.expert_series", "must be >= 0");
     }
   }
+  c.security.keys = base / (std::filesystem::path(origin).stem().string() + ".keys");
   if (auto sec = root["security"]) {
     if (sec.IsScalar()) {
       if (sec.as<std::string>() != "none")
         fail(origin, "security", "expected none or a mapping (keys)");
       c.security.explicit_none = true;
+      c.security.keys.clear();
     } else {
       if (!sec.IsMap()) fail(origin, "security", "expected none or a mapping (keys)");
       check_keys(sec, {"keys"}, origin, "security");
       if (!sec["keys"]) fail(origin, "security.keys", "missing");
       c.security.keys = scalar<std::string>(sec["keys"], origin, "security.keys");
       if (c.security.keys.is_relative()) c.security.keys = base / c.security.keys;
-      if (c.transport != "zmq")
-        fail(origin, "security.keys", "only the zmq transport authenticates its data plane");
     }
   }
   // deploy/ssh.sh reads `ssh:` (user, port, identity, dir); here only its shape is checked.
@@ -488,7 +488,11 @@ cluster_config joining_cluster(const join_request& j) {
   if (j.transport != "zmq" && j.transport != "ucx")
     fail(origin, "--transport", "expected zmq or ucx, got '" + j.transport + "'");
   if (j.name.empty()) fail(origin, "--name", "missing");
+  if (j.security.empty())
+    fail(origin, "--security", "missing: the cluster's keys folder, or none for a trusted lab");
   cluster_config c;
+  c.security.explicit_none = j.security == "none";
+  if (!c.security.explicit_none) c.security.keys = j.security;
   c.model = j.model;
   c.transport = j.transport;
   node_config coordinator;
@@ -497,6 +501,7 @@ cluster_config joining_cluster(const join_request& j) {
   coordinator.control_port =
       static_cast<uint16_t>(number("--join", j.coordinator.substr(colon + 1), 1, 65535));
   coordinator.roles = {role::coordinator};
+  coordinator.name_unknown = true;
   node_config self;
   self.name = j.name;
   self.host = j.host;
@@ -514,6 +519,7 @@ cluster_config embedded_cluster(const std::filesystem::path& model, int threads)
   cluster_config c;
   c.model = model;
   c.transport = "local";
+  c.security.explicit_none = true;  // one process: no port
   node_config n;
   n.name = "embedded";
   n.roles = {role::coordinator, role::head, role::experts};

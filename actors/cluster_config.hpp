@@ -51,6 +51,9 @@ struct node_config {
   int32_t metrics_port = -1;
   /// The link profile its host sits behind (deploy/netns.sh); empty: none.
   std::string link;
+  /// The coordinator a node joins with `--join HOST:PORT`: its name is not known, so any
+  /// certificate of the cluster's CA is accepted from it.
+  bool name_unknown = false;
   /// This node's own copy of the model, e.g. its q8 or q4 form (`xmesh quantize`) on an edge
   /// device; empty: the cluster's `model`. It must be the same model up to quantization.
   std::filesystem::path model;
@@ -89,14 +92,16 @@ struct metrics_config {
   int64_t expert_series = 4096;
 };
 
-/// Who may talk to the cluster's nodes (cluster file section `security:`). With `keys` (a folder
-/// `xmesh cluster keygen` fills), the ZeroMQ data plane speaks CURVE and admits only the
-/// cluster's own peers; `security: none` keeps a trusted lab's plain connections (nodes warn at
-/// start-up). The control plane is not authenticated yet (CAF 0.17's TLS module drops
-/// connections under this traffic).
+/// Who may talk to the cluster's nodes (cluster file section `security:`). By default a cluster
+/// is authenticated with the keys in `keys` (`security: {keys: DIR}`, or `FILE-STEM.keys` beside
+/// the cluster file), which `xmesh cluster keygen` writes: the control plane speaks mutual TLS
+/// with certificates of the cluster's CA, the ZeroMQ data plane CURVE. `security: none` keeps a
+/// trusted lab's plain connections (nodes warn at start-up).
 struct security_config {
   bool explicit_none = false;
-  std::filesystem::path keys;  // empty: none
+  std::filesystem::path keys;  // empty only with `none`
+
+  [[nodiscard]] bool authenticated() const { return !explicit_none; }
 };
 
 /// The whole cluster file, validated.
@@ -136,6 +141,7 @@ struct join_request {
   int64_t data_port = 0;
   std::string memory_budget;  // e.g. "2GiB"; empty: unlimited
   int64_t threads = 1;
+  std::string security;  // the cluster's keys folder, or "none"
 };
 
 /// The cluster a joining expert node runs with: the coordinator's entry and its own (the

@@ -198,9 +198,9 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
   };
 }
 
-// The cluster's CURVE keys when its file names a keys folder (written by xmesh cluster keygen).
+// An authenticated ZeroMQ cluster's CURVE keys (written by xmesh cluster keygen).
 std::optional<transport::curve_keys> data_plane_keys(const cluster_config& c) {
-  if (c.security.keys.empty()) return std::nullopt;
+  if (!c.security.authenticated() || c.transport != "zmq") return std::nullopt;
   auto read = [&](const char* name) {
     auto path = c.security.keys / name;
     std::ifstream in(path);
@@ -252,8 +252,8 @@ caf::behavior membership_actor(caf::stateful_actor<membership_state>* self, node
           if (st.reconnecting || !remote) return;
           st.reconnecting = true;
           std::thread([sys = &self->system(), me = caf::actor_cast<caf::actor>(self),
-                       where = *remote] {
-            auto a = sys->middleman().remote_actor(where.host, where.control_port);
+                       gate = rt->gate(), where = *remote] {
+            auto a = try_reach(*sys, *gate, where);
             caf::anon_send(me, coordinator_atom_v, a ? *a : caf::actor{});
           }).detach();
           return;
@@ -331,6 +331,15 @@ node_runtime::~node_runtime() {
   host_.reset();
 }
 
+// The largest control message a peer may send this node, from the model's shapes: a prompt of
+// the whole context, per-expert tables (loads, placements), and room for the rest.
+transport::gate_limits gate_limits_for(const model::model_config& m) {
+  transport::gate_limits limits;
+  limits.max_message_bytes = static_cast<uint32_t>(std::min<int64_t>(
+      (8 << 20) + 16 * m.max_positions + 256 * m.num_layers * m.num_experts, int64_t{1} << 30));
+  return limits;
+}
+
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(self_.model_dir(cluster_)));
   model_identity_ = model::model_identity(self_.model_dir(cluster_));
@@ -368,14 +377,24 @@ void node_runtime::start() {
                                       },
                                       model_identity_, metrics_.get()});
   }
+  try {
+    gate_ = make_gate(cluster_, self_.name, gate_limits_for(model_->config));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("node '" + self_.name + "': " + e.what());
+  }
   endpoint_ = transport::make_endpoint(cluster_.transport, data_plane_keys(cluster_));
   actor_ = system_.spawn(node_actor, this);
   if (self_.control_port != 0) {
-    auto port = system_.middleman().publish(actor_, self_.control_port, self_.host.c_str(), true);
-    if (!port)
-      throw std::runtime_error("node '" + self_.name + "': cannot listen on " + self_.host + ":" +
-                               std::to_string(self_.control_port) + ": " +
-                               system_.render(port.error()));
+    // CAF listens on loopback only; the gate owns the public port.
+    auto inner = system_.middleman().publish(actor_, 0, "127.0.0.1", true);
+    if (!inner)
+      throw std::runtime_error("node '" + self_.name +
+                               "': cannot listen on loopback: " + system_.render(inner.error()));
+    try {
+      gate_->listen(self_.host, self_.control_port, *inner);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node '" + self_.name + "': " + e.what());
+    }
   }
   caf::actor coordinator = find_coordinator();
   // Experts need their assignment to know what to load before they listen; registration (with
@@ -411,7 +430,7 @@ void node_runtime::start() {
 caf::actor node_runtime::find_coordinator() {
   if (self_.has(role::coordinator)) return actor_;
   try {
-    return reach_node(system_, cluster_.coordinator(), connect_timeout(), "coordinator");
+    return reach_node(system_, *gate_, cluster_.coordinator(), connect_timeout(), "coordinator");
   } catch (const std::exception& e) {
     throw std::runtime_error("node '" + self_.name + "': " + e.what());
   }

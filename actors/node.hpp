@@ -17,6 +17,7 @@
 #include "actors/router.hpp"
 #include "model/routing_policy.hpp"
 #include "model/weights.hpp"
+#include "transport/gate/control_gate.hpp"
 #include "transport/transport.hpp"
 
 namespace prometheus {
@@ -55,6 +56,7 @@ class node_runtime {
                              const std::string& peer, const std::string& peer_address,
                              uint64_t checksum);
   [[nodiscard]] expert_host* host() { return host_.get(); }
+  [[nodiscard]] transport::control_gate* gate() { return gate_.get(); }
   /// What the node tells the coordinator when it registers: roles, addresses, model, the
   /// replicas it holds and the newest placement version it has seen.
   [[nodiscard]] node_info info() const;
@@ -81,6 +83,7 @@ class node_runtime {
   caf::actor_system& system_;
   cluster_config cluster_;
   node_config self_;
+  std::unique_ptr<transport::control_gate> gate_;  // the control port, and the way to peers
   std::unique_ptr<model::loaded_model> model_;
   std::unique_ptr<node_metrics> metrics_;  // declared before its users: destroyed after them
   std::unique_ptr<prometheus::Exposer> exposer_;

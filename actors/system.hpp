@@ -14,6 +14,7 @@
 
 #include "actors/cluster_config.hpp"
 #include "actors/protocol.hpp"
+#include "transport/gate/control_gate.hpp"
 
 namespace xmesh::actors {
 
@@ -47,16 +48,43 @@ struct peer_lost : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// This process's door to the control plane (transport/gate): TLS with the certificate of
+/// `party` (a node's name, or "operator" for commands) when the cluster is authenticated, plain
+/// connections with `security: none`. Throws naming a missing key file.
+inline std::unique_ptr<transport::control_gate> make_gate(const cluster_config& c,
+                                                          const std::string& party,
+                                                          transport::gate_limits limits = {}) {
+  std::optional<transport::tls_identity> id;
+  if (c.security.authenticated()) id = transport::tls_identity_in(c.security.keys, party);
+  return std::make_unique<transport::control_gate>(
+      party == "operator" ? "xmesh" : "xmesh node " + party, id, limits);
+}
+
+/// One try at the actor `node` publishes on its control port, through `gate`; the error says
+/// why (with TLS, the handshake's reason: a foreign certificate, the wrong node).
+inline caf::expected<caf::actor> try_reach(caf::actor_system& sys, transport::control_gate& gate,
+                                           const node_config& node) {
+  if (!gate.authenticated()) return sys.middleman().remote_actor(node.host, node.control_port);
+  auto port = gate.tunnel(node.host, node.control_port, node.name_unknown ? "" : node.name);
+  auto a = sys.middleman().remote_actor("127.0.0.1", port);
+  if (a) return a;
+  auto why = gate.last_error(node.host, node.control_port);
+  if (why.empty()) return a.error();
+  return caf::make_error(caf::sec::cannot_connect_to_node, why);
+}
+
 /// The actor a node publishes on its control port, retried until `timeout`; throws
 /// "cannot reach KIND 'NAME' at HOST:PORT (reason)".
-inline caf::actor reach_node(caf::actor_system& sys, const node_config& node,
-                             std::chrono::milliseconds timeout, const std::string& kind = "node") {
+inline caf::actor reach_node(caf::actor_system& sys, transport::control_gate& gate,
+                             const node_config& node, std::chrono::milliseconds timeout,
+                             const std::string& kind = "node") {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last;
   for (;;) {
-    auto a = sys.middleman().remote_actor(node.host, node.control_port);
+    auto a = try_reach(sys, gate, node);
     if (a) return *a;
-    last = sys.render(a.error());
+    const auto& ctx = a.error().context();
+    last = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0) : sys.render(a.error());
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -111,6 +139,7 @@ T ask(caf::actor_system& sys, const caf::actor& to, std::chrono::seconds timeout
 
 /// A client's control-plane connection to a node, proven by an answered first request.
 struct proven_connection {
+  std::unique_ptr<transport::control_gate> gate;  // outlives the runtime's connection
   std::unique_ptr<actor_runtime> runtime;
   caf::actor node;
 };
@@ -121,11 +150,12 @@ struct proven_connection {
 /// and repeating on the same connection does not help. A cheap first request proves the
 /// connection; a fresh actor system (so a fresh connection) replaces one that fails it. Throws
 /// naming the node when it cannot be reached or never answers.
-inline proven_connection connect_proven(const node_config& node, std::chrono::milliseconds timeout,
+inline proven_connection connect_proven(const cluster_config& cluster, const node_config& node,
+                                        std::chrono::milliseconds timeout,
                                         const std::string& kind = "node") {
   for (int attempt = 1;; ++attempt) {
-    proven_connection c{std::make_unique<actor_runtime>(1), {}};
-    c.node = reach_node(*c.runtime->system, node, timeout, kind);
+    proven_connection c{make_gate(cluster, "operator"), std::make_unique<actor_runtime>(1), {}};
+    c.node = reach_node(*c.runtime->system, *c.gate, node, timeout, kind);
     try {
       (void)ask<node_stats>(*c.runtime->system, c.node, std::chrono::seconds(2), "first request",
                             stats_atom_v);

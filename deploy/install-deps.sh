@@ -6,7 +6,7 @@ packages=(
   build-essential cmake pkg-config git curl clang-format
   libcaf-dev libucx-dev ucx-utils libzmq3-dev cppzmq-dev prometheus-cpp-dev prometheus
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  nlohmann-json3-dev libpcre2-dev libicu-dev libxxhash-dev libyaml-cpp-dev
+  nlohmann-json3-dev libpcre2-dev libicu-dev libxxhash-dev libyaml-cpp-dev libssl-dev
   python3 python3-numpy python3-matplotlib python3-yaml iproute2 iputils-ping iptables libnetfilter-queue-dev openssh-server openssh-client
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -59,6 +59,8 @@ if what == "kinds":
     sys.exit()
 full = any(not edge(n) for n in mine)
 c["model"] = f"{d}/model" if full else f"{d}/model-{next(n['name'] for n in mine)}"
+if c.get("security") != "none":  # the keys folder ssh.sh copies beside the file
+    c["security"] = {"keys": f"{d}/keys"}
 for n in mine:
     if edge(n):
         n["model"] = f"{d}/model-{n['name']}"
@@ -93,7 +95,10 @@ up() {
     fi
   done
   trap 'echo "ssh.sh: up failed; stopping what it started" >&2; down' ERR
-  local stage; stage=$(mktemp -d)
+  local stage keys; stage=$(mktemp -d)
+  # The cluster's keys, made here; every host gets them but the CA's key (it only signs).
+  "$xmesh" cluster keygen --cluster "$file" >/dev/null
+  keys=$("$xmesh" cluster keygen --cluster "$file" --where)
   for h in $(hosts); do
     local d edge=() full=0; d=$(dir_of "$h")
     while read -r n kind; do
@@ -110,6 +115,10 @@ up() {
       on "$h" "mkdir -p $d/model-$n"
       scp "${scp_opts[@]}" -q -r "$stage/$n/." "$user@$h:$d/model-$n/"
     done
+    if [[ -n $keys ]]; then
+      on "$h" "mkdir -p -m 700 $d/keys"
+      find "$keys" -maxdepth 1 -type f ! -name tls-ca.key -exec scp "${scp_opts[@]}" -q -p {} "$user@$h:$d/keys/" \;
+    fi
     host_yaml "$h" "$d" yaml | on "$h" "cat > $d/cluster.yaml"
   done
   rm -rf "$stage"

@@ -15,6 +15,7 @@
 #include "model/weights.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "transport/gate/tls.hpp"
 #include "transport/transport.hpp"
 
 namespace xmesh::tools {
@@ -47,7 +48,7 @@ int cluster_links(const actors::cluster_config& c) {
 }
 
 actors::proven_connection reach_coordinator(const actors::cluster_config& c) {
-  return actors::connect_proven(c.coordinator(), std::chrono::milliseconds(2000), "coordinator");
+  return actors::connect_proven(c, c.coordinator(), std::chrono::milliseconds(2000), "coordinator");
 }
 
 // Exit 0 when every node of the file (but drained ones) is a live member.
@@ -75,9 +76,9 @@ int cluster_status(const actors::cluster_config& c, bool json) {
     // node gets 3 s (the process exits without waiting for a thread still stuck).
     auto answer = std::make_shared<std::promise<actors::node_stats>>();
     auto got = answer->get_future();
-    std::thread([answer, sys = rt.system.get(), node = *listed] {
+    std::thread([answer, sys = rt.system.get(), gate = conn.gate.get(), node = *listed] {
       try {
-        auto a = actors::reach_node(*sys, node, std::chrono::milliseconds(2000));
+        auto a = actors::reach_node(*sys, *gate, node, std::chrono::milliseconds(2000));
         answer->set_value(actors::ask<actors::node_stats>(*sys, a, 3s, "stats of " + node.name,
                                                           actors::stats_atom_v));
       } catch (...) {
@@ -259,34 +260,55 @@ int cluster_drain(int argc, char** argv) {
   std::_Exit(0);
 }
 
-// The cluster's data-plane keys (ZeroMQ CURVE: a server and a client pair, Z85 text) in the
-// folder its file names; existing keys stay (every node of a cluster must share them).
+// The cluster's keys in the folder its file names (or FILE-STEM.keys beside it): a cluster CA
+// with a TLS key pair for every node and for operators' commands (control plane), and a CURVE
+// server and client pair (ZeroMQ data plane). What exists stays (every node must share it);
+// nodes new to the file, or named with --node (joining nodes), get their pair.
 int cluster_keygen(int argc, char** argv) {
-  flags f("cluster keygen", "--cluster FILE",
-          {{"--cluster", true, "cluster file (YAML) with security: {keys: DIR}"}}, argc, argv);
+  flags f("cluster keygen", "--cluster FILE [--node NAME] [--where]",
+          {{"--cluster", true, "cluster file (YAML)"},
+           {"--node", true, "also make a key pair for NAME (a node that joins with --join)"},
+           {"--where", false, "only print the keys folder (nothing with security: none)"}},
+          argc, argv);
   auto c = actors::load_cluster(f.str("--cluster"));
-  if (c.security.keys.empty())
-    throw usage_error("keygen: the cluster file has no security: {keys: DIR} section");
-  const auto dir = c.security.keys;
-  if (std::filesystem::exists(dir / "curve-server.pub")) {
-    std::printf("keygen: keys already in %s (kept)\n", dir.c_str());
+  if (f.has("--where")) {
+    if (c.security.authenticated()) std::printf("%s\n", c.security.keys.c_str());
     return 0;
   }
+  if (!c.security.authenticated()) {
+    std::printf("keygen: security: none: the cluster has no keys\n");
+    return 0;
+  }
+  const auto dir = c.security.keys;
   std::filesystem::create_directories(dir);
   std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace);
-  auto k = transport::make_curve_keys();
-  for (auto [name, value] : {std::pair{"curve-server.pub", k.server_public},
-                             {"curve-server.sec", k.server_secret},
-                             {"curve-client.pub", k.client_public},
-                             {"curve-client.sec", k.client_secret}}) {
-    std::ofstream(dir / name) << value << "\n";
-    std::filesystem::permissions(
-        dir / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
-        std::filesystem::perm_options::replace);
+  std::vector<std::string> names{"operator"};
+  for (const auto& n : c.nodes) names.push_back(n.name);
+  if (auto extra = f.opt("--node")) names.push_back(*extra);
+  auto made = transport::write_tls_identities(dir, names);
+  const bool curve = !std::filesystem::exists(dir / "curve-server.pub");
+  if (curve) {
+    auto k = transport::make_curve_keys();
+    for (auto [name, value] : {std::pair{"curve-server.pub", k.server_public},
+                               {"curve-server.sec", k.server_secret},
+                               {"curve-client.pub", k.client_public},
+                               {"curve-client.sec", k.client_secret}}) {
+      std::ofstream(dir / name) << value << "\n";
+      std::filesystem::permissions(
+          dir / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+          std::filesystem::perm_options::replace);
+    }
   }
-  std::printf("keygen: CURVE keys of the cluster written to %s (copy the folder to every host)\n",
-              dir.c_str());
+  if (made.empty() && !curve) {
+    std::printf("keygen: keys already in %s (kept)\n", dir.c_str());
+    return 0;
+  }
+  std::string who;
+  for (const auto& n : made) who += (who.empty() ? "" : ", ") + n;
+  std::printf("keygen: %s%s%s written to %s (copy the folder, without tls-ca.key, to every host)\n",
+              made.empty() ? "" : ("TLS key pairs for " + who).c_str(),
+              made.empty() || !curve ? "" : " and ", curve ? "the CURVE keys" : "", dir.c_str());
   return 0;
 }
 

@@ -94,7 +94,7 @@ int eval_main(int argc, char** argv) {
           "cluster routes with its file's routing: section)");
     auto cluster = actors::load_cluster(*file);
     const auto& node = *cluster.with_role(actors::role::head).front();
-    head.emplace(actors::connect_proven(node, actors::connect_timeout(), "head"));
+    head.emplace(actors::connect_proven(cluster, node, actors::connect_timeout(), "head"));
     logits_of = [&head, name = node.name,
                  identity = model::model_identity(dir)](std::span<const int32_t> inputs) {
       actors::generate_request req;

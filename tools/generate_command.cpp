@@ -64,7 +64,7 @@ actors::generate_reply run_request(const flags& f, const std::string& dir, int t
     for (size_t i = 0;; ++i) {
       const auto& head = *heads[i];
       try {
-        auto c = actors::connect_proven(head, wait, "head");
+        auto c = actors::connect_proven(cluster, head, wait, "head");
         return actors::ask<actors::generate_reply>(*c.runtime->system, c.node, timeout,
                                                    "generation on head '" + head.name + "'",
                                                    actors::generate_atom_v, request);

@@ -15,23 +15,29 @@
 namespace xmesh::tools {
 
 int node_main(int argc, char** argv) {
-  flags f("node", "--cluster FILE --name NAME | --join HOST:PORT --name NAME --model DIR ...",
-          {{"--cluster", true, "cluster file (YAML)"},
-           {"--name", true, "this node's name (in the cluster file, or a new one with --join)"},
-           {"--join", true, "join the running cluster whose coordinator listens on HOST:PORT"},
-           {"--model", true, "with --join: model directory (must be the cluster's model)"},
-           {"--transport", true, "with --join: the cluster's transport (zmq, ucx; default zmq)"},
-           {"--host", true, "with --join: this node's address (default 127.0.0.1)"},
-           {"--data-port", true, "with --join: this node's data-plane port"},
-           {"--memory-budget", true, "with --join: bytes of experts it may hold (e.g. 2GiB)"},
-           {"--threads", true, "with --join: compute threads (default 1)"}},
-          argc, argv);
+  flags f(
+      "node",
+      "--cluster FILE --name NAME | --join HOST:PORT --name NAME --model DIR --security DIR|none "
+      "...",
+      {{"--cluster", true, "cluster file (YAML)"},
+       {"--name", true, "this node's name (in the cluster file, or a new one with --join)"},
+       {"--join", true, "join the running cluster whose coordinator listens on HOST:PORT"},
+       {"--model", true, "with --join: model directory (must be the cluster's model)"},
+       {"--security", true,
+        "with --join: the cluster's keys folder (xmesh cluster keygen --node NAME adds this "
+        "node's), or none"},
+       {"--transport", true, "with --join: the cluster's transport (zmq, ucx; default zmq)"},
+       {"--host", true, "with --join: this node's address (default 127.0.0.1)"},
+       {"--data-port", true, "with --join: this node's data-plane port"},
+       {"--memory-budget", true, "with --join: bytes of experts it may hold (e.g. 2GiB)"},
+       {"--threads", true, "with --join: compute threads (default 1)"}},
+      argc, argv);
   auto name = f.str("--name");
   if (f.has("--join") == f.has("--cluster"))
     throw usage_error("give exactly one of --cluster and --join");
   actors::cluster_config cluster;
   if (f.has("--join")) {
-    for (const char* needed : {"--model", "--data-port"})
+    for (const char* needed : {"--model", "--data-port", "--security"})
       if (!f.has(needed)) throw usage_error(std::string("--join needs ") + needed);
     actors::join_request j{f.str("--model"), f.opt("--transport").value_or("zmq"), f.str("--join"),
                            name};
@@ -39,6 +45,7 @@ int node_main(int argc, char** argv) {
     j.data_port = f.integer("--data-port");
     j.memory_budget = f.opt("--memory-budget").value_or("");
     j.threads = f.integer("--threads", 1);
+    j.security = f.str("--security");
     cluster = actors::joining_cluster(j);
   } else {
     cluster = actors::load_cluster(f.str("--cluster"));
@@ -72,7 +79,7 @@ int node_main(int argc, char** argv) {
   if (cluster.security.explicit_none)
     std::fprintf(stderr,
                  "xmesh node %s: warning: security: none: any process that reaches this node's "
-                 "ports can send it frames (a trusted lab only)\n",
+                 "ports can send it control messages and frames (a trusted lab only)\n",
                  name.c_str());
   actors::actor_runtime rt(self.threads);  // one CAF worker per compute thread (at least 2)
   {

@@ -192,6 +192,7 @@ def case_unreachable(h, transport):
     path = f"{h.tmp}/unreachable.yaml"
     with open(path, "w") as f:
         f.write(text)
+    subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
     env = dict(h.env, XMESH_CONNECT_TIMEOUT_MS="2000")
     cmd, _ = h.generate(model, [1, 2], cluster=path)
     expect_error("no head running", cmd, env, "cannot reach head 'head' at 127.0.0.1:", 20)

@@ -228,8 +228,13 @@ def case_drain_join(h, transport):
     with h.cluster(text, f"drain-{transport}") as c:
         coord = next(l for l in text.splitlines() if "name: head" in l).split("control_port: ")[1].split(",")[0]
         port = free_ports(1)[0]
+        # A node the file does not list gets its key pair from the cluster's CA first.
+        subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", c.path, "--node", "experts-d"], check=True,
+                       capture_output=True)
+        keys = subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", c.path, "--where"], check=True,
+                              capture_output=True, text=True).stdout.strip()
         join = [h.xmesh, "node", "--join", f"127.0.0.1:{coord}", "--name", "experts-d", "--data-port", str(port),
-                "--transport", transport, "--memory-budget", "1GiB"]
+                "--transport", transport, "--memory-budget", "1GiB", "--security", keys]
         r = subprocess.run(join + ["--model", other], capture_output=True, text=True, timeout=60, env=h.env)
         print(f"join with another model: exit {r.returncode}: {r.stderr.strip()}")
         if r.returncode == 0 or "serves model mixtral-skew0 (config" not in r.stderr or \

@@ -92,14 +92,20 @@ TEST(ClusterConfig, ATypoNamesTheNearestKey) {
             "c.yaml: node 'a'.memory_budgt: unknown key (did you mean 'memory_budget'?)");
 }
 
-TEST(ClusterConfig, SecurityKeysOrExplicitlyNone) {
-  EXPECT_TRUE(parse_cluster("security: none\n" + std::string(three_nodes), "c.yaml", "/base")
-                  .security.explicit_none);
+TEST(ClusterConfig, AuthenticatedByDefaultWithKeysBesideTheFile) {
+  auto none = parse_cluster("security: none\n" + std::string(three_nodes), "c.yaml", "/base");
+  EXPECT_FALSE(none.security.authenticated());
+  EXPECT_TRUE(none.security.keys.empty());
+  auto plain = parse_cluster(three_nodes, "/some/where/lab.yaml", "/base");
+  EXPECT_TRUE(plain.security.authenticated());
+  EXPECT_EQ(plain.security.keys, "/base/lab.keys");
   auto zmq = with(std::string(three_nodes), "transport: ucx", "transport: zmq");
   EXPECT_EQ(parse_cluster("security: {keys: k}\n" + zmq, "c.yaml", "/base").security.keys,
             "/base/k");
-  EXPECT_EQ(error_of("security: {keys: k}\n" + std::string(three_nodes)),
-            "c.yaml: security.keys: only the zmq transport authenticates its data plane");
+  // UCX too: its control plane is authenticated (its data plane has no CURVE)
+  EXPECT_EQ(parse_cluster("security: {keys: /k}\n" + std::string(three_nodes), "c.yaml", "/base")
+                .security.keys,
+            "/k");
   EXPECT_EQ(error_of("security: {key: k}\n" + zmq),
             "c.yaml: security.key: unknown key (did you mean 'keys'?)");
   EXPECT_EQ(error_of("security: open\n" + zmq),

@@ -1,0 +1,316 @@
+// The control gate on loopback, without CAF: a gate in front of an echo server, reached through
+// another gate's TLS tunnel or by a stranger's raw socket.
+#include "transport/gate/control_gate.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+namespace xmesh::transport {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// A control-plane message: the 32-byte header with its big-endian payload length at byte 4.
+std::vector<uint8_t> message(uint32_t payload, uint8_t fill = 7) {
+  std::vector<uint8_t> m(32 + (payload < (1u << 20) ? payload : 0), fill);
+  for (int i = 0; i < 4; ++i) m[4 + i] = static_cast<uint8_t>(payload >> (24 - 8 * i));
+  return m;
+}
+
+int connect_local(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  return fd;
+}
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Reads until `n` bytes came or the peer closed (or 5 s passed); returns what came.
+std::vector<uint8_t> read_some(int fd, size_t n) {
+  std::vector<uint8_t> got;
+  uint8_t buf[4096];
+  while (got.size() < n) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    got.insert(got.end(), buf, buf + r);
+  }
+  return got;
+}
+
+// True when the peer closes within `within` (what it sent before is read and dropped).
+bool closed_by_peer(int fd, std::chrono::milliseconds within) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  uint8_t buf[4096];
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    if (::recv(fd, buf, sizeof buf, 0) <= 0) return true;
+  }
+  return false;
+}
+
+// Echoes every connection's bytes; counts connections and bytes that reached it.
+struct echo_server {
+  int fd = -1;
+  uint16_t port = 0;
+  std::atomic<int> connections{0};
+  std::atomic<size_t> bytes{0};
+  std::atomic<bool> stop{false};
+  std::thread loop;
+
+  echo_server() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd, 16);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    loop = std::thread([this] {
+      while (!stop) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) continue;
+        int c = ::accept(fd, nullptr, nullptr);
+        ++connections;
+        std::thread([this, c] {
+          uint8_t buf[4096];
+          for (ssize_t r; (r = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+            bytes += static_cast<size_t>(r);
+            (void)::send(c, buf, static_cast<size_t>(r), MSG_NOSIGNAL);
+          }
+          ::close(c);
+        }).detach();
+      }
+    });
+  }
+  ~echo_server() {
+    stop = true;
+    loop.join();
+    ::close(fd);
+  }
+};
+
+template <class F>
+bool eventually(F f) {
+  for (int i = 0; i < 100 && !f(); ++i) std::this_thread::sleep_for(50ms);
+  return f();
+}
+
+class ControlGate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("xmesh-gate-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir / "ours");
+    fs::create_directories(dir / "theirs");
+    write_tls_identities(dir / "ours", {"head", "experts"});
+    write_tls_identities(dir / "theirs", {"experts"});
+    port = free_port();
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  tls_identity ours(const std::string& name) { return tls_identity_in(dir / "ours", name); }
+
+  fs::path dir;
+  uint16_t port = 0;
+  echo_server inner;
+};
+
+TEST(MessageGuard, FollowsHeadersAcrossSplitsAndRefusesOversizedAnnouncements) {
+  message_guard g(100);
+  auto a = message(10), b = message(0), c = message(100);
+  std::vector<uint8_t> stream;
+  for (const auto* m : {&a, &b, &c}) stream.insert(stream.end(), m->begin(), m->end());
+  for (size_t i = 0; i < stream.size(); i += 7)  // in 7-byte pieces: headers split anywhere
+    ASSERT_TRUE(g.feed(stream.data() + i, std::min<size_t>(7, stream.size() - i)));
+  EXPECT_EQ(g.messages(), 3u);
+  auto big = message(101);
+  EXPECT_FALSE(g.feed(big.data(), 32));
+  EXPECT_EQ(g.announced(), 101u);
+}
+
+TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
+  control_gate server("head", ours("head"));
+  server.listen("127.0.0.1", port, inner.port);
+  control_gate client("experts", ours("experts"));
+  const uint16_t local = client.tunnel("127.0.0.1", port, "head");
+  ASSERT_NE(local, port);
+  int fd = connect_local(local);
+  auto m = message(3000, 42);
+  ASSERT_EQ(::send(fd, m.data(), m.size(), 0), static_cast<ssize_t>(m.size()));
+  EXPECT_EQ(read_some(fd, m.size()), m);  // through TLS to the echo server and back
+  EXPECT_TRUE(eventually([&] { return server.counters().admitted == 1; }));
+  EXPECT_EQ(client.last_error("127.0.0.1", port), "");
+  ::close(fd);
+}
+
+TEST_F(ControlGate, AForeignCertificateNeverReachesTheActorSystemAndTheErrorNamesWhy) {
+  control_gate server("head", ours("head"));
+  server.listen("127.0.0.1", port, inner.port);
+  control_gate stranger("experts", tls_identity_in(dir / "theirs", "experts"));
+  int fd = connect_local(stranger.tunnel("127.0.0.1", port, "head"));
+  EXPECT_TRUE(closed_by_peer(fd, 5s));
+  ::close(fd);
+  EXPECT_NE(stranger.last_error("127.0.0.1", port).find("not one of this cluster's"),
+            std::string::npos)
+      << stranger.last_error("127.0.0.1", port);
+  EXPECT_TRUE(eventually([&] { return server.counters().refused_handshake == 1; }));
+  EXPECT_EQ(inner.connections, 0);
+}
+
+TEST_F(ControlGate, ATunnelRefusesAPeerWhoseCertificateNamesAnotherNode) {
+  control_gate server("head", ours("head"));
+  server.listen("127.0.0.1", port, inner.port);
+  control_gate client("experts", ours("experts"));
+  int fd = connect_local(client.tunnel("127.0.0.1", port, "coordinator"));
+  EXPECT_TRUE(closed_by_peer(fd, 5s));
+  ::close(fd);
+  EXPECT_EQ(client.last_error("127.0.0.1", port),
+            "its certificate names 'head', not 'coordinator'");
+}
+
+TEST_F(ControlGate, AnOversizedAnnouncementDropsThePeerBeforeAnythingIsPassedOn) {
+  gate_limits limits;
+  limits.max_message_bytes = 4096;
+  control_gate server("head", ours("head"), limits);
+  server.listen("127.0.0.1", port, inner.port);
+  control_gate client("experts", ours("experts"));
+  int fd = connect_local(client.tunnel("127.0.0.1", port, "head"));
+  auto ok = message(100), big = message(256u << 20);
+  ASSERT_EQ(::send(fd, ok.data(), ok.size(), 0), static_cast<ssize_t>(ok.size()));
+  EXPECT_EQ(read_some(fd, ok.size()), ok);
+  ASSERT_EQ(::send(fd, big.data(), big.size(), 0), static_cast<ssize_t>(big.size()));
+  EXPECT_TRUE(closed_by_peer(fd, 5s));
+  ::close(fd);
+  EXPECT_TRUE(eventually([&] { return server.counters().refused_oversized == 1; }));
+  EXPECT_EQ(inner.bytes, ok.size());  // the oversized header itself never went on
+}
+
+TEST_F(ControlGate, APeerThatNeverCompletesAHandshakeIsDroppedAtTheDeadline) {
+  gate_limits limits;
+  limits.handshake_deadline = 300ms;
+  for (bool tls : {true, false}) {
+    SCOPED_TRACE(tls ? "tls" : "plain");
+    control_gate server("head", tls ? std::optional(ours("head")) : std::nullopt, limits);
+    const uint16_t p = free_port();
+    server.listen("127.0.0.1", p, inner.port);
+    int silent = connect_local(p);
+    int half = connect_local(p);
+    auto part = message(10);
+    ASSERT_EQ(::send(half, part.data(), 20, 0), 20);  // half a header
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(closed_by_peer(silent, 3s));
+    EXPECT_TRUE(closed_by_peer(half, 3s));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    EXPECT_TRUE(eventually([&] { return server.counters().refused_handshake == 2; }));
+    ::close(silent);
+    ::close(half);
+  }
+}
+
+TEST_F(ControlGate, WithoutTlsItStillCapsAnnouncementsAndPassesWholeMessages) {
+  gate_limits limits;
+  limits.max_message_bytes = 4096;
+  control_gate server("head", std::nullopt, limits);
+  EXPECT_FALSE(server.authenticated());
+  server.listen("127.0.0.1", port, inner.port);
+  EXPECT_EQ(server.tunnel("127.0.0.1", port, "head"), port);  // plain: straight to the port
+  int fd = connect_local(port);
+  auto ok = message(1000);
+  ASSERT_EQ(::send(fd, ok.data(), ok.size(), 0), static_cast<ssize_t>(ok.size()));
+  EXPECT_EQ(read_some(fd, ok.size()), ok);
+  auto big = message(1u << 28);
+  ASSERT_EQ(::send(fd, big.data(), 32, 0), 32);
+  EXPECT_TRUE(closed_by_peer(fd, 5s));
+  ::close(fd);
+  EXPECT_TRUE(eventually([&] { return server.counters().refused_oversized == 1; }));
+}
+
+TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
+  gate_limits limits;
+  limits.max_pending_per_host = 4;
+  control_gate server("head", ours("head"), limits);
+  server.listen("127.0.0.1", port, inner.port);
+  std::vector<int> held;
+  for (int i = 0; i < 12; ++i) held.push_back(connect_local(port));
+  EXPECT_TRUE(eventually([&] { return server.counters().refused_capacity == 8; }));
+  // A member still gets in once the strangers are gone.
+  for (int fd : held) ::close(fd);
+  control_gate client("experts", ours("experts"));
+  int fd = connect_local(client.tunnel("127.0.0.1", port, "head"));
+  auto m = message(8);
+  ASSERT_EQ(::send(fd, m.data(), m.size(), 0), static_cast<ssize_t>(m.size()));
+  EXPECT_EQ(read_some(fd, m.size()), m);
+  ::close(fd);
+}
+
+TEST_F(ControlGate, RandomBytesNeverGetPastTheHandshake) {
+  control_gate server("head", ours("head"));
+  server.listen("127.0.0.1", port, inner.port);
+  std::mt19937 rng(7);
+  for (int i = 0; i < 50; ++i) {
+    std::vector<uint8_t> junk(1 + rng() % 2048);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    if (i % 5 == 0) junk.assign(17, 0xff);
+    int fd = connect_local(port);
+    (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    if (i % 2 == 0) {  // gone at once (reset): the gate's answer meets a dead socket
+      linger hard{1, 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    } else {
+      EXPECT_TRUE(closed_by_peer(fd, 5s));
+    }
+    ::close(fd);
+  }
+  EXPECT_EQ(inner.connections, 0);
+  EXPECT_TRUE(eventually([&] { return server.counters().refused_handshake == 50; }));
+}
+
+TEST_F(ControlGate, KeygenKeepsWhatExistsAndAddsNewNames) {
+  auto before = tls_identity_in(dir / "ours", "head");
+  auto ca = fs::last_write_time(before.ca);
+  EXPECT_EQ(write_tls_identities(dir / "ours", {"head", "experts", "edge-1"}),
+            std::vector<std::string>{"edge-1"});
+  EXPECT_EQ(fs::last_write_time(before.ca), ca);
+  EXPECT_EQ(fs::status(tls_identity_in(dir / "ours", "edge-1").key).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  try {
+    tls_identity_in(dir / "ours", "nobody");
+    FAIL() << "no identity for a name keygen never saw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tls-nobody.pem: missing"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace xmesh::transport
