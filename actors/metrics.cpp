@@ -71,6 +71,12 @@ const std::vector<metric_spec>& metric_catalogue() {
        "Nodes declared dead (a flapping node counts each time)."},
       {"xmesh_rejoins_total", "counter", "",
        "Nodes that served again after they were declared dead."},
+      {"xmesh_control_connections_total", "counter", "outcome",
+       "Connections to this node's control port: admitted, or refused by the gate (handshake: "
+       "TLS failed, a foreign certificate or no handshake in time; oversized: announced a message "
+       "over the cap; capacity: too many waiting)."},
+      {"xmesh_control_accept_backoffs_total", "counter", "",
+       "Times the control gate paused accepting because descriptors ran out."},
   };
   return all;
 }
@@ -96,7 +102,8 @@ const std::vector<double> compute_buckets = {10e-6, 50e-6, 100e-6, 500e-6, 1e-3,
 const char* resend_reasons[] = {"unreachable", "not_hosted", "dropped", "files"};
 const char* failure_reasons[] = {"model_mismatch", "not_ready", "expert_node", "other"};
 const char* order_kinds[] = {"replication", "migration", "retirement"};
-const char* drop_reasons[] = {"not_dispatch", "dense_layer", "internal"};
+const char* drop_reasons[] = {"not_dispatch", "dense_layer", "replayed", "internal"};
+const char* control_outcomes[] = {"admitted", "handshake", "oversized", "capacity"};
 
 }  // namespace
 
@@ -124,6 +131,9 @@ node_metrics::node_metrics(const std::string& node, const std::string& transport
     counter("xmesh_frames_dropped_total",
             {{"reason", std::string(transport::to_string(static_cast<transport::frame_errc>(e)))}});
   for (const char* r : drop_reasons) counter("xmesh_frames_dropped_total", {{"reason", r}});
+  for (const char* o : control_outcomes)
+    control_.push_back(&counter("xmesh_control_connections_total", {{"outcome", o}}));
+  control_.push_back(&counter("xmesh_control_accept_backoffs_total"));
   expert_compute_ = &histogram("xmesh_expert_compute_seconds", compute_buckets);
   expert_rows_ = &counter("xmesh_expert_rows_total");
   memory_ = &gauge("xmesh_expert_memory_bytes");
@@ -247,6 +257,15 @@ prometheus::Counter& node_metrics::resent(std::string_view why) {
 prometheus::Counter& node_metrics::frames_dropped(std::string_view reason) {
   std::lock_guard lock(mutex_);
   return counter("xmesh_frames_dropped_total", {{"reason", std::string(reason)}});
+}
+
+void node_metrics::set_control(const transport::gate_counters& c) {
+  const uint64_t now[] = {c.admitted, c.refused_handshake, c.refused_oversized, c.refused_capacity,
+                          c.accept_backoffs};
+  for (size_t i = 0; i < control_.size(); ++i) {
+    const double behind = static_cast<double>(now[i]) - control_[i]->Value();
+    if (behind > 0) control_[i]->Increment(behind);
+  }
 }
 
 void node_metrics::set_memory(int64_t used_bytes, int64_t budget_bytes) {

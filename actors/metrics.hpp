@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "transport/gate/control_gate.hpp"
+
 namespace xmesh::actors {
 
 struct placement_table;
@@ -71,7 +73,7 @@ class node_metrics {
   prometheus::Counter& frames_served() { return *frames_served_; }
   prometheus::Counter& bytes_received() { return *bytes_received_; }
   /// Frames refused: a frame error code (truncated, bad_checksum, ...) or `not_dispatch`,
-  /// `dense_layer`, `internal`.
+  /// `dense_layer`, `replayed`, `internal`.
   prometheus::Counter& frames_dropped(std::string_view reason);
   prometheus::Histogram& expert_compute() { return *expert_compute_; }
   prometheus::Counter& expert_rows() { return *expert_rows_; }
@@ -79,6 +81,8 @@ class node_metrics {
 
   // -- every node --------------------------------------------------------------------------------
   void set_placement_version(uint64_t v) { placement_version_->Set(static_cast<double>(v)); }
+  /// Mirrors the control gate's counters (it counts; the series catch up at each refresh).
+  void set_control(const transport::gate_counters& counters);
 
   // -- coordinator ---------------------------------------------------------------------------
   /// Replicas per (layer, expert) of a new table.
@@ -107,6 +111,7 @@ class node_metrics {
   std::map<std::string_view, prometheus::Family<prometheus::Histogram>*> histograms_;
   std::map<std::string, peer> peers_;
   std::vector<prometheus::Counter*> tokens_;
+  std::vector<prometheus::Counter*> control_;  // outcomes in gate_counters' order, then backoffs
   int64_t experts_ = 0;
   prometheus::Counter *requests_, *prompt_tokens_, *generation_tokens_, *frames_served_,
       *bytes_received_, *expert_rows_, *failovers_, *rejoins_, *bytes_moved_;

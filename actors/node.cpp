@@ -385,13 +385,8 @@ void node_runtime::start() {
   endpoint_ = transport::make_endpoint(cluster_.transport, data_plane_keys(cluster_));
   actor_ = system_.spawn(node_actor, this);
   if (self_.control_port != 0) {
-    // CAF listens on loopback only; the gate owns the public port.
-    auto inner = system_.middleman().publish(actor_, 0, "127.0.0.1", true);
-    if (!inner)
-      throw std::runtime_error("node '" + self_.name +
-                               "': cannot listen on loopback: " + system_.render(inner.error()));
     try {
-      gate_->listen(self_.host, self_.control_port, *inner);
+      publish_behind(system_, *gate_, actor_, self_.host, self_.control_port);
     } catch (const std::exception& e) {
       throw std::runtime_error("node '" + self_.name + "': " + e.what());
     }
@@ -488,6 +483,7 @@ void node_runtime::set_placement(placement_table table) {
 void node_runtime::refresh_metrics() {
   if (metrics_ && host_)
     metrics_->set_memory(host_->speed().resident_bytes, self_.memory_budget_bytes);
+  if (metrics_ && gate_) metrics_->set_control(gate_->counters());
 }
 
 uint16_t node_runtime::metrics_port() const {

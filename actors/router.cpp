@@ -6,6 +6,7 @@
 #include <deque>
 
 #include "actors/expert_host.hpp"
+#include "actors/replay_guard.hpp"
 #include "transport/frame.hpp"
 
 namespace xmesh::actors {
@@ -419,7 +420,9 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       p.node = static_cast<int32_t>(n);
       p.node_name = t.nodes[n];
       p.address = t.addresses[n];
-      p.batch_id = (uint64_t{options_.head_id} << 48) | next_batch_++;
+      const uint64_t number = next_batch_++;
+      p.batch_id = make_batch_id(options_.head_id, static_cast<uint16_t>(session_ + (number >> 32)),
+                                 static_cast<uint32_t>(number));
       p.version = t.version;
       if (metrics_) p.metered = peers_[n];
       // A token's row goes once to a node, whatever number of its experts run there.

@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "actors/cluster_config.hpp"
+#include "actors/control_plane.hpp"
 #include "actors/protocol.hpp"
-#include "transport/gate/control_gate.hpp"
 
 namespace xmesh::actors {
 
@@ -47,31 +47,6 @@ inline std::chrono::milliseconds connect_timeout() {
 struct peer_lost : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-/// This process's door to the control plane (transport/gate): TLS with the certificate of
-/// `party` (a node's name, or "operator" for commands) when the cluster is authenticated, plain
-/// connections with `security: none`. Throws naming a missing key file.
-inline std::unique_ptr<transport::control_gate> make_gate(const cluster_config& c,
-                                                          const std::string& party,
-                                                          transport::gate_limits limits = {}) {
-  std::optional<transport::tls_identity> id;
-  if (c.security.authenticated()) id = transport::tls_identity_in(c.security.keys, party);
-  return std::make_unique<transport::control_gate>(
-      party == "operator" ? "xmesh" : "xmesh node " + party, id, limits);
-}
-
-/// One try at the actor `node` publishes on its control port, through `gate`; the error says
-/// why (with TLS, the handshake's reason: a foreign certificate, the wrong node).
-inline caf::expected<caf::actor> try_reach(caf::actor_system& sys, transport::control_gate& gate,
-                                           const node_config& node) {
-  if (!gate.authenticated()) return sys.middleman().remote_actor(node.host, node.control_port);
-  auto port = gate.tunnel(node.host, node.control_port, node.name_unknown ? "" : node.name);
-  auto a = sys.middleman().remote_actor("127.0.0.1", port);
-  if (a) return a;
-  auto why = gate.last_error(node.host, node.control_port);
-  if (why.empty()) return a.error();
-  return caf::make_error(caf::sec::cannot_connect_to_node, why);
-}
 
 /// The actor a node publishes on its control port, retried until `timeout`; throws
 /// "cannot reach KIND 'NAME' at HOST:PORT (reason)".

@@ -75,6 +75,9 @@ DASHBOARDS = {
          [(f"sum by (reason) (rate(xmesh_frames_dropped_total{{{N}}}[{RATE}]))", "{{reason}}")]),
         ("Rows re-sent by reason", "timeseries", "short",
          [(f"sum by (reason) (rate(xmesh_rows_resent_total{{{N}}}[{RATE}]))", "{{reason}}")]),
+        ("Control connections by outcome", "timeseries", "short",
+         [(f"sum by (outcome) (rate(xmesh_control_connections_total{{{N}}}[{RATE}]))", "{{outcome}}"),
+          (f"sum(rate(xmesh_control_accept_backoffs_total{{{N}}}[{RATE}]))", "accept paused (no descriptors)")]),
     ]),
     "xmesh-failures": ("ExpertMesh: failures", [
         ("Nodes up", "timeseries", "short", [("max(xmesh_nodes_up)", "nodes up")]),

@@ -1,5 +1,5 @@
-// A live expert node under 10,000 random and mutated frames: it stays up, counts every drop,
-// and a request afterwards is still bit-identical to the single-process run.
+// A live expert node under 10,000 random and mutated frames and a replayed one: it stays up,
+// counts every drop, and a request afterwards is still bit-identical to the single-process run.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -8,12 +8,15 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
+#include "actors/replay_guard.hpp"
 #include "tests/support/paths.hpp"
 #include "tests/support/run_process.hpp"
 #include "transport/frame.hpp"
@@ -155,10 +158,29 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == total; }))
         << answered << " of " << total << " answered";
   }
+  // A captured valid frame sent again by a third party: served once, then dropped as replayed.
+  std::mt19937 other(5);
+  auto captured = valid_frame(other, 64);
+  const uint64_t id = actors::make_batch_id(9, 4242, 1);
+  std::memcpy(captured.data() + 24, &id,
+              sizeof id);  // batch_id (the header checksum is the payload's)
+  auto answer = [&](transport::bytes frame) {
+    std::promise<transport::bytes> got;
+    channel->request(std::move(frame),
+                     [&](transport::bytes reply, std::string) { got.set_value(std::move(reply)); });
+    auto reply = got.get_future().get();
+    return transport::decode_frame(reply, limits).frame.to_frame();
+  };
+  EXPECT_EQ(answer(captured).header.kind, transport::frame_kind::result);
+  auto replayed = answer(captured);
+  EXPECT_EQ(replayed.header.kind, transport::frame_kind::error);
+  EXPECT_NE(replayed.error_text.find("a replayed frame"), std::string::npos) << replayed.error_text;
+  ++expected["replayed"];
+
   auto status = run_xmesh({"cluster", "status", "--cluster", cluster.string(), "--json"});
   ASSERT_EQ(0, status.status) << status.err;
   auto j = nlohmann::json::parse(status.out);
-  EXPECT_EQ(j["nodes"]["experts-a"]["frames_dropped"].get<int>(), total) << status.out;
+  EXPECT_EQ(j["nodes"]["experts-a"]["frames_dropped"].get<int>(), total + 1) << status.out;
   // The node's /metrics counts every drop under its reason.
   auto metrics_file = d.path() / "metrics.txt";
   ASSERT_EQ(0, std::system(("curl -sf http://127.0.0.1:" + std::to_string(p[6]) + "/metrics > " +
@@ -177,7 +199,7 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
       if (n > 0) counted[line.substr(prefix.size(), end - prefix.size())] = n;
     }
   EXPECT_EQ(expected.count("served"), 0u);
-  EXPECT_GE(counted.size(), 5u);  // magic, checksum, truncation, size, hidden, kind
+  EXPECT_GE(counted.size(), 6u);  // magic, checksum, truncation, size, hidden, kind, replayed
   EXPECT_EQ(counted, expected) << metrics.out;
 
   auto after = run_xmesh(

@@ -60,7 +60,7 @@ struct control_gate::state {
   int pending = 0;
   int admitted = 0;
   std::map<std::string, int> pending_by_host;
-  std::map<std::string, std::string> last_error;  // "host:port" of a tunnel's peer
+  std::map<std::string, std::string> last_error;  // by "host:port" dialled
   uint64_t refusals_logged = 0;
 
   // Refusals are logged, but a flood is not: the first 20, then every 1000th.
@@ -362,17 +362,9 @@ int listen_on(const std::string& host, uint16_t port) {
   return fd;
 }
 
-uint16_t local_port(int fd) {
-  sockaddr_storage a{};
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  return a.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port)
-                                : ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port);
-}
-
 // One peer's connection to the public port: handshake, then the pipe to CAF on loopback.
 void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::string peer,
-                      uint16_t inner) {
+                      std::function<void(int)> admit) {
   const auto deadline = clock_type::now() + s->limits.handshake_deadline;
   const std::string host = host_of(peer);
   bool pending = true;
@@ -401,14 +393,14 @@ void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::strin
       return;
     }
   }
-  l.plain = connect_to("127.0.0.1", inner, deadline, why);
-  if (l.plain < 0) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
     settle(false);
-    if (!s->stopping)
-      std::fprintf(stderr, "%s: cannot pass a control connection on to its actor system: %s\n",
-                   s->owner.c_str(), why.c_str());
-    return;
+    ++s->counters.refused_capacity;
+    return s->log_refusal(peer, "no socket pair (" + errno_text(errno) + ")");
   }
+  l.plain = pair[1];
+  admit(pair[0]);
   message_guard guard(s->limits.max_message_bytes);
   auto end = pump(*s, l, &guard, deadline, [&] {
     settle(true);
@@ -427,9 +419,9 @@ void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::strin
   }
 }
 
-// One local connection through a tunnel: TLS to host:port, the peer's name checked.
-void tunnel_connection(std::shared_ptr<control_gate::state> s, int fd, std::string host,
-                       uint16_t port, std::string peer) {
+// One dialled connection: TLS to host:port (the peer's name checked), piped to `fd`.
+void dial_connection(std::shared_ptr<control_gate::state> s, int fd, std::string host,
+                     uint16_t port, std::string peer) {
   const auto deadline = clock_type::now() + s->limits.handshake_deadline;
   const std::string where = host + ":" + std::to_string(port);
   link l;
@@ -441,13 +433,15 @@ void tunnel_connection(std::shared_ptr<control_gate::state> s, int fd, std::stri
   };
   l.net = connect_to(host, port, deadline, why);
   if (l.net < 0) return failed("cannot connect: " + why);
-  l.ssl = SSL_new(s->client_ctx.get());
-  SSL_set_fd(l.ssl, l.net);
-  SSL_set_connect_state(l.ssl);
-  if (!tls_handshake(*s, l.ssl, l.net, deadline, why)) return failed(why);
-  const std::string name = peer_name(l.ssl);
-  if (!peer.empty() && name != peer)
-    return failed("its certificate names '" + name + "', not '" + peer + "'");
+  if (s->client_ctx) {
+    l.ssl = SSL_new(s->client_ctx.get());
+    SSL_set_fd(l.ssl, l.net);
+    SSL_set_connect_state(l.ssl);
+    if (!tls_handshake(*s, l.ssl, l.net, deadline, why)) return failed(why);
+    const std::string name = peer_name(l.ssl);
+    if (!peer.empty() && name != peer)
+      return failed("its certificate names '" + name + "', not '" + peer + "'");
+  }
   {
     std::lock_guard lock(s->mu);
     s->last_error.erase(where);
@@ -479,7 +473,7 @@ bool control_gate::authenticated() const { return state_->server_ctx != nullptr;
 
 const gate_counters& control_gate::counters() const { return state_->counters; }
 
-void control_gate::listen(const std::string& host, uint16_t port, uint16_t inner) {
+void control_gate::listen(const std::string& host, uint16_t port, std::function<void(int)> admit) {
   std::lock_guard lock(setup_mu_);
   int fd;
   try {
@@ -489,7 +483,7 @@ void control_gate::listen(const std::string& host, uint16_t port, uint16_t inner
                              e.what());
   }
   auto s = state_;
-  listeners_.emplace_back([s, fd, inner] {
+  listeners_.emplace_back([s, fd, admit = std::move(admit)] {
     accept_loop(s, fd, [&](int c, const sockaddr_storage& from) {
       const std::string peer = address_text(from);
       const std::string host = host_of(peer);
@@ -510,7 +504,7 @@ void control_gate::listen(const std::string& host, uint16_t port, uint16_t inner
       }
       if (c < 0) return s->log_refusal(peer, "too many connections waiting or admitted");
       try {
-        std::thread(serve_connection, s, c, peer, inner).detach();
+        std::thread(serve_connection, s, c, peer, admit).detach();
       } catch (const std::system_error&) {  // out of threads: the peer is refused like any other
         std::lock_guard lock(s->mu);
         --s->pending;
@@ -522,25 +516,17 @@ void control_gate::listen(const std::string& host, uint16_t port, uint16_t inner
   });
 }
 
-uint16_t control_gate::tunnel(const std::string& host, uint16_t port, const std::string& peer) {
-  if (!authenticated()) return port;
-  std::lock_guard lock(setup_mu_);
-  const std::string key = host + ":" + std::to_string(port) + "/" + peer;
-  if (auto it = tunnels_.find(key); it != tunnels_.end()) return it->second;
-  int fd = listen_on("127.0.0.1", 0);
-  const uint16_t local = local_port(fd);
-  auto s = state_;
-  listeners_.emplace_back([s, fd, host, port, peer] {
-    accept_loop(s, fd, [&](int c, const sockaddr_storage&) {
-      try {
-        std::thread(tunnel_connection, s, c, host, port, peer).detach();
-      } catch (const std::system_error&) {
-        ::close(c);
-      }
-    });
-  });
-  tunnels_[key] = local;
-  return local;
+void control_gate::dial(int local, const std::string& host, uint16_t port,
+                        const std::string& peer) {
+  try {
+    std::thread(dial_connection, state_, local, host, port, peer).detach();
+  } catch (const std::system_error& e) {
+    {
+      std::lock_guard lock(state_->mu);
+      state_->last_error[host + ":" + std::to_string(port)] = e.what();
+    }
+    ::close(local);
+  }
 }
 
 std::string control_gate::last_error(const std::string& host, uint16_t port) const {

@@ -1,14 +1,17 @@
-// The control gate: the only thing on a node's public control port. CAF 0.17 listens on loopback
-// behind it; the gate admits a peer only after a mutual TLS handshake with a certificate of the
-// cluster's CA (or, with `security: none`, a plain connection), each within a deadline, caps what
-// a peer may announce, how many connections wait for a handshake (per host and in all) and backs
-// off when descriptors run out. Outgoing control connections go through a loopback tunnel that
-// speaks TLS to the peer and checks the certificate names the node meant.
+// The control gate: the only thing on a node's public control port (CAF itself listens on
+// nothing). It admits a peer only after a mutual TLS handshake with a certificate of the
+// cluster's CA (or, with `security: none`, a plain connection), within a deadline; it caps what
+// a peer may announce and how many connections wait for a handshake (per host and in all), and
+// backs off when descriptors run out. An admitted connection is handed on as one end of a local
+// socket pair, so nothing else on the host can reach what lies behind the gate. Outgoing control
+// connections are dialled the same way: TLS to the peer, whose certificate must name the node
+// meant, piped to a socket pair the caller owns the other end of.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,13 +71,14 @@ class control_gate {
   control_gate(const control_gate&) = delete;
   control_gate& operator=(const control_gate&) = delete;
 
-  /// Accepts on host:port and forwards every admitted connection to 127.0.0.1:inner; throws
-  /// when it cannot listen.
-  void listen(const std::string& host, uint16_t port, uint16_t inner);
-  /// A loopback port whose connections reach host:port through TLS; the peer's certificate must
-  /// name `peer` (empty: any node of the cluster). With plain connections: `port` itself.
-  uint16_t tunnel(const std::string& host, uint16_t port, const std::string& peer);
-  /// Why the last connection through the tunnel to host:port failed ("" when none did).
+  /// Accepts on host:port; each admitted connection is handed to `admit` as the local end of a
+  /// socket pair (admit owns it). Throws when it cannot listen.
+  void listen(const std::string& host, uint16_t port, std::function<void(int)> admit);
+  /// Connects to host:port in the background and pipes it to `local` (which the gate then owns):
+  /// TLS whose peer certificate must name `peer` (empty: any node of the cluster), or plain.
+  /// When it fails, `local` is closed after last_error says why.
+  void dial(int local, const std::string& host, uint16_t port, const std::string& peer);
+  /// Why the last connection dialled to host:port failed ("" when none did).
   [[nodiscard]] std::string last_error(const std::string& host, uint16_t port) const;
 
   [[nodiscard]] bool authenticated() const;
@@ -84,9 +88,8 @@ class control_gate {
 
  private:
   std::shared_ptr<state> state_;
-  std::mutex setup_mu_;  // listeners_ and tunnels_: tunnels open from any thread
+  std::mutex setup_mu_;  // listeners_
   std::vector<std::thread> listeners_;
-  std::map<std::string, uint16_t> tunnels_;  // "host:port" -> loopback port
 };
 
 }  // namespace xmesh::transport

@@ -1,5 +1,5 @@
 // The control gate on loopback, without CAF: a gate in front of an echo server, reached through
-// another gate's TLS tunnel or by a stranger's raw socket.
+// another gate's dialled TLS connection or by a stranger's raw socket.
 #include "transport/gate/control_gate.hpp"
 
 #include <arpa/inet.h>
@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -75,48 +76,34 @@ bool closed_by_peer(int fd, std::chrono::milliseconds within) {
   return false;
 }
 
-// Echoes every connection's bytes; counts connections and bytes that reached it.
+// What lies behind the gate: echoes every admitted connection's bytes; counts connections and
+// the bytes that reached it.
 struct echo_server {
-  int fd = -1;
-  uint16_t port = 0;
   std::atomic<int> connections{0};
   std::atomic<size_t> bytes{0};
-  std::atomic<bool> stop{false};
-  std::thread loop;
 
-  echo_server() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(fd, 16);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    loop = std::thread([this] {
-      while (!stop) {
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) continue;
-        int c = ::accept(fd, nullptr, nullptr);
-        ++connections;
-        std::thread([this, c] {
-          uint8_t buf[4096];
-          for (ssize_t r; (r = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-            bytes += static_cast<size_t>(r);
-            (void)::send(c, buf, static_cast<size_t>(r), MSG_NOSIGNAL);
-          }
-          ::close(c);
-        }).detach();
-      }
-    });
-  }
-  ~echo_server() {
-    stop = true;
-    loop.join();
-    ::close(fd);
+  std::function<void(int)> admit() {
+    return [this](int fd) {
+      ++connections;
+      std::thread([this, fd] {
+        uint8_t buf[4096];
+        for (ssize_t r; (r = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+          bytes += static_cast<size_t>(r);
+          (void)::send(fd, buf, static_cast<size_t>(r), MSG_NOSIGNAL);
+        }
+        ::close(fd);
+      }).detach();
+    };
   }
 };
+
+// The caller's end of a connection `gate` dials to the loopback port.
+int dial(control_gate& gate, uint16_t port, const std::string& peer) {
+  int pair[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  gate.dial(pair[1], "127.0.0.1", port, peer);
+  return pair[0];
+}
 
 template <class F>
 bool eventually(F f) {
@@ -161,11 +148,9 @@ TEST(MessageGuard, FollowsHeadersAcrossSplitsAndRefusesOversizedAnnouncements) {
 
 TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.port);
+  server.listen("127.0.0.1", port, inner.admit());
   control_gate client("experts", ours("experts"));
-  const uint16_t local = client.tunnel("127.0.0.1", port, "head");
-  ASSERT_NE(local, port);
-  int fd = connect_local(local);
+  int fd = dial(client, port, "head");
   auto m = message(3000, 42);
   ASSERT_EQ(::send(fd, m.data(), m.size(), 0), static_cast<ssize_t>(m.size()));
   EXPECT_EQ(read_some(fd, m.size()), m);  // through TLS to the echo server and back
@@ -176,9 +161,9 @@ TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
 
 TEST_F(ControlGate, AForeignCertificateNeverReachesTheActorSystemAndTheErrorNamesWhy) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.port);
+  server.listen("127.0.0.1", port, inner.admit());
   control_gate stranger("experts", tls_identity_in(dir / "theirs", "experts"));
-  int fd = connect_local(stranger.tunnel("127.0.0.1", port, "head"));
+  int fd = dial(stranger, port, "head");
   EXPECT_TRUE(closed_by_peer(fd, 5s));
   ::close(fd);
   EXPECT_NE(stranger.last_error("127.0.0.1", port).find("not one of this cluster's"),
@@ -190,9 +175,9 @@ TEST_F(ControlGate, AForeignCertificateNeverReachesTheActorSystemAndTheErrorName
 
 TEST_F(ControlGate, ATunnelRefusesAPeerWhoseCertificateNamesAnotherNode) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.port);
+  server.listen("127.0.0.1", port, inner.admit());
   control_gate client("experts", ours("experts"));
-  int fd = connect_local(client.tunnel("127.0.0.1", port, "coordinator"));
+  int fd = dial(client, port, "coordinator");
   EXPECT_TRUE(closed_by_peer(fd, 5s));
   ::close(fd);
   EXPECT_EQ(client.last_error("127.0.0.1", port),
@@ -203,9 +188,9 @@ TEST_F(ControlGate, AnOversizedAnnouncementDropsThePeerBeforeAnythingIsPassedOn)
   gate_limits limits;
   limits.max_message_bytes = 4096;
   control_gate server("head", ours("head"), limits);
-  server.listen("127.0.0.1", port, inner.port);
+  server.listen("127.0.0.1", port, inner.admit());
   control_gate client("experts", ours("experts"));
-  int fd = connect_local(client.tunnel("127.0.0.1", port, "head"));
+  int fd = dial(client, port, "head");
   auto ok = message(100), big = message(256u << 20);
   ASSERT_EQ(::send(fd, ok.data(), ok.size(), 0), static_cast<ssize_t>(ok.size()));
   EXPECT_EQ(read_some(fd, ok.size()), ok);
@@ -223,7 +208,7 @@ TEST_F(ControlGate, APeerThatNeverCompletesAHandshakeIsDroppedAtTheDeadline) {
     SCOPED_TRACE(tls ? "tls" : "plain");
     control_gate server("head", tls ? std::optional(ours("head")) : std::nullopt, limits);
     const uint16_t p = free_port();
-    server.listen("127.0.0.1", p, inner.port);
+    server.listen("127.0.0.1", p, inner.admit());
     int silent = connect_local(p);
     int half = connect_local(p);
     auto part = message(10);
@@ -243,8 +228,7 @@ TEST_F(ControlGate, WithoutTlsItStillCapsAnnouncementsAndPassesWholeMessages) {
   limits.max_message_bytes = 4096;
   control_gate server("head", std::nullopt, limits);
   EXPECT_FALSE(server.authenticated());
-  server.listen("127.0.0.1", port, inner.port);
-  EXPECT_EQ(server.tunnel("127.0.0.1", port, "head"), port);  // plain: straight to the port
+  server.listen("127.0.0.1", port, inner.admit());
   int fd = connect_local(port);
   auto ok = message(1000);
   ASSERT_EQ(::send(fd, ok.data(), ok.size(), 0), static_cast<ssize_t>(ok.size()));
@@ -260,14 +244,14 @@ TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
   gate_limits limits;
   limits.max_pending_per_host = 4;
   control_gate server("head", ours("head"), limits);
-  server.listen("127.0.0.1", port, inner.port);
+  server.listen("127.0.0.1", port, inner.admit());
   std::vector<int> held;
   for (int i = 0; i < 12; ++i) held.push_back(connect_local(port));
   EXPECT_TRUE(eventually([&] { return server.counters().refused_capacity == 8; }));
   // A member still gets in once the strangers are gone.
   for (int fd : held) ::close(fd);
   control_gate client("experts", ours("experts"));
-  int fd = connect_local(client.tunnel("127.0.0.1", port, "head"));
+  int fd = dial(client, port, "head");
   auto m = message(8);
   ASSERT_EQ(::send(fd, m.data(), m.size(), 0), static_cast<ssize_t>(m.size()));
   EXPECT_EQ(read_some(fd, m.size()), m);
@@ -276,7 +260,7 @@ TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
 
 TEST_F(ControlGate, RandomBytesNeverGetPastTheHandshake) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.port);
+  server.listen("127.0.0.1", port, inner.admit());
   std::mt19937 rng(7);
   for (int i = 0; i < 50; ++i) {
     std::vector<uint8_t> junk(1 + rng() % 2048);
