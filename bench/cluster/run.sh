@@ -4,7 +4,8 @@
 # `xmesh generate` without a cluster (every role in one process, through the same actors) and
 # `xmesh bench decode` (the engine alone, no actors or frames).
 # usage: bench/cluster/run.sh [ucx|zmq] [MODEL_DIR]   (prints JSON)
-# XMESH_BENCH_SECURITY=keys: the zmq data plane with the cluster's CURVE keys (security on).
+# The cluster is authenticated (the default: TLS on the control plane, CURVE on zmq);
+# XMESH_BENCH_SECURITY=none runs it with `security: none`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 transport=${1:-ucx}
@@ -19,7 +20,7 @@ run_dir=$(mktemp -d)
 trap 'XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" down "$run_dir/cluster.yaml" >/dev/null 2>&1 || true; rm -rf "$run_dir"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 security=""
-[[ ${XMESH_BENCH_SECURITY:-} == keys ]] && security="security: {keys: keys}"
+[[ ${XMESH_BENCH_SECURITY:-} == none ]] && security="security: none"
 cat >"$run_dir/cluster.yaml" <<YAML
 model: $model
 transport: $transport
@@ -33,7 +34,6 @@ YAML
 generate() { "$xmesh" generate --model "$model" --tokens "$prompt" --max-new-tokens "$new_tokens" --ignore-eos --json "$@"; }
 single=$(generate --threads 2)
 engine=$("$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json)
-[[ -z $security ]] || "$xmesh" cluster keygen --cluster "$run_dir/cluster.yaml" >&2
 XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" up "$run_dir/cluster.yaml" >&2
 generate --cluster "$run_dir/cluster.yaml" >/dev/null  # warm-up: connections, page cache
 status() { "$xmesh" cluster status --cluster "$run_dir/cluster.yaml" --json; }
