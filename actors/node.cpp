@@ -1,7 +1,5 @@
 #include "actors/node.hpp"
 
-#include <prometheus/exposer.h>
-
 #include <algorithm>
 #include <caf/io/all.hpp>
 #include <chrono>
@@ -357,14 +355,14 @@ void node_runtime::start() {
   if (self_.metrics_port >= 0) {
     metrics_ = std::make_unique<node_metrics>(self_.name, cluster_.transport,
                                               cluster_.metrics.expert_series);
-    const auto where = self_.host + ":" + std::to_string(self_.metrics_port);
     try {
-      exposer_ = std::make_unique<prometheus::Exposer>(where);
+      metrics_server_ = std::make_unique<transport::text_server>(
+          "xmesh node " + self_.name + " (metrics)", self_.host,
+          static_cast<uint16_t>(self_.metrics_port), "/metrics",
+          [m = metrics_.get()] { return m->text(); });
     } catch (const std::exception& e) {
-      throw std::runtime_error("node '" + self_.name + "': cannot serve metrics on " + where +
-                               ": " + e.what());
+      throw std::runtime_error("node '" + self_.name + "': cannot serve metrics: " + e.what());
     }
-    exposer_->RegisterCollectable(metrics_->registry());
     std::fprintf(stderr, "xmesh node %s: metrics on http://%s:%u/metrics\n", self_.name.c_str(),
                  self_.host.c_str(), metrics_port());
   }
@@ -487,9 +485,7 @@ void node_runtime::refresh_metrics() {
 }
 
 uint16_t node_runtime::metrics_port() const {
-  if (!exposer_) return 0;
-  auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : static_cast<uint16_t>(ports.front());
+  return metrics_server_ ? metrics_server_->port() : 0;
 }
 
 node_info node_runtime::info() const {

@@ -18,11 +18,8 @@
 #include "model/routing_policy.hpp"
 #include "model/weights.hpp"
 #include "transport/gate/control_gate.hpp"
+#include "transport/gate/text_server.hpp"
 #include "transport/transport.hpp"
-
-namespace prometheus {
-class Exposer;
-}
 
 namespace xmesh::actors {
 
@@ -86,7 +83,7 @@ class node_runtime {
   std::unique_ptr<transport::control_gate> gate_;  // the control port, and the way to peers
   std::unique_ptr<model::loaded_model> model_;
   std::unique_ptr<node_metrics> metrics_;  // declared before its users: destroyed after them
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<transport::text_server> metrics_server_;  // GET /metrics
   coordinator_actor coordinator_;
   std::unique_ptr<transport::endpoint> endpoint_;
   std::unique_ptr<expert_host> host_;

@@ -4,6 +4,8 @@ two edge expert nodes, one behind `wifi`, one behind `lte`, launched by deploy/n
   - every measured link RTT is within 20 % of its profile's, and the shaped rates hold;
   - generated tokens and logits are bit-identical to the single-process run, and the head's
     dispatch round trip shows the LTE link's delay (the shaping applies to the cluster's traffic);
+  - a rogue process probes every node's control and data port across the links (junk, a huge
+    announcement, held connections): the cluster still answers bit-identically;
   - kill -9 of the wifi node mid-request: the request still completes bit-identical;
   - `up` refuses to start over the running cluster; `down` leaves no namespace, delayer or node;
   - an `up` that fails (a node that cannot start) tears everything down on its own.
@@ -94,6 +96,36 @@ nodes:
             fail("the output over emulated links must equal the single-process run")
         if j["dispatch_round_trip_s"] < 0.045:  # each layer waits for the lte node: RTT 50 ms
             fail("the dispatch round trip should include the lte link's 50 ms")
+        # A rogue process across the emulated links probes every node's control and data port:
+        # junk, 17 bytes of 0xff, a header announcing 256 MiB, 100 held connections each. The
+        # cluster keeps answering bit-identically.
+        rogue = f"""
+import socket, struct, time
+held = []
+for host in ("{net}.1", "{net}.2", "{net}.3"):
+    for port in (7100, 7101):
+        for junk in (b"\\xff" * 17, bytes(range(256)) * 4, struct.pack(">BBBBIQQQ", 1, 0, 0, 0, 256 << 20, 0, 0, 0)):
+            try:
+                s = socket.create_connection((host, port), timeout=3); s.sendall(junk); held.append(s)
+            except OSError:
+                pass
+        for _ in range(100):
+            try:
+                held.append(socket.create_connection((host, port), timeout=3))
+            except OSError:
+                break
+print(len(held), "connections held")
+time.sleep(2)
+"""
+        r = run("exec", path, "--", "python3", "-c", rogue)
+        print(f"rogue probes across the links: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
+        r = run("exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path, "--tokens",
+                "5,99,311,42", "--max-new-tokens", "8", "--ignore-eos", "--json", "--logits-out", out)
+        same = r.returncode == 0 and json.loads(r.stdout)["tokens"] == oracle and \
+            np.load(out).tobytes() == np.load(oracle_out).tobytes()
+        print(f"after the rogue probes: {'bit-identical' if same else 'FAILED ' + r.stderr.strip()}")
+        if not same:
+            fail("after a rogue process's probes the cluster must still answer bit-identically")
         # Failover across the emulated links: kill -9 of the wifi node mid-request; the request
         # completes bit-identical (its experts are computed on the head until re-placed on lte).
         gen = subprocess.Popen([netns, "exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path,

@@ -18,6 +18,8 @@
 #include <functional>
 #include <stdexcept>
 
+#include "transport/gate/listener.hpp"
+
 namespace xmesh::transport {
 
 using clock_type = std::chrono::steady_clock;
@@ -85,21 +87,6 @@ int ms_left(clock_type::time_point deadline) {
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
-
-std::string address_text(const sockaddr_storage& a) {
-  char ip[INET6_ADDRSTRLEN] = "?";
-  uint16_t port = 0;
-  if (a.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
-    inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof ip);
-    port = ntohs(v4->sin_port);
-  } else if (a.ss_family == AF_INET6) {
-    auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
-    inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip);
-    port = ntohs(v6->sin6_port);
-  }
-  return std::string(ip) + ":" + std::to_string(port);
-}
 
 std::string host_of(const std::string& address) { return address.substr(0, address.rfind(':')); }
 
@@ -312,56 +299,6 @@ ended pump(const control_gate::state& s, link& l, message_guard* guard,
   }
 }
 
-// Accepts on `fd` until the gate stops; out of descriptors, it pauses instead of spinning.
-void accept_loop(std::shared_ptr<control_gate::state> s, int fd,
-                 const std::function<void(int, const sockaddr_storage&)>& take) {
-  bool backing_off = false;
-  while (!s->stopping) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    sockaddr_storage from{};
-    socklen_t len = sizeof from;
-    int c = ::accept4(fd, reinterpret_cast<sockaddr*>(&from), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (c >= 0) {
-      backing_off = false;
-      take(c, from);
-      continue;
-    }
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      ++s->counters.accept_backoffs;
-      if (!backing_off)
-        std::fprintf(stderr,
-                     "%s: out of descriptors (%s): accepting control connections again in "
-                     "100 ms\n",
-                     s->owner.c_str(), errno_text(errno).c_str());
-      backing_off = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ::close(fd);
-}
-
-int listen_on(const std::string& host, uint16_t port) {
-  std::string why;
-  addrinfo* found = resolve(host, port, true, why);
-  if (!found) throw std::runtime_error(why);
-  int fd = -1;
-  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
-    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
-      why = errno_text(errno);
-      ::close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(found);
-  if (fd < 0) throw std::runtime_error(why);
-  return fd;
-}
-
 // One peer's connection to the public port: handshake, then the pipe to CAF on loopback.
 void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::string peer,
                       std::function<void(int)> admit) {
@@ -477,42 +414,45 @@ void control_gate::listen(const std::string& host, uint16_t port, std::function<
   std::lock_guard lock(setup_mu_);
   int fd;
   try {
-    fd = listen_on(host, port);
+    fd = listen_tcp(host, port);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
                              e.what());
   }
   auto s = state_;
   listeners_.emplace_back([s, fd, admit = std::move(admit)] {
-    accept_loop(s, fd, [&](int c, const sockaddr_storage& from) {
-      const std::string peer = address_text(from);
-      const std::string host = host_of(peer);
-      {
-        std::lock_guard lock(s->mu);
-        const bool room = s->pending < s->limits.max_pending &&
-                          s->pending_by_host[host] < s->limits.max_pending_per_host &&
-                          s->pending + s->admitted < s->limits.max_connections;
-        if (room) {
-          ++s->pending;
-          ++s->pending_by_host[host];
-        } else {
-          if (s->pending_by_host[host] == 0) s->pending_by_host.erase(host);
-          ++s->counters.refused_capacity;
-          ::close(c);
-          c = -1;
-        }
-      }
-      if (c < 0) return s->log_refusal(peer, "too many connections waiting or admitted");
-      try {
-        std::thread(serve_connection, s, c, peer, admit).detach();
-      } catch (const std::system_error&) {  // out of threads: the peer is refused like any other
-        std::lock_guard lock(s->mu);
-        --s->pending;
-        if (--s->pending_by_host[host] == 0) s->pending_by_host.erase(host);
-        ++s->counters.refused_capacity;
-        ::close(c);
-      }
-    });
+    accept_until(
+        fd, s->stopping, s->owner, s->counters.accept_backoffs,
+        [&](int c, const sockaddr_storage& from) {
+          const std::string peer = address_text(from);
+          const std::string host = host_of(peer);
+          {
+            std::lock_guard lock(s->mu);
+            const bool room = s->pending < s->limits.max_pending &&
+                              s->pending_by_host[host] < s->limits.max_pending_per_host &&
+                              s->pending + s->admitted < s->limits.max_connections;
+            if (room) {
+              ++s->pending;
+              ++s->pending_by_host[host];
+            } else {
+              if (s->pending_by_host[host] == 0) s->pending_by_host.erase(host);
+              ++s->counters.refused_capacity;
+              ::close(c);
+              c = -1;
+            }
+          }
+          if (c < 0) return s->log_refusal(peer, "too many connections waiting or admitted");
+          try {
+            std::thread(serve_connection, s, c, peer, admit).detach();
+          } catch (
+              const std::system_error&) {  // out of threads: the peer is refused like any other
+            std::lock_guard lock(s->mu);
+            --s->pending;
+            if (--s->pending_by_host[host] == 0) s->pending_by_host.erase(host);
+            ++s->counters.refused_capacity;
+            ::close(c);
+          }
+        });
   });
 }
 

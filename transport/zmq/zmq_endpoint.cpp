@@ -4,6 +4,9 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <stdexcept>
@@ -203,6 +206,8 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   void on_router_readable();
   void on_dealer_readable(dealer& d);
   void on_monitor_readable(dealer& d);
+  void on_router_monitor_readable();
+  void resume_accepting();
   void shutdown_io();
 
   zmq::context_t context_;
@@ -217,6 +222,10 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   std::atomic<uint64_t> next_channel_id_{1};
   // -- I/O thread only --
   std::unique_ptr<zmq::socket_t> router_;
+  zmq::socket_t router_monitor_;  // PAIR receiving the router's failed accepts
+  bool accept_paused_ = false;    // the listener is closed until resume_accept_at_
+  std::chrono::steady_clock::time_point resume_accept_at_;
+  uint64_t accept_backoffs_ = 0;
   request_handler handler_;
   std::unordered_map<uint64_t, dealer> dealers_;
   std::vector<zmq::pollitem_t> items_;
@@ -254,11 +263,22 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
         s->set(zmq::sockopt::curve_secretkey, keys_->server_secret);
         s->set(zmq::sockopt::zap_domain, "xmesh");
       }
+      // A peer that does not finish ZMTP's (and CURVE's) handshake is dropped after 5 s
+      // (ZeroMQ's default waits 30 s), so held connections cannot pile up.
+      s->set(zmq::sockopt::handshake_ivl, 5000);
       s->bind(bind_spelling(address));
       {
         std::lock_guard lock(address_mutex_);
         bound_address_ = s->get(zmq::sockopt::last_endpoint);
       }
+      // Failed accepts are watched: libzmq retries one that failed for want of descriptors at
+      // once, forever (its TODO), so the listener is closed for a while instead (accept_paused).
+      const std::string mon = "inproc://xmesh-zmq-router-monitor";
+      if (zmq_socket_monitor(s->handle(), mon.c_str(), ZMQ_EVENT_ACCEPT_FAILED) != 0)
+        throw zmq::error_t();
+      router_monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
+      router_monitor_.set(zmq::sockopt::linger, 0);
+      router_monitor_.connect(mon);
       router_ = std::move(s);
       handler_ = std::move(h);
       items_dirty_ = true;
@@ -364,6 +384,8 @@ void zmq_engine::rebuild_items() {
   if (router_) {
     items_.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
     item_actions_.emplace_back([this] { on_router_readable(); });
+    items_.push_back({router_monitor_.handle(), 0, ZMQ_POLLIN, 0});
+    item_actions_.emplace_back([this] { on_router_monitor_readable(); });
   }
   for (auto& [id, d] : dealers_) {
     items_.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
@@ -382,8 +404,18 @@ void zmq_engine::run() {
   io_thread_id_ = std::this_thread::get_id();
   while (!stopping_) {
     if (items_dirty_) rebuild_items();
+    auto wait = std::chrono::milliseconds(-1);
+    if (accept_paused_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          resume_accept_at_ - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        resume_accepting();
+        continue;
+      }
+      wait = left;
+    }
     try {
-      zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(-1));
+      zmq::poll(items_.data(), items_.size(), wait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       break;  // context terminated
@@ -413,6 +445,59 @@ void zmq_engine::on_router_readable() {
       auto reply = std::make_shared<zmq_reply>(weak_from_this(), std::move(identity), id);
       invoke_handler(handler_, take_payload(parts[2]), std::move(reply));
     }
+  }
+}
+
+void zmq_engine::on_router_monitor_readable() {
+  for (;;) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(router_monitor_, std::back_inserter(parts), zmq::recv_flags::dontwait))
+      return;
+    if (parts.empty() || parts[0].size() < 6) continue;
+    uint16_t event;
+    int32_t error;
+    std::memcpy(&event, parts[0].data(), sizeof event);
+    std::memcpy(&error, static_cast<const char*>(parts[0].data()) + 2, sizeof error);
+    const bool out_of_descriptors = error == EMFILE || error == ENFILE;
+    if (event != ZMQ_EVENT_ACCEPT_FAILED || !out_of_descriptors || accept_paused_) continue;
+    // Out of descriptors: close the listener (connections made stay) and open it again later.
+    try {
+      router_->unbind(bound_address_);
+    } catch (const zmq::error_t&) {
+      continue;
+    }
+    ++accept_backoffs_;
+    if (accept_backoffs_ == 1)
+      std::fprintf(stderr, "zmq transport: out of descriptors: accepting on %s again in 100 ms\n",
+                   bound_address_.c_str());
+    accept_paused_ = true;
+    resume_accept_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  }
+}
+
+// Whether `n` more descriptors can be opened now. libzmq asserts (aborts the process) when it
+// cannot open one while binding, so the listener comes back only with room to spare.
+bool spare_descriptors(int n) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    int fd = ::dup(STDERR_FILENO);
+    if (fd < 0) break;
+    fds.push_back(fd);
+  }
+  for (int fd : fds) ::close(fd);
+  return static_cast<int>(fds.size()) == n;
+}
+
+void zmq_engine::resume_accepting() {
+  if (!spare_descriptors(16)) {
+    resume_accept_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    return;
+  }
+  try {
+    router_->bind(bound_address_);
+    accept_paused_ = false;
+  } catch (const zmq::error_t&) {  // still out of descriptors (or the port is taken): later
+    resume_accept_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
   }
 }
 
@@ -461,6 +546,7 @@ void zmq_engine::shutdown_io() {
   for (auto& [id, d] : dealers_) d.state->pending.fail_all("zmq endpoint shut down", true);
   dealers_.clear();
   if (router_) {
+    router_monitor_.close();
     router_.reset();
     // The ipc socket file is ours: remove it so a later listener can bind the same path.
     std::lock_guard lock(address_mutex_);
