@@ -359,7 +359,7 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
   check_keys(root,
              {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
-              "metrics", "links", "security", "ssh", "nodes", "routing"},
+              "metrics", "links", "security", "ssh", "nodes", "routing", "replica_choice"},
              origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
@@ -378,6 +378,12 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   }
   if (root["rebalance"]) parse_rebalance(root["rebalance"], origin, c.rebalance);
   if (root["heartbeat"]) parse_heartbeat(root["heartbeat"], origin, c.heartbeat);
+  if (auto r = root["replica_choice"]) {
+    c.replica_choice = scalar<std::string>(r, origin, "replica_choice");
+    if (c.replica_choice != "least_outstanding" && c.replica_choice != "latency")
+      fail(origin, "replica_choice",
+           "unknown policy '" + c.replica_choice + "' (least_outstanding, latency)");
+  }
   if (auto r = root["routing"]) {  // a mapping of the policy's knobs, in the spec's words
     if (!r.IsMap()) fail(origin, "routing", "expected a mapping (cache_aware, skip_below, ...)");
     for (auto it = r.begin(); it != r.end(); ++it)

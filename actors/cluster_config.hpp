@@ -119,6 +119,9 @@ struct cluster_config {
   /// The heads' routing policy (section `routing:`, model/routing_policy.hpp) as its spec text
   /// "key=value,..."; empty: exact routing. Checked against the model when a head starts.
   std::string routing;
+  /// How heads pick among an expert's replicas (`replica_choice:`, actors/replica_policy.hpp):
+  /// least_outstanding (default) or latency.
+  std::string replica_choice = "least_outstanding";
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

@@ -402,10 +402,12 @@ void node_runtime::start() {
     o.head_id = static_cast<uint16_t>(me - cluster_.nodes.begin());
     o.window_s = static_cast<int64_t>(cluster_.rebalance.window_s);
     auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
-    router_ = std::make_unique<router_service>(model_->config.hidden, o,
-                                               [this, timeout](const std::string& address) {
-                                                 return endpoint_->connect(address, timeout);
-                                               });
+    router_ = std::make_unique<router_service>(
+        model_->config.hidden, o,
+        [this, timeout](const std::string& address) {
+          return endpoint_->connect(address, timeout);
+        },
+        make_replica_policy(cluster_.replica_choice));
   }
   if (router_ && host_) router_->set_local(host_.get(), self_.name);
   if (router_) router_->set_fallback(&model_->weights);

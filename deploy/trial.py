@@ -18,6 +18,7 @@ Spec (YAML):
     datacenter: datacenter
     mixed: [wifi, lte]
   placements: [spread]             # spread, or static lists: {name: ..., experts: [[0, 1], [2, 3]]}
+  replica_choices: [least_outstanding, latency]   # how heads pick among replicas (default: the first)
   workloads:
     - {name: chat, prompt_tokens: 16, new_tokens: 24, concurrency: 2, requests: 4}
   repetitions: 1
@@ -28,13 +29,10 @@ import json
 import os
 import platform
 import random
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +51,7 @@ def load_spec(path):
     if not isinstance(spec, dict):
         raise SpecError(f"{path}: expected a mapping")
     known = {"name", "model", "gen_model", "transport", "experts", "links", "placements", "workloads",
-             "repetitions", "seed", "profiles"}
+             "repetitions", "seed", "profiles", "replica_choices"}
     for key in spec:
         if key not in known:
             raise SpecError(f"{path}: {key}: unknown key ({', '.join(sorted(known))})")
@@ -69,6 +67,10 @@ def load_spec(path):
     if not isinstance(spec["experts"], int) or not 1 <= spec["experts"] <= 32:
         raise SpecError(f"{path}: experts: expected 1..32")
     spec.setdefault("placements", ["spread"])
+    spec.setdefault("replica_choices", ["least_outstanding"])
+    for choice in spec["replica_choices"]:
+        if choice not in ("least_outstanding", "latency"):
+            raise SpecError(f"{path}: replica_choices: unknown {choice!r} (least_outstanding, latency)")
     spec.setdefault("repetitions", 1)
     spec.setdefault("seed", 1)
     if not isinstance(spec["links"], dict) or not spec["links"]:
@@ -105,10 +107,10 @@ def percentile(xs, q):
 class Cell:
     """One launched cluster: its file, the netns launcher, and the head's metrics port."""
 
-    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net):
+    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice):
         self.xmesh, self.path = xmesh, f"{out}/cells/{key}.yaml"
         self.env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{out}/cells/{key}-run")
-        lines = [f"model: {model}", f"transport: {spec['transport']}"]
+        lines = [f"model: {model}", f"transport: {spec['transport']}", f"replica_choice: {choice}"]
         if isinstance(placement, dict):
             lines += ["placement: static", "static_placement:"]
             lines += [f"  edge-{i}: {list(e)}" for i, e in enumerate(placement["experts"])]
@@ -192,14 +194,15 @@ def run_trial(spec, xmesh, out):
                            stdout=subprocess.DEVNULL)
     model = os.path.abspath(model)
     rng = random.Random(spec["seed"])
-    cells = [(ln, pl, w, rep) for ln in spec["links"] for pl in spec["placements"] for w in spec["workloads"]
-             for rep in range(spec["repetitions"])]
+    cells = [(ln, pl, ch, w, rep) for ln in spec["links"] for pl in spec["placements"]
+             for ch in spec["replica_choices"] for w in spec["workloads"] for rep in range(spec["repetitions"])]
     rows, summary, links_rows, loads = [], [], [], {}
     oracles = {}
     net = f"10.{rng.randrange(200, 250)}.{rng.randrange(0, 250)}"
-    for i, (ln, pl, w, rep) in enumerate(cells):
+    for i, (ln, pl, choice, w, rep) in enumerate(cells):
         pname = pl["name"] if isinstance(pl, dict) else pl
-        key = f"{ln}-{pname}-{w['name']}-{rep}"
+        # The default replica choice keeps the keys cells always had.
+        key = f"{ln}-{pname}{'' if choice == spec['replica_choices'][0] else '-' + choice}-{w['name']}-{rep}"
         progress(i, len(cells), key)
         prompts = [[rng.randrange(1, 400) for _ in range(w["prompt_tokens"])] for _ in range(w["requests"])]
         for p in prompts:
@@ -209,7 +212,7 @@ def run_trial(spec, xmesh, out):
                                     "--max-new-tokens", str(w["new_tokens"]), "--ignore-eos", "--json"],
                                    check=True, capture_output=True, text=True)
                 oracles[k] = json.loads(r.stdout)["tokens"]
-        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net)
+        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice)
         try:
             cell.up()
             cell.run(xmesh, "generate", "--model", model, "--cluster", cell.path, "--tokens", "1,2,3",
@@ -239,8 +242,8 @@ def run_trial(spec, xmesh, out):
                     r = json.loads(stdout)
                     ts = r["token_seconds"]
                     results.append({
-                        "cell": key, "links": ln, "placement": pname, "workload": w["name"], "repetition": rep,
-                        "request": j, "prompt_tokens": len(p), "generated_tokens": len(r["tokens"]),
+                        "cell": key, "links": ln, "placement": pname, "replica_choice": choice,
+                        "workload": w["name"], "repetition": rep, "request": j, "prompt_tokens": len(p), "generated_tokens": len(r["tokens"]),
                         "ttft_s": ts[0] if ts else None,
                         "tpot_s": (ts[-1] - ts[0]) / (len(ts) - 1) if len(ts) > 1 else None,
                         "e2e_s": wall, "identical": r["tokens"] == oracles[(tuple(p), w["new_tokens"])]})
@@ -275,8 +278,8 @@ def run_trial(spec, xmesh, out):
         gen = sum(x["generated_tokens"] for x in results)
         for metric in ("ttft_s", "tpot_s", "e2e_s"):
             vals = [x[metric] for x in results if x[metric] is not None]
-            summary.append({"cell": key, "links": ln, "placement": pname, "workload": w["name"], "repetition": rep,
-                            "metric": metric, "p50": percentile(vals, 0.5), "p90": percentile(vals, 0.9),
+            summary.append({"cell": key, "links": ln, "placement": pname, "replica_choice": choice,
+                            "workload": w["name"], "repetition": rep, "metric": metric, "p50": percentile(vals, 0.5), "p90": percentile(vals, 0.9),
                             "p99": percentile(vals, 0.99), "requests": len(results),
                             "tokens_per_s": gen / duration, "identical": all(x["identical"] for x in results)})
     progress(len(cells), len(cells), "done")

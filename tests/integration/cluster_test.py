@@ -43,9 +43,14 @@ def case_equivalence(h, transport):
 
 
 def case_concurrent(h, transport):
+    """Concurrent requests while heads pick among replicas by expected completion time (experts
+    0-3 on both expert nodes, `replica_choice: latency`): every output bit-identical."""
     model = h.model("qwen2_moe")
     oracles = [h.run_generate(model, p, name=f"oracle{i}") for i, p in enumerate(PROMPTS)]
-    with h.cluster(cluster_yaml(model, transport, "spread"), f"concurrent-{transport}") as c:
+    experts = json.load(open(f"{model}/config.json"))["num_experts"]
+    text = "replica_choice: latency\n" + cluster_yaml(model, transport, "static", {
+        "experts-a": str(list(range(experts))), "experts-b": str(list(range(4)))})
+    with h.cluster(text, f"concurrent-{transport}") as c:
         runs = [h.generate(model, p, cluster=c.path, name=f"c{i}") for i, p in enumerate(PROMPTS)]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd, _ in runs]
         for i, (proc, (_, out)) in enumerate(zip(procs, runs)):

@@ -92,6 +92,15 @@ TEST(ClusterConfig, ATypoNamesTheNearestKey) {
             "c.yaml: node 'a'.memory_budgt: unknown key (did you mean 'memory_budget'?)");
 }
 
+TEST(ClusterConfig, ReplicaChoiceIsOneOfThePolicies) {
+  EXPECT_EQ(parse_cluster(three_nodes, "c.yaml", "/base").replica_choice, "least_outstanding");
+  EXPECT_EQ(parse_cluster("replica_choice: latency\n" + std::string(three_nodes), "c.yaml", "/base")
+                .replica_choice,
+            "latency");
+  EXPECT_EQ(error_of("replica_choice: fastest\n" + std::string(three_nodes)),
+            "c.yaml: replica_choice: unknown policy 'fastest' (least_outstanding, latency)");
+}
+
 TEST(ClusterConfig, AuthenticatedByDefaultWithKeysBesideTheFile) {
   auto none = parse_cluster("security: none\n" + std::string(three_nodes), "c.yaml", "/base");
   EXPECT_FALSE(none.security.authenticated());

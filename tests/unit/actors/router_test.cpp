@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -187,6 +188,49 @@ TEST_F(RouterTest, LeastOutstandingSpreadsAReplicatedExpert) {
   answer(b);
   first->wait();
   second->wait();
+}
+
+TEST(LatencyAwarePolicy, TriesUnmeasuredNodesThenPrefersTheOneThatAnswersFirst) {
+  latency_aware_policy p;
+  std::vector<int32_t> both = {0, 1};
+  std::vector<int64_t> idle = {0, 0};
+  EXPECT_EQ(p.expected_s(0, 0), 0);  // not measured: tried first
+  // n0: a 50 ms link (LTE) and 0.1 ms per row; n1: 5 ms (WiFi) and 0.2 ms per row.
+  for (int round = 0; round < 10; ++round)
+    for (int64_t rows : {2, 8, 4, 16}) {
+      p.observe(0, rows, 0.050 + 0.0001 * rows);
+      p.observe(1, rows, 0.005 + 0.0002 * rows);
+    }
+  EXPECT_NEAR(p.expected_s(0, 0), 0.0502, 2e-3);
+  EXPECT_NEAR(p.expected_s(1, 0), 0.0052, 2e-3);
+  for (int64_t expert = 0; expert < 4; ++expert) EXPECT_EQ(p.choose(0, expert, both, idle), 1);
+  // Rows already queued on n1 make n0 the sooner answer once they cost more than its delay.
+  std::vector<int64_t> queued = {0, 400};
+  EXPECT_EQ(p.choose(0, 0, both, queued), 0);
+  std::vector<int32_t> only_lte = {0};
+  EXPECT_EQ(p.choose(0, 0, only_lte, idle), 0);
+  EXPECT_THROW(make_replica_policy("fastest"), std::runtime_error);
+  EXPECT_NE(dynamic_cast<latency_aware_policy*>(make_replica_policy("latency").get()), nullptr);
+}
+
+TEST_F(RouterTest, LatencyAwareRoutingSendsAReplicatedExpertToTheNodeThatAnswersFirst) {
+  auto r = std::make_unique<router_service>(hidden, options(), s.opener(),
+                                            std::make_unique<latency_aware_policy>());
+  r->set_table(table(1));
+  std::vector<int32_t> zero = {0};
+  std::vector<float> y1(hidden);
+  // Expert 0 lives on n0 (a0, answered 30 ms late) and n1: each is tried once, then n1 serves.
+  std::map<std::string, int> frames;
+  for (int round = 0; round < 6; ++round) {
+    auto batch = r->submit(0, x.data(), 1, zero.data(), 1, y1.data());
+    auto f = s.take();
+    ++frames[f.address];
+    if (f.address == "a0")
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the slow link
+    answer(f);
+    batch->wait();
+  }
+  EXPECT_EQ(frames, (std::map<std::string, int>{{"a0", 1}, {"a1", 5}}));
 }
 
 TEST_F(RouterTest, NotHostedRowsAreResentToTheReplicaThatHasThem) {
