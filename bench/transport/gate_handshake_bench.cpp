@@ -23,18 +23,6 @@ namespace fs = std::filesystem;
 using namespace xmesh::transport;
 using clock_type = std::chrono::steady_clock;
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // A control-plane message of `payload` bytes (the 32-byte header's length field set).
 std::vector<uint8_t> message(uint32_t payload) {
   std::vector<uint8_t> m(32 + payload, 1);
@@ -62,8 +50,7 @@ double percentile(std::vector<double> v, double p) {
 nlohmann::json measure(const std::optional<tls_identity>& server_id,
                        const std::optional<tls_identity>& client_id, int connections) {
   control_gate server("bench server", server_id);
-  const uint16_t port = free_port();
-  server.listen("127.0.0.1", port, [](int fd) {
+  const uint16_t port = server.listen("127.0.0.1", 0, [](int fd) {
     std::thread([fd] {
       uint8_t buf[16384];
       for (ssize_t r; (r = ::recv(fd, buf, sizeof buf, 0)) > 0;)

@@ -410,15 +410,11 @@ bool control_gate::authenticated() const { return state_->server_ctx != nullptr;
 
 const gate_counters& control_gate::counters() const { return state_->counters; }
 
-void control_gate::listen(const std::string& host, uint16_t port, std::function<void(int)> admit) {
+uint16_t control_gate::listen(const std::string& host, uint16_t port,
+                              std::function<void(int)> admit) {
   std::lock_guard lock(setup_mu_);
-  int fd;
-  try {
-    fd = listen_tcp(host, port);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
-                             e.what());
-  }
+  const int fd = listen_tcp(host, port);
+  const uint16_t bound = bound_port(fd);
   auto s = state_;
   listeners_.emplace_back([s, fd, admit = std::move(admit)] {
     accept_until(
@@ -454,6 +450,7 @@ void control_gate::listen(const std::string& host, uint16_t port, std::function<
           }
         });
   });
+  return bound;
 }
 
 void control_gate::dial(int local, const std::string& host, uint16_t port,

@@ -71,9 +71,10 @@ class control_gate {
   control_gate(const control_gate&) = delete;
   control_gate& operator=(const control_gate&) = delete;
 
-  /// Accepts on host:port; each admitted connection is handed to `admit` as the local end of a
-  /// socket pair (admit owns it). Throws when it cannot listen.
-  void listen(const std::string& host, uint16_t port, std::function<void(int)> admit);
+  /// Accepts on host:port (0: any free port; the port is returned); each admitted connection is
+  /// handed to `admit` as the local end of a socket pair (admit owns it). Throws when it cannot
+  /// listen.
+  uint16_t listen(const std::string& host, uint16_t port, std::function<void(int)> admit);
   /// Connects to host:port in the background and pipes it to `local` (which the gate then owns):
   /// TLS whose peer certificate must name `peer` (empty: any node of the cluster), or plain.
   /// When it fails, `local` is closed after last_error says why.

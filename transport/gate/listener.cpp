@@ -21,8 +21,9 @@ int listen_tcp(const std::string& host, uint16_t port) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
+  const std::string where = "cannot listen on " + host + ":" + std::to_string(port) + ": ";
   if (int r = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); r != 0)
-    throw std::runtime_error("cannot resolve " + host + ": " + gai_strerror(r));
+    throw std::runtime_error(where + "cannot resolve " + host + ": " + gai_strerror(r));
   std::string why = "no address";
   int fd = -1;
   for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
@@ -37,7 +38,7 @@ int listen_tcp(const std::string& host, uint16_t port) {
     }
   }
   freeaddrinfo(found);
-  if (fd < 0) throw std::runtime_error(why);
+  if (fd < 0) throw std::runtime_error(where + why);
   return fd;
 }
 

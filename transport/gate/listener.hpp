@@ -12,7 +12,7 @@
 
 namespace xmesh::transport {
 
-/// A listening socket on host:port (0: any free port); throws naming why it cannot.
+/// A listening socket on host:port (0: any free port); throws "cannot listen on HOST:PORT: why".
 int listen_tcp(const std::string& host, uint16_t port);
 
 /// The port `fd` is bound to.

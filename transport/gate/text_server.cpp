@@ -95,13 +95,7 @@ text_server::text_server(std::string owner, const std::string& host, uint16_t po
   state_->owner = std::move(owner);
   state_->path = std::move(path);
   state_->body = std::move(body);
-  int fd;
-  try {
-    fd = listen_tcp(host, port);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
-                             e.what());
-  }
+  const int fd = listen_tcp(host, port);
   port_ = bound_port(fd);
   acceptor_ = std::thread([s = state_, fd] {
     accept_until(fd, s->stopping, s->owner, s->backoffs, [&](int c, const sockaddr_storage&) {

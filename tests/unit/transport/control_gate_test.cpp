@@ -38,18 +38,6 @@ int connect_local(uint16_t port) {
   return fd;
 }
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Reads until `n` bytes came or the peer closed (or 5 s passed); returns what came.
 std::vector<uint8_t> read_some(int fd, size_t n) {
   std::vector<uint8_t> got;
@@ -122,7 +110,6 @@ class ControlGate : public ::testing::Test {
     fs::create_directories(dir / "theirs");
     write_tls_identities(dir / "ours", {"head", "experts"});
     write_tls_identities(dir / "theirs", {"experts"});
-    port = free_port();
   }
   void TearDown() override { fs::remove_all(dir); }
 
@@ -148,7 +135,7 @@ TEST(MessageGuard, FollowsHeadersAcrossSplitsAndRefusesOversizedAnnouncements) {
 
 TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   control_gate client("experts", ours("experts"));
   int fd = dial(client, port, "head");
   auto m = message(3000, 42);
@@ -161,7 +148,7 @@ TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
 
 TEST_F(ControlGate, AForeignCertificateNeverReachesTheActorSystemAndTheErrorNamesWhy) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   control_gate stranger("experts", tls_identity_in(dir / "theirs", "experts"));
   int fd = dial(stranger, port, "head");
   EXPECT_TRUE(closed_by_peer(fd, 5s));
@@ -175,7 +162,7 @@ TEST_F(ControlGate, AForeignCertificateNeverReachesTheActorSystemAndTheErrorName
 
 TEST_F(ControlGate, ATunnelRefusesAPeerWhoseCertificateNamesAnotherNode) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   control_gate client("experts", ours("experts"));
   int fd = dial(client, port, "coordinator");
   EXPECT_TRUE(closed_by_peer(fd, 5s));
@@ -188,7 +175,7 @@ TEST_F(ControlGate, AnOversizedAnnouncementDropsThePeerBeforeAnythingIsPassedOn)
   gate_limits limits;
   limits.max_message_bytes = 4096;
   control_gate server("head", ours("head"), limits);
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   control_gate client("experts", ours("experts"));
   int fd = dial(client, port, "head");
   auto ok = message(100), big = message(256u << 20);
@@ -207,8 +194,7 @@ TEST_F(ControlGate, APeerThatNeverCompletesAHandshakeIsDroppedAtTheDeadline) {
   for (bool tls : {true, false}) {
     SCOPED_TRACE(tls ? "tls" : "plain");
     control_gate server("head", tls ? std::optional(ours("head")) : std::nullopt, limits);
-    const uint16_t p = free_port();
-    server.listen("127.0.0.1", p, inner.admit());
+    const uint16_t p = server.listen("127.0.0.1", 0, inner.admit());
     int silent = connect_local(p);
     int half = connect_local(p);
     auto part = message(10);
@@ -228,7 +214,7 @@ TEST_F(ControlGate, WithoutTlsItStillCapsAnnouncementsAndPassesWholeMessages) {
   limits.max_message_bytes = 4096;
   control_gate server("head", std::nullopt, limits);
   EXPECT_FALSE(server.authenticated());
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   int fd = connect_local(port);
   auto ok = message(1000);
   ASSERT_EQ(::send(fd, ok.data(), ok.size(), 0), static_cast<ssize_t>(ok.size()));
@@ -244,7 +230,7 @@ TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
   gate_limits limits;
   limits.max_pending_per_host = 4;
   control_gate server("head", ours("head"), limits);
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   std::vector<int> held;
   for (int i = 0; i < 12; ++i) held.push_back(connect_local(port));
   EXPECT_TRUE(eventually([&] { return server.counters().refused_capacity == 8; }));
@@ -260,7 +246,7 @@ TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
 
 TEST_F(ControlGate, RandomBytesNeverGetPastTheHandshake) {
   control_gate server("head", ours("head"));
-  server.listen("127.0.0.1", port, inner.admit());
+  port = server.listen("127.0.0.1", 0, inner.admit());
   std::mt19937 rng(7);
   for (int i = 0; i < 50; ++i) {
     std::vector<uint8_t> junk(1 + rng() % 2048);
