@@ -199,18 +199,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
 // An authenticated ZeroMQ cluster's CURVE keys (written by xmesh cluster keygen).
 std::optional<transport::curve_keys> data_plane_keys(const cluster_config& c) {
   if (!c.security.authenticated() || c.transport != "zmq") return std::nullopt;
-  auto read = [&](const char* name) {
-    auto path = c.security.keys / name;
-    std::ifstream in(path);
-    std::string z85;
-    if (!(in >> z85) || z85.size() != 40)
-      throw std::runtime_error(path.string() +
-                               ": missing or not a CURVE key (xmesh cluster keygen --cluster FILE "
-                               "writes it)");
-    return z85;
-  };
-  return transport::curve_keys{read("curve-server.pub"), read("curve-server.sec"),
-                               read("curve-client.pub"), read("curve-client.sec")};
+  return transport::read_curve_keys(c.security.keys);
 }
 
 // Keeps the node a member. It beats every period; when the coordinator does not count the node

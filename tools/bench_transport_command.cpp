@@ -66,8 +66,9 @@ xt::bytes make_dispatch(size_t size, uint64_t batch_id) {
 
 // -- server -----------------------------------------------------------------------------------
 
-int serve(const std::string& transport, const std::string& address) {
-  auto ep = xt::make_endpoint(transport);
+int serve(const std::string& transport, const std::string& address,
+          const std::optional<xt::curve_keys>& keys) {
+  auto ep = xt::make_endpoint(transport, keys);
   const auto limits = bench_limits();
   ep->listen(address, [limits](xt::bytes m, std::shared_ptr<xt::reply_handle> reply) {
     auto d = xt::decode_frame(m, limits);
@@ -105,7 +106,8 @@ struct server_process {
   }
 };
 
-void spawn_server(server_process& s, const std::string& transport, const std::string& bind) {
+void spawn_server(server_process& s, const std::string& transport, const std::string& bind,
+                  const std::string& keys) {
   int in[2], out[2];
   if (::pipe(in) != 0 || ::pipe(out) != 0) throw std::runtime_error("pipe failed");
   s.pid = ::fork();
@@ -115,8 +117,10 @@ void spawn_server(server_process& s, const std::string& transport, const std::st
     ::dup2(out[1], 1);
     ::close(in[1]);
     ::close(out[0]);
-    const char* args[] = {"xmesh",           "bench",   "transport",  "--transport",
-                          transport.c_str(), "--serve", bind.c_str(), nullptr};
+    const char* args[] = {
+        "xmesh",           "bench",   "transport",  "--transport",
+        transport.c_str(), "--serve", bind.c_str(), keys.empty() ? nullptr : "--keys",
+        keys.c_str(),      nullptr};
     ::execv("/proc/self/exe", const_cast<char* const*>(args));
     ::_exit(127);
   }
@@ -253,12 +257,16 @@ int bench_transport_main(int argc, char** argv) {
            {"--window", true, "requests in flight for the throughput run (default 8)"},
            {"--bind", true, "server address (default 127.0.0.1, ephemeral port)"},
            {"--serve", true, "internal: run the echo server on ADDRESS"},
+           {"--keys", true, "a cluster's keys folder: zmq speaks CURVE (the default security)"},
            {"--json", false, "print JSON"}},
           argc, argv);
   const std::string transport = f.str("--transport");
   if (transport != "ucx" && transport != "zmq" && transport != "local")
     throw usage_error("--transport must be ucx, zmq or local");
-  if (f.has("--serve")) return serve(transport, f.str("--serve"));
+  const std::string keys_dir = f.opt("--keys").value_or("");
+  std::optional<xt::curve_keys> keys;
+  if (!keys_dir.empty()) keys = xt::read_curve_keys(keys_dir);
+  if (f.has("--serve")) return serve(transport, f.str("--serve"), keys);
   std::vector<int64_t> sizes =
       f.has("--sizes") ? f.integers("--sizes") : std::vector<int64_t>{4096, 65536, 1048576};
   const int64_t iterations = f.integer("--iterations", 2000);
@@ -274,8 +282,8 @@ int bench_transport_main(int argc, char** argv) {
   if (transport == "local") {
     throw usage_error("--transport local is not measured across processes");
   }
-  spawn_server(server, transport, bind);
-  auto client = xt::make_endpoint(transport);
+  spawn_server(server, transport, bind, keys_dir);
+  auto client = xt::make_endpoint(transport, keys);
   auto ch = client->connect(server.address, 10000);
 
   nlohmann::json results = nlohmann::json::array();
@@ -305,6 +313,7 @@ int bench_transport_main(int argc, char** argv) {
   ch.reset();
   client.reset();
   nlohmann::json out{{"transport", transport},
+                     {"curve", keys.has_value()},
                      {"server", server.address},
                      {"hidden", bench_hidden},
                      {"machine", machine()},

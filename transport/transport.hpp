@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -121,6 +122,9 @@ struct curve_keys {
 
 /// Fresh keys (libzmq's CURVE key pairs).
 curve_keys make_curve_keys();
+/// The keys `xmesh cluster keygen` wrote into `dir` (curve-{server,client}.{pub,sec}); throws
+/// naming the file that is missing or not a key.
+curve_keys read_curve_keys(const std::filesystem::path& dir);
 
 /// Creates an endpoint of the named back end; throws listing the supported names, or when `keys`
 /// are given to a back end that cannot authenticate (only zmq can).

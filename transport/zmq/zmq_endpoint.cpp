@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <stdexcept>
 #include <thread>
@@ -610,6 +611,21 @@ curve_keys make_curve_keys() {
   k.client_public = pub;
   k.client_secret = sec;
   return k;
+}
+
+curve_keys read_curve_keys(const std::filesystem::path& dir) {
+  auto read = [&](const char* name) {
+    auto path = dir / name;
+    std::ifstream in(path);
+    std::string z85;
+    if (!(in >> z85) || z85.size() != 40)
+      throw std::runtime_error(path.string() +
+                               ": missing or not a CURVE key (xmesh cluster keygen --cluster FILE "
+                               "writes it)");
+    return z85;
+  };
+  return {read("curve-server.pub"), read("curve-server.sec"), read("curve-client.pub"),
+          read("curve-client.sec")};
 }
 
 }  // namespace xmesh::transport
