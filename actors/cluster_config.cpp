@@ -106,7 +106,7 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   at = "node '" + c.name + "'";
   check_keys(n,
              {"name", "host", "control_port", "data_port", "roles", "memory_budget", "device",
-              "threads", "expert_source", "metrics_port", "link", "model"},
+              "threads", "expert_source", "metrics_port", "link", "model", "store"},
              origin, at);
   if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
   c.control_port = port(n["control_port"], origin, at + ".control_port");
@@ -143,6 +143,12 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
     // Heads and the coordinator size, checksum and compute with the cluster's model.
     if (c.roles != std::vector{role::experts})
       fail(origin, at + ".model", "only a node with just the experts role reads its own copy");
+  }
+  if (n["store"]) {  // checked against the model when the node starts
+    c.store = scalar<std::string>(n["store"], origin, at + ".store");
+    if (c.roles != std::vector{role::experts} || c.expert_source != "files")
+      fail(origin, at + ".store",
+           "only a node with just the experts role, reading its own files, keeps a store");
   }
   return c;
 }

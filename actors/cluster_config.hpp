@@ -51,6 +51,10 @@ struct node_config {
   int32_t metrics_port = -1;
   /// The link profile its host sits behind (deploy/netns.sh); empty: none.
   std::string link;
+  /// An expert store (actors/node_store.hpp): "cache_fraction=0.25,cache=lru,rate=100MB", the
+  /// experts it serves kept resident per layer, the rest read from its files at that rate when a
+  /// batch needs them; empty: every expert it serves is resident.
+  std::string store;
   /// The coordinator a node joins with `--join HOST:PORT`: its name is not known, so any
   /// certificate of the cluster's CA is accepted from it.
   bool name_unknown = false;

@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "kernels/expert_ffn.hpp"
@@ -87,7 +88,9 @@ model::expert_errc to_expert_errc(host_errc e) {
 
 /// The rows queued for one hosted replica; its actor drains them as one batch.
 struct expert_queue {
-  std::shared_ptr<model::resident_weights> resident;
+  std::shared_ptr<model::resident_weights> resident;  // null: the node's store holds it
+  node_store* store = nullptr;
+  int64_t layer = 0, expert = 0;
   std::mutex mutex;
   std::vector<piece> items;
   bool scheduled = false;
@@ -128,7 +131,9 @@ struct expert_queue {
   // the reply frame (a decode step: one row per piece); otherwise the rows are gathered into one
   // batch (dynamic batching across frames) and the outputs scattered back.
   void compute(std::vector<piece>& batch) {
-    const auto& w = resident->weights;
+    std::optional<node_store::lease> held;  // a stored expert stays resident while it computes
+    if (store) held.emplace(store->acquire(layer, expert));
+    const auto& w = held ? held->weights() : resident->weights;
     const int64_t hidden = w.hidden();
     auto start = clock_type::now();
     int64_t n = 0;
@@ -202,6 +207,14 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
                              "'s partial copy of the model (add it with expert_source: peer)");
   auto start = clock_type::now();
   const auto& src = model_.weights.layers[layer].experts[expert];
+  if (store_) {  // the store reads it when a batch needs it
+    if (checksum != 0 && expert_checksum(src) != checksum)
+      throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
+                               std::to_string(layer) + " in " + node_name_ +
+                               "'s model files has checksum " + hex(expert_checksum(src)) +
+                               ", the coordinator's copy " + hex(checksum) + "; not served");
+    return install(layer, expert, nullptr, "local files (stored)", start);
+  }
   auto r = model::copy_expert(src, bytes_per_s);
   for (auto region : model::regions_of(src))
     model::release_source_pages(region.data(), static_cast<int64_t>(region.size()));
@@ -272,10 +285,13 @@ expert_loaded expert_host::install(int64_t layer, int64_t expert,
   const auto& c = model_.config;
   auto q = std::make_shared<expert_queue>();
   q->resident = std::move(resident);
+  q->store = q->resident ? nullptr : store_.get();
+  q->layer = layer;
+  q->expert = expert;
   q->rows = &rows_;
   q->compute_ns = &compute_ns_;
   q->metrics = metrics_;
-  {  // warm: one row through the kernels touches every weight once
+  if (q->resident) {  // warm: one row through the kernels touches every weight once
     std::vector<float> x(c.hidden, 0.0f), y(c.hidden);
     kernels::expert_job job{&q->resident->weights, x.data(), 1, y.data()};
     kernels::run_experts({&job, 1}, q->pool);
@@ -296,7 +312,7 @@ expert_loaded expert_host::install(int64_t layer, int64_t expert,
     };
   });
   const int64_t slot = layer * c.num_experts + expert;
-  const int64_t bytes = q->resident->bytes;
+  const int64_t bytes = q->resident ? q->resident->bytes : 0;
   {
     std::unique_lock lock(mutex_);
     if (queues_[slot]) throw std::runtime_error(node_name_ + " loaded that expert twice");
@@ -324,7 +340,7 @@ void expert_host::retire(int64_t layer, int64_t expert, std::function<void()> do
     q = std::move(queues_[slot]);
     actor = std::move(actors_[slot]);
   }
-  const int64_t bytes = q->resident->bytes;
+  const int64_t bytes = q->resident ? q->resident->bytes : 0;
   {
     std::lock_guard lock(q->mutex);
     q->on_retired = [this, bytes, done = std::move(done)] {
@@ -360,7 +376,7 @@ bool expert_host::compute_here(int64_t layer, const float* x, const int32_t* ids
     for (int32_t s : slots) {
       auto& q = held[ids[s]];
       if (!q) q = queues_[layer * c.num_experts + ids[s]];
-      if (!q) return false;
+      if (!q || q->store) return false;  // (a node with a store has no head role)
     }
   }
   auto start = clock_type::now();
@@ -373,8 +389,9 @@ bool expert_host::compute_here(int64_t layer, const float* x, const int32_t* ids
 }
 
 host_speed expert_host::speed() const {
-  return {rows_.load(), static_cast<double>(compute_ns_.load()) * 1e-9, resident_bytes_.load(),
-          served_.load(), service_seconds()};
+  return {rows_.load(), static_cast<double>(compute_ns_.load()) * 1e-9,
+          resident_bytes_.load() + (store_ ? store_->resident_bytes() : 0), served_.load(),
+          service_seconds()};
 }
 
 void expert_host::reject(host_errc code, std::string_view label, const std::string& reason,
@@ -431,7 +448,9 @@ void expert_host::serve_fetch(const transport::frame_header& h,
                   "expert " + std::to_string(h.expert) + " of layer " + std::to_string(h.layer) +
                       " is not hosted on " + node_name_,
                   reply, h.batch_id);
-  const auto& w = q->resident->weights;
+  std::optional<node_store::lease> held;
+  if (q->store) held.emplace(q->store->acquire(q->layer, q->expert));
+  const auto& w = held ? held->weights() : q->resident->weights;
   std::vector<std::byte> all;
   all.reserve(static_cast<size_t>(w.bytes()));
   for (auto region : model::regions_of(w)) all.insert(all.end(), region.begin(), region.end());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "actors/metrics.hpp"
+#include "actors/node_store.hpp"
 #include "actors/protocol.hpp"
 #include "actors/replay_guard.hpp"
 #include "model/expert_backend.hpp"
@@ -89,6 +90,9 @@ class expert_host {
   [[nodiscard]] double service_seconds() const { return service_ns_.load() * 1e-9; }
   /// Counts frames, drops, rows and compute times there; set before the first replica loads.
   void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
+  /// Replicas loaded from now on stay in the node's files until a batch needs them (`store:`).
+  void set_store(std::unique_ptr<node_store> store) { store_ = std::move(store); }
+  [[nodiscard]] const node_store* store() const { return store_.get(); }
 
  private:
   void serve(transport::bytes message, const std::shared_ptr<transport::reply_handle>& reply);
@@ -110,6 +114,7 @@ class expert_host {
   std::vector<caf::actor> actors_;  // same index as queues_
   std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0}, service_ns_{0};
   replay_guard replays_;  // each dispatch frame is served once
+  std::unique_ptr<node_store> store_;
   std::atomic<int64_t> resident_bytes_{0};
   node_metrics* metrics_ = nullptr;
 };

@@ -71,6 +71,19 @@ const std::vector<metric_spec>& metric_catalogue() {
        "Nodes declared dead (a flapping node counts each time)."},
       {"xmesh_rejoins_total", "counter", "",
        "Nodes that served again after they were declared dead."},
+      {"xmesh_store_hits_total", "counter", "layer",
+       "Batches whose expert an expert node's store had resident (node key store:)."},
+      {"xmesh_store_misses_total", "counter", "layer",
+       "Batches whose expert the store read from the node's files first."},
+      {"xmesh_store_resident_experts", "gauge", "layer",
+       "Experts the store holds (or is reading) per layer now."},
+      {"xmesh_store_resident_peak_experts", "gauge", "layer",
+       "The most experts the store held at once per layer (never above its capacity)."},
+      {"xmesh_store_capacity_experts", "gauge", "", "Experts per layer the store may hold."},
+      {"xmesh_store_bytes_loaded_total", "counter", "",
+       "Bytes the store read from the node's files (at the slow tier's rate)."},
+      {"xmesh_store_stall_seconds_total", "counter", "",
+       "Time batches waited for the store: reads, and room while every expert was in use."},
       {"xmesh_control_connections_total", "counter", "outcome",
        "Connections to this node's control port: admitted, or refused by the gate (handshake: "
        "TLS failed, a foreign certificate or no handshake in time; oversized: announced a message "
@@ -259,13 +272,32 @@ prometheus::Counter& node_metrics::frames_dropped(std::string_view reason) {
   return counter("xmesh_frames_dropped_total", {{"reason", std::string(reason)}});
 }
 
+namespace {
+// A counter catches up with a total counted elsewhere.
+void catch_up(prometheus::Counter& c, double total) {
+  if (total > c.Value()) c.Increment(total - c.Value());
+}
+}  // namespace
+
 void node_metrics::set_control(const transport::gate_counters& c) {
   const uint64_t now[] = {c.admitted, c.refused_handshake, c.refused_oversized, c.refused_capacity,
                           c.accept_backoffs};
-  for (size_t i = 0; i < control_.size(); ++i) {
-    const double behind = static_cast<double>(now[i]) - control_[i]->Value();
-    if (behind > 0) control_[i]->Increment(behind);
+  for (size_t i = 0; i < control_.size(); ++i) catch_up(*control_[i], static_cast<double>(now[i]));
+}
+
+void node_metrics::set_store(const node_store& store) {
+  std::lock_guard lock(mutex_);
+  for (size_t l = 0; l < store.layers().size(); ++l) {
+    const auto& n = store.layers()[l];
+    const prometheus::Labels layer{{"layer", std::to_string(l)}};
+    catch_up(counter("xmesh_store_hits_total", layer), static_cast<double>(n.hits));
+    catch_up(counter("xmesh_store_misses_total", layer), static_cast<double>(n.misses));
+    gauge("xmesh_store_resident_experts", layer).Set(static_cast<double>(n.resident));
+    gauge("xmesh_store_resident_peak_experts", layer).Set(static_cast<double>(n.peak));
   }
+  gauge("xmesh_store_capacity_experts").Set(static_cast<double>(store.capacity()));
+  catch_up(counter("xmesh_store_bytes_loaded_total"), static_cast<double>(store.bytes_loaded));
+  catch_up(counter("xmesh_store_stall_seconds_total"), store.stall_seconds);
 }
 
 void node_metrics::set_memory(int64_t used_bytes, int64_t budget_bytes) {

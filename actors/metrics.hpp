@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/node_store.hpp"
 #include "transport/gate/control_gate.hpp"
 
 namespace xmesh::actors {
@@ -78,6 +79,8 @@ class node_metrics {
   prometheus::Histogram& expert_compute() { return *expert_compute_; }
   prometheus::Counter& expert_rows() { return *expert_rows_; }
   void set_memory(int64_t used_bytes, int64_t budget_bytes);
+  /// Mirrors an expert store's counts (node key store:).
+  void set_store(const node_store& store);
 
   // -- every node --------------------------------------------------------------------------------
   void set_placement_version(uint64_t v) { placement_version_->Set(static_cast<double>(v)); }

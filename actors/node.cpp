@@ -330,6 +330,14 @@ transport::gate_limits gate_limits_for(const model::model_config& m) {
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(self_.model_dir(cluster_)));
   model_identity_ = model::model_identity(self_.model_dir(cluster_));
+  if (!self_.store.empty()) {
+    try {
+      store_options_ = model::parse_store_options(self_.store, model_->config);
+      node_store check(*model_, *store_options_);  // what a node's store does not do, refused now
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node '" + self_.name + "': store: " + e.what());
+    }
+  }
   if (self_.has(role::head)) {
     try {
       routing_ = model::parse_routing_options(cluster_.routing, model_->config);
@@ -424,6 +432,7 @@ void node_runtime::start_experts(const placement_table& table) {
   check_placement(table, model_->config);
   host_ = std::make_unique<expert_host>(system_, *model_, self_.name);
   host_->set_metrics(metrics_.get());
+  if (store_options_) host_->set_store(std::make_unique<node_store>(*model_, *store_options_));
   for (int64_t slot : hosted_experts(table, self_.name)) {
     int64_t layer = slot / table.num_experts, expert = slot % table.num_experts;
     if (model_->weights.layers[layer].moe) (void)host_->load(layer, expert);
@@ -473,6 +482,7 @@ void node_runtime::refresh_metrics() {
   if (metrics_ && host_)
     metrics_->set_memory(host_->speed().resident_bytes, self_.memory_budget_bytes);
   if (metrics_ && gate_) metrics_->set_control(gate_->counters());
+  if (metrics_ && host_ && host_->store()) metrics_->set_store(*host_->store());
 }
 
 uint16_t node_runtime::metrics_port() const {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "actors/cluster_config.hpp"
@@ -15,6 +16,7 @@
 #include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
 #include "actors/router.hpp"
+#include "model/expert_store.hpp"
 #include "model/routing_policy.hpp"
 #include "model/weights.hpp"
 #include "transport/gate/control_gate.hpp"
@@ -91,8 +93,9 @@ class node_runtime {
   caf::actor actor_;
   caf::actor membership_;  // heartbeats; registers again when the coordinator lost the node
   std::string model_identity_;
-  model::routing_options routing_;    // heads: the cluster file's routing policy
-  std::atomic<uint64_t> version_{0};  // newest placement version adopted
+  model::routing_options routing_;                     // heads: the cluster file's routing policy
+  std::optional<model::store_options> store_options_;  // expert nodes with `store:`
+  std::atomic<uint64_t> version_{0};                   // newest placement version adopted
   std::function<void()> on_stop_;
   std::atomic<bool> ready_{false}, stopping_{false};
   std::mutex mutex_;   // guards in_flight_

@@ -150,6 +150,58 @@ def case_routing_policy(h, transport):
                  "node 'head': routing policy: prior: must not be negative", 20)
 
 
+def case_expert_store(h, transport):
+    """An expert node whose store keeps a quarter of the experts it serves resident and reads the
+    others from its files at an emulated slow-tier rate: concurrent requests come out bit-identical
+    to the single-process run; its /metrics show misses, hits, bytes read, and a peak residency
+    per layer within the capacity. Bad store settings stop the node with one line."""
+    model = h.model("qwen3_moe")
+    config = json.load(open(f"{model}/config.json"))
+    experts, layers = config["num_experts"], config["num_hidden_layers"]
+    oracles = [h.run_generate(model, p, name=f"store-oracle{i}") for i, p in enumerate(PROMPTS)]
+    p = free_ports(5)
+    text = f"""model: {model}
+transport: {transport}
+nodes:
+  - {{name: head, control_port: {p[0]}, data_port: {p[1]}, roles: [coordinator, head], threads: 1}}
+  - {{name: edge, control_port: {p[2]}, data_port: {p[3]}, metrics_port: {p[4]}, roles: [experts], threads: 2,
+     store: "cache_fraction=0.25,cache=lru,rate=50MB"}}
+"""
+    with h.cluster(text, f"store-{transport}") as c:
+        runs = [h.generate(model, q, cluster=c.path, name=f"store{i}") for i, q in enumerate(PROMPTS)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd, _ in runs]
+        for i, (proc, (_, out)) in enumerate(zip(procs, runs)):
+            stdout, stderr = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                sys.exit(f"FAIL store request {i}: {stderr}")
+            expect_identical(f"request {i} through a stored expert node over {transport}",
+                             (json.loads(stdout)["tokens"], np.load(out)), oracles[i])
+        time.sleep(0.6)  # the metrics catch up at the next heartbeat
+        text = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{p[4]}/metrics"], capture_output=True,
+                              text=True).stdout
+
+        def total(name):
+            return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + "{"))
+        peaks = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("xmesh_store_resident_peak_experts{")]
+        capacity = round(0.25 * experts)
+        hits, misses = total("xmesh_store_hits_total"), total("xmesh_store_misses_total")
+        print(f"store over {transport}: capacity {capacity} of {experts} per layer, hits {hits:.0f}, misses "
+              f"{misses:.0f} (hit rate {hits / max(1, hits + misses):.2f}), peak per layer {peaks}")
+        if not (hits > 0 and misses > 0 and total("xmesh_store_bytes_loaded_total") > 0):
+            sys.exit("FAIL: the store's hits, misses and bytes read should be counted")
+        if len(peaks) != layers or max(peaks) > capacity or f"xmesh_store_capacity_experts{{node=\"edge\"}} {capacity}" \
+                not in text:
+            sys.exit(f"FAIL: residency must stay within the capacity ({capacity}) in every layer")
+    path = f"{h.tmp}/bad-store.yaml"
+    open(path, "w").write(text_bad := open(c.path).read().replace("cache_fraction=0.25,", "cache_fraction=2,"))
+    subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
+    expect_error("a store of more than every expert", [h.xmesh, "node", "--cluster", path, "--name", "edge"], h.env,
+                 "node 'edge': store: expert store: cache_fraction", 20)
+    open(path, "w").write(text_bad.replace("roles: [experts], threads: 2", "roles: [experts, head], threads: 2"))
+    expect_error("a store on a head", [h.xmesh, "node", "--cluster", path, "--name", "edge"], h.env,
+                 "node 'edge'.store: only a node with just the experts role", 20)
+
+
 def case_launcher(h, transport):
     """deploy/local.sh as a new user meets it: `up` over a running cluster is refused and changes
     nothing; a stale pid file naming an unrelated process is neither killed nor counted; logs
@@ -235,4 +287,4 @@ def case_unreachable(h, transport):
 if __name__ == "__main__":
     run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
               "quantized-experts": case_quantized_experts, "shard": case_shard, "routing-policy": case_routing_policy,
-              "launcher": case_launcher})
+              "launcher": case_launcher, "expert-store": case_expert_store})

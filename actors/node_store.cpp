@@ -1,0 +1,133 @@
+#include "actors/node_store.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "actors/expert_host.hpp"
+
+namespace xmesh::actors {
+
+using clock_type = std::chrono::steady_clock;
+
+node_store::node_store(const model::loaded_model& model, const model::store_options& options)
+    : model_(model),
+      capacity_(std::max<int64_t>(1, std::llround(options.cache.cache_fraction *
+                                                  static_cast<double>(model.config.num_experts)))),
+      lfu_(options.cache.cache == model::routing_options::eviction::lfu),
+      bytes_per_s_(options.bytes_per_s),
+      layers_(static_cast<size_t>(model.config.num_layers)) {
+  if (!options.fallback.empty() || options.prefetch)
+    throw std::runtime_error(
+        "store: a node's store has no fallback or prefetch yet (xmesh eval and bench edge do)");
+  if (options.cache.cache != model::routing_options::eviction::lru &&
+      options.cache.cache != model::routing_options::eviction::lfu)
+    throw std::runtime_error("store: a node's store evicts by lru or lfu");
+  if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
+}
+
+node_store::lease node_store::acquire(int64_t layer, int64_t expert) {
+  const int64_t key = layer * model_.config.num_experts + expert;
+  auto& counts = layers_[static_cast<size_t>(layer)];
+  const auto start = clock_type::now();
+  bool waited = false, missed = false;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (auto it = slots_.find(key); it != slots_.end()) {
+      if (!it->second.copy) {  // another batch is loading it
+        waited = true;
+        changed_.wait(lock);
+        continue;
+      }
+      auto& s = it->second;
+      ++s.pins;
+      s.last_use = ++clock_;
+      ++s.uses;
+      if (!missed) ++counts.hits;
+      if (waited)
+        stall_seconds =
+            stall_seconds + std::chrono::duration<double>(clock_type::now() - start).count();
+      return lease(this, key, s.copy);
+    }
+    if (counts.resident >= capacity_) {
+      const int64_t out = victim(layer);
+      if (out < 0) {  // every resident expert of the layer is computing: wait for one
+        waited = true;
+        changed_.wait(lock);
+        continue;
+      }
+      resident_bytes_ -= slots_.at(out).copy->bytes;
+      slots_.erase(out);
+      --counts.resident;
+    }
+    slots_[key];  // loading: holds its place in the budget
+    counts.peak = std::max<int64_t>(counts.peak, ++counts.resident);
+    ++counts.misses;
+    missed = waited = true;
+    lock.unlock();
+    std::shared_ptr<model::resident_weights> copy;
+    std::exception_ptr failed;
+    try {
+      copy = read(layer, expert);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    lock.lock();
+    if (failed) {
+      slots_.erase(key);
+      --counts.resident;
+      changed_.notify_all();
+      std::rethrow_exception(failed);
+    }
+    slots_[key].copy = copy;
+    resident_bytes_ += copy->bytes;
+    bytes_loaded += copy->bytes;
+    changed_.notify_all();
+  }
+}
+
+void node_store::release(int64_t slot) {
+  std::lock_guard lock(mutex_);
+  if (auto it = slots_.find(slot); it != slots_.end()) --it->second.pins;
+  changed_.notify_all();
+}
+
+int64_t node_store::victim(int64_t layer) const {
+  const int64_t experts = model_.config.num_experts;
+  int64_t best = -1;
+  const slot* b = nullptr;
+  for (auto it = slots_.lower_bound(layer * experts);
+       it != slots_.end() && it->first < (layer + 1) * experts; ++it) {
+    const auto& s = it->second;
+    if (!s.copy || s.pins > 0) continue;
+    const bool better =
+        !b || (lfu_ ? (s.uses < b->uses || (s.uses == b->uses && s.last_use < b->last_use))
+                    : s.last_use < b->last_use);
+    if (better) best = it->first, b = &s;
+  }
+  return best;
+}
+
+std::shared_ptr<model::resident_weights> node_store::read(int64_t layer, int64_t expert) {
+  std::lock_guard tier(tier_);
+  const auto& source = model_.weights.layers[layer].experts[expert];
+  const int64_t key = layer * model_.config.num_experts + expert;
+  if (!checksums_.count(key)) checksums_[key] = expert_checksum(source);
+  for (int attempt = 1;; ++attempt) {
+    auto copy = model::copy_expert(source, bytes_per_s_);
+    for (auto region : model::regions_of(source))
+      model::release_source_pages(region.data(), static_cast<int64_t>(region.size()));
+    if (corrupt_next_ > 0) {
+      --corrupt_next_;
+      *static_cast<std::byte*>(const_cast<void*>(copy->weights.gate.data)) ^= std::byte{1};
+    }
+    if (expert_checksum(copy->weights) == checksums_.at(key)) return copy;
+    ++corrupt_reads;
+    if (attempt == 2)
+      throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
+                               std::to_string(layer) +
+                               ": two reads from the slow tier failed their checksum");
+  }
+}
+
+}  // namespace xmesh::actors

@@ -1,0 +1,94 @@
+// An expert node's resident experts under a budget (the cluster file's node key `store:`): the
+// node serves every expert the placement gives it, but keeps at most `capacity` of them per layer
+// in memory; the others are read from its model files at an emulated slow-tier rate (a phone's
+// flash, an SD card) when a batch needs them, checked against the files' checksum, after
+// evicting one no batch is computing with (LRU or LFU). The output never changes: every batch
+// computes with the full expert, a miss only waits.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/expert_store.hpp"
+#include "model/resident_expert.hpp"
+#include "model/weights.hpp"
+
+namespace xmesh::actors {
+
+class node_store {
+ public:
+  /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache=lru|lfu, rate);
+  /// throws one line for what a node's store does not do (fallback, prefetch, activation).
+  node_store(const model::loaded_model& model, const model::store_options& options);
+
+  /// A resident expert held while a batch computes with it.
+  class lease {
+   public:
+    lease(node_store* store, int64_t slot, std::shared_ptr<model::resident_weights> copy)
+        : store_(store), slot_(slot), copy_(std::move(copy)) {}
+    lease(lease&& other) noexcept
+        : store_(std::exchange(other.store_, nullptr)),
+          slot_(other.slot_),
+          copy_(std::move(other.copy_)) {}
+    lease& operator=(lease&&) = delete;
+    ~lease() {
+      if (store_) store_->release(slot_);
+    }
+    [[nodiscard]] const kernels::expert_weights& weights() const { return copy_->weights; }
+
+   private:
+    node_store* store_;
+    int64_t slot_;
+    std::shared_ptr<model::resident_weights> copy_;
+  };
+
+  /// Blocks until expert `expert` of `layer` is resident: at once on a hit; on a miss after an
+  /// unused expert of the layer is evicted (waiting for one when all are in use) and the copy is
+  /// read. Throws naming the expert when two reads in a row fail their checksum.
+  [[nodiscard]] lease acquire(int64_t layer, int64_t expert);
+
+  [[nodiscard]] int64_t capacity() const { return capacity_; }
+  [[nodiscard]] int64_t resident_bytes() const { return resident_bytes_; }
+
+  /// Per layer: hits, misses, resident now and at most so far (never above capacity).
+  struct layer_counts {
+    std::atomic<int64_t> hits{0}, misses{0}, resident{0}, peak{0};
+  };
+  [[nodiscard]] const std::vector<layer_counts>& layers() const { return layers_; }
+  std::atomic<int64_t> bytes_loaded{0}, corrupt_reads{0};
+  std::atomic<double> stall_seconds{0};  // batches waiting for loads or room
+
+ private:
+  struct slot {
+    std::shared_ptr<model::resident_weights> copy;  // null while loading
+    int pins = 0;
+    uint64_t last_use = 0, uses = 0;
+  };
+  void release(int64_t slot);
+  std::shared_ptr<model::resident_weights> read(int64_t layer, int64_t expert);
+  /// An expert of `layer` no batch uses, by the eviction policy; -1 when there is none.
+  int64_t victim(int64_t layer) const;
+
+  const model::loaded_model& model_;
+  int64_t capacity_;
+  bool lfu_;
+  int64_t bytes_per_s_;
+  std::vector<layer_counts> layers_;
+  std::atomic<int64_t> resident_bytes_{0};
+  std::mutex mutex_;  // guards what follows
+  std::condition_variable changed_;
+  std::map<int64_t, slot> slots_;  // layer * experts + expert: resident or loading
+  uint64_t clock_ = 0;
+  std::map<int64_t, uint64_t> checksums_;  // of the files, taken at an expert's first read
+  int corrupt_next_ = 0;                   // fault injection: XMESH_FAULT_CORRUPT_STORE
+  std::mutex tier_;                        // one read at a time: the tier's rate is shared
+};
+
+}  // namespace xmesh::actors

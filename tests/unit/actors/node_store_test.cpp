@@ -1,0 +1,101 @@
+// An expert node's store: under concurrent batches it never holds more than its capacity per
+// layer, every lease carries the expert's exact bytes, and a bad read is refused and read again.
+#include "actors/node_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include "actors/expert_host.hpp"
+#include "model/synthetic.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace xmesh::actors {
+namespace {
+
+class NodeStore : public testing::Test {
+ protected:
+  void SetUp() override {
+    model::write_synthetic_weights(dir_.path() / "m",
+                                   {.family = "qwen3_moe", .preset = "tiny", .seed = 4});
+    m_ = model::load_model(dir_.path() / "m");
+  }
+  model::store_options options(const std::string& spec) {
+    return model::parse_store_options(spec, m_.config);
+  }
+  testing_support::temp_dir dir_;
+  model::loaded_model m_;
+};
+
+TEST_F(NodeStore, ConcurrentBatchesStayWithinTheBudgetAndComputeWithExactCopies) {
+  node_store store(m_, options("cache_fraction=0.25,cache=lru,rate=200MB"));
+  ASSERT_EQ(store.capacity(), 2);  // tiny: 8 experts per layer
+  const int64_t layer = 1, experts = m_.config.num_experts;
+  std::vector<std::thread> batches;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 6; ++t)
+    batches.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 40; ++i) {
+        const int64_t e = rng() % experts;
+        auto held = store.acquire(layer, e);
+        if (expert_checksum(held.weights()) != expert_checksum(m_.weights.layers[layer].experts[e]))
+          ++wrong;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));  // computing
+      }
+    });
+  for (auto& b : batches) b.join();
+  const auto& n = store.layers()[layer];
+  EXPECT_EQ(wrong, 0);
+  EXPECT_LE(n.peak, 2);
+  EXPECT_EQ(n.hits + n.misses, 6 * 40);
+  EXPECT_GT(n.misses, 0);
+  EXPECT_EQ(store.bytes_loaded, n.misses * store.resident_bytes() / n.resident);
+  EXPECT_EQ(store.layers()[0].resident, 0);  // only layer 1 was used
+}
+
+TEST_F(NodeStore, EvictsByItsPolicyAndKeepsWhatIsInUse) {
+  node_store lru(m_, options("cache_fraction=0.25,cache=lru"));
+  {
+    auto a = lru.acquire(1, 0);
+    { auto b = lru.acquire(1, 1); }
+    { auto c = lru.acquire(1, 2); }  // evicts 1 (0 is in use, though older)
+  }
+  { auto again = lru.acquire(1, 0); }
+  EXPECT_EQ(lru.layers()[1].hits, 1);
+  node_store lfu(m_, options("cache_fraction=0.25,cache=lfu"));
+  for (int i = 0; i < 3; ++i) (void)lfu.acquire(1, 5);
+  (void)lfu.acquire(1, 6);
+  (void)lfu.acquire(1, 7);  // evicts 6: used once, where 5 was used three times
+  (void)lfu.acquire(1, 5);
+  EXPECT_EQ(lfu.layers()[1].misses, 3);
+}
+
+TEST_F(NodeStore, ABadReadIsRefusedAndReadAgain) {
+  setenv("XMESH_FAULT_CORRUPT_STORE", "1", 1);
+  node_store once(m_, options("cache_fraction=0.25"));
+  auto held = once.acquire(1, 3);
+  EXPECT_EQ(expert_checksum(held.weights()), expert_checksum(m_.weights.layers[1].experts[3]));
+  EXPECT_EQ(once.corrupt_reads, 1);
+  setenv("XMESH_FAULT_CORRUPT_STORE", "2", 1);
+  node_store twice(m_, options("cache_fraction=0.25"));
+  unsetenv("XMESH_FAULT_CORRUPT_STORE");
+  try {
+    (void)twice.acquire(1, 3);
+    FAIL() << "two bad reads must fail the batch";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "expert 3 of layer 1: two reads from the slow tier failed their checksum");
+  }
+  EXPECT_EQ(twice.layers()[1].resident, 0);  // nothing kept from bad bytes
+}
+
+TEST_F(NodeStore, RefusesWhatANodesStoreDoesNotDo) {
+  EXPECT_THROW(node_store(m_, options("cache_fraction=0.25,prefetch=1")), std::runtime_error);
+  EXPECT_THROW(node_store(m_, options("cache_fraction=0.25,cache=activation")), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace xmesh::actors
