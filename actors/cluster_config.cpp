@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "actors/replica_policy.hpp"
+
 namespace xmesh::actors {
 
 namespace {
@@ -386,9 +388,11 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
   if (root["heartbeat"]) parse_heartbeat(root["heartbeat"], origin, c.heartbeat);
   if (auto r = root["replica_choice"]) {
     c.replica_choice = scalar<std::string>(r, origin, "replica_choice");
-    if (c.replica_choice != "least_outstanding" && c.replica_choice != "latency")
-      fail(origin, "replica_choice",
-           "unknown policy '" + c.replica_choice + "' (least_outstanding, latency)");
+    try {
+      (void)make_replica_policy(c.replica_choice);
+    } catch (const std::exception& e) {
+      fail(origin, "replica_choice", std::string(e.what()).substr(sizeof "replica_choice: " - 1));
+    }
   }
   if (auto r = root["routing"]) {  // a mapping of the policy's knobs, in the spec's words
     if (!r.IsMap()) fail(origin, "routing", "expected a mapping (cache_aware, skip_below, ...)");

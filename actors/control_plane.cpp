@@ -38,7 +38,7 @@ class gate_doorman final : public caf::io::doorman {
   void graceful_shutdown() override { detach(&mx_, false); }
   void add_to_loop() override {}
   void remove_from_loop() override {}
-  [[nodiscard]] std::string addr() const override { return "127.0.0.1"; }
+  [[nodiscard]] std::string addr() const override { return "gate"; }  // (no socket of its own)
   [[nodiscard]] uint16_t port() const override { return port_; }
 
  private:

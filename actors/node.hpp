@@ -55,7 +55,7 @@ class node_runtime {
                              const std::string& peer, const std::string& peer_address,
                              uint64_t checksum);
   [[nodiscard]] expert_host* host() { return host_.get(); }
-  [[nodiscard]] transport::control_gate* gate() { return gate_.get(); }
+  [[nodiscard]] std::shared_ptr<transport::control_gate> gate() { return gate_; }
   /// What the node tells the coordinator when it registers: roles, addresses, model, the
   /// replicas it holds and the newest placement version it has seen.
   [[nodiscard]] node_info info() const;
@@ -82,7 +82,8 @@ class node_runtime {
   caf::actor_system& system_;
   cluster_config cluster_;
   node_config self_;
-  std::unique_ptr<transport::control_gate> gate_;  // the control port, and the way to peers
+  // The control port, and the way to peers (shared: a reconnecting thread may outlive the node).
+  std::shared_ptr<transport::control_gate> gate_;
   std::unique_ptr<model::loaded_model> model_;
   std::unique_ptr<node_metrics> metrics_;  // declared before its users: destroyed after them
   std::unique_ptr<transport::text_server> metrics_server_;  // GET /metrics

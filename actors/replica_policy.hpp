@@ -22,7 +22,8 @@ class replica_policy {
   [[nodiscard]] virtual int32_t choose(int64_t layer, int64_t expert,
                                        std::span<const int32_t> replicas,
                                        std::span<const int64_t> outstanding) const = 0;
-  /// A frame of `rows` rows to node `node` was answered after `round_trip_s`.
+  /// A frame of `rows` (token, expert) pairs to node `node` was answered after `round_trip_s`
+  /// (negative: it failed).
   virtual void observe(int32_t node, int64_t rows, double round_trip_s) {
     (void)node, (void)rows, (void)round_trip_s;
   }
@@ -48,7 +49,9 @@ class least_outstanding_policy final : public replica_policy {
 /// node it learns from answered frames a fixed part of the round trip (link delay and fixed
 /// costs: the floor of the round trips, drifting up slowly so a slower link is noticed) and a
 /// part per row (bytes over the link's rate, and compute): expected completion = fixed +
-/// (rows already outstanding there + 1) x per row. A node not measured yet is tried first.
+/// (rows already outstanding there + 1) x per row. A node not measured yet is tried first (one
+/// frame at a time); a failed frame counts as a 1 s round trip, so a failing node is avoided
+/// until it answers again. Estimates are kept by the placement table's node index.
 class latency_aware_policy final : public replica_policy {
  public:
   [[nodiscard]] int32_t choose(int64_t layer, int64_t expert, std::span<const int32_t> replicas,
@@ -65,7 +68,8 @@ class latency_aware_policy final : public replica_policy {
   }
 
   void observe(int32_t node, int64_t rows, double round_trip_s) override {
-    if (node < 0 || rows <= 0 || round_trip_s < 0) return;
+    if (node < 0 || rows <= 0) return;
+    if (round_trip_s < 0) round_trip_s = 1.0;  // failed: as if it took a second
     if (static_cast<size_t>(node) >= nodes_.size()) nodes_.resize(node + 1);
     auto& e = nodes_[node];
     if (e.samples++ == 0 || round_trip_s < e.fixed_s)
@@ -78,7 +82,8 @@ class latency_aware_policy final : public replica_policy {
 
   /// Seconds until node `node` would answer one more row, `outstanding` rows being there.
   [[nodiscard]] double expected_s(int32_t node, int64_t outstanding) const {
-    if (static_cast<size_t>(node) >= nodes_.size() || nodes_[node].samples == 0) return 0;
+    if (static_cast<size_t>(node) >= nodes_.size() || nodes_[node].samples == 0)
+      return outstanding == 0 ? 0 : 1.0;  // not measured: free, or waiting for its first answer
     const auto& e = nodes_[node];
     return e.fixed_s + static_cast<double>(outstanding + 1) * e.per_row_s;
   }

@@ -498,8 +498,8 @@ void router_service::settle(int32_t node, uint64_t version, int64_t rows, double
     if (round_trip_s >= 0) {
       rtt_sum_[node] += round_trip_s;
       rtt_count_[node] += 1;
-      policy_->observe(node, rows, round_trip_s);
     }
+    policy_->observe(node, rows, round_trip_s);
     --in_flight_[version];
   }
   notify_drained();

@@ -96,7 +96,9 @@ up() {
   done
   trap 'echo "ssh.sh: up failed; stopping what it started" >&2; down' ERR
   local stage keys; stage=$(mktemp -d)
-  # The cluster's keys, made here; every host gets them but the CA's key (it only signs).
+  # The cluster's keys, made here. A host gets the CA's certificate, the CURVE keys and the key
+  # pairs of its own nodes (the first host also the operator's: status runs there); never the
+  # CA's key, which only signs.
   "$xmesh" cluster keygen --cluster "$file" >/dev/null
   keys=$("$xmesh" cluster keygen --cluster "$file" --where)
   for h in $(hosts); do
@@ -116,8 +118,11 @@ up() {
       scp "${scp_opts[@]}" -q -r "$stage/$n/." "$user@$h:$d/model-$n/"
     done
     if [[ -n $keys ]]; then
+      local files=("$keys"/tls-ca.pem "$keys"/curve-*)
+      while read -r n _; do files+=("$keys/tls-$n.pem" "$keys/tls-$n.key"); done < <(host_yaml "$h" "$d" kinds)
+      [[ $h != $(first | awk '{print $2}') ]] || files+=("$keys"/tls-operator.*)
       on "$h" "mkdir -p -m 700 $d/keys"
-      find "$keys" -maxdepth 1 -type f ! -name tls-ca.key -exec scp "${scp_opts[@]}" -q -p {} "$user@$h:$d/keys/" \;
+      scp "${scp_opts[@]}" -q -p "${files[@]}" "$user@$h:$d/keys/"
     fi
     host_yaml "$h" "$d" yaml | on "$h" "cat > $d/cluster.yaml"
   done

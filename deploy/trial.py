@@ -7,7 +7,9 @@ of requests from concurrent clients), records per request TTFT, TPOT, end-to-end
 tokens (checked against the single-process run), per link the bytes sent and the dispatch round
 trip (from the head's /metrics), per (layer, expert) the routed tokens and the live placement,
 and tears the cell down (also on Ctrl-C or a failure). DIR gets results.csv/json (one row per
-request), summary.csv (p50/p90/p99 per cell), links.csv, PNG plots and report.md.
+request), summary.csv (one row per cell: tokens/s, decode tokens/s, p50/p90/p99 of TTFT, TPOT and
+end-to-end latency, and with a store or an eval the hit rate and perplexity), links.csv, PNG plots
+and report.md.
 
 Spec (YAML):
   name: edge-vs-datacenter
@@ -19,6 +21,12 @@ Spec (YAML):
     mixed: [wifi, lte]
   placements: [spread]             # spread, or static lists: {name: ..., experts: [[0, 1], [2, 3]]}
   replica_choices: [least_outstanding, latency]   # how heads pick among replicas (default: the first)
+  store: "cache_fraction=0.25,cache=lru,rate=50MB"  # every expert node keeps that share resident
+  policies:                        # routing policies on the head (cells); default {exact: exact}
+    exact: exact
+    prior: "cache_aware=prior,prior=0.5,cache=lru,cache_fraction=0.25"
+  eval: {text: corpus:heldout, bytes: 60000, context: 128}   # perplexity through each cell's
+                                   # cluster; text: a file, or corpus:heldout (tools/train/corpus.py)
   workloads:
     - {name: chat, prompt_tokens: 16, new_tokens: 24, concurrency: 2, requests: 4}
   repetitions: 1
@@ -51,7 +59,7 @@ def load_spec(path):
     if not isinstance(spec, dict):
         raise SpecError(f"{path}: expected a mapping")
     known = {"name", "model", "gen_model", "transport", "experts", "links", "placements", "workloads",
-             "repetitions", "seed", "profiles", "replica_choices"}
+             "repetitions", "seed", "profiles", "replica_choices", "store", "policies", "eval"}
     for key in spec:
         if key not in known:
             raise SpecError(f"{path}: {key}: unknown key ({', '.join(sorted(known))})")
@@ -60,6 +68,9 @@ def load_spec(path):
             raise SpecError(f"{path}: {key}: missing")
     if ("model" in spec) == ("gen_model" in spec):
         raise SpecError(f"{path}: give exactly one of model and gen_model")
+    here = os.path.dirname(os.path.abspath(path))  # relative paths are the spec's own
+    if "model" in spec:
+        spec["model"] = os.path.join(here, spec["model"])
     spec.setdefault("transport", "zmq")
     if spec["transport"] not in ("zmq", "ucx"):
         raise SpecError(f"{path}: transport: expected zmq or ucx, got {spec['transport']!r}")
@@ -68,6 +79,19 @@ def load_spec(path):
         raise SpecError(f"{path}: experts: expected 1..32")
     spec.setdefault("placements", ["spread"])
     spec.setdefault("replica_choices", ["least_outstanding"])
+    spec.setdefault("policies", {"exact": "exact"})
+    if not isinstance(spec["policies"], dict) or not spec["policies"]:
+        raise SpecError(f"{path}: policies: expected a mapping name -> routing policy spec")
+    if "store" in spec and not isinstance(spec["store"], str):
+        raise SpecError(f"{path}: store: expected a spec like cache_fraction=0.25,cache=lru,rate=50MB")
+    if "eval" in spec:
+        e = spec["eval"]
+        if not isinstance(e, dict) or not isinstance(e.get("text"), str):
+            raise SpecError(f"{path}: eval: expected {{text: FILE or corpus:heldout, bytes: N, context: N}}")
+        if e["text"] != "corpus:heldout":
+            e["text"] = os.path.join(here, e["text"])
+        e.setdefault("bytes", 60000)
+        e.setdefault("context", 128)
     for choice in spec["replica_choices"]:
         if choice not in ("least_outstanding", "latency"):
             raise SpecError(f"{path}: replica_choices: unknown {choice!r} (least_outstanding, latency)")
@@ -107,19 +131,24 @@ def percentile(xs, q):
 class Cell:
     """One launched cluster: its file, the netns launcher, and the head's metrics port."""
 
-    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice):
+    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice, policy):
         self.xmesh, self.path = xmesh, f"{out}/cells/{key}.yaml"
         self.env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{out}/cells/{key}-run")
+        self.edges = [f"{net}.{i + 2}" for i in range(len(profiles))]
         lines = [f"model: {model}", f"transport: {spec['transport']}", f"replica_choice: {choice}"]
+        if policy != "exact":
+            knobs = ", ".join(f"{k}: {v}" for k, v in (item.split("=", 1) for item in policy.split(",")))
+            lines.append(f"routing: {{{knobs}}}")
         if isinstance(placement, dict):
             lines += ["placement: static", "static_placement:"]
             lines += [f"  edge-{i}: {list(e)}" for i, e in enumerate(placement["experts"])]
         lines += ["nodes:",
                   f"  - {{name: head, host: {net}.1, control_port: 7300, data_port: 7301, metrics_port: 7302, "
                   "roles: [coordinator, head], link: datacenter}"]
+        store = f', metrics_port: 7302, store: "{spec["store"]}"' if "store" in spec else ""
         for i, p in enumerate(profiles):
             lines.append(f"  - {{name: edge-{i}, host: {net}.{i + 2}, control_port: 7300, data_port: 7301, "
-                         f"roles: [experts], link: {p}}}")
+                         f"roles: [experts], link: {p}{store}}}")
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with open(self.path, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -137,10 +166,19 @@ class Cell:
         return subprocess.run([self.netns, "exec", self.path, "--", *args], env=self.env, capture_output=True,
                               text=True, timeout=timeout)
 
-    def metrics(self):
+    def metrics(self, host=None):
         r = self.run("python3", "-c", "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
-                     f"'http://{self.head_host()}:7302/metrics', timeout=10).read().decode())")
+                     f"'http://{host or self.head_host()}:7302/metrics', timeout=10).read().decode())")
         return r.stdout
+
+    def store_counts(self):
+        """(hits, misses) of every expert node's store so far."""
+        hits = misses = 0
+        for host in self.edges:
+            text = self.metrics(host)
+            hits += sum(series(text, "xmesh_store_hits_total").values())
+            misses += sum(series(text, "xmesh_store_misses_total").values())
+        return hits, misses
 
     def head_host(self):
         with open(self.path) as f:
@@ -180,6 +218,26 @@ def label(labels, key):
     return ""
 
 
+def eval_text(spec, out):
+    """The text each cell's perplexity is measured on: a file, or the trained model's held-out
+    text (tools/train/corpus.py, from Debian's documentation packages), cut to eval.bytes."""
+    e = spec["eval"]
+    if e["text"] == "corpus:heldout":
+        sys.path.insert(0, f"{REPO}/tools/train")
+        import corpus  # noqa: E402
+        try:
+            text = "\n\n".join(corpus.build()[1])
+        except OSError as err:
+            raise SpecError(f"eval.text: corpus:heldout needs the documentation packages tools/train reads: {err}")
+    else:
+        with open(e["text"], encoding="utf-8") as f:
+            text = f.read()
+    path = f"{out}/eval.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.encode("utf-8")[:e["bytes"]].decode("utf-8", "ignore"))
+    return path
+
+
 def run_trial(spec, xmesh, out):
     os.makedirs(out, exist_ok=True)
     if os.geteuid() != 0:
@@ -194,30 +252,37 @@ def run_trial(spec, xmesh, out):
                            stdout=subprocess.DEVNULL)
     model = os.path.abspath(model)
     rng = random.Random(spec["seed"])
-    cells = [(ln, pl, ch, w, rep) for ln in spec["links"] for pl in spec["placements"]
-             for ch in spec["replica_choices"] for w in spec["workloads"] for rep in range(spec["repetitions"])]
+    cells = [(ln, pl, ch, pol, w, rep) for ln in spec["links"] for pl in spec["placements"]
+             for ch in spec["replica_choices"] for pol in spec["policies"] for w in spec["workloads"]
+             for rep in range(spec["repetitions"])]
+    text = eval_text(spec, out) if "eval" in spec else None
     rows, summary, links_rows, loads = [], [], [], {}
     oracles = {}
     net = f"10.{rng.randrange(200, 250)}.{rng.randrange(0, 250)}"
-    for i, (ln, pl, choice, w, rep) in enumerate(cells):
+    for i, (ln, pl, choice, pol, w, rep) in enumerate(cells):
         pname = pl["name"] if isinstance(pl, dict) else pl
-        # The default replica choice keeps the keys cells always had.
-        key = f"{ln}-{pname}{'' if choice == spec['replica_choices'][0] else '-' + choice}-{w['name']}-{rep}"
+        policy = spec["policies"][pol]
+        # The default replica choice and policy keep the keys cells always had.
+        key = (f"{ln}-{pname}{'' if choice == spec['replica_choices'][0] else '-' + choice}"
+               f"{'' if pol == next(iter(spec['policies'])) else '-' + pol}-{w['name']}-{rep}")
         progress(i, len(cells), key)
         prompts = [[rng.randrange(1, 400) for _ in range(w["prompt_tokens"])] for _ in range(w["requests"])]
+        # The single-process run with the same routing policy is each request's oracle.
         for p in prompts:
-            k = (tuple(p), w["new_tokens"])
+            k = (tuple(p), w["new_tokens"], policy)
             if k not in oracles:
                 r = subprocess.run([xmesh, "generate", "--model", model, "--tokens", ",".join(map(str, p)),
-                                    "--max-new-tokens", str(w["new_tokens"]), "--ignore-eos", "--json"],
+                                    "--max-new-tokens", str(w["new_tokens"]), "--ignore-eos", "--json"] +
+                                   (["--routing-policy", policy] if policy != "exact" else []),
                                    check=True, capture_output=True, text=True)
                 oracles[k] = json.loads(r.stdout)["tokens"]
-        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice)
+        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice, policy)
         try:
             cell.up()
             cell.run(xmesh, "generate", "--model", model, "--cluster", cell.path, "--tokens", "1,2,3",
                      "--max-new-tokens", "2")  # warm-up: connections, page cache
             before = cell.metrics()
+            store_before = cell.store_counts() if "store" in spec else None
             started = time.time()
             pending = list(enumerate(prompts))
             procs = []
@@ -242,14 +307,25 @@ def run_trial(spec, xmesh, out):
                     r = json.loads(stdout)
                     ts = r["token_seconds"]
                     results.append({
-                        "cell": key, "links": ln, "placement": pname, "replica_choice": choice,
+                        "cell": key, "links": ln, "placement": pname, "replica_choice": choice, "policy": pol,
                         "workload": w["name"], "repetition": rep, "request": j, "prompt_tokens": len(p), "generated_tokens": len(r["tokens"]),
                         "ttft_s": ts[0] if ts else None,
                         "tpot_s": (ts[-1] - ts[0]) / (len(ts) - 1) if len(ts) > 1 else None,
-                        "e2e_s": wall, "identical": r["tokens"] == oracles[(tuple(p), w["new_tokens"])]})
+                        "e2e_s": wall, "identical": r["tokens"] == oracles[(tuple(p), w["new_tokens"], policy)]})
                 time.sleep(0.02)
             duration = time.time() - started
             after = cell.metrics()
+            hit_rate = None
+            if store_before is not None:
+                hits, misses = (b - a for a, b in zip(store_before, cell.store_counts()))
+                hit_rate = hits / (hits + misses) if hits + misses else None
+            perplexity = None
+            if text is not None:
+                r = cell.run(xmesh, "eval", "--model", model, "--cluster", cell.path, "--file", text, "--context",
+                             str(spec["eval"]["context"]), "--json", timeout=3600)
+                if r.returncode != 0:
+                    raise RuntimeError(f"cell {key}: eval through the cluster failed: {r.stderr.strip()}")
+                perplexity = json.loads(r.stdout)["perplexity"]
             for peer_labels, v in series(after, "xmesh_bytes_sent_total").items():
                 peer = label(peer_labels, "peer")
                 rtt_sum = series(after, "xmesh_dispatch_round_trip_seconds_sum")
@@ -276,12 +352,17 @@ def run_trial(spec, xmesh, out):
             cell.down()
         rows += results
         gen = sum(x["generated_tokens"] for x in results)
-        for metric in ("ttft_s", "tpot_s", "e2e_s"):
-            vals = [x[metric] for x in results if x[metric] is not None]
-            summary.append({"cell": key, "links": ln, "placement": pname, "replica_choice": choice,
-                            "workload": w["name"], "repetition": rep, "metric": metric, "p50": percentile(vals, 0.5), "p90": percentile(vals, 0.9),
-                            "p99": percentile(vals, 0.99), "requests": len(results),
-                            "tokens_per_s": gen / duration, "identical": all(x["identical"] for x in results)})
+        tpots = [x["tpot_s"] for x in results if x["tpot_s"]]
+        row = {"cell": key, "links": ln, "placement": pname, "replica_choice": choice, "policy": pol,
+               "workload": w["name"], "repetition": rep, "requests": len(results), "tokens_per_s": gen / duration,
+               "decode_tokens_per_s": len(tpots) / sum(tpots) if tpots else None,
+               "perplexity": perplexity, "hit_rate": hit_rate,
+               "identical": all(x["identical"] for x in results)}
+        for metric in ("ttft", "tpot", "e2e"):
+            vals = [x[f"{metric}_s"] for x in results if x[f"{metric}_s"] is not None]
+            for q in (50, 90, 99):
+                row[f"{metric}_p{q}_s"] = percentile(vals, q / 100)
+        summary.append(row)
     progress(len(cells), len(cells), "done")
     write_outputs(spec, out, rows, summary, links_rows, loads)
     return rows, summary
@@ -331,6 +412,17 @@ def write_outputs(spec, out, rows, summary, links_rows, loads):
         fig.tight_layout()
         fig.savefig(f"{out}/tokens_per_s.png", dpi=80)
         plots.append("tokens_per_s.png")
+        if all(s["perplexity"] is not None and s["decode_tokens_per_s"] for s in summary):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for s in summary:
+                ax.scatter(s["perplexity"], s["decode_tokens_per_s"])
+                ax.annotate(s["policy"], (s["perplexity"], s["decode_tokens_per_s"]), fontsize=7)
+            ax.set_xlabel("perplexity (held-out text, through the cluster)")
+            ax.set_ylabel("decode tokens/s (per request)")
+            ax.set_title("Speed against accuracy, one point per cell")
+            fig.tight_layout()
+            fig.savefig(f"{out}/speed_vs_perplexity.png", dpi=80)
+            plots.append("speed_vs_perplexity.png")
         first = next(iter(loads.values()), {})
         if first:
             layers = sorted({l for l, _ in first})
@@ -353,11 +445,15 @@ def write_outputs(spec, out, rows, summary, links_rows, loads):
                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}.\n\n")
         f.write("Parameters:\n\n```json\n" + json.dumps({k: v for k, v in spec.items()}, indent=1, default=str)
                 + "\n```\n\n")
-        f.write("| cell | metric | p50 | p90 | p99 | tokens/s | bit-identical |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+        f.write("| cell | policy | tokens/s | decode tokens/s | TTFT p50 s | TPOT p50 s | e2e p99 s | hit rate | "
+                "perplexity | bit-identical |\n" + "| --- " * 10 + "|\n")
         for s in summary:
-            fmt = lambda x: "-" if x is None else f"{x:.4f}"
-            f.write(f"| {s['cell']} | {s['metric']} | {fmt(s['p50'])} | {fmt(s['p90'])} | {fmt(s['p99'])} | "
-                    f"{s['tokens_per_s']:.1f} | {s['identical']} |\n")
+            def fmt(x, d=4):
+                return "-" if x is None else f"{x:.{d}f}"
+            f.write(f"| {s['cell']} | {s['policy']} | {fmt(s['tokens_per_s'], 1)} | "
+                    f"{fmt(s['decode_tokens_per_s'], 1)} | {fmt(s['ttft_p50_s'])} | {fmt(s['tpot_p50_s'])} | "
+                    f"{fmt(s['e2e_p99_s'])} | {fmt(s['hit_rate'], 3)} | {fmt(s['perplexity'], 3)} | "
+                    f"{s['identical']} |\n")
         f.write("\n")
         for p in plots:
             f.write(f"![{p}]({p})\n\n")

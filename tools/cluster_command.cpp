@@ -284,7 +284,11 @@ int cluster_keygen(int argc, char** argv) {
   std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace);
   std::vector<std::string> names{"operator"};
-  for (const auto& n : c.nodes) names.push_back(n.name);
+  for (const auto& n : c.nodes) {
+    if (n.name == "operator")
+      throw usage_error("keygen: a node may not be named operator (the command line's key pair)");
+    names.push_back(n.name);
+  }
   if (auto extra = f.opt("--node")) names.push_back(*extra);
   auto made = transport::write_tls_identities(dir, names);
   const bool curve = !std::filesystem::exists(dir / "curve-server.pub");

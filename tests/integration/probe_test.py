@@ -205,7 +205,8 @@ nodes:
         for s in half + held:
             s.close()
         print(f"every port: 25 junk payloads, a 256 MiB announcement, 3 half-open connections, 10,000 mutated "
-              f"messages; {len(held)} connections held: request bit-identical in {took:.1f} s")
+              f"messages; {len(held)} connections opened (gates close those past their caps at once): request "
+              f"bit-identical in {took:.1f} s")
         time.sleep(1)
         for n, pid in pids.items():
             if gone(pid):
@@ -234,13 +235,15 @@ nodes:
         for n, pid in pids.items():
             for limit in (128, len(os.listdir(f"/proc/{pid}/fd")) + 8):
                 subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={limit}:{limit}"], check=True)
+                log_from = os.path.getsize(f"{tmp}/run/{n}.log")
                 held = hold(sorted(ports[n]), 200)
                 time.sleep(1)
                 cpu0, t0 = cpu_seconds(pid), time.time()
                 time.sleep(3)
                 busy = (cpu_seconds(pid) - cpu0) / (time.time() - t0)
-                log = open(f"{tmp}/run/{n}.log").read()
-                exhausted = "out of descriptors" in log
+                with open(f"{tmp}/run/{n}.log") as f:
+                    f.seek(log_from)
+                    exhausted = "out of descriptors" in f.read()
                 during = None if (n == "head" and exhausted) else request(f"{n} at {limit} descriptors")
                 for s in held:
                     s.close()
@@ -250,7 +253,7 @@ nodes:
                       f"{f'in {during:.1f} s while held, ' if during else ''}in {after:.1f} s after")
                 if busy > 0.25:
                     fail(f"{n} out of descriptors must back off, not spin")
-                if limit != 128 and not exhausted:
+                if limit != 128 and not exhausted and n == "head":
                     fail(f"{n} should have run out of descriptors at {limit} (and said so)")
         st = json.loads(subprocess.run([xmesh, "cluster", "status", "--cluster", path, "--json"], env=env,
                                        capture_output=True, text=True).stdout)

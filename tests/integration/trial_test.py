@@ -87,7 +87,7 @@ def main():
     rows = json.load(open(f"{out}/results.json"))
     if len(rows) != 6 or not all(r["identical"] for r in rows):
         fail("every request's tokens must equal the single-process run")
-    tpot = {s["links"]: float(s["p50"]) for s in csv.DictReader(open(f"{out}/summary.csv")) if s["metric"] == "tpot_s"}
+    tpot = {s["links"]: float(s["tpot_p50_s"]) for s in csv.DictReader(open(f"{out}/summary.csv"))}
     added = layers * 0.050  # one lte round trip (50 ms by its profile) per MoE layer per token
     print(f"TPOT p50: datacenter {1000 * tpot['datacenter']:.1f} ms, wifi + lte {1000 * tpot['mixed']:.1f} ms, "
           f"lte {1000 * tpot['lte']:.1f} ms (at least {1000 * added:.0f} ms over the datacenter expected)")

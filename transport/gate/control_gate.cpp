@@ -1,6 +1,7 @@
 #include "transport/gate/control_gate.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -54,6 +56,7 @@ bool message_guard::feed(const uint8_t* data, size_t n) {
 
 struct control_gate::state {
   std::string owner;
+  std::atomic<int> threads{0};  // connection threads running (the gate waits for them)
   gate_limits limits;
   std::shared_ptr<SSL_CTX> server_ctx, client_ctx;  // null: plain connections
   gate_counters counters;
@@ -82,8 +85,9 @@ struct control_gate::state {
 namespace {
 
 int ms_left(clock_type::time_point deadline) {
+  if (deadline == clock_type::time_point::max()) return 1 << 30;
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-  return static_cast<int>(std::max<int64_t>(0, left.count()));
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
@@ -204,10 +208,11 @@ std::string peer_name(SSL* ssl) {
 struct link {
   int net = -1;
   SSL* ssl = nullptr;
+  bool secured = false;  // the handshake completed (only then may a TLS close be sent)
   int plain = -1;
   ~link() {
     if (ssl) {
-      SSL_shutdown(ssl);  // best effort: the socket is non-blocking
+      if (secured) SSL_shutdown(ssl);  // best effort: the socket is non-blocking
       SSL_free(ssl);
     }
     if (net >= 0) ::close(net);
@@ -300,8 +305,23 @@ ended pump(const control_gate::state& s, link& l, message_guard* guard,
 }
 
 // One peer's connection to the public port: handshake, then the pipe to CAF on loopback.
+// Counts a connection thread while it runs, so the gate can wait for it.
+struct thread_count {
+  explicit thread_count(control_gate::state& s) : s_(s) { ++s_.threads; }
+  ~thread_count() { --s_.threads; }
+  control_gate::state& s_;
+};
+
+// Whether the peer sends its first bytes within a second (a member's client does at once; a
+// stranger holding the connection gives its handshake slot back early).
+bool speaks_soon(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 1000) == 1;
+}
+
 void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::string peer,
                       std::function<void(int)> admit) {
+  thread_count running(*s);
   const auto deadline = clock_type::now() + s->limits.handshake_deadline;
   const std::string host = host_of(peer);
   bool pending = true;
@@ -319,24 +339,29 @@ void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::strin
   link l;
   l.net = fd;
   std::string why;
+  auto refuse = [&](const std::string& reason) {
+    settle(false);
+    ++s->counters.refused_handshake;
+    if (!s->stopping) s->log_refusal(peer, reason);
+  };
+  if (!speaks_soon(fd)) return refuse("sent nothing within 1 s");
   if (s->server_ctx) {
     l.ssl = SSL_new(s->server_ctx.get());
+    if (!l.ssl) return refuse("no TLS session (out of memory)");
     SSL_set_fd(l.ssl, fd);
     SSL_set_accept_state(l.ssl);
-    if (!tls_handshake(*s, l.ssl, fd, deadline, why)) {
-      settle(false);
-      ++s->counters.refused_handshake;
-      if (!s->stopping) s->log_refusal(peer, why);
-      return;
-    }
+    if (!tls_handshake(*s, l.ssl, fd, deadline, why)) return refuse(why);
+    l.secured = true;
   }
   int pair[2];
+  if (s->stopping) return settle(false);
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
     settle(false);
     ++s->counters.refused_capacity;
     return s->log_refusal(peer, "no socket pair (" + errno_text(errno) + ")");
   }
   l.plain = pair[1];
+  ::fcntl(l.plain, F_SETFL, ::fcntl(l.plain, F_GETFL) | O_NONBLOCK);  // ours; admit's stays as is
   admit(pair[0]);
   message_guard guard(s->limits.max_message_bytes);
   auto end = pump(*s, l, &guard, deadline, [&] {
@@ -359,6 +384,7 @@ void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::strin
 // One dialled connection: TLS to host:port (the peer's name checked), piped to `fd`.
 void dial_connection(std::shared_ptr<control_gate::state> s, int fd, std::string host,
                      uint16_t port, std::string peer) {
+  thread_count running(*s);
   const auto deadline = clock_type::now() + s->limits.handshake_deadline;
   const std::string where = host + ":" + std::to_string(port);
   link l;
@@ -372,9 +398,11 @@ void dial_connection(std::shared_ptr<control_gate::state> s, int fd, std::string
   if (l.net < 0) return failed("cannot connect: " + why);
   if (s->client_ctx) {
     l.ssl = SSL_new(s->client_ctx.get());
+    if (!l.ssl) return failed("no TLS session (out of memory)");
     SSL_set_fd(l.ssl, l.net);
     SSL_set_connect_state(l.ssl);
     if (!tls_handshake(*s, l.ssl, l.net, deadline, why)) return failed(why);
+    l.secured = true;
     const std::string name = peer_name(l.ssl);
     if (!peer.empty() && name != peer)
       return failed("its certificate names '" + name + "', not '" + peer + "'");
@@ -383,7 +411,15 @@ void dial_connection(std::shared_ptr<control_gate::state> s, int fd, std::string
     std::lock_guard lock(s->mu);
     s->last_error.erase(where);
   }
-  pump(*s, l, nullptr, clock_type::time_point::max(), [] {});
+  // What the peer sends is capped here too (a joining node accepts any member's certificate).
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  message_guard guard(s->limits.max_message_bytes);
+  if (pump(*s, l, &guard, clock_type::time_point::max(), [] {}) == ended::oversized) {
+    ++s->counters.refused_oversized;
+    s->log_refusal(where, "announced a message of " + std::to_string(guard.announced()) +
+                              " bytes (the cap is " + std::to_string(s->limits.max_message_bytes) +
+                              ")");
+  }
 }
 
 }  // namespace
@@ -404,6 +440,9 @@ control_gate::~control_gate() {
   state_->stopping = true;
   std::lock_guard lock(setup_mu_);
   for (auto& t : listeners_) t.join();
+  // Connection threads notice within a poll period (200 ms) or their current deadline.
+  for (int i = 0; i < 1000 && state_->threads > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 bool control_gate::authenticated() const { return state_->server_ctx != nullptr; }

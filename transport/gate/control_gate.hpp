@@ -28,8 +28,8 @@ namespace xmesh::transport {
 struct gate_limits {
   uint32_t max_message_bytes = 64u << 20;  // largest control message a peer may announce
   std::chrono::milliseconds handshake_deadline{5000};  // accept to first whole message
-  int max_pending = 64;  // connections still in their handshake, in all and per host
-  int max_pending_per_host = 16;
+  int max_pending = 64;  // connections still in their handshake, in all
+  int max_pending_per_host = 16;  // ... and from one address
   int max_connections = 256;  // admitted ones
 };
 
@@ -85,7 +85,7 @@ class control_gate {
   [[nodiscard]] bool authenticated() const;
   [[nodiscard]] const gate_counters& counters() const;
 
-  struct state;  // shared with the gate's threads, which may outlive it by a poll period
+  struct state;  // shared with the gate's threads; the destructor waits (up to 10 s) for them
 
  private:
   std::shared_ptr<state> state_;

@@ -41,7 +41,8 @@ std::string read_request(int fd) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, ms_until(deadline)) <= 0) return "";
     ssize_t r = ::recv(fd, buf, sizeof buf, 0);
-    if (r <= 0) return r < 0 && errno == EAGAIN ? got : "";
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (r <= 0) return "";
     got.append(buf, static_cast<size_t>(r));
   }
   return got.find("\r\n\r\n") == std::string::npos ? "" : got;
@@ -117,6 +118,9 @@ text_server::text_server(std::string owner, const std::string& host, uint16_t po
 text_server::~text_server() {
   state_->stopping = true;
   acceptor_.join();
+  // A request being served reads the body's source, which goes away after the server: wait for
+  // it (each is bounded: 2 s to read, 5 s to write).
+  while (state_->serving > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 }  // namespace xmesh::transport

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -81,6 +82,7 @@ cert_ptr new_certificate(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP
 // Opens `path` for writing, readable by its owner only (keys) or by all (certificates).
 file_ptr create(const fs::path& path, bool secret) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, secret ? 0600 : 0644);
+  if (fd >= 0) ::fchmod(fd, secret ? 0600 : 0644);  // an existing file keeps its mode otherwise
   FILE* f = fd < 0 ? nullptr : fdopen(fd, "w");
   if (!f) throw std::runtime_error(path.string() + ": cannot write");
   return {f, &std::fclose};
@@ -132,11 +134,19 @@ tls_identity tls_identity_in(const fs::path& dir, const std::string& name) {
 
 std::vector<std::string> write_tls_identities(const fs::path& dir,
                                               const std::vector<std::string>& names) {
+  for (const auto& name : names)
+    if (name.empty() || name == "ca" ||
+        name.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            std::string::npos ||
+        name[0] == '.')
+      throw std::runtime_error("keygen: '" + name +
+                               "' cannot name a key pair (letters, digits, . _ - only; not ca)");
   const fs::path ca_pem = dir / "tls-ca.pem", ca_key = dir / "tls-ca.key";
   if (!fs::exists(ca_pem)) {
     auto key = new_key();
     unsigned char tag[6];
-    RAND_bytes(tag, sizeof tag);
+    if (RAND_bytes(tag, sizeof tag) != 1) fail("keygen: no random bytes");
     char hex[13];
     for (int i = 0; i < 6; ++i) std::snprintf(hex + 2 * i, 3, "%02x", tag[i]);
     auto cert =

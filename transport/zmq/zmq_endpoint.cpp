@@ -1,5 +1,6 @@
 #include "transport/zmq/zmq_endpoint.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <array>
@@ -226,7 +227,7 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   zmq::socket_t router_monitor_;  // PAIR receiving the router's failed accepts
   bool accept_paused_ = false;    // the listener is closed until resume_accept_at_
   std::chrono::steady_clock::time_point resume_accept_at_;
-  uint64_t accept_backoffs_ = 0;
+  uint64_t accept_backoffs_ = 0, failed_rebinds_ = 0;  // (each logged once per process)
   request_handler handler_;
   std::unordered_map<uint64_t, dealer> dealers_;
   std::vector<zmq::pollitem_t> items_;
@@ -481,7 +482,7 @@ void zmq_engine::on_router_monitor_readable() {
 bool spare_descriptors(int n) {
   std::vector<int> fds;
   for (int i = 0; i < n; ++i) {
-    int fd = ::dup(STDERR_FILENO);
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0) break;
     fds.push_back(fd);
   }
@@ -497,7 +498,10 @@ void zmq_engine::resume_accepting() {
   try {
     router_->bind(bound_address_);
     accept_paused_ = false;
-  } catch (const zmq::error_t&) {  // still out of descriptors (or the port is taken): later
+  } catch (const zmq::error_t& e) {  // the port was taken meanwhile: say so, try again later
+    if (++failed_rebinds_ == 1)
+      std::fprintf(stderr, "zmq transport: cannot listen on %s again (%s); retrying\n",
+                   bound_address_.c_str(), e.what());
     resume_accept_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
   }
 }

@@ -224,6 +224,34 @@ TEST_F(ControlGate, WithoutTlsItStillCapsAnnouncementsAndPassesWholeMessages) {
   EXPECT_TRUE(closed_by_peer(fd, 5s));
   ::close(fd);
   EXPECT_TRUE(eventually([&] { return server.counters().refused_oversized == 1; }));
+  EXPECT_EQ(inner.bytes, ok.size());  // the oversized header never went on
+}
+
+TEST_F(ControlGate, ADialledPeerIsCappedToo) {
+  // A "peer" that answers a dial with a header announcing 256 MiB: the dialling gate hangs up.
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ::listen(listener, 4);
+  socklen_t len = sizeof a;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  std::thread rogue([listener] {
+    int c = ::accept(listener, nullptr, nullptr);
+    auto big = message(256u << 20);
+    (void)::send(c, big.data(), 32, MSG_NOSIGNAL);
+    uint8_t b;
+    (void)::recv(c, &b, 1, 0);  // until the gate hangs up
+    ::close(c);
+  });
+  control_gate client("experts", std::nullopt);
+  int fd = dial(client, ntohs(a.sin_port), "");
+  EXPECT_TRUE(closed_by_peer(fd, 5s));
+  EXPECT_TRUE(eventually([&] { return client.counters().refused_oversized == 1; }));
+  ::close(fd);
+  rogue.join();
+  ::close(listener);
 }
 
 TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
@@ -234,8 +262,10 @@ TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
   std::vector<int> held;
   for (int i = 0; i < 12; ++i) held.push_back(connect_local(port));
   EXPECT_TRUE(eventually([&] { return server.counters().refused_capacity == 8; }));
-  // A member still gets in once the strangers are gone.
+  // A member still gets in once the strangers are gone (the waiting ones, silent, gave their
+  // slots back within a second).
   for (int fd : held) ::close(fd);
+  EXPECT_TRUE(eventually([&] { return server.counters().refused_handshake == 4; }));
   control_gate client("experts", ours("experts"));
   int fd = dial(client, port, "head");
   auto m = message(8);
@@ -262,8 +292,8 @@ TEST_F(ControlGate, RandomBytesNeverGetPastTheHandshake) {
     }
     ::close(fd);
   }
-  EXPECT_EQ(inner.connections, 0);
   EXPECT_TRUE(eventually([&] { return server.counters().refused_handshake == 50; }));
+  EXPECT_EQ(inner.connections, 0);
 }
 
 TEST_F(ControlGate, KeygenKeepsWhatExistsAndAddsNewNames) {
