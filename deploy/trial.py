@@ -266,7 +266,9 @@ def run_trial(spec, xmesh, out):
         key = (f"{ln}-{pname}{'' if choice == spec['replica_choices'][0] else '-' + choice}"
                f"{'' if pol == next(iter(spec['policies'])) else '-' + pol}-{w['name']}-{rep}")
         progress(i, len(cells), key)
-        prompts = [[rng.randrange(1, 400) for _ in range(w["prompt_tokens"])] for _ in range(w["requests"])]
+        # The same prompts in every cell of a workload and repetition: cells differ only in what they vary.
+        cell_rng = random.Random(f"{spec['seed']}/{w['name']}/{rep}")
+        prompts = [[cell_rng.randrange(1, 400) for _ in range(w["prompt_tokens"])] for _ in range(w["requests"])]
         # The single-process run with the same routing policy is each request's oracle.
         for p in prompts:
             k = (tuple(p), w["new_tokens"], policy)
