@@ -418,7 +418,8 @@ def write_outputs(spec, out, rows, summary, links_rows, loads):
             fig, ax = plt.subplots(figsize=(6, 4))
             for s in summary:
                 ax.scatter(s["perplexity"], s["decode_tokens_per_s"])
-                ax.annotate(s["policy"], (s["perplexity"], s["decode_tokens_per_s"]), fontsize=7)
+                name = s["policy"] + (f" ({s['links']})" if len(spec["links"]) > 1 else "")
+                ax.annotate(name, (s["perplexity"], s["decode_tokens_per_s"]), fontsize=7)
             ax.set_xlabel("perplexity (held-out text, through the cluster)")
             ax.set_ylabel("decode tokens/s (per request)")
             ax.set_title("Speed against accuracy, one point per cell")
