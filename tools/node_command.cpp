@@ -81,17 +81,18 @@ int node_main(int argc, char** argv) {
                  "xmesh node %s: warning: security: none: any process that reaches this node's "
                  "ports can send it control messages and frames (a trusted lab only)\n",
                  name.c_str());
-  if (cluster.security.authenticated() && cluster.transport == "ucx")
-    std::fprintf(stderr,
-                 "xmesh node %s: note: the control plane is authenticated, the UCX data plane is "
-                 "not (UCX has no authentication: use it on a trusted fabric, or zmq with CURVE)\n",
-                 name.c_str());
   actors::actor_runtime rt(self.threads);  // one CAF worker per compute thread (at least 2)
   {
     actors::node_runtime node(*rt.system, cluster, name);
     node.on_stop([stop_with] { stop_with(0); });  // drained: the coordinator stops the node
     node.start();
     started = true;
+    if (cluster.security.authenticated() && cluster.transport == "ucx")
+      std::fprintf(stderr,
+                   "xmesh node %s: note: the control plane is authenticated, the UCX data plane "
+                   "is not (UCX has no authentication: use it on a trusted fabric, or zmq with "
+                   "CURVE)\n",
+                   name.c_str());
     std::printf("xmesh node %s: ready (control %s:%u, data %s)\n", name.c_str(), self.host.c_str(),
                 self.control_port, self.data_address(cluster.transport).c_str());
     std::fflush(stdout);

@@ -25,6 +25,18 @@ def placements(transport):
     return [("spread", None), ("static", {"experts-a": "[0, 1, 2, 3, 4, 5, 6, 7]", "experts-b": half})]
 
 
+def run_concurrently(h, model, cluster, oracles, label):
+    """Every prompt at once through `cluster`; each output must equal its oracle (`label` names
+    request i with {})."""
+    runs = [h.generate(model, p, cluster=cluster, name=f"{os.path.basename(cluster)}-{i}") for i, p in enumerate(PROMPTS)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd, _ in runs]
+    for i, (proc, (_, out)) in enumerate(zip(procs, runs)):
+        stdout, stderr = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            sys.exit(f"FAIL {label.format(i)}: {stderr}")
+        expect_identical(label.format(i), (json.loads(stdout)["tokens"], np.load(out)), oracles[i])
+
+
 def case_equivalence(h, transport):
     for family in FAMILIES:
         model = h.model(family)
@@ -51,14 +63,7 @@ def case_concurrent(h, transport):
     text = "replica_choice: latency\n" + cluster_yaml(model, transport, "static", {
         "experts-a": str(list(range(experts))), "experts-b": str(list(range(4)))})
     with h.cluster(text, f"concurrent-{transport}") as c:
-        runs = [h.generate(model, p, cluster=c.path, name=f"c{i}") for i, p in enumerate(PROMPTS)]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd, _ in runs]
-        for i, (proc, (_, out)) in enumerate(zip(procs, runs)):
-            stdout, stderr = proc.communicate(timeout=120)
-            if proc.returncode != 0:
-                sys.exit(f"FAIL concurrent request {i}: {stderr}")
-            expect_identical(f"concurrent request {i} over {transport}", (json.loads(stdout)["tokens"], np.load(out)),
-                             oracles[i])
+        run_concurrently(h, model, c.path, oracles, f"concurrent request {{}} over {transport}")
 
 
 def case_quantized_experts(h, transport):
@@ -168,14 +173,7 @@ nodes:
      store: "cache_fraction=0.25,cache=lru,rate=50MB"}}
 """
     with h.cluster(text, f"store-{transport}") as c:
-        runs = [h.generate(model, q, cluster=c.path, name=f"store{i}") for i, q in enumerate(PROMPTS)]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd, _ in runs]
-        for i, (proc, (_, out)) in enumerate(zip(procs, runs)):
-            stdout, stderr = proc.communicate(timeout=120)
-            if proc.returncode != 0:
-                sys.exit(f"FAIL store request {i}: {stderr}")
-            expect_identical(f"request {i} through a stored expert node over {transport}",
-                             (json.loads(stdout)["tokens"], np.load(out)), oracles[i])
+        run_concurrently(h, model, c.path, oracles, f"request {{}} through a stored expert node over {transport}")
         time.sleep(0.6)  # the metrics catch up at the next heartbeat
         text = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{p[4]}/metrics"], capture_output=True,
                               text=True).stdout

@@ -63,7 +63,7 @@ struct control_gate::state {
   std::atomic<bool> stopping{false};
   std::mutex mu;  // guards what follows
   int pending = 0;
-  int admitted = 0;
+  int open = 0;  // admitted connections still open (counters.admitted counts them all)
   std::map<std::string, int> pending_by_host;
   std::map<std::string, std::string> last_error;  // by "host:port" dialled
   uint64_t refusals_logged = 0;
@@ -94,22 +94,17 @@ std::string errno_text(int e) { return std::strerror(e); }
 
 std::string host_of(const std::string& address) { return address.substr(0, address.rfind(':')); }
 
-addrinfo* resolve(const std::string& host, uint16_t port, bool passive, std::string& why) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  if (passive) hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  int r = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (r != 0) why = std::string("cannot resolve ") + host + ": " + gai_strerror(r);
-  return r == 0 ? found : nullptr;
-}
-
 // A non-blocking connection to host:port made before `deadline`, or -1 with `why`.
 int connect_to(const std::string& host, uint16_t port, clock_type::time_point deadline,
                std::string& why) {
-  addrinfo* found = resolve(host, port, false, why);
-  if (!found) return -1;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int r = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); r != 0) {
+    why = std::string("cannot resolve ") + host + ": " + gai_strerror(r);
+    return -1;
+  }
   int fd = -1;
   for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
     fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
@@ -331,9 +326,9 @@ void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::strin
       --s->pending;
       if (--s->pending_by_host[host] == 0) s->pending_by_host.erase(host);
       pending = false;
-      if (admit) ++s->admitted;
+      if (admit) ++s->open;
     } else if (!admit) {
-      --s->admitted;
+      --s->open;
     }
   };
   link l;
@@ -465,7 +460,7 @@ uint16_t control_gate::listen(const std::string& host, uint16_t port,
             std::lock_guard lock(s->mu);
             const bool room = s->pending < s->limits.max_pending &&
                               s->pending_by_host[host] < s->limits.max_pending_per_host &&
-                              s->pending + s->admitted < s->limits.max_connections;
+                              s->pending + s->open < s->limits.max_connections;
             if (room) {
               ++s->pending;
               ++s->pending_by_host[host];

@@ -28,9 +28,9 @@ namespace xmesh::transport {
 struct gate_limits {
   uint32_t max_message_bytes = 64u << 20;  // largest control message a peer may announce
   std::chrono::milliseconds handshake_deadline{5000};  // accept to first whole message
-  int max_pending = 64;  // connections still in their handshake, in all
+  int max_pending = 64;           // connections still in their handshake, in all
   int max_pending_per_host = 16;  // ... and from one address
-  int max_connections = 256;  // admitted ones
+  int max_connections = 256;      // admitted ones
 };
 
 /// What the gate let in and refused, by reason (for logs and metrics).
