@@ -333,7 +333,7 @@ void node_runtime::start() {
   if (!self_.store.empty()) {
     try {
       store_options_ = model::parse_store_options(self_.store, model_->config);
-      node_store check(*model_, *store_options_);  // what a node's store does not do, refused now
+      node_store::check(*store_options_);
     } catch (const std::exception& e) {
       throw std::runtime_error("node '" + self_.name + "': store: " + e.what());
     }

@@ -17,13 +17,17 @@ node_store::node_store(const model::loaded_model& model, const model::store_opti
       lfu_(options.cache.cache == model::routing_options::eviction::lfu),
       bytes_per_s_(options.bytes_per_s),
       layers_(static_cast<size_t>(model.config.num_layers)) {
+  check(options);
+  if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
+}
+
+void node_store::check(const model::store_options& options) {
   if (!options.fallback.empty() || options.prefetch)
     throw std::runtime_error(
-        "store: a node's store has no fallback or prefetch yet (xmesh eval and bench edge do)");
+        "a node's store has no fallback or prefetch yet (xmesh eval and bench edge do)");
   if (options.cache.cache != model::routing_options::eviction::lru &&
       options.cache.cache != model::routing_options::eviction::lfu)
-    throw std::runtime_error("store: a node's store evicts by lru or lfu");
-  if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
+    throw std::runtime_error("a node's store evicts by lru or lfu");
 }
 
 node_store::lease node_store::acquire(int64_t layer, int64_t expert) {

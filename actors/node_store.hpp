@@ -27,6 +27,8 @@ class node_store {
   /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache=lru|lfu, rate);
   /// throws one line for what a node's store does not do (fallback, prefetch, activation).
   node_store(const model::loaded_model& model, const model::store_options& options);
+  /// Throws one line for settings a node's store does not take.
+  static void check(const model::store_options& options);
 
   /// A resident expert held while a batch computes with it.
   class lease {
