@@ -99,7 +99,8 @@ struct metrics_config {
 /// Who may talk to the cluster's nodes (cluster file section `security:`). By default a cluster
 /// is authenticated with the keys in `keys` (`security: {keys: DIR}`, or `FILE-STEM.keys` beside
 /// the cluster file), which `xmesh cluster keygen` writes: the control plane speaks mutual TLS
-/// with certificates of the cluster's CA, the ZeroMQ data plane CURVE. `security: none` keeps a
+/// with certificates of the cluster's CA, and every data-plane frame (zmq or ucx) is sealed with
+/// the cluster's data key (AES-256-GCM, transport/seal.hpp). `security: none` keeps a
 /// trusted lab's plain connections (nodes warn at start-up).
 struct security_config {
   bool explicit_none = false;

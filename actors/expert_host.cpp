@@ -487,10 +487,6 @@ void expert_host::serve(transport::bytes message,
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)
     return reject(host_errc::bad_frame, "dense_layer",
                   "layer " + std::to_string(h.layer) + " has no experts", reply, h.batch_id);
-  if (!replays_.admit(h.batch_id))
-    return reject(host_errc::bad_frame, "replayed",
-                  "batch " + std::to_string(h.batch_id) + " was sent before (a replayed frame)",
-                  reply, h.batch_id);
   // Runs of consecutive pairs with the same expert (routers send them sorted by expert).
   std::vector<std::pair<int32_t, piece>> runs;
   for (uint32_t r = 0; r < h.num_pairs; ++r) {

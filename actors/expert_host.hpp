@@ -15,7 +15,6 @@
 #include "actors/metrics.hpp"
 #include "actors/node_store.hpp"
 #include "actors/protocol.hpp"
-#include "actors/replay_guard.hpp"
 #include "model/expert_backend.hpp"
 #include "model/resident_expert.hpp"
 #include "model/weights.hpp"
@@ -113,7 +112,6 @@ class expert_host {
       queues_;                      // by layer * experts + expert; null: not hosted
   std::vector<caf::actor> actors_;  // same index as queues_
   std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0}, service_ns_{0};
-  replay_guard replays_;  // each dispatch frame is served once
   std::unique_ptr<node_store> store_;
   std::atomic<int64_t> resident_bytes_{0};
   node_metrics* metrics_ = nullptr;

@@ -115,7 +115,8 @@ const std::vector<double> compute_buckets = {10e-6, 50e-6, 100e-6, 500e-6, 1e-3,
 const char* resend_reasons[] = {"unreachable", "not_hosted", "dropped", "files"};
 const char* failure_reasons[] = {"model_mismatch", "not_ready", "expert_node", "other"};
 const char* order_kinds[] = {"replication", "migration", "retirement"};
-const char* drop_reasons[] = {"not_dispatch", "dense_layer", "replayed", "internal"};
+const char* drop_reasons[] = {"not_dispatch", "dense_layer", "unauthenticated", "replayed",
+                              "internal"};
 const char* control_outcomes[] = {"admitted", "handshake", "oversized", "capacity"};
 
 }  // namespace

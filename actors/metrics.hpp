@@ -74,7 +74,8 @@ class node_metrics {
   prometheus::Counter& frames_served() { return *frames_served_; }
   prometheus::Counter& bytes_received() { return *bytes_received_; }
   /// Frames refused: a frame error code (truncated, bad_checksum, ...) or `not_dispatch`,
-  /// `dense_layer`, `replayed`, `internal`.
+  /// `dense_layer`, `internal`; on any node, messages the seal dropped: `unauthenticated`,
+  /// `replayed`.
   prometheus::Counter& frames_dropped(std::string_view reason);
   prometheus::Histogram& expert_compute() { return *expert_compute_; }
   prometheus::Counter& expert_rows() { return *expert_rows_; }

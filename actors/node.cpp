@@ -1,6 +1,7 @@
 #include "actors/node.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <caf/io/all.hpp>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "actors/system.hpp"
 #include "model/expert_shard.hpp"
 #include "model/generator.hpp"
+#include "transport/factory.hpp"
 
 namespace xmesh::actors {
 
@@ -196,10 +198,26 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
   };
 }
 
-// An authenticated ZeroMQ cluster's CURVE keys (written by xmesh cluster keygen).
-std::optional<transport::curve_keys> data_plane_keys(const cluster_config& c) {
-  if (!c.security.authenticated() || c.transport != "zmq") return std::nullopt;
-  return transport::read_curve_keys(c.security.keys);
+// An authenticated cluster's data key (written by xmesh cluster keygen).
+std::optional<transport::data_key> data_plane_key(const cluster_config& c) {
+  if (!c.security.authenticated()) return std::nullopt;
+  return transport::read_data_key(c.security.keys);
+}
+
+// Counts and logs (the first ten, then every thousandth) messages the seal dropped.
+transport::drop_callback count_drops(const std::string& node, node_metrics* metrics) {
+  auto dropped = std::make_shared<std::atomic<uint64_t>>(0);
+  return [=](transport::seal_drop why) {
+    const bool replayed = why == transport::seal_drop::replayed;
+    if (metrics) metrics->frames_dropped(replayed ? "replayed" : "unauthenticated").Increment();
+    const uint64_t n = dropped->fetch_add(1) + 1;
+    if (n <= 10 || n % 1000 == 0)
+      std::fprintf(stderr, "xmesh node %s: dropped data-plane message: %s (%llu dropped so far)\n",
+                   node.c_str(),
+                   replayed ? "opened before (a replayed message)"
+                            : "not sealed with this cluster's data key",
+                   static_cast<unsigned long long>(n));
+  };
 }
 
 // Keeps the node a member. It beats every period; when the coordinator does not count the node
@@ -377,7 +395,12 @@ void node_runtime::start() {
   } catch (const std::exception& e) {
     throw std::runtime_error("node '" + self_.name + "': " + e.what());
   }
-  endpoint_ = transport::make_endpoint(cluster_.transport, data_plane_keys(cluster_));
+  try {
+    endpoint_ = transport::make_endpoint(cluster_.transport, data_plane_key(cluster_),
+                                         count_drops(self_.name, metrics_.get()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("node '" + self_.name + "': " + e.what());
+  }
   actor_ = system_.spawn(node_actor, this);
   if (self_.control_port != 0) {
     try {

@@ -6,7 +6,6 @@
 #include <deque>
 
 #include "actors/expert_host.hpp"
-#include "actors/replay_guard.hpp"
 #include "transport/frame.hpp"
 
 namespace xmesh::actors {
@@ -421,8 +420,8 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       p.node_name = t.nodes[n];
       p.address = t.addresses[n];
       const uint64_t number = next_batch_++;
-      p.batch_id = make_batch_id(options_.head_id, static_cast<uint16_t>(session_ + (number >> 32)),
-                                 static_cast<uint32_t>(number));
+      // Unique in the cluster: the head's index above its own count.
+      p.batch_id = (uint64_t{options_.head_id} << 48) | (number & ((uint64_t{1} << 48) - 1));
       p.version = t.version;
       if (metrics_) p.metered = peers_[n];
       // A token's row goes once to a node, whatever number of its experts run there.

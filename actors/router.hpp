@@ -11,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -148,9 +147,6 @@ class router_service final : public model::expert_backend {
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
   std::atomic<uint64_t> next_batch_{1}, resent_{0};
-  // This router's session in its batch ids (replay_guard.hpp): random at each start, and the next
-  // one every 2^32 batches.
-  const uint16_t session_ = static_cast<uint16_t>(std::random_device{}());
   std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
 

@@ -41,7 +41,7 @@ up() {
     echo "local.sh: cluster $(basename "$file") is already running (${running[*]}; run folder $run_dir); 'down' first" >&2
     exit 1
   fi
-  # The cluster's keys (control-plane TLS, ZeroMQ CURVE), made once beside the file.
+  # The cluster's keys (control-plane TLS, the data plane's seal), made once beside the file.
   "$xmesh" cluster keygen --cluster "$file" | { grep -v "(kept)\|security: none" || true; }
   for n in $nodes; do
     if alive "$n"; then echo "local.sh: $n already running (pid $(cat "$run_dir/$n.pid"))"; continue; fi

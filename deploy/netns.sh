@@ -109,7 +109,7 @@ up() {
     echo "netns.sh: net: $(hosts | wc -l) hosts, links shaped, no nodes started"
     return
   fi
-  # The cluster's keys (control-plane TLS, ZeroMQ CURVE), made once beside the file.
+  # The cluster's keys (control-plane TLS, the data plane's seal), made once beside the file.
   "$xmesh" cluster keygen --cluster "$file" | { grep -v "(kept)\|security: none" || true; }
   # The nodes, each in its host's namespace (UCX over TCP on eth0: no shared-memory shortcut).
   while read -r name host _; do

@@ -96,7 +96,7 @@ up() {
   done
   trap 'echo "ssh.sh: up failed; stopping what it started" >&2; down' ERR
   local stage keys; stage=$(mktemp -d)
-  # The cluster's keys, made here. A host gets the CA's certificate, the CURVE keys and the key
+  # The cluster's keys, made here. A host gets the CA's certificate, the data key and the key
   # pairs of its own nodes (the first host also the operator's: status runs there); never the
   # CA's key, which only signs.
   "$xmesh" cluster keygen --cluster "$file" >/dev/null
@@ -118,7 +118,7 @@ up() {
       scp "${scp_opts[@]}" -q -r "$stage/$n/." "$user@$h:$d/model-$n/"
     done
     if [[ -n $keys ]]; then
-      local files=("$keys"/tls-ca.pem "$keys"/curve-*)
+      local files=("$keys"/tls-ca.pem "$keys"/data.key)
       while read -r n _; do files+=("$keys/tls-$n.pem" "$keys/tls-$n.key"); done < <(host_yaml "$h" "$d" kinds)
       [[ $h != $(first | awk '{print $2}') ]] || files+=("$keys"/tls-operator.*)
       on "$h" "mkdir -p -m 700 $d/keys"

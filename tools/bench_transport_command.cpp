@@ -21,6 +21,7 @@
 
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "transport/factory.hpp"
 #include "transport/frame.hpp"
 #include "transport/transport.hpp"
 
@@ -67,8 +68,8 @@ xt::bytes make_dispatch(size_t size, uint64_t batch_id) {
 // -- server -----------------------------------------------------------------------------------
 
 int serve(const std::string& transport, const std::string& address,
-          const std::optional<xt::curve_keys>& keys) {
-  auto ep = xt::make_endpoint(transport, keys);
+          const std::optional<xt::data_key>& key) {
+  auto ep = xt::make_endpoint(transport, key);
   const auto limits = bench_limits();
   ep->listen(address, [limits](xt::bytes m, std::shared_ptr<xt::reply_handle> reply) {
     auto d = xt::decode_frame(m, limits);
@@ -257,16 +258,16 @@ int bench_transport_main(int argc, char** argv) {
            {"--window", true, "requests in flight for the throughput run (default 8)"},
            {"--bind", true, "server address (default 127.0.0.1, ephemeral port)"},
            {"--serve", true, "internal: run the echo server on ADDRESS"},
-           {"--keys", true, "a cluster's keys folder: zmq speaks CURVE (the default security)"},
+           {"--keys", true, "a cluster's keys folder: frames are sealed with its data key (the default security)"},
            {"--json", false, "print JSON"}},
           argc, argv);
   const std::string transport = f.str("--transport");
   if (transport != "ucx" && transport != "zmq" && transport != "local")
     throw usage_error("--transport must be ucx, zmq or local");
   const std::string keys_dir = f.opt("--keys").value_or("");
-  std::optional<xt::curve_keys> keys;
-  if (!keys_dir.empty()) keys = xt::read_curve_keys(keys_dir);
-  if (f.has("--serve")) return serve(transport, f.str("--serve"), keys);
+  std::optional<xt::data_key> key;
+  if (!keys_dir.empty()) key = xt::read_data_key(keys_dir);
+  if (f.has("--serve")) return serve(transport, f.str("--serve"), key);
   std::vector<int64_t> sizes =
       f.has("--sizes") ? f.integers("--sizes") : std::vector<int64_t>{4096, 65536, 1048576};
   const int64_t iterations = f.integer("--iterations", 2000);
@@ -283,7 +284,7 @@ int bench_transport_main(int argc, char** argv) {
     throw usage_error("--transport local is not measured across processes");
   }
   spawn_server(server, transport, bind, keys_dir);
-  auto client = xt::make_endpoint(transport, keys);
+  auto client = xt::make_endpoint(transport, key);
   auto ch = client->connect(server.address, 10000);
 
   nlohmann::json results = nlohmann::json::array();
@@ -313,7 +314,7 @@ int bench_transport_main(int argc, char** argv) {
   ch.reset();
   client.reset();
   nlohmann::json out{{"transport", transport},
-                     {"curve", keys.has_value()},
+                     {"sealed", key.has_value()},
                      {"server", server.address},
                      {"hidden", bench_hidden},
                      {"machine", machine()},

@@ -16,6 +16,7 @@
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 #include "transport/gate/tls.hpp"
+#include "transport/seal.hpp"
 #include "transport/transport.hpp"
 
 namespace xmesh::tools {
@@ -261,9 +262,9 @@ int cluster_drain(int argc, char** argv) {
 }
 
 // The cluster's keys in the folder its file names (or FILE-STEM.keys beside it): a cluster CA
-// with a TLS key pair for every node and for operators' commands (control plane), and a CURVE
-// server and client pair (ZeroMQ data plane). What exists stays (every node must share it);
-// nodes new to the file, or named with --node (joining nodes), get their pair.
+// with a TLS key pair for every node and for operators' commands (control plane), and the data
+// key that seals every frame (data plane, transport/seal.hpp). What exists stays (every node must
+// share it); nodes new to the file, or named with --node (joining nodes), get their pair.
 int cluster_keygen(int argc, char** argv) {
   flags f("cluster keygen", "--cluster FILE [--node NAME] [--where]",
           {{"--cluster", true, "cluster file (YAML)"},
@@ -291,20 +292,9 @@ int cluster_keygen(int argc, char** argv) {
   }
   if (auto extra = f.opt("--node")) names.push_back(*extra);
   auto made = transport::write_tls_identities(dir, names);
-  const bool curve = !std::filesystem::exists(dir / "curve-server.pub");
-  if (curve) {
-    auto k = transport::make_curve_keys();
-    for (auto [name, value] : {std::pair{"curve-server.pub", k.server_public},
-                               {"curve-server.sec", k.server_secret},
-                               {"curve-client.pub", k.client_public},
-                               {"curve-client.sec", k.client_secret}}) {
-      std::ofstream(dir / name) << value << "\n";
-      std::filesystem::permissions(
-          dir / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
-          std::filesystem::perm_options::replace);
-    }
-  }
-  if (made.empty() && !curve) {
+  const bool data_key = !std::filesystem::exists(dir / "data.key");
+  if (data_key) transport::write_data_key(dir / "data.key", transport::make_data_key());
+  if (made.empty() && !data_key) {
     std::printf("keygen: keys already in %s (kept)\n", dir.c_str());
     return 0;
   }
@@ -312,7 +302,8 @@ int cluster_keygen(int argc, char** argv) {
   for (const auto& n : made) who += (who.empty() ? "" : ", ") + n;
   std::printf("keygen: %s%s%s written to %s (copy the folder, without tls-ca.key, to every host)\n",
               made.empty() ? "" : ("TLS key pairs for " + who).c_str(),
-              made.empty() || !curve ? "" : " and ", curve ? "the CURVE keys" : "", dir.c_str());
+              made.empty() || !data_key ? "" : " and ", data_key ? "the data key" : "",
+              dir.c_str());
   return 0;
 }
 

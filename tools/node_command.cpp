@@ -87,12 +87,6 @@ int node_main(int argc, char** argv) {
     node.on_stop([stop_with] { stop_with(0); });  // drained: the coordinator stops the node
     node.start();
     started = true;
-    if (cluster.security.authenticated() && cluster.transport == "ucx")
-      std::fprintf(stderr,
-                   "xmesh node %s: note: the control plane is authenticated, the UCX data plane "
-                   "is not (UCX has no authentication: use it on a trusted fabric, or zmq with "
-                   "CURVE)\n",
-                   name.c_str());
     std::printf("xmesh node %s: ready (control %s:%u, data %s)\n", name.c_str(), self.host.c_str(),
                 self.control_port, self.data_address(cluster.transport).c_str());
     std::fflush(stdout);

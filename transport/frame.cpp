@@ -245,7 +245,9 @@ frame_builder::frame_builder(const frame_header& header, std::span<const int32_t
       (row_of_pair.empty() ? n != p : row_of_pair.size() != p))
     throw std::invalid_argument("frame_builder: id spans disagree with num_rows");
   header_.num_pairs = static_cast<uint32_t>(p);
-  out_.resize(frame_header_bytes + 12 * p + 4 * n * size_t{header.hidden});
+  const size_t size = frame_header_bytes + 12 * p + 4 * n * size_t{header.hidden};
+  out_.reserve(size + message_tail_room);  // the seal's trailer goes there without a copy
+  out_.resize(size);
   auto* ids = reinterpret_cast<int32_t*>(out_.data() + frame_header_bytes);
   if (p != 0) {
     std::memcpy(ids, expert_of_pair.data(), 4 * p);

@@ -4,10 +4,8 @@
 
 #include <cstddef>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +65,10 @@ inline bytes copy_bytes(const void* data, size_t size) {
 /// detail::adopt_min_bytes are copied instead and released at once.
 bytes adopt_bytes(void* data, size_t size, std::function<void()> release);
 
+/// Room frames reserve after their bytes, so that the data plane's seal (seal.hpp) appends its
+/// trailer without moving them.
+inline constexpr size_t message_tail_room = 32;
+
 /// Largest message any back end accepts from the network; bigger ones are dropped before any
 /// buffer is allocated for them.
 inline constexpr size_t max_message_bytes = size_t{512} << 20;
@@ -112,23 +114,5 @@ class endpoint {
   /// Back-end name: "local", "zmq" or "ucx".
   [[nodiscard]] virtual std::string name() const = 0;
 };
-
-/// A cluster's keys for an authenticated data plane (ZeroMQ CURVE, Z85 text): listeners use the
-/// server pair and accept only peers presenting the client public key; connecting peers use the
-/// client pair. Frames from anyone else are never decoded.
-struct curve_keys {
-  std::string server_public, server_secret, client_public, client_secret;
-};
-
-/// Fresh keys (libzmq's CURVE key pairs).
-curve_keys make_curve_keys();
-/// The keys `xmesh cluster keygen` wrote into `dir` (curve-{server,client}.{pub,sec}); throws
-/// naming the file that is missing or not a key.
-curve_keys read_curve_keys(const std::filesystem::path& dir);
-
-/// Creates an endpoint of the named back end; throws listing the supported names, or when `keys`
-/// are given to a back end that cannot authenticate (only zmq can).
-std::unique_ptr<endpoint> make_endpoint(const std::string& backend,
-                                        const std::optional<curve_keys>& keys = std::nullopt);
 
 }  // namespace xmesh::transport

@@ -4,7 +4,7 @@
 # `xmesh generate` without a cluster (every role in one process, through the same actors) and
 # `xmesh bench decode` (the engine alone, no actors or frames).
 # usage: bench/cluster/run.sh [ucx|zmq] [MODEL_DIR]   (prints JSON)
-# The cluster is authenticated (the default: TLS on the control plane, CURVE on zmq);
+# The cluster is authenticated (the default: TLS on the control plane, sealed data-plane frames);
 # XMESH_BENCH_SECURITY=none runs it with `security: none`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)

@@ -1,5 +1,6 @@
-// A live expert node under 10,000 random and mutated frames and a replayed one: it stays up,
-// counts every drop, and a request afterwards is still bit-identical to the single-process run.
+// A live expert node of an authenticated cluster under 10,000 random and mutated frames from a
+// member, and a stranger's and replayed messages: it stays up, counts every drop by reason, and a
+// request afterwards is still bit-identical to the single-process run.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -16,9 +17,9 @@
 #include <random>
 #include <sstream>
 
-#include "actors/replay_guard.hpp"
 #include "tests/support/paths.hpp"
 #include "tests/support/run_process.hpp"
+#include "transport/factory.hpp"
 #include "transport/frame.hpp"
 
 namespace xmesh {
@@ -97,9 +98,9 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   auto p = free_ports(7);
   auto cluster = d.path() / "cluster.yaml";
   std::ofstream(cluster)
-      // security: none: this test is about a peer that got in (the decoder's limits); strangers
-      // kept out by CURVE and TLS are the probe tests' part.
-      << "model: " << model.string() << "\ntransport: zmq\nsecurity: none\nplacement: static\n"
+      // Authenticated (local.sh makes the keys): the member's frames test the decoder's limits,
+      // the stranger's and replayed ones the seal.
+      << "model: " << model.string() << "\ntransport: zmq\nplacement: static\n"
       << "static_placement: {experts-a: [0, 1, 2, 3, 4, 5, 6, 7], experts-b: [0, 1]}\nnodes:\n"
       << "  - {name: head, control_port: " << p[0] << ", data_port: " << p[1]
       << ", roles: [coordinator, head]}\n"
@@ -128,7 +129,8 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   auto oracle = run_xmesh(args({"--logits-out", (d.path() / "oracle.npy").string()}));
   ASSERT_EQ(0, oracle.status) << oracle.err;
 
-  auto endpoint = transport::make_endpoint("zmq");
+  const auto key = transport::read_data_key(d.path() / "cluster.keys");
+  auto endpoint = transport::make_endpoint("zmq", key);  // a member
   auto channel = endpoint->connect("tcp://127.0.0.1:" + std::to_string(p[3]), 5000);
   constexpr int total = 10000;
   std::mutex m;
@@ -158,29 +160,42 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == total; }))
         << answered << " of " << total << " answered";
   }
-  // A captured valid frame sent again by a third party: served once, then dropped as replayed.
+  // A stranger (plain, or another cluster's key) and a member's sealed message changed on the way
+  // or captured and sent again: none is answered or decoded; each is counted by reason.
   std::mt19937 other(5);
-  auto captured = valid_frame(other, 64);
-  const uint64_t id = actors::make_batch_id(9, 4242, 1);
-  std::memcpy(captured.data() + 24, &id,
-              sizeof id);  // batch_id (the header checksum is the payload's)
-  auto answer = [&](transport::bytes frame) {
-    std::promise<transport::bytes> got;
-    channel->request(std::move(frame),
-                     [&](transport::bytes reply, std::string) { got.set_value(std::move(reply)); });
-    auto reply = got.get_future().get();
-    return transport::decode_frame(reply, limits).frame.to_frame();
+  auto stranger = transport::make_endpoint("zmq");
+  auto foreign = transport::make_endpoint("zmq", transport::make_data_key());
+  auto unanswered = [&](transport::channel& ch, transport::bytes frame) {
+    auto got = std::make_shared<std::promise<void>>();
+    ch.request(std::move(frame), [got](transport::bytes, std::string) { got->set_value(); });
+    return got->get_future().wait_for(std::chrono::milliseconds(300)) ==
+           std::future_status::timeout;
   };
-  EXPECT_EQ(answer(captured).header.kind, transport::frame_kind::result);
-  auto replayed = answer(captured);
-  EXPECT_EQ(replayed.header.kind, transport::frame_kind::error);
-  EXPECT_NE(replayed.error_text.find("a replayed frame"), std::string::npos) << replayed.error_text;
-  ++expected["replayed"];
+  const std::string data = "tcp://127.0.0.1:" + std::to_string(p[3]);
+  auto stranger_ch = stranger->connect(data, 5000);
+  auto foreign_ch = foreign->connect(data, 5000);
+  EXPECT_TRUE(unanswered(*stranger_ch, valid_frame(other, 64)));
+  EXPECT_TRUE(unanswered(*foreign_ch, valid_frame(other, 64)));
+  transport::sealer member(key);
+  auto captured = valid_frame(other, 64);
+  member.seal(captured, transport::seal_direction::request);
+  auto changed = captured;
+  changed[10] ^= std::byte{4};
+  EXPECT_TRUE(unanswered(*stranger_ch, changed));
+  std::promise<transport::bytes> first;
+  stranger_ch->request(captured, [&](transport::bytes r, std::string) { first.set_value(r); });
+  auto reply = first.get_future().get();
+  ASSERT_FALSE(member.open(reply, transport::seal_direction::reply).has_value());
+  EXPECT_EQ(transport::decode_frame(reply, limits).frame.header.kind,
+            transport::frame_kind::result);
+  EXPECT_TRUE(unanswered(*stranger_ch, captured));
+  expected["unauthenticated"] = 3;
+  expected["replayed"] = 1;
 
   auto status = run_xmesh({"cluster", "status", "--cluster", cluster.string(), "--json"});
   ASSERT_EQ(0, status.status) << status.err;
   auto j = nlohmann::json::parse(status.out);
-  EXPECT_EQ(j["nodes"]["experts-a"]["frames_dropped"].get<int>(), total + 1) << status.out;
+  EXPECT_EQ(j["nodes"]["experts-a"]["frames_dropped"].get<int>(), total) << status.out;
   // The node's /metrics counts every drop under its reason.
   auto metrics_file = d.path() / "metrics.txt";
   ASSERT_EQ(0, std::system(("curl -sf http://127.0.0.1:" + std::to_string(p[6]) + "/metrics > " +
@@ -199,7 +214,7 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
       if (n > 0) counted[line.substr(prefix.size(), end - prefix.size())] = n;
     }
   EXPECT_EQ(expected.count("served"), 0u);
-  EXPECT_GE(counted.size(), 6u);  // magic, checksum, truncation, size, hidden, kind, replayed
+  EXPECT_GE(counted.size(), 8u);  // magic, checksum, truncation, size, hidden, kind; the seal's
   EXPECT_EQ(counted, expected) << metrics.out;
 
   auto after = run_xmesh(

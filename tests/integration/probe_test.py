@@ -12,7 +12,8 @@ ports: it backs off instead of spinning (under 25 % of a core) when it runs out 
 pauses accepting; so does the ZeroMQ listener, which libzmq alone would retry in a busy loop) and
 still answers, bit-identical. The gates count what they refused (/metrics). With the default security,
 an operator and a node holding another cluster's keys can neither read the placement nor join.
-MODE zmq and ucx run the default (authenticated: TLS on the control plane, CURVE on ZeroMQ);
+MODE zmq and ucx run the default (authenticated: TLS on the control plane, sealed frames on the
+data plane);
 zmq-none runs `security: none`, where the gate's caps and deadlines still hold.
 usage: probe_test.py XMESH REPO MODE
 """

@@ -16,7 +16,6 @@
 #include <zmq_addon.hpp>
 
 #include "transport/pending.hpp"
-#include "transport/zmq/zmq_curve.hpp"
 
 namespace xmesh::transport {
 namespace {
@@ -106,9 +105,7 @@ struct dealer {
 
 class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
  public:
-  explicit zmq_engine(std::optional<curve_keys> keys) : context_(1), keys_(std::move(keys)) {
-    if (keys_) zap_ = std::make_unique<zap_handler>(context_, keys_->client_public);
-  }
+  zmq_engine() : context_(1) {}
   ~zmq_engine() { stop(); }
 
   void start() {
@@ -121,7 +118,6 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
     if (stopping_.exchange(true)) return;
     queue_.push({});
     if (thread_.joinable()) thread_.join();
-    zap_.reset();
   }
 
   /// Runs `task` on the I/O thread: inline when already there, else queued. Returns false
@@ -162,8 +158,6 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   void shutdown_io();
 
   zmq::context_t context_;
-  std::optional<curve_keys> keys_;
-  std::unique_ptr<zap_handler> zap_;
   command_queue<std::function<void()>> queue_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
@@ -209,12 +203,7 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
     try {
       auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
       set_common_options(*s);
-      if (keys_) {
-        s->set(zmq::sockopt::curve_server, 1);
-        s->set(zmq::sockopt::curve_secretkey, keys_->server_secret);
-        s->set(zmq::sockopt::zap_domain, "xmesh");
-      }
-      // A peer that does not finish ZMTP's (and CURVE's) handshake is dropped after 5 s
+      // A peer that does not finish ZMTP's handshake is dropped after 5 s
       // (ZeroMQ's default waits 30 s), so held connections cannot pile up.
       s->set(zmq::sockopt::handshake_ivl, 5000);
       s->bind(bind_spelling(address));
@@ -256,11 +245,6 @@ std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& addre
       dealer d{st, zmq::socket_t(context_, zmq::socket_type::dealer),
                zmq::socket_t(context_, zmq::socket_type::pair)};
       set_common_options(d.socket);
-      if (keys_) {
-        d.socket.set(zmq::sockopt::curve_serverkey, keys_->server_public);
-        d.socket.set(zmq::sockopt::curve_publickey, keys_->client_public);
-        d.socket.set(zmq::sockopt::curve_secretkey, keys_->client_secret);
-      }
       d.socket.set(zmq::sockopt::reconnect_ivl, 100);
       // ZMTP heartbeats turn a silently dead peer into a disconnect event.
       d.socket.set(zmq::sockopt::heartbeat_ivl, 1000);
@@ -528,10 +512,7 @@ class zmq_channel : public channel {
 
 class zmq_endpoint : public endpoint {
  public:
-  explicit zmq_endpoint(const std::optional<curve_keys>& keys)
-      : engine_(std::make_shared<zmq_engine>(keys)) {
-    engine_->start();
-  }
+  zmq_endpoint() : engine_(std::make_shared<zmq_engine>()) { engine_->start(); }
   ~zmq_endpoint() override { engine_->stop(); }
 
   void listen(const std::string& address, request_handler handler) override {
@@ -549,8 +530,6 @@ class zmq_endpoint : public endpoint {
 
 }  // namespace
 
-std::unique_ptr<endpoint> make_zmq_endpoint(const std::optional<curve_keys>& keys) {
-  return std::make_unique<zmq_endpoint>(keys);
-}
+std::unique_ptr<endpoint> make_zmq_endpoint() { return std::make_unique<zmq_endpoint>(); }
 
 }  // namespace xmesh::transport

@@ -7,8 +7,7 @@
 
 namespace xmesh::transport {
 
-/// Creates a ZeroMQ endpoint; it runs one I/O thread that owns every socket. With `keys`, every
-/// socket speaks CURVE and a ZAP handler admits only the cluster's client key.
-std::unique_ptr<endpoint> make_zmq_endpoint(const std::optional<curve_keys>& keys = std::nullopt);
+/// Creates a ZeroMQ endpoint; it runs one I/O thread that owns every socket.
+std::unique_ptr<endpoint> make_zmq_endpoint();
 
 }  // namespace xmesh::transport

@@ -111,7 +111,7 @@ TEST(ClusterConfig, AuthenticatedByDefaultWithKeysBesideTheFile) {
   auto zmq = with(std::string(three_nodes), "transport: ucx", "transport: zmq");
   EXPECT_EQ(parse_cluster("security: {keys: k}\n" + zmq, "c.yaml", "/base").security.keys,
             "/base/k");
-  // UCX too: its control plane is authenticated (its data plane has no CURVE)
+  // UCX too: both planes are authenticated whatever the back end
   EXPECT_EQ(parse_cluster("security: {keys: /k}\n" + std::string(three_nodes), "c.yaml", "/base")
                 .security.keys,
             "/k");

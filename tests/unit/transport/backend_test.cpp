@@ -11,11 +11,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "transport/factory.hpp"
 #include "transport/frame.hpp"
 #include "transport/transport.hpp"
 
@@ -45,10 +47,18 @@ int free_port() {
 struct backend_case {
   std::string name;     // make_endpoint name
   std::string variant;  // address flavour, for the test name
+  bool sealed = false;  // every message sealed with one data key (seal.hpp)
 };
 
+const xt::data_key& test_key() {
+  static const xt::data_key key = xt::make_data_key();
+  return key;
+}
+
 // Readable test parameter in gtest/ctest output.
-void PrintTo(const backend_case& c, std::ostream* os) { *os << c.name << "/" << c.variant; }
+void PrintTo(const backend_case& c, std::ostream* os) {
+  *os << c.name << "/" << c.variant << (c.sealed ? "/sealed" : "");
+}
 
 std::string listen_address_for(const backend_case& c) {
   if (c.name == "local") return "local://test-" + unique_suffix();
@@ -117,7 +127,10 @@ reply_result call(xt::channel& ch, xt::bytes message, std::chrono::milliseconds 
 
 class Transport : public ::testing::TestWithParam<backend_case> {
  protected:
-  std::unique_ptr<xt::endpoint> make() { return xt::make_endpoint(GetParam().name); }
+  std::unique_ptr<xt::endpoint> make() {
+    const auto& c = GetParam();
+    return c.sealed ? xt::make_endpoint(c.name, test_key()) : xt::make_endpoint(c.name);
+  }
   // A listening endpoint serving `handler`; returns the address to connect to.
   std::string serve(xt::endpoint& ep, xt::request_handler handler) {
     ep.listen(listen_address_for(GetParam()), std::move(handler));
@@ -274,12 +287,14 @@ TEST_P(Transport, ClosingChannelFailsItsPendingRequests) {
 }
 
 std::vector<backend_case> backends() {
-  return {{"local", "inproc"}, {"zmq", "tcp"}, {"zmq", "ipc"}, {"ucx", "tcp"}};
+  return {{"local", "inproc"},  {"zmq", "tcp"},       {"zmq", "ipc"},           {"ucx", "tcp"},
+          {"zmq", "tcp", true}, {"ucx", "tcp", true}, {"local", "inproc", true}};
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Transport, ::testing::ValuesIn(backends()),
                          [](const auto& info) {
-                           return info.param.name + "_" + info.param.variant;
+                           return info.param.name + "_" + info.param.variant +
+                                  (info.param.sealed ? "_sealed" : "");
                          });
 
 }  // namespace
@@ -295,44 +310,89 @@ TEST(TransportFactory, RejectsUnknownBackEnd) {
 
 namespace {
 
-// CURVE on the ZeroMQ data plane: the cluster's peers talk; a peer without the cluster's client
-// key (no keys, or another cluster's) never completes the handshake, so nothing it sends reaches
-// the handler, and connecting fails within the timeout naming the address.
-TEST(CurveTransport, OnlyTheClustersPeersGetIn) {
-  auto keys = xt::make_curve_keys();
-  EXPECT_EQ(keys.server_public.size(), 40u);
-  std::atomic<int> handled{0};
-  auto server = xt::make_endpoint("zmq", keys);
-  server->listen("tcp://127.0.0.1:*", [&](xt::bytes m, std::shared_ptr<xt::reply_handle> r) {
-    ++handled;
-    r->send(echo_result(m));
+class SealedTransport : public ::testing::TestWithParam<std::string> {};
+
+// A sealed listener serves only messages sealed with its key, each once: a stranger's (no key,
+// another cluster's key, or a sealed message changed on the way) and a captured message sent again
+// never reach the handler, get no answer, and are counted by reason. Members talk both ways.
+TEST_P(SealedTransport, OnlyTheClustersMessagesAreOpenedOnce) {
+  const std::string backend = GetParam();
+  std::atomic<int> handled{0}, forged{0}, replayed{0};
+  auto server = xt::make_endpoint(backend, test_key(), [&](xt::seal_drop why) {
+    ++(why == xt::seal_drop::replayed ? replayed : forged);
   });
+  server->listen(backend == "zmq" ? "tcp://127.0.0.1:0" : "ucx://127.0.0.1:0",
+                 [&](xt::bytes m, std::shared_ptr<xt::reply_handle> r) {
+                   ++handled;
+                   r->send(echo_result(m));
+                 });
   const auto addr = server->listen_address();
-  auto member = xt::make_endpoint("zmq", keys);
-  auto ch = member->connect(addr, 2000);
-  auto got = call(*ch, dispatch_of_size(4096, 7));
+  auto member = xt::make_endpoint(backend, test_key());
+  auto ch = member->connect(addr, 5000);
+  const auto frame = dispatch_of_size(4096, 7);
+  auto got = call(*ch, frame);
   ASSERT_EQ(got.error, "");
-  EXPECT_EQ(got.reply, echo_result(dispatch_of_size(4096, 7)));
+  EXPECT_EQ(got.reply, echo_result(frame));  // opened: the trailer is gone
   EXPECT_EQ(handled.load(), 1);
 
-  auto other = xt::make_curve_keys();
-  auto foreign = keys;  // knows the server's key, presents another cluster's client key
-  foreign.client_public = other.client_public;
-  foreign.client_secret = other.client_secret;
-  for (const xt::curve_keys* stranger_keys :
-       std::vector<const xt::curve_keys*>{nullptr, &foreign, &other}) {
-    auto stranger =
-        stranger_keys ? xt::make_endpoint("zmq", *stranger_keys) : xt::make_endpoint("zmq");
+  // Strangers reach the port (a data plane cannot refuse connections it has not read from).
+  auto plain = xt::make_endpoint(backend);
+  auto foreign = xt::make_endpoint(backend, xt::make_data_key());
+  auto plain_ch = plain->connect(addr, 5000);
+  auto foreign_ch = foreign->connect(addr, 5000);
+  EXPECT_EQ(call(*plain_ch, frame, 300ms).error, "test timeout");
+  EXPECT_EQ(call(*foreign_ch, frame, 300ms).error, "test timeout");
+  // A member's sealed message, captured: flipped in one byte, then sent twice as it was.
+  xt::sealer capture(test_key());
+  auto sealed = dispatch_of_size(4096, 8);
+  capture.seal(sealed, xt::seal_direction::request);
+  auto flipped = sealed;
+  flipped[100] ^= std::byte{1};
+  EXPECT_EQ(call(*plain_ch, flipped, 300ms).error, "test timeout");
+  auto first = call(*plain_ch, sealed);
+  ASSERT_EQ(first.error, "");
+  EXPECT_NE(first.reply, echo_result(dispatch_of_size(4096, 8)));  // sealed: not readable as is
+  ASSERT_FALSE(capture.open(first.reply, xt::seal_direction::reply).has_value());
+  EXPECT_EQ(first.reply, echo_result(dispatch_of_size(4096, 8)));
+  EXPECT_EQ(call(*plain_ch, sealed, 300ms).error, "test timeout");
+  EXPECT_EQ(handled.load(), 2);
+  EXPECT_EQ(forged.load(), 3);
+  EXPECT_EQ(replayed.load(), 1);
+  // The member still talks; a reply that fails to open fails its request, naming why.
+  EXPECT_EQ(call(*ch, frame).error, "");
+  auto impostor = xt::make_endpoint(backend);  // answers in plain text
+  impostor->listen(
+      backend == "zmq" ? "tcp://127.0.0.1:0" : "ucx://127.0.0.1:0",
+      [&](xt::bytes m, std::shared_ptr<xt::reply_handle> r) { r->send(std::move(m)); });
+  auto fooled = member->connect(impostor->listen_address(), 5000);
+  EXPECT_NE(call(*fooled, frame).error.find("failed authentication"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SealedTransport, ::testing::Values("zmq", "ucx"));
+
+TEST(DataKey, RoundTripsThroughItsFileAndRefusesOthers) {
+  const auto dir = std::filesystem::temp_directory_path() / ("xmesh-key-" + unique_suffix());
+  std::filesystem::create_directories(dir);
+  const auto key = xt::make_data_key();
+  xt::write_data_key(dir / "data.key", key);
+  EXPECT_EQ(std::filesystem::status(dir / "data.key").permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(xt::read_data_key(dir).bytes, key.bytes);
+  EXPECT_NE(xt::make_data_key().bytes, key.bytes);
+  for (const std::string& bad :
+       std::vector<std::string>{"", "00", std::string(64, 'g'), std::string(63, 'a')}) {
+    std::ofstream(dir / "data.key") << bad;
     try {
-      (void)stranger->connect(addr, 500);
-      ADD_FAILURE() << "a stranger connected";
+      (void)xt::read_data_key(dir);
+      ADD_FAILURE() << "accepted '" << bad << "'";
     } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("cannot reach " + addr), std::string::npos) << e.what();
+      EXPECT_NE(
+          std::string(e.what()).find((dir / "data.key").string() + ": missing or not a data key"),
+          std::string::npos)
+          << e.what();
     }
   }
-  EXPECT_EQ(handled.load(), 1);  // no stranger's frame was ever decoded
-  // Keys only on a back end that can use them.
-  EXPECT_THROW(xt::make_endpoint("ucx", keys), std::invalid_argument);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Batch ids bound to a head's session, and the expert host's guard that drops a dispatch frame it
-// has seen before (a captured frame sent again), as IPsec's anti-replay window does.
+// The receiver's guard that drops a sealed message it has opened before (a captured message sent
+// again), as IPsec's anti-replay window does.
 #pragma once
 
 #include <bitset>
@@ -7,27 +7,19 @@
 #include <mutex>
 #include <vector>
 
-namespace xmesh::actors {
+namespace xmesh::transport {
 
-/// A dispatch frame's batch id: the sending head (16 bits), its router's session (16 random
-/// bits, drawn at each start) and the session's batch counter (32 bits).
-inline uint64_t make_batch_id(uint16_t head, uint16_t session, uint32_t counter) {
-  return (uint64_t{head} << 48) | (uint64_t{session} << 32) | counter;
-}
-
-/// Admits each (head, session, counter) once. Per session it keeps the highest counter seen and
-/// which of the `window` counters below it came (frames of one session arrive out of order only
-/// as far as the head has batches in flight); an older counter is refused. It keeps the sessions
-/// last used, `sessions` at most: a session it forgot starts afresh.
+/// Admits each (sender session, counter) once. Per session it keeps the highest counter seen and
+/// which of the `window` counters below it came (a sender's messages arrive out of order only as
+/// far as it has messages in flight); an older counter is refused. It keeps the sessions last
+/// used, `sessions` at most: a session it forgot starts afresh.
 class replay_guard {
  public:
   static constexpr uint32_t window = 4096;
   static constexpr size_t sessions = 64;
 
-  /// True the first time; false for a batch id seen before or older than the window.
-  [[nodiscard]] bool admit(uint64_t batch_id) {
-    const uint32_t key = static_cast<uint32_t>(batch_id >> 32);
-    const auto counter = static_cast<uint32_t>(batch_id);
+  /// True the first time; false for a counter seen before or older than the window.
+  [[nodiscard]] bool admit(uint64_t key, uint32_t counter) {
     std::lock_guard lock(mutex_);
     state* s = find(key);
     if (s->used == 0) {  // new (or forgotten) session
@@ -52,14 +44,14 @@ class replay_guard {
 
  private:
   struct state {
-    uint32_t key = 0;
+    uint64_t key = 0;
     uint64_t used = 0;  // 0: never
     uint32_t highest = 0;
     std::bitset<window> seen;
   };
 
   // The session's state; a new one takes the least recently used slot once all are taken.
-  state* find(uint32_t key) {
+  state* find(uint64_t key) {
     state* oldest = nullptr;
     for (auto& s : states_) {
       if (s.key == key) return &s;
@@ -76,4 +68,4 @@ class replay_guard {
   uint64_t clock_ = 0;
 };
 
-}  // namespace xmesh::actors
+}  // namespace xmesh::transport
