@@ -258,7 +258,8 @@ int bench_transport_main(int argc, char** argv) {
            {"--window", true, "requests in flight for the throughput run (default 8)"},
            {"--bind", true, "server address (default 127.0.0.1, ephemeral port)"},
            {"--serve", true, "internal: run the echo server on ADDRESS"},
-           {"--keys", true, "a cluster's keys folder: frames are sealed with its data key (the default security)"},
+           {"--keys", true,
+            "a cluster's keys folder: frames are sealed with its data key (the default security)"},
            {"--json", false, "print JSON"}},
           argc, argv);
   const std::string transport = f.str("--transport");
