@@ -365,10 +365,11 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
                              std::to_string(e.mark.line + 1) + ")");
   }
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
-  check_keys(root,
-             {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
-              "metrics", "links", "security", "ssh", "nodes", "routing", "replica_choice"},
-             origin, "");
+  check_keys(
+      root,
+      {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat", "metrics",
+       "links", "security", "ssh", "nodes", "routing", "replica_choice", "store_misses"},
+      origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
   c.model = scalar<std::string>(root["model"], origin, "model");
@@ -393,6 +394,12 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
     } catch (const std::exception& e) {
       fail(origin, "replica_choice", std::string(e.what()).substr(sizeof "replica_choice: " - 1));
     }
+  }
+  if (auto r = root["store_misses"]) {
+    const auto where = scalar<std::string>(r, origin, "store_misses");
+    if (where != "node" && where != "head")
+      fail(origin, "store_misses", "expected node or head, not '" + where + "'");
+    c.store_misses_on_head = where == "head";
   }
   if (auto r = root["routing"]) {  // a mapping of the policy's knobs, in the spec's words
     if (!r.IsMap()) fail(origin, "routing", "expected a mapping (cache_aware, skip_below, ...)");

@@ -127,6 +127,10 @@ struct cluster_config {
   /// How heads pick among an expert's replicas (`replica_choice:`, actors/replica_policy.hpp):
   /// least_outstanding (default) or latency.
   std::string replica_choice = "least_outstanding";
+  /// Where a row that would miss in an expert node's store (node key store:) computes
+  /// (`store_misses:`): `node` (default: the node reads the expert from its slow tier) or `head`
+  /// (the head computes it from its own files once the node's layer is full; actors/router.hpp).
+  bool store_misses_on_head = false;
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it
   [[nodiscard]] const node_config& coordinator() const;

@@ -42,7 +42,8 @@ const std::vector<metric_spec>& metric_catalogue() {
        "head from its own files (files)."},
       {"xmesh_frames_served_total", "counter", "", "Dispatch frames an expert node answered."},
       {"xmesh_frames_dropped_total", "counter", "reason",
-       "Frames an expert node refused, by frame error code or cause."},
+       "Frames an expert node refused, by frame error code or cause; on any node, data-plane "
+       "messages the seal dropped (unauthenticated, replayed)."},
       {"xmesh_expert_compute_seconds", "histogram", "",
        "Time of one expert batch's computation on an expert node."},
       {"xmesh_expert_rows_total", "counter", "", "Rows an expert node's experts computed."},
@@ -75,6 +76,9 @@ const std::vector<metric_spec>& metric_catalogue() {
        "Batches whose expert an expert node's store had resident (node key store:)."},
       {"xmesh_store_misses_total", "counter", "layer",
        "Batches whose expert the store read from the node's files first."},
+      {"xmesh_store_misses_on_head_total", "counter", "",
+       "Rows a head computed from its own files because an expert node's store would have missed "
+       "them (store_misses: head)."},
       {"xmesh_store_resident_experts", "gauge", "layer",
        "Experts the store holds (or is reading) per layer now."},
       {"xmesh_store_resident_peak_experts", "gauge", "layer",
@@ -137,6 +141,7 @@ node_metrics::node_metrics(const std::string& node, const std::string& transport
   e2e_ = &histogram("xmesh_e2e_request_latency_seconds", latency_buckets);
   frame_rows_ = &histogram("xmesh_frame_rows", row_buckets);
   for (const char* r : resend_reasons) counter("xmesh_rows_resent_total", {{"reason", r}});
+  misses_on_head_ = &counter("xmesh_store_misses_on_head_total");
   frames_served_ = &counter("xmesh_frames_served_total");
   bytes_received_ = &counter("xmesh_bytes_received_total", {{"peer", "any"}});
   // Every reason a frame may be refused for exists from the start (at 0), so rates and alerts

@@ -66,6 +66,7 @@ class node_metrics {
   /// The handles of one peer node (resolved once per name).
   peer& peer_of(const std::string& name);
   prometheus::Histogram& frame_rows() { return *frame_rows_; }
+  prometheus::Counter& store_misses_on_head() { return *misses_on_head_; }
   /// Rows re-sent: `unreachable`, `not_hosted`, `dropped` (node left the placement), `files`
   /// (computed on the head from its own model files).
   prometheus::Counter& resent(std::string_view why);
@@ -122,6 +123,7 @@ class node_metrics {
   prometheus::Gauge *running_, *memory_, *budget_, *placement_version_, *rebalancing_,
       *balancedness_, *nodes_up_;
   prometheus::Histogram *ttft_, *tpot_, *e2e_, *frame_rows_, *expert_compute_;
+  prometheus::Counter* misses_on_head_ = nullptr;
 };
 
 }  // namespace xmesh::actors

@@ -431,6 +431,14 @@ void node_runtime::start() {
   }
   if (router_ && host_) router_->set_local(host_.get(), self_.name);
   if (router_) router_->set_fallback(&model_->weights);
+  if (router_ && cluster_.store_misses_on_head) {
+    std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors;
+    for (const auto& n : cluster_.nodes)
+      if (!n.store.empty())
+        mirrors[n.name] = std::make_unique<model::expert_cache_model>(
+            model_->config, model::parse_store_options(n.store, model_->config).cache);
+    router_->mirror_stores(std::move(mirrors));
+  }
   if (router_) router_->set_metrics(metrics_.get());
   set_placement(ask<placement_table>(system_, coordinator, 10s, "registration with the coordinator",
                                      register_atom_v, info()));

@@ -351,7 +351,14 @@ void router_service::dispatch(const std::shared_ptr<batch_state>& b,
   head_rows here;
   route(b, slots, avoid, b->pool ? &here : nullptr);
   if (!here.files.empty()) {
-    if (metrics_) metrics_->resent("files").Increment(static_cast<double>(here.files.size()));
+    misses_on_head_ += here.store_misses;
+    if (metrics_) {
+      if (here.store_misses > 0)
+        metrics_->store_misses_on_head().Increment(static_cast<double>(here.store_misses));
+      if (here.files.size() > here.store_misses)
+        metrics_->resent("files").Increment(
+            static_cast<double>(here.files.size() - here.store_misses));
+    }
     compute_from_files(*b, here.files);
   }
   if (!here.replicas.empty() &&
@@ -361,6 +368,12 @@ void router_service::dispatch(const std::shared_ptr<batch_state>& b,
     count_resent(here.replicas.size(), "not_hosted");
     route(b, here.replicas, -1);
   }
+}
+
+void router_service::mirror_stores(
+    std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors) {
+  std::lock_guard lock(mutex_);
+  mirrors_ = std::move(mirrors);
 }
 
 void router_service::compute_from_files(const batch_state& b, std::span<const int32_t> slots) {
@@ -406,6 +419,15 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       if (node == here) {  // computed by the caller, before it waits: never outstanding
         here_rows->replicas.push_back(s);
         continue;
+      }
+      if (auto m = mirrors_.find(t.nodes[node]); m != mirrors_.end() && here_rows && fallback_) {
+        auto& store = *m->second;
+        if (!store.resident(b->layer, e) && !store.has_room(b->layer)) {
+          here_rows->files.push_back(s);
+          ++here_rows->store_misses;
+          continue;
+        }
+        store.touch(b->layer, &e, 1);
       }
       ++outstanding_[node];
       by_node[node].emplace_back(e, s);

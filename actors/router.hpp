@@ -20,6 +20,7 @@
 #include "actors/protocol.hpp"
 #include "actors/replica_policy.hpp"
 #include "model/expert_backend.hpp"
+#include "model/routing_policy.hpp"
 #include "transport/transport.hpp"
 
 namespace xmesh::actors {
@@ -69,6 +70,15 @@ class router_service final : public model::expert_backend {
   /// The head's own model files: rows of an expert with no replica (its node died), or whose
   /// only replica's node stopped answering, are computed from them on the session's pool.
   void set_fallback(const model::model_weights* weights) { fallback_ = weights; }
+  /// Computes on the head (from its files) the rows that would miss in an expert node's store
+  /// once its layer is full, instead of making the node read the expert from its slow tier
+  /// (`store_misses: head`; Fiddler's and HybriMoE's "compute where the activations are"). The
+  /// head knows what a node holds from a mirror of its store, keyed by node name: the node's
+  /// cache settings, fed with what this head sends there. The mirror only steers where rows
+  /// compute: the same weights give the same bits anywhere, so a stale mirror costs speed only.
+  void mirror_stores(std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors);
+  /// Rows computed on the head because they would have missed in a node's store.
+  [[nodiscard]] uint64_t store_misses_on_head() const { return misses_on_head_.load(); }
   /// Counts routed tokens, frames, bytes, round trips and re-sends there (before tables arrive).
   void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
   [[nodiscard]] node_metrics* metrics() const { return metrics_; }
@@ -97,6 +107,7 @@ class router_service final : public model::expert_backend {
   /// Rows the head computes itself: on its own replicas, or from its model files.
   struct head_rows {
     std::vector<int32_t> replicas, files;
+    size_t store_misses = 0;  // of `files`: rows a node's store would have missed
   };
   /// Chooses replicas for `slots` of `batch` with the newest table, avoiding `avoid` and suspect
   /// nodes where another replica exists, and sends one part per node; rows for the head itself
@@ -146,7 +157,8 @@ class router_service final : public model::expert_backend {
   std::map<uint64_t, int64_t> in_flight_;    // frames in flight per placement version
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
-  std::atomic<uint64_t> next_batch_{1}, resent_{0};
+  std::atomic<uint64_t> next_batch_{1}, resent_{0}, misses_on_head_{0};
+  std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors_;
   std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
 

@@ -22,6 +22,7 @@ Spec (YAML):
   placements: [spread]             # spread, or static lists: {name: ..., experts: [[0, 1], [2, 3]]}
   replica_choices: [least_outstanding, latency]   # how heads pick among replicas (default: the first)
   store: "cache_fraction=0.25,cache=lru,rate=50MB"  # every expert node keeps that share resident
+  store_misses: [node, head]       # where a row the store would miss computes (default: node)
   policies:                        # routing policies on the head (cells); default {exact: exact}
     exact: exact
     prior: "cache_aware=prior,prior=0.5,cache=lru,cache_fraction=0.25"
@@ -59,7 +60,8 @@ def load_spec(path):
     if not isinstance(spec, dict):
         raise SpecError(f"{path}: expected a mapping")
     known = {"name", "model", "gen_model", "transport", "experts", "links", "placements", "workloads",
-             "repetitions", "seed", "profiles", "replica_choices", "store", "policies", "eval"}
+             "repetitions", "seed", "profiles", "replica_choices", "store", "store_misses", "policies",
+             "eval"}
     for key in spec:
         if key not in known:
             raise SpecError(f"{path}: {key}: unknown key ({', '.join(sorted(known))})")
@@ -79,6 +81,10 @@ def load_spec(path):
         raise SpecError(f"{path}: experts: expected 1..32")
     spec.setdefault("placements", ["spread"])
     spec.setdefault("replica_choices", ["least_outstanding"])
+    spec.setdefault("store_misses", ["node"])
+    if not isinstance(spec["store_misses"], list) or not set(spec["store_misses"]) <= {"node", "head"} \
+            or not spec["store_misses"]:
+        raise SpecError(f"{path}: store_misses: expected a list of node, head")
     spec.setdefault("policies", {"exact": "exact"})
     if not isinstance(spec["policies"], dict) or not spec["policies"]:
         raise SpecError(f"{path}: policies: expected a mapping name -> routing policy spec")
@@ -131,11 +137,12 @@ def percentile(xs, q):
 class Cell:
     """One launched cluster: its file, the netns launcher, and the head's metrics port."""
 
-    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice, policy):
+    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice, policy, misses):
         self.xmesh, self.path = xmesh, f"{out}/cells/{key}.yaml"
         self.env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{out}/cells/{key}-run")
         self.edges = [f"{net}.{i + 2}" for i in range(len(profiles))]
-        lines = [f"model: {model}", f"transport: {spec['transport']}", f"replica_choice: {choice}"]
+        lines = [f"model: {model}", f"transport: {spec['transport']}", f"replica_choice: {choice}",
+                 f"store_misses: {misses}"]
         if policy != "exact":
             knobs = ", ".join(f"{k}: {v}" for k, v in (item.split("=", 1) for item in policy.split(",")))
             lines.append(f"routing: {{{knobs}}}")
@@ -252,18 +259,19 @@ def run_trial(spec, xmesh, out):
                            stdout=subprocess.DEVNULL)
     model = os.path.abspath(model)
     rng = random.Random(spec["seed"])
-    cells = [(ln, pl, ch, pol, w, rep) for ln in spec["links"] for pl in spec["placements"]
-             for ch in spec["replica_choices"] for pol in spec["policies"] for w in spec["workloads"]
-             for rep in range(spec["repetitions"])]
+    cells = [(ln, pl, ch, sm, pol, w, rep) for ln in spec["links"] for pl in spec["placements"]
+             for ch in spec["replica_choices"] for sm in spec["store_misses"] for pol in spec["policies"]
+             for w in spec["workloads"] for rep in range(spec["repetitions"])]
     text = eval_text(spec, out) if "eval" in spec else None
     rows, summary, links_rows, loads = [], [], [], {}
     oracles = {}
     net = f"10.{rng.randrange(200, 250)}.{rng.randrange(0, 250)}"
-    for i, (ln, pl, choice, pol, w, rep) in enumerate(cells):
+    for i, (ln, pl, choice, misses, pol, w, rep) in enumerate(cells):
         pname = pl["name"] if isinstance(pl, dict) else pl
         policy = spec["policies"][pol]
         # The default replica choice and policy keep the keys cells always had.
         key = (f"{ln}-{pname}{'' if choice == spec['replica_choices'][0] else '-' + choice}"
+               f"{'' if misses == spec['store_misses'][0] else '-misses-on-' + misses}"
                f"{'' if pol == next(iter(spec['policies'])) else '-' + pol}-{w['name']}-{rep}")
         progress(i, len(cells), key)
         # The same prompts in every cell of a workload and repetition: cells differ only in what they vary.
@@ -278,7 +286,7 @@ def run_trial(spec, xmesh, out):
                                    (["--routing-policy", policy] if policy != "exact" else []),
                                    check=True, capture_output=True, text=True)
                 oracles[k] = json.loads(r.stdout)["tokens"]
-        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice, policy)
+        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice, policy, misses)
         try:
             cell.up()
             cell.run(xmesh, "generate", "--model", model, "--cluster", cell.path, "--tokens", "1,2,3",
@@ -309,7 +317,8 @@ def run_trial(spec, xmesh, out):
                     r = json.loads(stdout)
                     ts = r["token_seconds"]
                     results.append({
-                        "cell": key, "links": ln, "placement": pname, "replica_choice": choice, "policy": pol,
+                        "cell": key, "links": ln, "placement": pname, "replica_choice": choice,
+                        "store_misses": misses, "policy": pol,
                         "workload": w["name"], "repetition": rep, "request": j, "prompt_tokens": len(p), "generated_tokens": len(r["tokens"]),
                         "ttft_s": ts[0] if ts else None,
                         "tpot_s": (ts[-1] - ts[0]) / (len(ts) - 1) if len(ts) > 1 else None,
@@ -319,8 +328,11 @@ def run_trial(spec, xmesh, out):
             after = cell.metrics()
             hit_rate = None
             if store_before is not None:
-                hits, misses = (b - a for a, b in zip(store_before, cell.store_counts()))
-                hit_rate = hits / (hits + misses) if hits + misses else None
+                # Rows the head computed instead (store_misses: head) missed the store too.
+                hits, missed = (b - a for a, b in zip(store_before, cell.store_counts()))
+                missed += sum(series(after, "xmesh_store_misses_on_head_total").values()) - \
+                    sum(series(before, "xmesh_store_misses_on_head_total").values())
+                hit_rate = hits / (hits + missed) if hits + missed else None
             perplexity = None
             if text is not None:
                 r = cell.run(xmesh, "eval", "--model", model, "--cluster", cell.path, "--file", text, "--context",
@@ -355,7 +367,8 @@ def run_trial(spec, xmesh, out):
         rows += results
         gen = sum(x["generated_tokens"] for x in results)
         tpots = [x["tpot_s"] for x in results if x["tpot_s"]]
-        row = {"cell": key, "links": ln, "placement": pname, "replica_choice": choice, "policy": pol,
+        row = {"cell": key, "links": ln, "placement": pname, "replica_choice": choice, "store_misses": misses,
+               "policy": pol,
                "workload": w["name"], "repetition": rep, "requests": len(results), "tokens_per_s": gen / duration,
                "decode_tokens_per_s": len(tpots) / sum(tpots) if tpots else None,
                "perplexity": perplexity, "hit_rate": hit_rate,
@@ -418,7 +431,8 @@ def write_outputs(spec, out, rows, summary, links_rows, loads):
             fig, ax = plt.subplots(figsize=(6, 4))
             for s in summary:
                 ax.scatter(s["perplexity"], s["decode_tokens_per_s"])
-                name = s["policy"] + (f" ({s['links']})" if len(spec["links"]) > 1 else "")
+                name = s["policy"] + (" + misses on head" if s["store_misses"] == "head" else "") + \
+                    (f" ({s['links']})" if len(spec["links"]) > 1 else "")
                 ax.annotate(name, (s["perplexity"], s["decode_tokens_per_s"]), fontsize=7)
             ax.set_xlabel("perplexity (held-out text, through the cluster)")
             ax.set_ylabel("decode tokens/s (per request)")

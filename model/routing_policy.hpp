@@ -59,6 +59,8 @@ class expert_cache_model {
   expert_cache_model(const model_config& config, const routing_options& options);
 
   [[nodiscard]] bool resident(int64_t layer, int32_t expert) const;
+  /// Whether `layer` has room for one more expert without evicting.
+  [[nodiscard]] bool has_room(int64_t layer) const { return resident_count_[layer] < capacity_; }
   /// One token's experts at `layer`, highest weight first: the missing ones enter the cache
   /// (evicting others) unless they rank below load_rank.
   void touch(int64_t layer, const int32_t* experts, int64_t count);

@@ -190,6 +190,32 @@ nodes:
         if len(peaks) != layers or max(peaks) > capacity or f"xmesh_store_capacity_experts{{node=\"edge\"}} {capacity}" \
                 not in text:
             sys.exit(f"FAIL: residency must stay within the capacity ({capacity}) in every layer")
+    # store_misses: head: once a layer of the node's store is full, the head computes what would
+    # miss there from its own files. Outputs stay bit-identical; the node only ever reads the
+    # experts that filled its layers (no eviction), and serves them from memory afterwards.
+    q = free_ports(6)
+    text_head = f"""model: {model}
+transport: {transport}
+store_misses: head
+nodes:
+  - {{name: head, control_port: {q[0]}, data_port: {q[1]}, metrics_port: {q[5]}, roles: [coordinator, head], threads: 1}}
+  - {{name: edge, control_port: {q[2]}, data_port: {q[3]}, metrics_port: {q[4]}, roles: [experts], threads: 2,
+     store: "cache_fraction=0.25,cache=lru,rate=50MB"}}
+"""
+    with h.cluster(text_head, f"store-head-{transport}") as c2:
+        run_concurrently(h, model, c2.path, oracles, f"request {{}} with store misses on the head over {transport}")
+        time.sleep(0.6)
+        edge = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{q[4]}/metrics"], capture_output=True, text=True).stdout
+        head = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{q[5]}/metrics"], capture_output=True, text=True).stdout
+
+        def total_of(text, name):
+            return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + "{"))
+        on_head = total_of(head, "xmesh_store_misses_on_head_total")
+        hits2, misses2 = total_of(edge, "xmesh_store_hits_total"), total_of(edge, "xmesh_store_misses_total")
+        print(f"store misses on the head over {transport}: {on_head:.0f} rows on the head; the node's store "
+              f"hits {hits2:.0f}, misses {misses2:.0f} (at most {capacity} x {layers} layers)")
+        if not (on_head > 0 and hits2 > 0 and 0 < misses2 <= capacity * layers):
+            sys.exit("FAIL: with store_misses: head the head computes the misses and the node only fills its layers")
     path = f"{h.tmp}/bad-store.yaml"
     open(path, "w").write(text_bad := open(c.path).read().replace("cache_fraction=0.25,", "cache_fraction=2,"))
     subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)

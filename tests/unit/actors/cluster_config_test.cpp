@@ -101,6 +101,16 @@ TEST(ClusterConfig, ReplicaChoiceIsOneOfThePolicies) {
             "c.yaml: replica_choice: unknown policy 'fastest' (least_outstanding, latency)");
 }
 
+TEST(ClusterConfig, StoreMissesAreComputedOnTheNodeOrTheHead) {
+  EXPECT_FALSE(parse_cluster(three_nodes, "c.yaml", "/base").store_misses_on_head);
+  EXPECT_TRUE(parse_cluster("store_misses: head\n" + std::string(three_nodes), "c.yaml", "/base")
+                  .store_misses_on_head);
+  EXPECT_FALSE(parse_cluster("store_misses: node\n" + std::string(three_nodes), "c.yaml", "/base")
+                   .store_misses_on_head);
+  EXPECT_EQ(error_of("store_misses: everywhere\n" + std::string(three_nodes)),
+            "c.yaml: store_misses: expected node or head, not 'everywhere'");
+}
+
 TEST(ClusterConfig, AuthenticatedByDefaultWithKeysBesideTheFile) {
   auto none = parse_cluster("security: none\n" + std::string(three_nodes), "c.yaml", "/base");
   EXPECT_FALSE(none.security.authenticated());
