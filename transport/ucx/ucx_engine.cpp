@@ -8,6 +8,8 @@
 
 namespace xmesh::transport::ucx {
 
+thread_local ucx_engine* ucx_engine::acting_as_ = nullptr;
+
 // -- UCX callbacks: they only record work; the progress loop acts on it after progress ------
 
 ucs_status_t ucx_engine::am_cb(void* arg, const void* header, size_t header_length, void* data,
@@ -18,7 +20,9 @@ ucs_status_t ucx_engine::am_cb(void* arg, const void* header, size_t header_leng
 
 void ucx_engine::send_done(void* request, ucs_status_t, void* user_data) {
   // A failed send also fails its endpoint, whose error handler fails the pending requests.
-  delete static_cast<send_op*>(user_data);
+  auto* op = static_cast<send_op*>(user_data);
+  --op->engine->sends_in_flight_;
+  delete op;
   ucp_request_free(request);
 }
 
@@ -77,7 +81,8 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
 // -- progress thread ----------------------------------------------------------------------
 
 void ucx_engine::run() {
-  io_thread_id_ = std::this_thread::get_id();
+  acting_as_ = this;
+  std::unique_lock worker(io_mutex_);
   while (!stopping_) {
     for (auto& task : queue_.take_all()) {
       if (task) task();
@@ -85,7 +90,7 @@ void ucx_engine::run() {
     progress();
     if (stopping_) break;
     const auto idle_since = std::chrono::steady_clock::now();
-    if (!spin(spin_.spin_for())) wait_for_events();
+    if (!spin(spin_.spin_for())) wait_for_events(worker);
     spin_.record_gap(std::chrono::steady_clock::now() - idle_since);
   }
   shutdown_io();
@@ -120,10 +125,13 @@ bool ucx_engine::spin(spin_policy::duration budget) {
   return false;
 }
 
-void ucx_engine::wait_for_events() {
+void ucx_engine::wait_for_events(std::unique_lock<std::mutex>& worker) {
   if (worker_ && ucp_worker_arm(worker_) == UCS_ERR_BUSY) return;  // more to progress first
   pollfd fds[2] = {{queue_.fd(), POLLIN, 0}, {worker_fd_, POLLIN, 0}};
-  ::poll(fds, worker_ ? 2 : 1, closing_.empty() ? -1 : 10);
+  const int timeout_ms = closing_.empty() ? -1 : 10;
+  worker.unlock();  // other threads may post sends meanwhile (run_on_io)
+  ::poll(fds, worker_ ? 2 : 1, timeout_ms);
+  worker.lock();
   if (fds[0].revents & POLLIN) queue_.drain_wakeups();
 }
 
@@ -163,7 +171,7 @@ void ucx_engine::ensure_worker(const ucx_address& a) {
 
 ucs_status_t ucx_engine::am_send(ucp_ep_h ep, unsigned id, am_header h, bytes data,
                                  bool want_reply_ep) {
-  auto* op = new send_op{std::move(data), h};
+  auto* op = new send_op{this, std::move(data), h};
   ucp_request_param_t p{};
   p.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
@@ -180,6 +188,7 @@ ucs_status_t ucx_engine::am_send(ucp_ep_h ep, unsigned id, am_header h, bytes da
     delete op;
     return UCS_PTR_STATUS(r);
   }
+  ++sends_in_flight_;
   return UCS_INPROGRESS;
 }
 

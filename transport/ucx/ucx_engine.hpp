@@ -32,6 +32,7 @@ struct channel_state {
 
 // One in-flight ucp_am_send_nbx: owns the bytes and header until UCX is done with them.
 struct send_op {
+  class ucx_engine* engine;
   bytes data;
   am_header header{};
 };
@@ -60,6 +61,9 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   /// Runs `task` on the progress thread: inline when already there (never inside a UCX
   /// callback: callbacks only record work), else queued. False once stopped.
   bool run_on_io(std::function<void()> task);
+  /// run_on_io() for a task that only posts UCX operations and leaves any callback to
+  /// deferred_: while the progress thread sleeps, the calling thread runs it in its stead.
+  bool post(std::function<void()> task);
 
   void listen(const std::string& address, request_handler handler);
   std::shared_ptr<channel_state> open_channel(const std::string& address, int timeout_ms);
@@ -68,7 +72,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
     run_on_io([this, id] { drop_client(id); });
   }
   void send_reply(uint64_t conn, am_header h, bytes message) {
-    run_on_io([this, conn, h, m = std::move(message)]() mutable {
+    post([this, conn, h, m = std::move(message)]() mutable {
       auto it = server_eps_.find(conn);
       if (it != server_eps_.end()) am_send(it->second, am_reply, h, std::move(m), false);
     });
@@ -91,7 +95,8 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   void run();
   /// Polls the worker for up to `budget` before sleeping; true when work showed up.
   bool spin(spin_policy::duration budget);
-  void wait_for_events();
+  /// Sleeps in poll() until UCX or the queue has work, releasing `worker` meanwhile.
+  void wait_for_events(std::unique_lock<std::mutex>& worker);
   void ensure_worker(const ucx_address& a);
   ucs_status_t am_send(ucp_ep_h ep, unsigned id, am_header h, bytes data, bool want_reply_ep);
   void progress();
@@ -114,7 +119,10 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   // -- any thread --
   command_queue<std::function<void()>> queue_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::thread::id> io_thread_id_{};
+  // Held by the progress thread except while it sleeps; a thread that takes it meanwhile acts
+  // as the progress thread (run_on_io). Guards everything under "progress thread only".
+  std::mutex io_mutex_;
+  static thread_local ucx_engine* acting_as_;  // the engine this thread acts for, if any
   std::atomic<uint64_t> next_channel_id_{1};
   mutable std::mutex address_mutex_;
   std::string bound_address_;
@@ -123,6 +131,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   int worker_fd_ = -1;
+  int64_t sends_in_flight_ = 0;  // posted and not completed: the progress thread must progress
   // Poll before sleeping only while events have been coming sooner than a wake-up costs.
   spin_policy spin_ = spin_policy::from_env("XMESH_UCX_SPIN_US", default_spin_us);
   request_handler handler_;

@@ -98,7 +98,8 @@ void create_context(const ucx_address& first_host, ucp_context_h& context, ucp_w
   if (st != UCS_OK) throw std::runtime_error(status_message("ucp_init", st));
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // every UCX call happens on the progress thread
+  // One thread at a time: the progress thread, or one that acts for it while it sleeps.
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
   if (st = ucp_worker_create(context, &wp, &worker); st != UCS_OK) {
     ucp_cleanup(context);
     context = nullptr;
