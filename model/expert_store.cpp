@@ -229,7 +229,7 @@ void expert_store::admit(int64_t layer, const int32_t* experts, int64_t count) {
 }
 
 void expert_store::prefetch_after(int64_t layer, const float* x, int64_t num_tokens,
-                                  kernels::thread_pool& pool) {
+                                  kernels::thread_pool& pool, expert_cache_model* routing_cache) {
   if (!options_.prefetch || num_tokens != 1) return;  // decode steps only
   int64_t next = layer + 1;
   while (next < config_.num_layers && !weights_.layers[next].moe) ++next;
@@ -243,6 +243,7 @@ void expert_store::prefetch_after(int64_t layer, const float* x, int64_t num_tok
   predicted_[next] = ids;
   prefetch_predicted += config_.top_k;
   admit(next, ids.data(), config_.top_k);
+  if (routing_cache) routing_cache->touch(next, ids.data(), config_.top_k);
 }
 
 const kernels::expert_weights* expert_store::weights(int64_t layer, int32_t expert) const {

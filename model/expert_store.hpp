@@ -59,10 +59,11 @@ class expert_store {
   /// The weights the current token computes expert `expert` of `layer` with.
   [[nodiscard]] const kernels::expert_weights* weights(int64_t layer, int32_t expert) const;
   /// After layer `layer`'s router input `x` is known (a transformer::moe_observer): with
-  /// prefetch on, admits the next MoE layer's predicted experts. Deterministic: it depends on
-  /// `x` only.
-  void prefetch_after(int64_t layer, const float* x, int64_t num_tokens,
-                      kernels::thread_pool& pool);
+  /// prefetch on, admits the next MoE layer's predicted experts, and into `routing_cache` too
+  /// (a routing policy's logical cache, kept with the same settings: both stay the same, so the
+  /// policy sees prefetched experts as resident). Deterministic: it depends on `x` only.
+  void prefetch_after(int64_t layer, const float* x, int64_t num_tokens, kernels::thread_pool& pool,
+                      expert_cache_model* routing_cache = nullptr);
   /// Starts over with an empty cache (a new sequence); loads under way finish unused.
   void reset();
   /// Full-precision experts resident or loading at `layer` (never more than the capacity).

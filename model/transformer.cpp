@@ -96,9 +96,10 @@ void transformer::attention(int64_t layer, const float* x, int64_t n, kv_cache& 
 
 void transformer::mlp(int64_t layer, const float* x, int64_t n, kv_cache& cache, float* out) {
   const auto& l = weights_.layers[layer];
-  if (l.moe && observer_) observer_(layer, x, n);
+  if (l.moe && policy_.enabled && !cache.routing)
+    cache.routing = std::make_unique<expert_cache_model>(config_, policy_);
+  if (l.moe && observer_) observer_(layer, x, n, policy_.enabled ? cache.routing.get() : nullptr);
   if (l.moe && policy_.enabled) {
-    if (!cache.routing) cache.routing = std::make_unique<expert_cache_model>(config_, policy_);
     routing_context policy{&policy_, cache.routing.get(), &counters_};
     moe_forward(config_, l, layer, x, n, experts_, pool_, out, &policy);
   } else if (l.moe) {

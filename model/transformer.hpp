@@ -29,9 +29,12 @@ class transformer {
   [[nodiscard]] const model_weights& weights() const { return weights_; }
   [[nodiscard]] kernels::thread_pool& pool() { return pool_; }
 
-  /// Called with each MoE layer's normalised input (what its router sees) before the block runs:
-  /// routing statistics (model/routing_stats.hpp) watch through it.
-  using moe_observer = std::function<void(int64_t layer, const float* x, int64_t num_tokens)>;
+  /// Called with each MoE layer's normalised input (what its router sees) before the block runs,
+  /// and the sequence's logical expert cache when a routing policy is on (else null): routing
+  /// statistics (model/routing_stats.hpp) watch through it, and pre-gating prefetch admits its
+  /// predictions into both the store and that cache (expert_store::prefetch_after).
+  using moe_observer = std::function<void(int64_t layer, const float* x, int64_t num_tokens,
+                                          expert_cache_model* routing_cache)>;
   void set_moe_observer(moe_observer observer) { observer_ = std::move(observer); }
 
   /// Routes with `options` (not enabled: topk_gating). Each sequence's logical expert cache lives

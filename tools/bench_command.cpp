@@ -147,14 +147,10 @@ int bench_edge(int argc, char** argv) {
     throw usage_error(
         "--routing-policy and --expert-store: give both the same cache, "
         "cache_fraction, decay and load_rank");
-  if (store.options().prefetch) {
-    if (net.routing_policy().enabled)
-      throw usage_error(
-          "--expert-store prefetch=1: not with a routing policy yet (its cache "
-          "would not see the prefetched experts)");
-    net.set_moe_observer(
-        [&](int64_t l, const float* x, int64_t n) { store.prefetch_after(l, x, n, pool); });
-  }
+  if (store.options().prefetch)
+    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
+      store.prefetch_after(l, x, n, pool, c);
+    });
   // Decode steps fed the text's own next tokens (teacher forcing): routing follows real text,
   // not a model's greedy loops, whose repeats would hit the cache every time.
   model::kv_cache cache(m.config, prompt_len + new_tokens);

@@ -76,14 +76,10 @@ int eval_main(int argc, char** argv) {
         "cache_fraction, decay and load_rank");
   std::optional<model::routing_stats> routing;
   if (f.has("--routing")) routing.emplace(m.config, m.weights, pool);
-  if (store && store->options().prefetch && net.routing_policy().enabled)
-    throw usage_error(
-        "--expert-store prefetch=1: not with a routing policy yet (its cache would "
-        "not see the prefetched experts)");
   if (routing || (store && store->options().prefetch))
-    net.set_moe_observer([&](int64_t l, const float* x, int64_t n) {
+    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
       if (routing) routing->observe(l, x, n);
-      if (store) store->prefetch_after(l, x, n, pool);
+      if (store) store->prefetch_after(l, x, n, pool, c);
     });
   std::optional<actors::proven_connection> head;
   auto logits_of = model::local_window_logits(net);

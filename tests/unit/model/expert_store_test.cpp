@@ -37,8 +37,9 @@ class ExpertStore : public testing::Test {
     backend.set_store(&store);
     transformer net(m_.config, m_.weights, pool_, backend);
     if (prefetch)
-      net.set_moe_observer(
-          [&](int64_t l, const float* x, int64_t n) { store.prefetch_after(l, x, n, pool_); });
+      net.set_moe_observer([&](int64_t l, const float* x, int64_t n, expert_cache_model*) {
+        store.prefetch_after(l, x, n, pool_);
+      });
     return generate(net, prompt_, options_).logits;
   }
   static bool same(const std::vector<float>& a, const std::vector<float>& b) {
@@ -118,6 +119,47 @@ TEST_F(ExpertStore, PrefetchPredictsTheNextLayerAndChangesNoOutput) {
   EXPECT_EQ(store.prefetch_used.load(), store.prefetch_predicted.load());
   EXPECT_GT(store.prefetch_hits.load(), 0);
   EXPECT_LE(store.prefetch_hits.load(), store.prefetch_used.load());
+}
+
+// A routing policy and pre-gating prefetch together: the prefetch admits its predictions into
+// the policy's logical cache as well as the store's, so both stay one cache (the policy's hits
+// are the store's hits) and the output repeats run after run. Decode steps over varied tokens
+// (teacher forcing), so that routing moves and predictions matter.
+TEST_F(ExpertStore, PrefetchAndARoutingPolicyKeepOneCache) {
+  const std::string cache = "cache=lru,cache_fraction=0.25";
+  struct outcome {
+    std::vector<float> logits;
+    int64_t policy_hits, store_hits;
+  };
+  auto run = [&](bool prefetch) {
+    expert_store store(m_.config, m_.weights,
+                       parse_store_options(cache + (prefetch ? ",prefetch=1" : ""), m_.config));
+    local_expert_backend backend(m_.weights, pool_);
+    backend.set_store(&store);
+    transformer net(m_.config, m_.weights, pool_, backend);
+    net.set_routing_policy(
+        parse_routing_options("cache_aware=prior,prior=0.5," + cache, m_.config));
+    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, expert_cache_model* c) {
+      store.prefetch_after(l, x, n, pool_, c);
+    });
+    kv_cache kv(m_.config, 64);
+    outcome o;
+    std::vector<float> logits;
+    for (int32_t t = 0; t < 40; ++t) {
+      const int32_t token = (t * 37 + 11) % 500;
+      net.forward(std::span(&token, 1), kv, logits_for::last, logits);
+      o.logits.insert(o.logits.end(), logits.begin(), logits.end());
+    }
+    o.policy_hits = net.routing_stats().hits.load();
+    o.store_hits = store.hits.load();
+    return o;
+  };
+  auto first = run(true), again = run(true), without = run(false);
+  EXPECT_EQ(first.policy_hits, first.store_hits);
+  EXPECT_TRUE(same(again.logits, first.logits));
+  EXPECT_EQ(again.store_hits, first.store_hits);
+  EXPECT_EQ(without.policy_hits, without.store_hits);
+  EXPECT_NE(first.store_hits, without.store_hits);  // the prefetch changed what was resident
 }
 
 TEST(ExpertStoreOptions, SettingsAreChecked) {
