@@ -15,6 +15,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "transport/factory.hpp"
@@ -369,6 +370,41 @@ TEST_P(SealedTransport, OnlyTheClustersMessagesAreOpenedOnce) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SealedTransport, ::testing::Values("zmq", "ucx"));
+
+// Many threads seal with one sealer (sessions, expert actors do): every message gets its own
+// nonce, every one opens once with any sealer of the key, and none opens twice.
+TEST(Sealer, ThreadsNeverShareANonceAndEachMessageOpensOnce) {
+  xt::sealer sending(test_key()), receiving(test_key());
+  constexpr int threads = 4, each = 500;
+  std::vector<std::vector<xt::bytes>> sealed(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < each; ++i) {
+        auto m = dispatch_of_size(512 + 64 * (i % 8), uint64_t(t * each + i));
+        sending.seal(m, xt::seal_direction::reply);
+        sealed[t].push_back(std::move(m));
+      }
+    });
+  for (auto& th : pool) th.join();
+  std::set<std::vector<std::byte>> nonces;
+  for (auto& per_thread : sealed)
+    for (auto& m : per_thread) {
+      const auto* trailer = m.data() + m.size() - xt::sealer::trailer_bytes;
+      nonces.insert(std::vector<std::byte>(trailer, trailer + 12));
+    }
+  EXPECT_EQ(nonces.size(), size_t{threads * each});
+  for (int t = 0; t < threads; ++t)
+    for (int i = 0; i < each; ++i) {
+      auto copy = sealed[t][i];
+      ASSERT_FALSE(receiving.open(sealed[t][i], xt::seal_direction::reply).has_value());
+      EXPECT_EQ(sealed[t][i], dispatch_of_size(512 + 64 * (i % 8), uint64_t(t * each + i)));
+      EXPECT_EQ(receiving.open(copy, xt::seal_direction::reply), xt::seal_drop::replayed);
+    }
+  auto request = dispatch_of_size(1024, 1);
+  sending.seal(request, xt::seal_direction::request);
+  EXPECT_EQ(receiving.open(request, xt::seal_direction::reply), xt::seal_drop::forged);
+}
 
 TEST(DataKey, RoundTripsThroughItsFileAndRefusesOthers) {
   const auto dir = std::filesystem::temp_directory_path() / ("xmesh-key-" + unique_suffix());
