@@ -7,6 +7,7 @@
 
 #include "actors/coordinator.hpp"
 #include "actors/rebalance.hpp"
+#include "transport/gate/tls.hpp"
 
 namespace xmesh::actors {
 
@@ -37,6 +38,7 @@ struct coordinator_data {
   std::shared_ptr<job> draining;          // the order whose old replica retires next
   std::shared_ptr<job> current;           // the order being carried out
   std::set<std::string> peer_sourced;     // expert nodes that stream new replicas from a peer
+  std::filesystem::path keys;             // the cluster's keys (empty: security none)
   std::chrono::milliseconds beat{250};    // the heartbeat period: how often liveness is checked
   uint64_t metered_version = UINT64_MAX;  // the table version the replica gauges show
   static inline const char* name = "coordinator";
@@ -50,6 +52,22 @@ std::chrono::milliseconds period(const rebalance_config& c) {
 
 caf::error order_error(const std::string& what) {
   return caf::make_error(caf::sec::runtime_error, what);
+}
+
+// Why a registration is refused in an authenticated cluster, or "": its certificate must be the
+// cluster CA's, name the node it registers as, and its key must have signed the registration.
+// (TLS proved the connection is a member's; this binds the name to that member.)
+std::string claim_refusal(const std::filesystem::path& keys, const node_info& info) {
+  const std::string who = "node '" + info.name + "'";
+  if (info.certificate.empty()) return who + " registered without its certificate's signature";
+  try {
+    auto cn = transport::verify_claim(keys / "tls-ca.pem", {info.certificate, info.signature},
+                                      registration_text(info));
+    if (cn != info.name) return who + " registered with the certificate of '" + cn + "'";
+  } catch (const std::exception& e) {
+    return who + "'s registration is refused: " + e.what();
+  }
+  return {};
 }
 
 void run_next(self_ptr self);
@@ -425,6 +443,7 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
   self->state.settings = cluster.rebalance;
   for (const auto& n : cluster.nodes)
     if (n.expert_source == "peer") self->state.peer_sourced.insert(n.name);
+  if (cluster.security.authenticated()) self->state.keys = cluster.security.keys;
   self->state.model = std::move(model);
   if (self->state.settings.period_s > 0)
     self->delayed_send(self, period(self->state.settings), tick_atom_v);
@@ -434,7 +453,9 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
   return {
       [self](register_atom, const node_info& info) -> caf::result<placement_table> {
         auto& core = *self->state.core;
-        if (auto why = core.admit(info); !why.empty()) {
+        auto why = self->state.keys.empty() ? std::string() : claim_refusal(self->state.keys, info);
+        if (why.empty()) why = core.admit(info);
+        if (!why.empty()) {
           std::fprintf(stderr, "xmesh coordinator: refused: %s\n", why.c_str());
           return order_error(why);
         }

@@ -16,6 +16,7 @@
 #include "model/expert_shard.hpp"
 #include "model/generator.hpp"
 #include "transport/factory.hpp"
+#include "transport/gate/tls.hpp"
 
 namespace xmesh::actors {
 
@@ -530,6 +531,12 @@ node_info node_runtime::info() const {
   if (host_) i.resident = host_->resident();
   i.version = version_.load();
   i.memory_budget_bytes = self_.memory_budget_bytes;
+  if (cluster_.security.authenticated()) {
+    auto claim = transport::sign_claim(
+        transport::tls_identity_in(cluster_.security.keys, self_.name), registration_text(i));
+    i.certificate = std::move(claim.certificate_pem);
+    i.signature = std::move(claim.signature);
+  }
   return i;
 }
 

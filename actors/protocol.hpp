@@ -23,12 +23,21 @@ struct node_info {
   std::vector<int64_t> resident;  // replicas it holds and serves: layer * experts + expert
   uint64_t version = 0;           // the newest placement version it has seen (0: none)
   int64_t memory_budget_bytes = 0;
+  // In an authenticated cluster: the node's certificate and its key's signature over
+  // registration_text(), so a member registers only under the name its certificate gives it.
+  std::string certificate;
+  std::string signature;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node, x.model,
-           x.resident, x.version, x.memory_budget_bytes);
+           x.resident, x.version, x.memory_budget_bytes, x.certificate, x.signature);
+}
+
+/// What a registering node signs: who it says it is, where it serves, and what.
+inline std::string registration_text(const node_info& i) {
+  return "xmesh-register\n" + i.name + "\n" + i.data_address + "\n" + i.model;
 }
 
 /// An operator's or the planner's order to change one (layer, expert)'s replicas.

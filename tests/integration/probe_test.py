@@ -20,6 +20,7 @@ usage: probe_test.py XMESH REPO MODE
 import json
 import os
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -147,6 +148,22 @@ def foreign_certificate(xmesh, model, path, p, transport, env, tmp):
     log = open(f"{tmp}/run/head.log").read()
     if "xmesh node head: refused a control connection from 127.0.0.1:" not in log:
         fail("the head's log should name the refused peer")
+    # A member posing as another node: its own key pair filed under the other's name gets it
+    # through TLS (any member's certificate does), but its registration names the wrong node.
+    keys = subprocess.run([xmesh, "cluster", "keygen", "--cluster", path, "--where"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    subprocess.run([xmesh, "cluster", "keygen", "--cluster", path, "--node", "mallory"], check=True,
+                   capture_output=True)
+    posing = f"{tmp}/posing.keys"
+    shutil.copytree(keys, posing)
+    for ext in ("pem", "key"):
+        shutil.copy(f"{keys}/tls-mallory.{ext}", f"{posing}/tls-experts.{ext}")
+    r = subprocess.run([xmesh, "node", "--join", f"127.0.0.1:{p[0]}", "--name", "experts", "--model", model,
+                        "--data-port", str(free_ports(1)[0]), "--transport", transport, "--security", posing],
+                       env=quick, capture_output=True, text=True, timeout=60)
+    print(f"a member posing as experts: exit {r.returncode}: {r.stderr.strip()}")
+    if r.returncode == 0 or "node 'experts' registered with the certificate of 'mallory'" not in r.stderr:
+        fail("a member must not register under another node's name, and be told why")
 
 
 def main():

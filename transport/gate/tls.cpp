@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 namespace xmesh::transport {
@@ -171,6 +173,62 @@ std::vector<std::string> write_tls_identities(const fs::path& dir,
     written.push_back(name);
   }
   return written;
+}
+
+signed_claim sign_claim(const tls_identity& id, std::string_view text) {
+  auto key = read_key(id.key);
+  signed_claim claim;
+  std::ifstream pem(id.certificate);
+  claim.certificate_pem.assign(std::istreambuf_iterator<char>(pem), {});
+  if (claim.certificate_pem.empty())
+    throw std::runtime_error(id.certificate.string() + ": cannot read");
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  size_t size = 0;
+  if (!md || EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
+      EVP_DigestSign(md.get(), nullptr, &size, reinterpret_cast<const unsigned char*>(text.data()),
+                     text.size()) != 1)
+    fail("cannot sign with " + id.key.string());
+  claim.signature.resize(size);
+  if (EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(claim.signature.data()), &size,
+                     reinterpret_cast<const unsigned char*>(text.data()), text.size()) != 1)
+    fail("cannot sign with " + id.key.string());
+  claim.signature.resize(size);
+  return claim;
+}
+
+std::string verify_claim(const fs::path& ca, const signed_claim& claim, std::string_view text) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(claim.certificate_pem.data(), static_cast<int>(claim.certificate_pem.size())),
+      &BIO_free);
+  cert_ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr,
+                &X509_free);
+  ERR_clear_error();
+  if (!cert) throw std::runtime_error("its certificate is not a PEM certificate");
+  auto authority = read_certificate(ca);
+  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), &X509_STORE_free);
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> check(X509_STORE_CTX_new(),
+                                                                        &X509_STORE_CTX_free);
+  if (!store || !check || X509_STORE_add_cert(store.get(), authority.get()) != 1 ||
+      X509_STORE_CTX_init(check.get(), store.get(), cert.get(), nullptr) != 1)
+    fail("cannot check a certificate");
+  if (X509_verify_cert(check.get()) != 1)
+    throw std::runtime_error(std::string("its certificate is not one of this cluster's (") +
+                             X509_verify_cert_error_string(X509_STORE_CTX_get_error(check.get())) +
+                             ")");
+  EVP_PKEY* key = X509_get0_pubkey(cert.get());
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  const bool signed_by_it =
+      key && md && EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr, key) == 1 &&
+      EVP_DigestVerify(md.get(), reinterpret_cast<const unsigned char*>(claim.signature.data()),
+                       claim.signature.size(), reinterpret_cast<const unsigned char*>(text.data()),
+                       text.size()) == 1;
+  ERR_clear_error();
+  if (!signed_by_it) throw std::runtime_error("its signature does not match its certificate");
+  char cn[256] = "";
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof cn) <=
+      0)
+    throw std::runtime_error("its certificate names nobody");
+  return cn;
 }
 
 std::shared_ptr<SSL_CTX> make_tls_context(const tls_identity& id, bool server) {

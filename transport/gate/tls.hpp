@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using SSL_CTX = struct ssl_ctx_st;
@@ -28,6 +29,21 @@ tls_identity tls_identity_in(const std::filesystem::path& dir, const std::string
 /// for each name that has none yet (keys 0600). Returns the names it wrote.
 std::vector<std::string> write_tls_identities(const std::filesystem::path& dir,
                                               const std::vector<std::string>& names);
+
+/// A party's signed statement (a node's registration): its certificate (PEM) and the signature
+/// of its key over a text.
+struct signed_claim {
+  std::string certificate_pem;
+  std::string signature;
+};
+
+/// Signs `text` with `id`'s key (ECDSA, SHA-256); throws naming the file it cannot read.
+signed_claim sign_claim(const tls_identity& id, std::string_view text);
+
+/// The name (CN) of the claim's certificate when the cluster CA `ca` signed that certificate and
+/// its key signed `text`; throws saying what failed.
+std::string verify_claim(const std::filesystem::path& ca, const signed_claim& claim,
+                         std::string_view text);
 
 /// A TLS 1.3 context that presents `id` and accepts only peers whose certificate the cluster CA
 /// signed (mutual: a server asks its clients for theirs). Throws naming the file it cannot read.

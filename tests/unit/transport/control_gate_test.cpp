@@ -133,6 +133,31 @@ TEST(MessageGuard, FollowsHeadersAcrossSplitsAndRefusesOversizedAnnouncements) {
   EXPECT_EQ(g.announced(), 101u);
 }
 
+// A registration's claim: the CA's certificate and its key's signature name the signer; the
+// text changed, another member's signature, or another cluster's certificate are refused.
+TEST_F(ControlGate, ASignedClaimNamesItsSignerAndNothingElse) {
+  const auto ca = dir / "ours" / "tls-ca.pem";
+  auto claim = sign_claim(ours("experts"), "xmesh-register\nexperts");
+  EXPECT_EQ(verify_claim(ca, claim, "xmesh-register\nexperts"), "experts");
+  auto refused = [&](const signed_claim& c, const std::string& text) {
+    try {
+      (void)verify_claim(ca, c, text);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refused(claim, "xmesh-register\nhead"), "its signature does not match its certificate");
+  auto mixed = claim;
+  mixed.signature = sign_claim(ours("head"), "xmesh-register\nexperts").signature;
+  EXPECT_EQ(refused(mixed, "xmesh-register\nexperts"),
+            "its signature does not match its certificate");
+  auto foreign = sign_claim(tls_identity_in(dir / "theirs", "experts"), "xmesh-register\nexperts");
+  EXPECT_NE(refused(foreign, "xmesh-register\nexperts").find("not one of this cluster's"),
+            std::string::npos);
+  EXPECT_EQ(refused({"junk", claim.signature}, "x"), "its certificate is not a PEM certificate");
+}
+
 TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
   control_gate server("head", ours("head"));
   port = server.listen("127.0.0.1", 0, inner.admit());
