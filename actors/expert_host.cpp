@@ -471,8 +471,7 @@ void expert_host::serve(transport::bytes message,
   limits.max_expert = static_cast<uint32_t>(c.num_experts - 1);
   limits.expected_hidden = static_cast<uint32_t>(c.hidden);
   limits.max_rows = max_rows_per_frame;
-  limits.max_payload_bytes =
-      uint64_t{max_rows_per_frame} * (12 + 4 * static_cast<uint64_t>(c.hidden));
+  limits.max_payload_bytes = max_dispatch_payload(c);
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);
   if (metrics_) metrics_->bytes_received().Increment(static_cast<double>(frame->message.size()));

@@ -49,6 +49,14 @@ class expert_host {
 
   /// Rows one frame may carry (a decode step carries tokens x k; a prefill chunk more).
   static constexpr uint32_t max_rows_per_frame = 1u << 16;
+  /// The biggest request a node serving `config` accepts: a dispatch frame of max_rows_per_frame
+  /// rows and pairs (fetch frames are smaller). The transport drops bigger ones unread.
+  static uint64_t max_request_bytes(const model::model_config& config) {
+    return transport::frame_header_bytes + max_dispatch_payload(config);
+  }
+  static uint64_t max_dispatch_payload(const model::model_config& config) {
+    return uint64_t{max_rows_per_frame} * (12 + 4 * static_cast<uint64_t>(config.hidden));
+  }
 
   /// Copies a replica's weights from the node's model files (at most `bytes_per_s`, 0: no cap),
   /// warms it with one row and starts serving it. Throws naming the fault (out of range, a

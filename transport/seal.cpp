@@ -201,6 +201,9 @@ class sealed_endpoint final : public endpoint {
       handler(std::move(message), std::make_shared<sealed_reply>(seal, std::move(reply)));
     });
   }
+  void limit_requests(size_t max_bytes) override {
+    inner_->limit_requests(max_bytes + sealer::trailer_bytes);
+  }
   std::unique_ptr<channel> connect(const std::string& address, int timeout_ms) override {
     return std::make_unique<sealed_channel>(seal_, inner_->connect(address, timeout_ms));
   }

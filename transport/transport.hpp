@@ -103,6 +103,10 @@ class channel {
 class endpoint {
  public:
   virtual ~endpoint() = default;
+  /// Requests larger than `max_bytes` (a node derives it from its model's shapes) are dropped
+  /// by the listener before anything is allocated for them; call before listen(). Default:
+  /// max_message_bytes. Replies are not limited here.
+  virtual void limit_requests(size_t max_bytes) { (void)max_bytes; }
   /// Starts serving `handler` on `address` (back-end syntax, e.g. "tcp://127.0.0.1:5555").
   virtual void listen(const std::string& address, request_handler handler) = 0;
   /// Connects to a listener; throws std::runtime_error naming the address when unreachable

@@ -207,6 +207,7 @@ class ucx_endpoint : public endpoint {
   ucx_endpoint() : engine_(std::make_shared<ucx::ucx_engine>()) {}
   ~ucx_endpoint() override { engine_->stop(); }
 
+  void limit_requests(size_t max_bytes) override { engine_->limit_requests(max_bytes); }
   void listen(const std::string& address, request_handler handler) override {
     engine_->listen(address, std::move(handler));
   }

@@ -48,6 +48,7 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
                                size_t length, const ucp_am_recv_param_t* param) {
   if (header_length != sizeof(am_header)) return UCS_OK;  // not ours: drop
   if (length > max_message_bytes) return UCS_OK;          // too big: dropped, nothing allocated
+  if (am_id == am_request && length > request_limit_) return UCS_OK;
   am_header h;
   std::memcpy(&h, header, sizeof h);
   uint64_t conn = 0;

@@ -66,6 +66,8 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   bool post(std::function<void()> task);
 
   void listen(const std::string& address, request_handler handler);
+  /// Requests bigger than `max_bytes` are dropped before a buffer is made for them.
+  void limit_requests(size_t max_bytes) { request_limit_ = max_bytes; }
   std::shared_ptr<channel_state> open_channel(const std::string& address, int timeout_ms);
   void send_request(const std::shared_ptr<channel_state>& ch, bytes message, reply_callback cb);
   void close_channel(uint64_t id) {
@@ -119,6 +121,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   // -- any thread --
   command_queue<std::function<void()>> queue_;
   std::atomic<bool> stopping_{false};
+  std::atomic<size_t> request_limit_{max_message_bytes};  // bigger requests are dropped unread
   // Held by the progress thread except while it sleeps; a thread that takes it meanwhile acts
   // as the progress thread (run_on_io). Guards everything under "progress thread only".
   std::mutex io_mutex_;

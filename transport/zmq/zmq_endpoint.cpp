@@ -133,6 +133,8 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   }
 
   void listen(const std::string& address, request_handler handler);
+  /// Requests bigger than `max_bytes` are refused by the router (set before listen()).
+  void limit_requests(size_t max_bytes) { request_limit_ = max_bytes; }
   std::shared_ptr<channel_state> open_channel(const std::string& address, int timeout_ms);
   void send_request(const std::shared_ptr<channel_state>& ch, bytes message, reply_callback cb);
   void close_channel(uint64_t id) {
@@ -165,6 +167,7 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   mutable std::mutex address_mutex_;
   std::string bound_address_;
   std::atomic<uint64_t> next_channel_id_{1};
+  std::atomic<size_t> request_limit_{max_message_bytes};  // the router's message cap
   // -- I/O thread only --
   std::unique_ptr<zmq::socket_t> router_;
   zmq::socket_t router_monitor_;  // PAIR receiving the router's failed accepts
@@ -203,6 +206,11 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
     try {
       auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
       set_common_options(*s);
+      // A peer announcing a bigger request is disconnected before it is buffered; one sending
+      // faster than this node reads is held back (a full inbound queue stops reading its
+      // connection: TCP flow control, nothing dropped) instead of queueing without end.
+      s->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(request_limit_.load()));
+      s->set(zmq::sockopt::rcvhwm, 1024);
       // A peer that does not finish ZMTP's handshake is dropped after 5 s
       // (ZeroMQ's default waits 30 s), so held connections cannot pile up.
       s->set(zmq::sockopt::handshake_ivl, 5000);
@@ -515,6 +523,7 @@ class zmq_endpoint : public endpoint {
   zmq_endpoint() : engine_(std::make_shared<zmq_engine>()) { engine_->start(); }
   ~zmq_endpoint() override { engine_->stop(); }
 
+  void limit_requests(size_t max_bytes) override { engine_->limit_requests(max_bytes); }
   void listen(const std::string& address, request_handler handler) override {
     engine_->listen(address, std::move(handler));
   }

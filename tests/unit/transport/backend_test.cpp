@@ -371,6 +371,39 @@ TEST_P(SealedTransport, OnlyTheClustersMessagesAreOpenedOnce) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, SealedTransport, ::testing::Values("zmq", "ucx"));
 
+// A listener limited to 8 KiB requests: a 64 KiB one never reaches the handler (ZeroMQ drops the
+// connection that announced it, UCX the message) and is not answered; a request within the limit
+// still is, on a new connection, sealed or not (the seal's trailer is allowed for).
+class RequestLimit : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RequestLimit, RequestsOverTheLimitAreDroppedUnread) {
+  const std::string backend = GetParam();
+  for (bool sealed : {false, true}) {
+    auto make = [&] {
+      return sealed ? xt::make_endpoint(backend, test_key()) : xt::make_endpoint(backend);
+    };
+    std::atomic<int> handled{0};
+    auto server = make();
+    server->limit_requests(8192);
+    server->listen(backend == "zmq" ? "tcp://127.0.0.1:0" : "ucx://127.0.0.1:0",
+                   [&](xt::bytes m, std::shared_ptr<xt::reply_handle> r) {
+                     ++handled;
+                     r->send(echo_result(m));
+                   });
+    auto client = make();
+    auto ch = client->connect(server->listen_address(), 5000);
+    const auto big = dispatch_of_size(65536, 1), small = dispatch_of_size(8000, 2);
+    EXPECT_NE(call(*ch, big, 500ms).reply, echo_result(big)) << (sealed ? "sealed" : "plain");
+    auto again = client->connect(server->listen_address(), 5000);  // as a head reconnects
+    auto ok = call(*again, small);
+    EXPECT_EQ(ok.error, "");
+    EXPECT_EQ(ok.reply, echo_result(small));
+    EXPECT_EQ(handled.load(), 1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RequestLimit, ::testing::Values("zmq", "ucx"));
+
 // Many threads seal with one sealer (sessions, expert actors do): every message gets its own
 // nonce, every one opens once with any sealer of the key, and none opens twice.
 TEST(Sealer, ThreadsNeverShareANonceAndEachMessageOpensOnce) {
