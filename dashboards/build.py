@@ -58,6 +58,11 @@ DASHBOARDS = {
           (q(0.99, "xmesh_expert_compute_seconds", "le, node"), "{{node}} p99")]),
         ("Rows computed by expert nodes", "timeseries", "short",
          [(f"sum by (node) (rate(xmesh_expert_rows_total{{{N}}}[{RATE}]))", "{{node}}")]),
+        ("Expert stores: hits, misses, misses computed on the head", "timeseries", "short",
+         [(f"sum by (node) (rate(xmesh_store_hits_total{{{N}}}[{RATE}])) or vector(0)", "{{node}} hits/s"),
+          (f"sum by (node) (rate(xmesh_store_misses_total{{{N}}}[{RATE}])) or vector(0)", "{{node}} misses/s"),
+          (f"sum by (node) (rate(xmesh_store_misses_on_head_total{{{N}}}[{RATE}]))",
+           "{{node}} computed on the head/s")]),
     ]),
     "xmesh-transport": ("ExpertMesh: transport", [
         ("Dispatch round trip per peer", "timeseries", "s",
