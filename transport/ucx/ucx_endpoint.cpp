@@ -49,7 +49,8 @@ bool ucx_engine::post(std::function<void()> task) {
   // virtual machines, more than a loopback round trip, and each frame's send (head) and reply
   // (expert node) would pay one. The progress thread is woken only when the operation needs
   // progress to finish, or left work for it (deferred_: callbacks never run on this thread).
-  if (std::unique_lock borrowed(io_mutex_, std::try_to_lock); borrowed.owns_lock() && worker_) {
+  if (std::unique_lock borrowed(io_mutex_, std::try_to_lock);
+      borrowed.owns_lock() && worker_ && !stopping_) {
     ucx_engine* before = std::exchange(acting_as_, this);
     task();
     acting_as_ = before;
