@@ -129,7 +129,8 @@ struct cluster_config {
   std::string replica_choice = "least_outstanding";
   /// Where a row that would miss in an expert node's store (node key store:) computes
   /// (`store_misses:`): `node` (default: the node reads the expert from its slow tier) or `head`
-  /// (the head computes it from its own files once the node's layer is full; actors/router.hpp).
+  /// (once the node's layer is full, the head computes it from its own files and the node keeps
+  /// the experts that filled it; actors/router.hpp).
   bool store_misses_on_head = false;
 
   [[nodiscard]] const node_config& node(const std::string& name) const;  // throws naming it

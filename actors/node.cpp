@@ -469,8 +469,9 @@ void node_runtime::start_experts(const placement_table& table) {
     int64_t layer = slot / table.num_experts, expert = slot % table.num_experts;
     if (model_->weights.layers[layer].moe) (void)host_->load(layer, expert);
   }
-  endpoint_->limit_requests(std::min<uint64_t>(expert_host::max_request_bytes(model_->config),
-                                               transport::max_message_bytes));
+  endpoint_->limit_requests(
+      std::min<uint64_t>(expert_host::max_request_bytes(model_->config),
+                         transport::max_message_bytes - transport::sealer::trailer_bytes));
   endpoint_->listen(
       self_.data_address(cluster_.transport),
       [host = host_.get()](transport::bytes m, std::shared_ptr<transport::reply_handle> r) {

@@ -74,8 +74,10 @@ class router_service final : public model::expert_backend {
   /// once its layer is full, instead of making the node read the expert from its slow tier
   /// (`store_misses: head`; Fiddler's and HybriMoE's "compute where the activations are"). The
   /// head knows what a node holds from a mirror of its store, keyed by node name: the node's
-  /// cache settings, fed with what this head sends there. The mirror only steers where rows
-  /// compute: the same weights give the same bits anywhere, so a stale mirror costs speed only.
+  /// cache size, fed with what this head sends there. Rows go to the node while its layer has
+  /// room, so each layer keeps the first experts it was sent and never evicts (its eviction
+  /// setting no longer matters). The mirror only steers where rows compute: the same weights
+  /// give the same bits anywhere, so a stale one (several heads) costs speed only.
   void mirror_stores(std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors);
   /// Rows computed on the head because they would have missed in a node's store.
   [[nodiscard]] uint64_t store_misses_on_head() const { return misses_on_head_.load(); }

@@ -15,7 +15,9 @@ namespace xmesh::transport {
 /// used, `sessions` at most: a session it forgot starts afresh.
 class replay_guard {
  public:
-  static constexpr uint32_t window = 4096;
+  // A sender counts every message it seals, to any receiver: a message may be overtaken by many
+  // later ones sealed meanwhile (sessions, queues), so the window is wide (8 KiB per session).
+  static constexpr uint32_t window = 1u << 16;
   static constexpr size_t sessions = 64;
 
   /// True the first time; false for a counter seen before or older than the window.

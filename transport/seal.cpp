@@ -25,6 +25,13 @@ struct cipher_ctx {
   ~cipher_ctx() { EVP_CIPHER_CTX_free(ctx); }
 };
 
+// Fetched once: naming the cipher at each init would look it up again in OpenSSL 3's provider
+// store (a global lock) for every message.
+const EVP_CIPHER* aes_256_gcm() {
+  static EVP_CIPHER* fetched = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return fetched ? fetched : EVP_aes_256_gcm();
+}
+
 // One context per thread, re-keyed per message (a few hundred nanoseconds with AES-NI, against
 // microseconds for a frame's bytes): contexts are not thread-safe, and messages are sealed on
 // many threads (sessions, expert actors) and opened on each back end's receive thread.
@@ -45,19 +52,23 @@ uint64_t get_le(const std::byte* p, int n) {
 
 // GCM in place over `data` with the 12-byte nonce at `nonce`; `encrypt` writes the tag to `tag`,
 // otherwise checks it. False when the tag does not match (or OpenSSL fails).
-bool gcm(bool encrypt, seal_direction dir, const data_key& key, const std::byte* nonce,
-         std::byte* data, size_t n, std::byte* tag) {
+bool gcm(bool encrypt, seal_direction dir, const sealer::nonce* bound, const data_key& key,
+         const std::byte* nonce, std::byte* data, size_t n, std::byte* tag) {
   EVP_CIPHER_CTX* c = thread_ctx();
   auto* k = reinterpret_cast<const unsigned char*>(key.bytes.data());
   auto* iv = reinterpret_cast<const unsigned char*>(nonce);
   auto* d = reinterpret_cast<unsigned char*>(data);
   auto* t = reinterpret_cast<unsigned char*>(tag);
   int len = 0;
-  if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), nullptr, k, iv, encrypt ? 1 : 0) != 1) return false;
+  if (EVP_CipherInit_ex(c, aes_256_gcm(), nullptr, k, iv, encrypt ? 1 : 0) != 1) return false;
   const bool request = dir == seal_direction::request;
   if (EVP_CipherUpdate(c, nullptr, &len, request ? request_label : reply_label,
                        request ? sizeof request_label : sizeof reply_label) != 1)
-    return false;  // AAD
+    return false;  // AAD: the direction, and for a reply its request's nonce
+  if (bound &&
+      EVP_CipherUpdate(c, nullptr, &len, reinterpret_cast<const unsigned char*>(bound->data()),
+                       static_cast<int>(bound->size())) != 1)
+    return false;
   // EVP takes int lengths: long messages go through in pieces.
   constexpr size_t piece = size_t{1} << 30;
   for (size_t at = 0; at < n; at += piece) {
@@ -86,7 +97,7 @@ void write_data_key(const std::filesystem::path& path, const data_key& key) {
     text += hex[std::to_integer<int>(b) & 15];
   }
   text += '\n';
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
   bool ok = fd >= 0 && ::fchmod(fd, 0600) == 0 &&
             ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   if (fd >= 0) ok = ::close(fd) == 0 && ok;
@@ -119,25 +130,30 @@ sealer::sealer(const data_key& key) : key_(key) {
     throw std::runtime_error("seal: no random bytes for the session");
 }
 
-void sealer::seal(bytes& message, seal_direction dir) {
+sealer::nonce sealer::seal(bytes& message, seal_direction dir, const nonce* bound) {
   const uint64_t n = sent_.fetch_add(1, std::memory_order_relaxed);
   const size_t size = message.size();
   message.resize(size + trailer_bytes);
   std::byte* t = message.data() + size;
   put_le(t, session_ + (n >> 32), 8);  // a new session every 2^32 messages: nonces never repeat
   put_le(t + 8, n, 4);
-  if (!gcm(true, dir, key_, t, message.data(), size, t + 12))
+  if (!gcm(true, dir, bound, key_, t, message.data(), size, t + 12))
     throw std::runtime_error("seal: AES-GCM failed");
+  nonce out;
+  std::memcpy(out.data(), t, out.size());
+  return out;
 }
 
-std::optional<seal_drop> sealer::open(bytes& message, seal_direction dir) {
+std::optional<seal_drop> sealer::open(bytes& message, seal_direction dir, const nonce* bound,
+                                      nonce* opened) {
   if (message.size() < trailer_bytes) return seal_drop::forged;
   const size_t size = message.size() - trailer_bytes;
   std::byte* t = message.data() + size;
-  if (!gcm(false, dir, key_, t, message.data(), size, t + 12)) return seal_drop::forged;
+  if (!gcm(false, dir, bound, key_, t, message.data(), size, t + 12)) return seal_drop::forged;
   // Only an authentic nonce reaches the guard: strangers cannot fill its window.
   if (!seen_.admit(get_le(t, 8), static_cast<uint32_t>(get_le(t + 8, 4))))
     return seal_drop::replayed;
+  if (opened) std::memcpy(opened->data(), t, opened->size());
   message.resize(size);
   return std::nullopt;
 }
@@ -148,8 +164,9 @@ struct shared_seal {
   shared_seal(const data_key& key, drop_callback cb) : s(key), on_drop(std::move(cb)) {}
   sealer s;
   drop_callback on_drop;
-  bool admit(bytes& message, seal_direction dir) {
-    auto why = s.open(message, dir);
+  bool admit(bytes& message, seal_direction dir, const sealer::nonce* bound = nullptr,
+             sealer::nonce* opened = nullptr) {
+    auto why = s.open(message, dir, bound, opened);
     if (why && on_drop) on_drop(*why);
     return !why;
   }
@@ -157,16 +174,18 @@ struct shared_seal {
 
 class sealed_reply final : public reply_handle {
  public:
-  sealed_reply(std::shared_ptr<shared_seal> seal, std::shared_ptr<reply_handle> inner)
-      : seal_(std::move(seal)), inner_(std::move(inner)) {}
+  sealed_reply(std::shared_ptr<shared_seal> seal, std::shared_ptr<reply_handle> inner,
+               sealer::nonce request)
+      : seal_(std::move(seal)), inner_(std::move(inner)), request_(request) {}
   void send(bytes message) override {
-    seal_->s.seal(message, seal_direction::reply);
+    seal_->s.seal(message, seal_direction::reply, &request_);
     inner_->send(std::move(message));
   }
 
  private:
   std::shared_ptr<shared_seal> seal_;
   std::shared_ptr<reply_handle> inner_;
+  sealer::nonce request_;  // the reply opens only as the answer to it
 };
 
 class sealed_channel final : public channel {
@@ -175,10 +194,10 @@ class sealed_channel final : public channel {
       : seal_(std::move(seal)), inner_(std::move(inner)) {}
   void request(bytes message,
                std::function<void(bytes reply, std::string error)> on_reply) override {
-    seal_->s.seal(message, seal_direction::request);
-    inner_->request(std::move(message), [seal = seal_, on_reply = std::move(on_reply)](
+    const auto sent = seal_->s.seal(message, seal_direction::request);
+    inner_->request(std::move(message), [seal = seal_, sent, on_reply = std::move(on_reply)](
                                             bytes reply, std::string error) {
-      if (error.empty() && !seal->admit(reply, seal_direction::reply))
+      if (error.empty() && !seal->admit(reply, seal_direction::reply, &sent))
         return on_reply({}, "its reply failed authentication (not sealed with this cluster's key)");
       on_reply(std::move(reply), std::move(error));
     });
@@ -196,9 +215,10 @@ class sealed_endpoint final : public endpoint {
   void listen(const std::string& address, request_handler handler) override {
     inner_->listen(address, [seal = seal_, handler = std::move(handler)](
                                 bytes message, std::shared_ptr<reply_handle> reply) {
-      if (!seal->admit(message, seal_direction::request))
+      sealer::nonce request;
+      if (!seal->admit(message, seal_direction::request, nullptr, &request))
         return;  // no answer: a stranger learns nothing
-      handler(std::move(message), std::make_shared<sealed_reply>(seal, std::move(reply)));
+      handler(std::move(message), std::make_shared<sealed_reply>(seal, std::move(reply), request));
     });
   }
   void limit_requests(size_t max_bytes) override {

@@ -51,13 +51,20 @@ class sealer {
   static constexpr size_t trailer_bytes = 8 + 4 + 16;
   static_assert(trailer_bytes <= message_tail_room);
 
+  /// A message's nonce: its sender's session and counter, as in its trailer.
+  using nonce = std::array<std::byte, 12>;
+
   explicit sealer(const data_key& key);
 
-  /// Encrypts `message` in place and appends the trailer.
-  void seal(bytes& message, seal_direction dir);
-  /// Authenticates and decrypts `message` in place and removes the trailer; on failure leaves it
-  /// in an unspecified state and says why.
-  [[nodiscard]] std::optional<seal_drop> open(bytes& message, seal_direction dir);
+  /// Encrypts `message` in place and appends the trailer; returns its nonce. A reply is sealed
+  /// `bound` to its request's nonce, so it opens only as the answer to that request (never as
+  /// one to another request, of this run or an earlier one).
+  nonce seal(bytes& message, seal_direction dir, const nonce* bound = nullptr);
+  /// Authenticates and decrypts `message` in place and removes the trailer, giving its nonce in
+  /// `opened` (when not null); on failure leaves it in an unspecified state and says why.
+  [[nodiscard]] std::optional<seal_drop> open(bytes& message, seal_direction dir,
+                                              const nonce* bound = nullptr,
+                                              nonce* opened = nullptr);
 
  private:
   data_key key_;
@@ -67,7 +74,8 @@ class sealer {
 };
 
 /// `inner` with every message sealed on the way out and opened on the way in; `on_drop` (may be
-/// empty) hears of each message dropped. A reply that fails to open fails its request.
+/// empty) hears of each message dropped. Replies are bound to their requests. A reply that fails
+/// to open fails its request.
 std::unique_ptr<endpoint> seal_endpoint(std::unique_ptr<endpoint> inner, const data_key& key,
                                         drop_callback on_drop = {});
 

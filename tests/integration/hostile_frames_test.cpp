@@ -178,14 +178,14 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   EXPECT_TRUE(unanswered(*foreign_ch, valid_frame(other, 64)));
   transport::sealer member(key);
   auto captured = valid_frame(other, 64);
-  member.seal(captured, transport::seal_direction::request);
+  const auto request = member.seal(captured, transport::seal_direction::request);
   auto changed = captured;
   changed[10] ^= std::byte{4};
   EXPECT_TRUE(unanswered(*stranger_ch, changed));
   std::promise<transport::bytes> first;
   stranger_ch->request(captured, [&](transport::bytes r, std::string) { first.set_value(r); });
   auto reply = first.get_future().get();
-  ASSERT_FALSE(member.open(reply, transport::seal_direction::reply).has_value());
+  ASSERT_FALSE(member.open(reply, transport::seal_direction::reply, &request).has_value());
   EXPECT_EQ(transport::decode_frame(reply, limits).frame.header.kind,
             transport::frame_kind::result);
   EXPECT_TRUE(unanswered(*stranger_ch, captured));

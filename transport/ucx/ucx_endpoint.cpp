@@ -49,11 +49,15 @@ bool ucx_engine::post(std::function<void()> task) {
   // virtual machines, more than a loopback round trip, and each frame's send (head) and reply
   // (expert node) would pay one. The progress thread is woken only when the operation needs
   // progress to finish, or left work for it (deferred_: callbacks never run on this thread).
+  // (A task that finds the lock taken is queued, so a later one posted directly may overtake it:
+  // sends to one peer keep no order, which the frames' ids make harmless.)
   if (std::unique_lock borrowed(io_mutex_, std::try_to_lock);
       borrowed.owns_lock() && worker_ && !stopping_) {
-    ucx_engine* before = std::exchange(acting_as_, this);
+    struct acting {  // restored even when the task throws
+      ucx_engine* before;
+      ~acting() { acting_as_ = before; }
+    } restore{std::exchange(acting_as_, this)};
     task();
-    acting_as_ = before;
     if (sends_in_flight_ > 0 || !closing_.empty() || !deferred_.empty()) queue_.push({});
     return true;
   }

@@ -130,7 +130,7 @@ void ucx_engine::wait_for_events(std::unique_lock<std::mutex>& worker) {
   if (worker_ && ucp_worker_arm(worker_) == UCS_ERR_BUSY) return;  // more to progress first
   pollfd fds[2] = {{queue_.fd(), POLLIN, 0}, {worker_fd_, POLLIN, 0}};
   const int timeout_ms = closing_.empty() ? -1 : 10;
-  worker.unlock();  // other threads may post sends meanwhile (run_on_io)
+  worker.unlock();  // other threads may post sends meanwhile (post)
   ::poll(fds, worker_ ? 2 : 1, timeout_ms);
   worker.lock();
   if (fds[0].revents & POLLIN) queue_.drain_wakeups();

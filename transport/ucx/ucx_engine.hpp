@@ -1,5 +1,5 @@
 // The UCX engine: one progress thread that owns the ucp context, worker and endpoints.
-// Internal to transport/ucx; other threads talk to it through run_on_io().
+// Internal to transport/ucx; other threads talk to it through run_on_io() and post().
 #pragma once
 
 #include <atomic>
@@ -123,7 +123,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> request_limit_{max_message_bytes};  // bigger requests are dropped unread
   // Held by the progress thread except while it sleeps; a thread that takes it meanwhile acts
-  // as the progress thread (run_on_io). Guards everything under "progress thread only".
+  // as the progress thread (post). Guards everything under "progress thread only".
   std::mutex io_mutex_;
   static thread_local ucx_engine* acting_as_;  // the engine this thread acts for, if any
   std::atomic<uint64_t> next_channel_id_{1};

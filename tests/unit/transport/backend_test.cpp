@@ -346,14 +346,16 @@ TEST_P(SealedTransport, OnlyTheClustersMessagesAreOpenedOnce) {
   // A member's sealed message, captured: flipped in one byte, then sent twice as it was.
   xt::sealer capture(test_key());
   auto sealed = dispatch_of_size(4096, 8);
-  capture.seal(sealed, xt::seal_direction::request);
+  const auto request = capture.seal(sealed, xt::seal_direction::request);
   auto flipped = sealed;
   flipped[100] ^= std::byte{1};
   EXPECT_EQ(call(*plain_ch, flipped, 300ms).error, "test timeout");
   auto first = call(*plain_ch, sealed);
   ASSERT_EQ(first.error, "");
   EXPECT_NE(first.reply, echo_result(dispatch_of_size(4096, 8)));  // sealed: not readable as is
-  ASSERT_FALSE(capture.open(first.reply, xt::seal_direction::reply).has_value());
+  auto elsewhere = first.reply;  // a reply opens only as the answer to its own request
+  EXPECT_EQ(capture.open(elsewhere, xt::seal_direction::reply), xt::seal_drop::forged);
+  ASSERT_FALSE(capture.open(first.reply, xt::seal_direction::reply, &request).has_value());
   EXPECT_EQ(first.reply, echo_result(dispatch_of_size(4096, 8)));
   EXPECT_EQ(call(*plain_ch, sealed, 300ms).error, "test timeout");
   EXPECT_EQ(handled.load(), 2);
@@ -376,6 +378,15 @@ INSTANTIATE_TEST_SUITE_P(Backends, SealedTransport, ::testing::Values("zmq", "uc
 // still is, on a new connection, sealed or not (the seal's trailer is allowed for).
 class RequestLimit : public ::testing::TestWithParam<std::string> {};
 
+// A frame of exactly `size` bytes (an error frame: its text fills it).
+xt::bytes exactly(size_t size, uint64_t batch_id) {
+  xt::frame_header h;
+  h.batch_id = batch_id;
+  auto f = xt::encode_error_frame(h, std::string(size - xt::frame_header_bytes, 'x'));
+  EXPECT_EQ(f.size(), size);
+  return f;
+}
+
 TEST_P(RequestLimit, RequestsOverTheLimitAreDroppedUnread) {
   const std::string backend = GetParam();
   for (bool sealed : {false, true}) {
@@ -392,7 +403,8 @@ TEST_P(RequestLimit, RequestsOverTheLimitAreDroppedUnread) {
                    });
     auto client = make();
     auto ch = client->connect(server->listen_address(), 5000);
-    const auto big = dispatch_of_size(65536, 1), small = dispatch_of_size(8000, 2);
+    // `small` is exactly at the limit: sealed, it passes only if the trailer is allowed for.
+    const auto big = dispatch_of_size(65536, 1), small = exactly(8192, 2);
     EXPECT_NE(call(*ch, big, 500ms).reply, echo_result(big)) << (sealed ? "sealed" : "plain");
     auto again = client->connect(server->listen_address(), 5000);  // as a head reconnects
     auto ok = call(*again, small);
@@ -405,7 +417,8 @@ TEST_P(RequestLimit, RequestsOverTheLimitAreDroppedUnread) {
 INSTANTIATE_TEST_SUITE_P(Backends, RequestLimit, ::testing::Values("zmq", "ucx"));
 
 // Many threads seal with one sealer (sessions, expert actors do): every message gets its own
-// nonce, every one opens once with any sealer of the key, and none opens twice.
+// nonce, every one opens once with any sealer of the key, and none opens twice; a reply opens
+// only bound to its own request.
 TEST(Sealer, ThreadsNeverShareANonceAndEachMessageOpensOnce) {
   xt::sealer sending(test_key()), receiving(test_key());
   constexpr int threads = 4, each = 500;
@@ -434,9 +447,17 @@ TEST(Sealer, ThreadsNeverShareANonceAndEachMessageOpensOnce) {
       EXPECT_EQ(sealed[t][i], dispatch_of_size(512 + 64 * (i % 8), uint64_t(t * each + i)));
       EXPECT_EQ(receiving.open(copy, xt::seal_direction::reply), xt::seal_drop::replayed);
     }
-  auto request = dispatch_of_size(1024, 1);
-  sending.seal(request, xt::seal_direction::request);
+  auto request = dispatch_of_size(1024, 1), other = dispatch_of_size(1024, 2);
+  const auto asked = sending.seal(request, xt::seal_direction::request);
+  const auto not_asked = sending.seal(other, xt::seal_direction::request);
   EXPECT_EQ(receiving.open(request, xt::seal_direction::reply), xt::seal_drop::forged);
+  // A reply bound to one request opens as the answer to it only.
+  auto answer = dispatch_of_size(2048, 3);
+  receiving.seal(answer, xt::seal_direction::reply, &asked);
+  auto misplaced = answer, unbound = answer;
+  EXPECT_EQ(sending.open(misplaced, xt::seal_direction::reply, &not_asked), xt::seal_drop::forged);
+  EXPECT_EQ(sending.open(unbound, xt::seal_direction::reply), xt::seal_drop::forged);
+  EXPECT_FALSE(sending.open(answer, xt::seal_direction::reply, &asked).has_value());
 }
 
 TEST(DataKey, RoundTripsThroughItsFileAndRefusesOthers) {
