@@ -79,8 +79,6 @@ class router_service final : public model::expert_backend {
   /// setting no longer matters). The mirror only steers where rows compute: the same weights
   /// give the same bits anywhere, so a stale one (several heads) costs speed only.
   void mirror_stores(std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors);
-  /// Rows computed on the head because they would have missed in a node's store.
-  [[nodiscard]] uint64_t store_misses_on_head() const { return misses_on_head_.load(); }
   /// Counts routed tokens, frames, bytes, round trips and re-sends there (before tables arrive).
   void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
   [[nodiscard]] node_metrics* metrics() const { return metrics_; }
@@ -159,7 +157,7 @@ class router_service final : public model::expert_backend {
   std::map<uint64_t, int64_t> in_flight_;    // frames in flight per placement version
   std::multimap<uint64_t, std::function<void()>> drain_waiters_;
   std::unique_ptr<load_window> tokens_;
-  std::atomic<uint64_t> next_batch_{1}, resent_{0}, misses_on_head_{0};
+  std::atomic<uint64_t> next_batch_{1}, resent_{0};
   std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors_;
   std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
