@@ -148,6 +148,13 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   }
   if (n["store"]) {  // checked against the model when the node starts
     c.store = scalar<std::string>(n["store"], origin, at + ".store");
+    // A relative fallback= names a directory beside the cluster file, as `model` does.
+    if (auto f = c.store.find("fallback="); f != std::string::npos) {
+      const size_t from = f + 9, to = std::min(c.store.find(',', from), c.store.size());
+      std::filesystem::path dir = c.store.substr(from, to - from);
+      if (dir.is_relative() && !dir.empty())
+        c.store.replace(from, to - from, (base / dir).string());
+    }
     if (c.roles != std::vector{role::experts} || c.expert_source != "files")
       fail(origin, at + ".store",
            "only a node with just the experts role, reading its own files, keeps a store");
@@ -324,6 +331,22 @@ void validate(const cluster_config& c, const std::string& origin) {
     if (!c.node(name).has(role::experts))
       fail(origin, "static_placement", "node '" + name + "' has no experts role");
   }
+  // A store's low-precision fallback: the head marks which pairs compute with it, so a pair's
+  // precision must not depend on the replica (or the head) that computes it.
+  auto with_fallback = [](const node_config& n) {
+    return n.store.find("fallback=") != std::string::npos;
+  };
+  auto first = std::find_if(c.nodes.begin(), c.nodes.end(), with_fallback);
+  if (first == c.nodes.end()) return;
+  const std::string why = "with a low-precision fallback on node '" + first->name + "'";
+  for (const auto& n : c.nodes)
+    if (n.has(role::experts) && !with_fallback(n))
+      fail(origin, "node '" + n.name + "'.store",
+           why + ", every node that hosts experts keeps one (store: ...,fallback=DIR), so a "
+                 "row's precision does not depend on its replica");
+  if (c.store_misses_on_head)
+    fail(origin, "store_misses",
+         "head: " + why + " the misses compute on the node; choose one (store_misses: node)");
 }
 
 }  // namespace

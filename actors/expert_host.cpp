@@ -60,6 +60,7 @@ struct pending_frame {
 struct piece {
   std::shared_ptr<pending_frame> frame;
   uint32_t first = 0, count = 0;
+  bool low = false;  // computed with the store's low-precision copy (marked by the head)
 };
 
 std::string hex(uint64_t v) {
@@ -90,6 +91,7 @@ model::expert_errc to_expert_errc(host_errc e) {
 struct expert_queue {
   std::shared_ptr<model::resident_weights> resident;  // null: the node's store holds it
   node_store* store = nullptr;
+  node_store* low_store = nullptr;  // the node's store, for pairs marked low-precision
   int64_t layer = 0, expert = 0;
   std::mutex mutex;
   std::vector<piece> items;
@@ -127,43 +129,22 @@ struct expert_queue {
     }
   }
 
-  // One piece whose pairs read consecutive rows computes straight from the request frame into
-  // the reply frame (a decode step: one row per piece); otherwise the rows are gathered into one
-  // batch (dynamic batching across frames) and the outputs scattered back.
+  // Pieces a head marked as misses of its sequence's cache compute with the store's
+  // low-precision copy (the full one starts loading first); the others with the full expert.
   void compute(std::vector<piece>& batch) {
-    std::optional<node_store::lease> held;  // a stored expert stays resident while it computes
-    if (store) held.emplace(store->acquire(layer, expert));
-    const auto& w = held ? held->weights() : resident->weights;
-    const int64_t hidden = w.hidden();
+    std::vector<const piece*> low, full;
+    for (const auto& p : batch) (p.low ? low : full).push_back(&p);
     auto start = clock_type::now();
     int64_t n = 0;
-    for (const auto& p : batch) n += p.count;
-    auto consecutive = [](const piece& p) {
-      const auto& rows = p.frame->view.row_of_pair;
-      for (uint32_t i = 1; i < p.count; ++i)
-        if (rows[p.first + i] != rows[p.first] + static_cast<int32_t>(i)) return false;
-      return true;
-    };
-    if (batch.size() == 1 && consecutive(batch.front())) {
-      auto& p = batch.front();
-      kernels::expert_job job{&w, p.frame->view.pair_row(p.first).data(), p.count,
-                              p.frame->reply_frame->rows() + int64_t{p.first} * hidden};
-      kernels::run_experts({&job, 1}, pool);
-    } else {
-      std::vector<float> x(n * hidden), y(n * hidden);
-      int64_t at = 0;
-      for (const auto& p : batch)
-        for (uint32_t i = 0; i < p.count; ++i)
-          std::memcpy(x.data() + (at++) * hidden, p.frame->view.pair_row(p.first + i).data(),
-                      sizeof(float) * hidden);
-      kernels::expert_job job{&w, x.data(), n, y.data()};
-      kernels::run_experts({&job, 1}, pool);
-      at = 0;
-      for (auto& p : batch) {
-        std::memcpy(p.frame->reply_frame->rows() + int64_t{p.first} * hidden,
-                    y.data() + at * hidden, sizeof(float) * p.count * hidden);
-        at += p.count;
-      }
+    if (!low.empty()) {
+      low_store->warm(layer, expert);
+      n += run_with(*low_store->low_precision(layer, expert), low);
+      low_store->count_fallbacks(layer, n);
+    }
+    if (!full.empty()) {
+      std::optional<node_store::lease> held;  // a stored expert stays resident while it computes
+      if (store) held.emplace(store->acquire(layer, expert));
+      n += run_with(held ? held->weights() : resident->weights, full);
     }
     rows->fetch_add(n);
     const auto took = clock_type::now() - start;
@@ -174,6 +155,43 @@ struct expert_queue {
     }
     for (auto& p : batch)
       if (p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
+  }
+
+  // One piece whose pairs read consecutive rows computes straight from the request frame into
+  // the reply frame (a decode step: one row per piece); otherwise the rows are gathered into one
+  // batch (dynamic batching across frames) and the outputs scattered back. Returns the rows.
+  int64_t run_with(const kernels::expert_weights& w, const std::vector<const piece*>& pieces) {
+    const int64_t hidden = w.hidden();
+    int64_t n = 0;
+    for (const auto* p : pieces) n += p->count;
+    auto consecutive = [](const piece& p) {
+      const auto& rows = p.frame->view.row_of_pair;
+      for (uint32_t i = 1; i < p.count; ++i)
+        if (rows[p.first + i] != rows[p.first] + static_cast<int32_t>(i)) return false;
+      return true;
+    };
+    if (pieces.size() == 1 && consecutive(*pieces.front())) {
+      const auto& p = *pieces.front();
+      kernels::expert_job job{&w, p.frame->view.pair_row(p.first).data(), p.count,
+                              p.frame->reply_frame->rows() + int64_t{p.first} * hidden};
+      kernels::run_experts({&job, 1}, pool);
+      return n;
+    }
+    std::vector<float> x(n * hidden), y(n * hidden);
+    int64_t at = 0;
+    for (const auto* p : pieces)
+      for (uint32_t i = 0; i < p->count; ++i)
+        std::memcpy(x.data() + (at++) * hidden, p->frame->view.pair_row(p->first + i).data(),
+                    sizeof(float) * hidden);
+    kernels::expert_job job{&w, x.data(), n, y.data()};
+    kernels::run_experts({&job, 1}, pool);
+    at = 0;
+    for (const auto* p : pieces) {
+      std::memcpy(p->frame->reply_frame->rows() + int64_t{p->first} * hidden,
+                  y.data() + at * hidden, sizeof(float) * p->count * hidden);
+      at += p->count;
+    }
+    return n;
   }
 };
 
@@ -286,6 +304,7 @@ expert_loaded expert_host::install(int64_t layer, int64_t expert,
   auto q = std::make_shared<expert_queue>();
   q->resident = std::move(resident);
   q->store = q->resident ? nullptr : store_.get();
+  q->low_store = store_.get();
   q->layer = layer;
   q->expert = expert;
   q->rows = &rows_;
@@ -486,15 +505,22 @@ void expert_host::serve(transport::bytes message,
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)
     return reject(host_errc::bad_frame, "dense_layer",
                   "layer " + std::to_string(h.layer) + " has no experts", reply, h.batch_id);
-  // Runs of consecutive pairs with the same expert (routers send them sorted by expert).
+  // Runs of consecutive pairs with the same expert and precision (routers send them sorted by
+  // expert).
   std::vector<std::pair<int32_t, piece>> runs;
   for (uint32_t r = 0; r < h.num_pairs; ++r) {
     int32_t e = d.frame.expert_of_pair[r];
-    if (!runs.empty() && runs.back().first == e)
+    const bool low = d.frame.low_precision(r);
+    if (!runs.empty() && runs.back().first == e && runs.back().second.low == low)
       ++runs.back().second.count;
     else
-      runs.push_back({e, piece{frame, r, 1}});
+      runs.push_back({e, piece{frame, r, 1, low}});
   }
+  if (!d.frame.precision_of_pair.empty() && !(store_ && store_->has_fallback()) &&
+      std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r.second.low; }))
+    return reject(host_errc::bad_frame, "no_fallback",
+                  node_name_ + " keeps no low-precision copy (its store has no fallback=)", reply,
+                  h.batch_id);
   frame->view = d.frame;
   auto rh = h;
   rh.kind = transport::frame_kind::result;

@@ -55,7 +55,8 @@ class expert_host {
     return transport::frame_header_bytes + max_dispatch_payload(config);
   }
   static uint64_t max_dispatch_payload(const model::model_config& config) {
-    return uint64_t{max_rows_per_frame} * (12 + 4 * static_cast<uint64_t>(config.hidden));
+    // Per pair: expert, token, row and precision ids.
+    return uint64_t{max_rows_per_frame} * (16 + 4 * static_cast<uint64_t>(config.hidden));
   }
 
   /// Copies a replica's weights from the node's model files (at most `bytes_per_s`, 0: no cap),

@@ -76,6 +76,9 @@ const std::vector<metric_spec>& metric_catalogue() {
        "Batches whose expert an expert node's store had resident (node key store:)."},
       {"xmesh_store_misses_total", "counter", "layer",
        "Batches whose expert the store read from the node's files first."},
+      {"xmesh_store_fallback_rows_total", "counter", "layer",
+       "Rows computed with the store's low-precision copy (a miss of the head's logical cache, "
+       "fallback=) while the full expert loads."},
       {"xmesh_store_misses_on_head_total", "counter", "",
        "Rows a head computed from its own files because an expert node's store would have missed "
        "them (store_misses: head)."},
@@ -298,6 +301,8 @@ void node_metrics::set_store(const node_store& store) {
     const prometheus::Labels layer{{"layer", std::to_string(l)}};
     catch_up(counter("xmesh_store_hits_total", layer), static_cast<double>(n.hits));
     catch_up(counter("xmesh_store_misses_total", layer), static_cast<double>(n.misses));
+    if (store.has_fallback())
+      catch_up(counter("xmesh_store_fallback_rows_total", layer), static_cast<double>(n.fallbacks));
     gauge("xmesh_store_resident_experts", layer).Set(static_cast<double>(n.resident));
     gauge("xmesh_store_resident_peak_experts", layer).Set(static_cast<double>(n.peak));
   }

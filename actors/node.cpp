@@ -103,6 +103,29 @@ transport::gate_limits gate_limits_for(const model::model_config& m) {
   return limits;
 }
 
+void node_runtime::mark_store_misses() {
+  for (const auto& n : cluster_.nodes) {
+    if (n.store.empty()) continue;
+    model::store_options store;
+    try {
+      store = model::parse_store_options(n.store, model_->config);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node '" + n.name + "': store: " + e.what());
+    }
+    if (store.fallback.empty()) continue;
+    // The same rule as the single-process store's: a pair computes with the fallback when its
+    // expert was not in the sequence's logical cache before its token.
+    if (!routing_.enabled) {
+      routing_ = store.cache;  // exact top-k through the policy path: it only tracks the cache
+    } else if (!routing_.same_cache(store.cache)) {
+      throw std::runtime_error("node '" + self_.name + "': routing: and node '" + n.name +
+                               "' store: give both the same cache, cache_fraction, decay and "
+                               "load_rank (the store's misses compute with its fallback)");
+    }
+    routing_.mark_misses = true;
+  }
+}
+
 void node_runtime::start() {
   model_ = std::make_unique<model::loaded_model>(model::load_model(self_.model_dir(cluster_)));
   model_identity_ = model::model_identity(self_.model_dir(cluster_));
@@ -120,6 +143,7 @@ void node_runtime::start() {
     } catch (const std::exception& e) {
       throw std::runtime_error("node '" + self_.name + "': " + e.what());
     }
+    mark_store_misses();
   }
   if (model_->weights.partial && (self_.has(role::head) || self_.has(role::coordinator)))
     throw std::runtime_error("node '" + self_.name + "': " + self_.model_dir(cluster_).string() +

@@ -47,6 +47,9 @@ class node_runtime {
   /// The coordinator actor; null unless this node has the coordinator role.
   [[nodiscard]] const coordinator_actor& coordinator() const { return coordinator_; }
   /// Adopts a newer table (checked against the model first); throws naming the fault.
+  /// With stores that keep a low-precision fallback, routes through a logical cache with their
+  /// settings and marks its misses, which those stores compute with the fallback.
+  void mark_store_misses();
   void set_placement(placement_table table);
   [[nodiscard]] router_service* router() { return router_.get(); }
   /// Loads and warms a replica from the node's files, or from `peer` when one is named; the

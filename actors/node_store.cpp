@@ -1,6 +1,7 @@
 #include "actors/node_store.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -19,18 +20,73 @@ node_store::node_store(const model::loaded_model& model, const model::store_opti
       layers_(static_cast<size_t>(model.config.num_layers)) {
   check(options);
   if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
+  if (!options.fallback.empty()) {
+    fallback_ = model::load_fallback(options.fallback, model.config);
+    warmer_ = std::thread([this] { warm_loop(); });
+  }
+}
+
+node_store::~node_store() {
+  {
+    std::lock_guard lock(warm_mutex_);
+    stopping_ = true;
+  }
+  warm_wake_.notify_all();
+  if (warmer_.joinable()) warmer_.join();
 }
 
 void node_store::check(const model::store_options& options) {
-  if (!options.fallback.empty() || options.prefetch)
-    throw std::runtime_error(
-        "a node's store has no fallback or prefetch yet (xmesh eval and bench edge do)");
+  if (options.prefetch)
+    throw std::runtime_error("a node's store has no prefetch yet (xmesh eval and bench edge do)");
   if (options.cache.cache != model::routing_options::eviction::lru &&
       options.cache.cache != model::routing_options::eviction::lfu)
     throw std::runtime_error("a node's store evicts by lru or lfu");
 }
 
 node_store::lease node_store::acquire(int64_t layer, int64_t expert) {
+  return take(layer, expert, true);
+}
+
+const kernels::expert_weights* node_store::low_precision(int64_t layer, int64_t expert) const {
+  return fallback_ ? &fallback_->weights.layers[layer].experts[expert] : nullptr;
+}
+
+void node_store::warm(int64_t layer, int64_t expert) {
+  const int64_t key = layer * model_.config.num_experts + expert;
+  {
+    std::lock_guard lock(mutex_);
+    if (slots_.count(key)) return;  // resident or loading
+  }
+  {
+    std::lock_guard lock(warm_mutex_);
+    if (!warm_queued_.insert(key).second) return;
+    warm_queue_.push_back(key);
+  }
+  warm_wake_.notify_one();
+}
+
+void node_store::warm_loop() {
+  for (;;) {
+    int64_t key = 0;
+    {
+      std::unique_lock lock(warm_mutex_);
+      warm_wake_.wait(lock, [&] { return stopping_ || !warm_queue_.empty(); });
+      if (stopping_) return;
+      key = warm_queue_.front();
+      warm_queue_.pop_front();
+    }
+    const int64_t experts = model_.config.num_experts;
+    try {
+      (void)take(key / experts, key % experts, false);  // loaded, then unpinned at once
+    } catch (const std::exception& e) {  // a batch that needs it reads it again (and fails)
+      std::fprintf(stderr, "xmesh node store: background load failed: %s\n", e.what());
+    }
+    std::lock_guard lock(warm_mutex_);
+    warm_queued_.erase(key);
+  }
+}
+
+node_store::lease node_store::take(int64_t layer, int64_t expert, bool count_hit) {
   const int64_t key = layer * model_.config.num_experts + expert;
   auto& counts = layers_[static_cast<size_t>(layer)];
   const auto start = clock_type::now();
@@ -47,7 +103,7 @@ node_store::lease node_store::acquire(int64_t layer, int64_t expert) {
       ++s.pins;
       s.last_use = ++clock_;
       ++s.uses;
-      if (!missed) ++counts.hits;
+      if (!missed && count_hit) ++counts.hits;
       if (waited)
         stall_seconds =
             stall_seconds + std::chrono::duration<double>(clock_type::now() - start).count();

@@ -3,13 +3,20 @@
 // in memory; the others are read from its model files at an emulated slow-tier rate (a phone's
 // flash, an SD card) when a batch needs them, checked against the files' checksum, after
 // evicting one no batch is computing with (LRU or LFU). The output never changes: every batch
-// computes with the full expert, a miss only waits.
+// computes with the full expert, a miss only waits. With a low-precision fallback (`fallback=DIR`,
+// a q4 copy of the model, all resident) the head may mark a pair as a miss of its sequence's
+// logical cache: it computes with the q4 copy at once while the full one loads in the background
+// (HOBBIT), as the single-process store does, so the output matches that run.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <optional>
+#include <set>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,9 +31,13 @@ namespace xmesh::actors {
 
 class node_store {
  public:
-  /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache=lru|lfu, rate);
-  /// throws one line for what a node's store does not do (fallback, prefetch, activation).
+  /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache=lru|lfu, rate,
+  /// fallback); throws one line for what a node's store does not do (prefetch, activation) or a
+  /// fallback that is not a whole copy of the model.
   node_store(const model::loaded_model& model, const model::store_options& options);
+  ~node_store();
+  node_store(const node_store&) = delete;
+  node_store& operator=(const node_store&) = delete;
   /// Throws one line for settings a node's store does not take.
   static void check(const model::store_options& options);
 
@@ -55,6 +66,13 @@ class node_store {
   /// unused expert of the layer is evicted (waiting for one when all are in use) and the copy is
   /// read. Throws naming the expert when two reads in a row fail their checksum.
   [[nodiscard]] lease acquire(int64_t layer, int64_t expert);
+  /// The fallback's low-precision copy of an expert (always resident), or null without one.
+  [[nodiscard]] const kernels::expert_weights* low_precision(int64_t layer, int64_t expert) const;
+  [[nodiscard]] bool has_fallback() const { return fallback_.has_value(); }
+  void count_fallbacks(int64_t layer, int64_t rows) { layers_[layer].fallbacks += rows; }
+  /// Starts loading an expert in the background unless it is resident or queued (after a pair
+  /// computed with its low-precision copy: the full one is there for the next tokens).
+  void warm(int64_t layer, int64_t expert);
 
   [[nodiscard]] int64_t capacity() const { return capacity_; }
   [[nodiscard]] int64_t resident_bytes() const { return resident_bytes_; }
@@ -62,6 +80,7 @@ class node_store {
   /// Per layer: hits, misses, resident now and at most so far (never above capacity).
   struct layer_counts {
     std::atomic<int64_t> hits{0}, misses{0}, resident{0}, peak{0};
+    std::atomic<int64_t> fallbacks{0};  // pairs computed with the low-precision copy
   };
   [[nodiscard]] const std::vector<layer_counts>& layers() const { return layers_; }
   std::atomic<int64_t> bytes_loaded{0}, corrupt_reads{0};
@@ -74,6 +93,9 @@ class node_store {
     uint64_t last_use = 0, uses = 0;
   };
   void release(int64_t slot);
+  /// acquire(); `count_hit` false for the background loader (a load is not a batch's hit).
+  lease take(int64_t layer, int64_t expert, bool count_hit);
+  void warm_loop();
   std::shared_ptr<model::resident_weights> read(int64_t layer, int64_t expert);
   /// An expert of `layer` no batch uses, by the eviction policy; -1 when there is none.
   int64_t victim(int64_t layer) const;
@@ -91,6 +113,14 @@ class node_store {
   std::map<int64_t, uint64_t> checksums_;  // of the files, taken at an expert's first read
   int corrupt_next_ = 0;                   // fault injection: XMESH_FAULT_CORRUPT_STORE
   std::mutex tier_;                        // one read at a time: the tier's rate is shared
+  std::optional<model::loaded_model> fallback_;
+  // The background loader (warm()): queued keys, loaded one at a time.
+  std::mutex warm_mutex_;
+  std::condition_variable warm_wake_;
+  std::deque<int64_t> warm_queue_;
+  std::set<int64_t> warm_queued_;
+  bool stopping_ = false;
+  std::thread warmer_;
 };
 
 }  // namespace xmesh::actors

@@ -29,6 +29,7 @@ struct batch_part {
   std::vector<int32_t> slots, experts;  // one pair each, ordered by expert, then slot
   std::vector<int32_t> row_of_pair;     // which of `tokens` each pair reads
   std::vector<int32_t> tokens;          // the rows sent: each token once
+  std::vector<int32_t> precision;       // per pair, 1: low-precision (empty: all full)
   std::chrono::steady_clock::time_point sent;
   bool settled = false;  // accounted for in the router (answered or abandoned)
   bool failed = false, handled = false;
@@ -44,6 +45,7 @@ struct batch_state {
   int64_t layer = 0;
   const float* x = nullptr;
   const int32_t* expert_ids = nullptr;
+  const uint8_t* low_precision = nullptr;  // per slot (null: all full precision)
   int32_t k = 0;
   float* y = nullptr;
   kernels::thread_pool* pool = nullptr;  // the session's: rows computed on the head run on it

@@ -84,8 +84,9 @@ void router_service::notify_drained() {
 std::unique_ptr<model::expert_batch> router_service::submit(int64_t layer, const float* x,
                                                             int64_t num_tokens,
                                                             const int32_t* expert_ids, int32_t k,
-                                                            float* y) {
-  return submit_on(layer, x, num_tokens, expert_ids, k, y, nullptr);
+                                                            float* y,
+                                                            const uint8_t* low_precision) {
+  return submit_on(layer, x, num_tokens, expert_ids, k, y, nullptr, low_precision);
 }
 
 void router_service::set_local(expert_host* host, std::string node_name) {
@@ -98,12 +99,14 @@ std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, co
                                                                int64_t num_tokens,
                                                                const int32_t* expert_ids, int32_t k,
                                                                float* y,
-                                                               kernels::thread_pool* pool) {
+                                                               kernels::thread_pool* pool,
+                                                               const uint8_t* low_precision) {
   auto b = std::make_shared<batch_state>();
   b->router = this;
   b->layer = layer;
   b->x = x;
   b->expert_ids = expert_ids;
+  b->low_precision = low_precision;
   b->k = k;
   b->y = y;
   b->pool = pool;
@@ -139,6 +142,12 @@ void router_service::dispatch(const std::shared_ptr<batch_state>& b,
     }
     compute_from_files(*b, here.files);
   }
+  if (b->low_precision)  // the head's own replicas have no low-precision copy
+    for (int32_t s : here.replicas)
+      if (b->low_precision[s])
+        throw model::expert_error(expert_errc::expert_failed,
+                                  "a low-precision row of layer " + std::to_string(b->layer) +
+                                      " was routed to the head's own replica");
   if (!here.replicas.empty() &&
       !local_host_->compute_here(b->layer, b->x, b->expert_ids, b->k, here.replicas, b->y, hidden_,
                                  *b->pool)) {
@@ -155,6 +164,14 @@ void router_service::mirror_stores(
 }
 
 void router_service::compute_from_files(const batch_state& b, std::span<const int32_t> slots) {
+  if (b.low_precision)
+    for (int32_t s : slots)
+      if (b.low_precision[s])
+        throw model::expert_error(
+            expert_errc::expert_failed,
+            "expert " + std::to_string(b.expert_ids[s]) + " of layer " + std::to_string(b.layer) +
+                ": a low-precision row has no node left to compute it (the head keeps no "
+                "low-precision copy)");
   const auto& experts = fallback_->layers[b.layer].experts;
   model::compute_expert_slots(
       slots, b.x, b.expert_ids, b.k, hidden_, [&](int32_t e) { return &experts[e]; }, *b.pool, b.y);
@@ -237,6 +254,9 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
         }
         p.row_of_pair.push_back(row_of_token[token]);
       }
+      if (b->low_precision &&
+          std::any_of(p.slots.begin(), p.slots.end(), [&](int32_t s) { return b->low_precision[s]; }))
+        for (int32_t s : p.slots) p.precision.push_back(b->low_precision[s]);
       ++in_flight_[t.version];
       parts.push_back(std::move(p));
     }
@@ -267,7 +287,7 @@ void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t ind
   h.batch_id = p.batch_id;
   h.num_rows = static_cast<uint32_t>(p.tokens.size());
   h.hidden = static_cast<uint32_t>(hidden_);
-  transport::frame_builder frame(h, p.experts, p.slots, p.row_of_pair);
+  transport::frame_builder frame(h, p.experts, p.slots, p.row_of_pair, p.precision);
   for (size_t r = 0; r < p.tokens.size(); ++r)
     std::memcpy(frame.rows() + r * hidden_, b->x + p.tokens[r] * hidden_, sizeof(float) * hidden_);
   auto sealed = frame.seal();
@@ -369,10 +389,11 @@ struct counted_batch_impl final : model::expert_batch {
 std::unique_ptr<model::expert_batch> counted_backend::submit(int64_t layer, const float* x,
                                                              int64_t num_tokens,
                                                              const int32_t* expert_ids, int32_t k,
-                                                             float* y) {
+                                                             float* y,
+                                                             const uint8_t* low_precision) {
   auto b = std::make_unique<counted_batch_impl>();
   b->start = clock_type::now();
-  b->inner = inner_.submit_on(layer, x, num_tokens, expert_ids, k, y, &pool_);
+  b->inner = inner_.submit_on(layer, x, num_tokens, expert_ids, k, y, &pool_, low_precision);
   b->dispatches = &dispatches_;
   b->seconds = &dispatch_seconds_;
   return b;

@@ -56,15 +56,19 @@ class router_service final : public model::expert_backend {
   /// version older than `version` is in flight: then the replicas only old tables named can go.
   void when_drained(uint64_t version, std::function<void()> done);
 
+  /// Slots marked `low_precision` go out marked so (frame_flag_precision): the node computes them
+  /// with its store's low-precision copy. The head never computes them itself: it has no such
+  /// copy, so one whose node is gone fails the request naming the expert.
   std::unique_ptr<model::expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
-                                              const int32_t* expert_ids, int32_t k,
-                                              float* y) override;
+                                              const int32_t* expert_ids, int32_t k, float* y,
+                                              const uint8_t* low_precision = nullptr) override;
   /// submit(), and rows whose chosen replica is on this node (`set_local`) are computed here,
   /// on `pool`, while the other nodes' frames are out: no frame, no actor, no copy beyond the
   /// kernels' own gather.
   std::unique_ptr<model::expert_batch> submit_on(int64_t layer, const float* x, int64_t num_tokens,
                                                  const int32_t* expert_ids, int32_t k, float* y,
-                                                 kernels::thread_pool* pool);
+                                                 kernels::thread_pool* pool,
+                                                 const uint8_t* low_precision = nullptr);
   /// This node's expert host and name (a head that also hosts experts).
   void set_local(expert_host* host, std::string node_name);
   /// The head's own model files: rows of an expert with no replica (its node died), or whose
@@ -117,6 +121,7 @@ class router_service final : public model::expert_backend {
   /// route(), then computes the head's own rows (when the batch has a pool) before returning.
   void dispatch(const std::shared_ptr<batch_state>& batch, const std::vector<int32_t>& slots,
                 int32_t avoid);
+  /// Throws naming the expert when one of `slots` is marked low-precision.
   void compute_from_files(const batch_state& batch, std::span<const int32_t> slots);
   /// Accounts for a part that was answered (`round_trip_s` and `reply_s` >= 0) or failed or
   /// abandoned (-1), exactly once per part.
@@ -168,8 +173,8 @@ class counted_backend final : public model::expert_backend {
  public:
   counted_backend(router_service& inner, kernels::thread_pool& pool) : inner_(inner), pool_(pool) {}
   std::unique_ptr<model::expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
-                                              const int32_t* expert_ids, int32_t k,
-                                              float* y) override;
+                                              const int32_t* expert_ids, int32_t k, float* y,
+                                              const uint8_t* low_precision = nullptr) override;
   [[nodiscard]] int64_t dispatches() const { return dispatches_; }
   [[nodiscard]] double dispatch_seconds() const { return dispatch_seconds_; }
 

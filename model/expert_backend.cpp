@@ -59,7 +59,7 @@ void compute_expert_slots(std::span<const int32_t> slots, const float* x, const 
 std::unique_ptr<expert_batch> local_expert_backend::submit(int64_t layer, const float* x,
                                                            int64_t num_tokens,
                                                            const int32_t* expert_ids, int32_t k,
-                                                           float* y) {
+                                                           float* y, const uint8_t*) {
   const auto& experts = weights_.layers[layer].experts;
   if (store_ != nullptr) {  // token by token: a token's experts must be resident together
     std::vector<int32_t> slots, ids;

@@ -55,10 +55,12 @@ class expert_backend {
   /// applied to row t of `x` ([num_tokens, hidden]) into row t*k+j of `y` ([num_tokens * k,
   /// hidden]). `x`, `expert_ids` and `y` must stay valid until the batch's wait() returned. An id
   /// of -1 is a slot a routing policy skipped: nothing is computed, its row of `y` is untouched.
-  [[nodiscard]] virtual std::unique_ptr<expert_batch> submit(int64_t layer, const float* x,
-                                                             int64_t num_tokens,
-                                                             const int32_t* expert_ids, int32_t k,
-                                                             float* y) = 0;
+  /// `low_precision` (null: none), per slot: 1 computes the slot with a low-precision copy of its
+  /// expert (a miss of the sequence's logical cache under a store's fallback); it must stay
+  /// valid as `expert_ids` does.
+  [[nodiscard]] virtual std::unique_ptr<expert_batch> submit(
+      int64_t layer, const float* x, int64_t num_tokens, const int32_t* expert_ids, int32_t k,
+      float* y, const uint8_t* low_precision = nullptr) = 0;
 };
 
 /// The weights of expert `e` of the layer being computed.
@@ -75,8 +77,11 @@ class local_expert_backend final : public expert_backend {
  public:
   local_expert_backend(const model_weights& weights, kernels::thread_pool& pool)
       : weights_(weights), pool_(pool) {}
+  /// `low_precision` is not read: with a store, the store marks its own misses (the same ones,
+  /// as its cache and a routing policy's follow one rule), and without one there is no copy.
   std::unique_ptr<expert_batch> submit(int64_t layer, const float* x, int64_t num_tokens,
-                                       const int32_t* expert_ids, int32_t k, float* y) override;
+                                       const int32_t* expert_ids, int32_t k, float* y,
+                                       const uint8_t* low_precision = nullptr) override;
   /// Computes from `store`'s resident copies, token by token (each token's misses loaded
   /// first), instead of the model files.
   void set_store(class expert_store* store) { store_ = store; }

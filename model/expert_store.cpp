@@ -82,22 +82,25 @@ store_options parse_store_options(const std::string& spec, const model_config& c
   return o;
 }
 
+loaded_model load_fallback(const std::filesystem::path& dir, const model_config& config) {
+  loaded_model m = load_model(dir);
+  const auto& f = m.config;
+  if (f.num_layers != config.num_layers || f.num_experts != config.num_experts ||
+      f.hidden != config.hidden || f.expert_intermediate != config.expert_intermediate ||
+      f.decoder_sparse_step != config.decoder_sparse_step ||
+      f.mlp_only_layers != config.mlp_only_layers || m.weights.partial)
+    throw std::runtime_error("expert store: fallback: " + dir.string() +
+                             " is not a whole copy of this model");
+  return m;
+}
+
 expert_store::expert_store(const model_config& config, const model_weights& weights,
                            store_options options)
     : config_(config),
       weights_(weights),
       options_(std::move(options)),
       cache_(config, options_.cache) {
-  if (!options_.fallback.empty()) {
-    fallback_ = load_model(options_.fallback);
-    const auto& f = fallback_->config;
-    if (f.num_layers != config.num_layers || f.num_experts != config.num_experts ||
-        f.hidden != config.hidden || f.expert_intermediate != config.expert_intermediate ||
-        f.decoder_sparse_step != config.decoder_sparse_step ||
-        f.mlp_only_layers != config.mlp_only_layers || fallback_->weights.partial)
-      throw std::runtime_error("expert store: fallback: " + options_.fallback.string() +
-                               " is not a whole copy of this model");
-  }
+  if (!options_.fallback.empty()) fallback_ = load_fallback(options_.fallback, config);
   // Each expert's checksum, from the files as they are now: a read from the slow tier that
   // does not match is refused and read again (XMESH_FAULT_CORRUPT_STORE=N corrupts the first N
   // reads, for tests).

@@ -45,6 +45,10 @@ struct store_options {
 /// GB); throws one line naming the key.
 store_options parse_store_options(const std::string& spec, const model_config& config);
 
+/// Loads a low-precision copy of the model (`fallback=`); throws one line when it is not a whole
+/// copy of a model of `config`'s shapes.
+loaded_model load_fallback(const std::filesystem::path& dir, const model_config& config);
+
 class expert_store {
  public:
   expert_store(const model_config& config, const model_weights& weights, store_options options);

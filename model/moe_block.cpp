@@ -23,16 +23,19 @@ void moe_forward(const model_config& c, const layer_weights& l, int64_t layer_in
   kernels::matmul(x, num_tokens, hidden, l.router, logits.data(), c.num_experts, pool);
   std::vector<int32_t> ids(num_tokens * k);
   std::vector<float> weights(num_tokens * k);
+  std::vector<uint8_t> missed;  // per slot, when misses go out marked low-precision
+  if (policy != nullptr && policy->options->mark_misses) missed.resize(num_tokens * k);
   if (policy != nullptr)
     route_with_policy(c, *policy->options, *policy->cache, layer_index, logits.data(), num_tokens,
-                      ids.data(), weights.data(), *policy->counters);
+                      ids.data(), weights.data(), *policy->counters,
+                      missed.empty() ? nullptr : missed.data());
   else
     kernels::topk_gating(logits.data(), num_tokens, c.num_experts, static_cast<int32_t>(k),
                          c.norm_topk_prob, ids.data(), weights.data());
 
   std::vector<float> y(num_tokens * k * hidden);
-  auto batch =
-      backend.submit(layer_index, x, num_tokens, ids.data(), static_cast<int32_t>(k), y.data());
+  auto batch = backend.submit(layer_index, x, num_tokens, ids.data(), static_cast<int32_t>(k),
+                              y.data(), missed.empty() ? nullptr : missed.data());
   // While the routed experts are out, the shared expert (Qwen2-MoE) runs here.
   std::vector<float> shared, gate;
   if (l.shared_expert) {

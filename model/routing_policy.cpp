@@ -165,7 +165,7 @@ void expert_cache_model::touch(int64_t layer, const int32_t* experts, int64_t co
 
 void route_with_policy(const model_config& c, const routing_options& o, expert_cache_model& cache,
                        int64_t layer, const float* logits, int64_t num_tokens, int32_t* ids,
-                       float* weights, routing_counters& counters) {
+                       float* weights, routing_counters& counters, uint8_t* missed) {
   const int64_t experts = c.num_experts, k = c.top_k;
   std::vector<float> p(experts), biased(experts);
   std::vector<int32_t> rank(experts), chosen;
@@ -228,7 +228,11 @@ void route_with_policy(const model_config& c, const routing_options& o, expert_c
       w[j] = j < kept ? (c.norm_topk_prob ? p[chosen[j]] / kept_sum : p[chosen[j]]) : 0.0f;
     }
     int64_t hits = 0;
-    for (int64_t j = 0; j < kept; ++j) hits += cache.resident(layer, chosen[j]);
+    for (int64_t j = 0; j < k; ++j) {
+      const bool hit = j < kept && cache.resident(layer, chosen[j]);
+      hits += hit;
+      if (missed) missed[t * k + j] = j < kept && !hit;
+    }
     cache.touch(layer, chosen.data(), kept);
     counters.routed += kept;
     counters.hits += hits;

@@ -36,6 +36,10 @@ struct routing_options {
   /// Route through the policy path with its logical cache (any spec but "exact"): with
   /// cache_aware=off and no skipping it picks exactly the top-k and only counts cache hits.
   bool enabled = false;
+  /// Not a knob: set by a head whose expert nodes' stores keep a low-precision fallback. The
+  /// experts a token misses in the logical cache go to the backend marked low-precision, so they
+  /// compute as the single-process store computes its misses (docs/edge-policies.md).
+  bool mark_misses = false;
 
   [[nodiscard]] bool exact() const { return prefer == preference::off && skip_below == 0; }
   /// Whether `other` keeps its cache the same way (eviction, size, decay, load_rank).
@@ -96,10 +100,11 @@ struct routing_context {
 };
 
 /// Routes `num_tokens` rows of router logits at `layer`: k ids and weights per row, highest
-/// ranked first; a skipped slot has id -1 and weight 0. Updates `cache` token by token.
+/// ranked first; a skipped slot has id -1 and weight 0. Updates `cache` token by token. With
+/// `missed`, writes per slot 1 when its expert was not resident before its token (else 0).
 void route_with_policy(const model_config& config, const routing_options& options,
                        expert_cache_model& cache, int64_t layer, const float* logits,
                        int64_t num_tokens, int32_t* ids, float* weights,
-                       routing_counters& counters);
+                       routing_counters& counters, uint8_t* missed = nullptr);
 
 }  // namespace xmesh::model

@@ -70,11 +70,12 @@ decode_result fail(frame_errc e, std::string reason) {
 }
 
 // Payload bytes a dispatch/result frame of this shape must carry, or false on overflow.
-bool rows_payload_bytes(uint64_t num_pairs, uint64_t num_rows, uint64_t hidden, uint64_t& out) {
+bool rows_payload_bytes(uint64_t num_pairs, uint64_t num_rows, uint64_t hidden, bool precision,
+                        uint64_t& out) {
   uint64_t per_row = 0, rows = 0, ids = 0;
   if (__builtin_mul_overflow(hidden, uint64_t{4}, &per_row)) return false;
   if (__builtin_mul_overflow(per_row, num_rows, &rows)) return false;
-  if (__builtin_mul_overflow(num_pairs, uint64_t{12}, &ids)) return false;
+  if (__builtin_mul_overflow(num_pairs, precision ? uint64_t{16} : uint64_t{12}, &ids)) return false;
   return !__builtin_add_overflow(rows, ids, &out);
 }
 
@@ -143,8 +144,12 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
   if (f.expert != expert_per_row && f.expert > lim.max_expert)
     return fail(frame_errc::bad_expert,
                 "expert " + to_string(f.expert) + " > " + to_string(lim.max_expert));
+  const bool precision = (f.flags & frame_flag_precision) != 0;
+  if (precision && f.kind != frame_kind::dispatch)
+    return fail(frame_errc::bad_shape, "pair precision on a frame other than dispatch");
   uint64_t want = 0;
-  if (!rows_payload_bytes(f.num_pairs, f.num_rows, f.hidden, want) || want > lim.max_payload_bytes)
+  if (!rows_payload_bytes(f.num_pairs, f.num_rows, f.hidden, precision, want) ||
+      want > lim.max_payload_bytes)
     return fail(frame_errc::oversized, "payload of shape beyond max_payload_bytes");
   if (f.payload_bytes != want)
     return fail(frame_errc::length_mismatch, "payload_bytes " + to_string(f.payload_bytes) +
@@ -167,6 +172,9 @@ decode_result check_rows(const frame_view& v, const frame_limits& lim) {
     if (r < 0 || uint32_t(r) >= v.header.num_rows || (result && size_t(r) != i))
       return fail(frame_errc::bad_shape,
                   "pair " + std::to_string(i) + " reads row " + std::to_string(r));
+    if (!v.precision_of_pair.empty() && (v.precision_of_pair[i] & ~1) != 0)
+      return fail(frame_errc::bad_shape, "pair " + std::to_string(i) + " has precision " +
+                                             std::to_string(v.precision_of_pair[i]));
   }
   return {};
 }
@@ -221,6 +229,7 @@ frame frame_view::to_frame() const {
   f.expert_of_pair.assign(expert_of_pair.begin(), expert_of_pair.end());
   f.token_of_pair.assign(token_of_pair.begin(), token_of_pair.end());
   f.row_of_pair.assign(row_of_pair.begin(), row_of_pair.end());
+  f.precision_of_pair.assign(precision_of_pair.begin(), precision_of_pair.end());
   f.rows.assign(rows.begin(), rows.end());
   f.error_text.assign(error_text);
   return f;
@@ -238,14 +247,20 @@ bytes encode_frame(const frame_header& header, std::span<const int32_t> expert_o
 
 frame_builder::frame_builder(const frame_header& header, std::span<const int32_t> expert_of_pair,
                              std::span<const int32_t> token_of_pair,
-                             std::span<const int32_t> row_of_pair)
+                             std::span<const int32_t> row_of_pair,
+                             std::span<const int32_t> precision_of_pair)
     : header_(header) {
   const size_t p = expert_of_pair.size(), n = header.num_rows;
+  const bool precision = !precision_of_pair.empty();
   if (header.kind == frame_kind::error || token_of_pair.size() != p ||
-      (row_of_pair.empty() ? n != p : row_of_pair.size() != p))
+      (row_of_pair.empty() ? n != p : row_of_pair.size() != p) ||
+      (precision && (precision_of_pair.size() != p || header.kind != frame_kind::dispatch)))
     throw std::invalid_argument("frame_builder: id spans disagree with num_rows");
   header_.num_pairs = static_cast<uint32_t>(p);
-  const size_t size = frame_header_bytes + 12 * p + 4 * n * size_t{header.hidden};
+  header_.flags = precision ? header.flags | frame_flag_precision
+                            : header.flags & ~frame_flag_precision;
+  const size_t ints = precision ? 4 : 3;
+  const size_t size = frame_header_bytes + 4 * ints * p + 4 * n * size_t{header.hidden};
   out_.reserve(size + message_tail_room);  // the seal's trailer goes there without a copy
   out_.resize(size);
   auto* ids = reinterpret_cast<int32_t*>(out_.data() + frame_header_bytes);
@@ -257,7 +272,8 @@ frame_builder::frame_builder(const frame_header& header, std::span<const int32_t
     for (size_t i = 0; i < p; ++i) ids[2 * p + i] = static_cast<int32_t>(i);
   else
     std::memcpy(ids + 2 * p, row_of_pair.data(), 4 * p);
-  rows_ = reinterpret_cast<float*>(ids + 3 * p);
+  if (precision) std::memcpy(ids + 3 * p, precision_of_pair.data(), 4 * p);
+  rows_ = reinterpret_cast<float*>(ids + ints * p);
 }
 
 bytes frame_builder::seal() {
@@ -267,7 +283,8 @@ bytes frame_builder::seal() {
 
 bytes encode_frame(const frame& f) {
   if (f.header.kind == frame_kind::error) return encode_error_frame(f.header, f.error_text);
-  frame_builder b(f.header, f.expert_of_pair, f.token_of_pair, f.row_of_pair);
+  frame_builder b(f.header, f.expert_of_pair, f.token_of_pair, f.row_of_pair,
+                  f.precision_of_pair);
   if (f.rows.size() != size_t{f.header.num_rows} * f.header.hidden)
     throw std::invalid_argument("encode_frame: rows disagree with num_rows/hidden");
   if (!f.rows.empty()) std::memcpy(b.rows(), f.rows.data(), f.rows.size() * sizeof(float));
@@ -345,7 +362,9 @@ decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits
   r.frame.expert_of_pair = {ints, p};
   r.frame.token_of_pair = {ints + p, p};
   r.frame.row_of_pair = {ints + 2 * p, p};
-  r.frame.rows = {reinterpret_cast<const float*>(ints + 3 * p), n * size_t{f.hidden}};
+  const size_t before_rows = (f.flags & frame_flag_precision) ? 4 * p : 3 * p;
+  if (before_rows > 3 * p) r.frame.precision_of_pair = {ints + 3 * p, p};
+  r.frame.rows = {reinterpret_cast<const float*>(ints + before_rows), n * size_t{f.hidden}};
   if (auto e = check_rows(r.frame, limits); !e) return e;
   return r;
 }

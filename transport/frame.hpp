@@ -3,7 +3,8 @@
 //   off  size  field
 //     0     4  magic 0x48534D58 ('XMSH')       32     4  num_rows
 //     4     2  version (2)                     36     4  hidden
-//     6     1  kind (1 dispatch, 2 result,     40     4  flags (application-defined)
+//     6     1  kind (1 dispatch, 2 result,     40     4  flags (bit 31: pair precision;
+//                                                          the others application-defined)
 //                    3 error, 4 fetch,         44     4  num_pairs
 //                    5 weights)
 //                    5 weights)
@@ -17,7 +18,10 @@
 // int32 row_of_pair[num_pairs], float rows[num_rows][hidden]. A pair is one (token, expert) to
 // compute, reading row row_of_pair; a dispatch frame carries each token's row once however many
 // of its experts the node runs (num_rows <= num_pairs), a result frame one output row per pair
-// (num_rows == num_pairs, row_of_pair[p] == p). Error payload: UTF-8 text (num_rows = hidden = 0);
+// (num_rows == num_pairs, row_of_pair[p] == p). A dispatch frame with flag bit 31 set
+// (frame_flag_precision) carries int32 precision_of_pair[num_pairs] after row_of_pair, before the
+// rows: 1 asks for the pair to be computed with the node's low-precision copy of its expert (a
+// miss under a store's fallback), 0 with the full one. Error payload: UTF-8 text (num_rows = hidden = 0);
 // an error frame's `flags` carry the application's error code. Fetch (asks for one expert's
 // weights) and weights (carries them) frames name the expert in the header and have no rows: fetch
 // has no payload, weights has the expert's raw tensor bytes, so the header checksum is their
@@ -44,6 +48,9 @@ inline constexpr uint16_t frame_version = 2;
 inline constexpr size_t frame_header_bytes = 64;
 /// `expert` value meaning "each pair names its expert in expert_of_pair".
 inline constexpr uint32_t expert_per_row = 0xFFFFFFFFu;
+
+/// A dispatch frame's flag: its pairs carry precision_of_pair (see the layout above).
+inline constexpr uint32_t frame_flag_precision = 1u << 31;
 
 /// What a frame carries.
 enum class frame_kind : uint8_t { dispatch = 1, result = 2, error = 3, fetch = 4, weights = 5 };
@@ -73,7 +80,8 @@ struct frame {
   std::vector<int32_t> expert_of_pair;
   std::vector<int32_t> token_of_pair;
   std::vector<int32_t> row_of_pair;
-  std::vector<float> rows;  // num_rows * hidden, row-major
+  std::vector<int32_t> precision_of_pair;  // empty unless header.flags has frame_flag_precision
+  std::vector<float> rows;                 // num_rows * hidden, row-major
   std::string error_text;
 };
 
@@ -84,13 +92,18 @@ struct frame_view {
   std::span<const int32_t> expert_of_pair;
   std::span<const int32_t> token_of_pair;
   std::span<const int32_t> row_of_pair;
-  std::span<const float> rows;  // num_rows * hidden, row-major
+  std::span<const int32_t> precision_of_pair;  // empty unless the frame_flag_precision flag
+  std::span<const float> rows;                 // num_rows * hidden, row-major
   std::string_view error_text;
   std::span<const std::byte> blob;  // a weights frame's payload
 
   /// The `hidden` floats of row `i` (i < num_rows).
   [[nodiscard]] std::span<const float> row(size_t i) const {
     return rows.subspan(i * header.hidden, header.hidden);
+  }
+  /// Whether pair `p` asks for the low-precision copy of its expert.
+  [[nodiscard]] bool low_precision(size_t p) const {
+    return !precision_of_pair.empty() && precision_of_pair[p] != 0;
   }
   /// The row pair `p` reads.
   [[nodiscard]] std::span<const float> pair_row(size_t p) const {
@@ -108,7 +121,8 @@ enum class frame_errc : uint8_t {
   bad_version,  // version != 1 or reserved != 0
   bad_kind,
   bad_dtype,
-  bad_shape,        // hidden != expected, error frame with rows, negative token, row out of range
+  bad_shape,        // hidden != expected, error frame with rows, negative token, row out of
+                    // range, a precision other than 0 or 1 (or on a frame other than dispatch)
   length_mismatch,  // payload_bytes disagrees with the shape, or trailing bytes
   bad_checksum,
   oversized,   // num_rows / hidden / payload beyond the limits
@@ -152,9 +166,11 @@ struct decode_result {
 class frame_builder {
  public:
   /// Pair p reads row `row_of_pair[p]` of header.num_rows rows; an empty `row_of_pair` means
-  /// one row per pair. Throws std::invalid_argument when the spans disagree with num_rows.
+  /// one row per pair. A non-empty `precision_of_pair` (dispatch frames) is carried, and sets
+  /// frame_flag_precision. Throws std::invalid_argument when the spans disagree with num_rows.
   frame_builder(const frame_header& header, std::span<const int32_t> expert_of_pair,
-                std::span<const int32_t> token_of_pair, std::span<const int32_t> row_of_pair = {});
+                std::span<const int32_t> token_of_pair, std::span<const int32_t> row_of_pair = {},
+                std::span<const int32_t> precision_of_pair = {});
   /// The num_rows x hidden floats of the payload, row-major, to be filled.
   [[nodiscard]] float* rows() { return rows_; }
   /// The finished frame; the builder is empty afterwards.
