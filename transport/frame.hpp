@@ -3,11 +3,9 @@
 //   off  size  field
 //     0     4  magic 0x48534D58 ('XMSH')       32     4  num_rows
 //     4     2  version (2)                     36     4  hidden
-//     6     1  kind (1 dispatch, 2 result,     40     4  flags (bit 31: pair precision;
-//                                                          the others application-defined)
-//                    3 error, 4 fetch,         44     4  num_pairs
-//                    5 weights)
-//                    5 weights)
+//     6     1  kind (1 dispatch, 2 result,     40     4  flags (bit 31: pair precision,
+//                    3 error, 4 fetch,                    the others application-defined)
+//                    5 weights)                44     4  num_pairs
 //     7     1  dtype (0 = f32)                 48     8  payload_bytes
 //     8     4  layer                           56     8  checksum (XXH3_64bits of the payload)
 //    12     4  expert (0xFFFFFFFF: per pair)
@@ -19,13 +17,13 @@
 // compute, reading row row_of_pair; a dispatch frame carries each token's row once however many
 // of its experts the node runs (num_rows <= num_pairs), a result frame one output row per pair
 // (num_rows == num_pairs, row_of_pair[p] == p). A dispatch frame with flag bit 31 set
-// (frame_flag_precision) carries int32 precision_of_pair[num_pairs] after row_of_pair, before the
-// rows: 1 asks for the pair to be computed with the node's low-precision copy of its expert (a
-// miss under a store's fallback), 0 with the full one. Error payload: UTF-8 text (num_rows = hidden = 0);
-// an error frame's `flags` carry the application's error code. Fetch (asks for one expert's
-// weights) and weights (carries them) frames name the expert in the header and have no rows: fetch
-// has no payload, weights has the expert's raw tensor bytes, so the header checksum is their
-// checksum.
+// (frame_flag_precision) carries int32 precision_of_pair[num_pairs] after row_of_pair, before
+// the rows: 1 asks for the pair to be computed with the node's low-precision copy of its expert
+// (a miss under a store's fallback), 0 with the full one. Error payload: UTF-8 text (num_rows =
+// hidden = 0); an error frame's `flags` carry the application's error code. Fetch (asks for one
+// expert's weights) and weights (carries them) frames name the expert in the header and have no
+// rows: fetch has no payload, weights has the expert's raw tensor bytes, so the header checksum
+// is their checksum.
 #pragma once
 
 #include <cstddef>

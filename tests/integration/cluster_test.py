@@ -216,6 +216,57 @@ nodes:
               f"hits {hits2:.0f}, misses {misses2:.0f} (at most {capacity} x {layers} layers)")
         if not (on_head > 0 and hits2 > 0 and 0 < misses2 <= capacity * layers):
             sys.exit("FAIL: with store_misses: head the head computes the misses and the node only fills its layers")
+    # fallback=: the node keeps a q4 copy of every expert; the head marks the rows its sequence's
+    # logical cache misses (the store's settings), which the node computes with the q4 copy while
+    # the full expert loads. Perplexity through the cluster equals the single-process store's with
+    # the same fallback (bit for bit: the same rows compute in q4), and differs from exact
+    # routing's; concurrent requests decode as each does alone, run after run.
+    q4 = f"{h.tmp}/qwen3_moe-q4"
+    if not os.path.exists(q4):
+        subprocess.run([h.xmesh, "quantize", "--model", model, "--out", q4, "--dtype", "q4", "--experts-only"],
+                       check=True, capture_output=True)
+    r = free_ports(5)
+    store = f"cache_fraction=0.25,cache=lru,rate=50MB,fallback={q4}"
+    text_fb = f"""model: {model}
+transport: {transport}
+nodes:
+  - {{name: head, control_port: {r[0]}, data_port: {r[1]}, roles: [coordinator, head], threads: 1}}
+  - {{name: edge, control_port: {r[2]}, data_port: {r[3]}, metrics_port: {r[4]}, roles: [experts], threads: 2,
+     store: "{store}"}}
+"""
+    words = f"{h.tmp}/store-eval.txt"
+    open(words, "w").write("Experts that miss the cache compute in four bits while they load. " * 10)
+    evaluate = [h.xmesh, "eval", "--model", model, "--file", words, "--context", "32", "--json"]
+    local = json.loads(subprocess.run(evaluate + ["--expert-store", store], check=True, capture_output=True,
+                                      text=True, timeout=120).stdout)
+    exact = json.loads(subprocess.run(evaluate, check=True, capture_output=True, text=True, timeout=120).stdout)
+    with h.cluster(text_fb, f"store-fallback-{transport}") as c3:
+        e = subprocess.run(evaluate + ["--cluster", c3.path], capture_output=True, text=True, timeout=120)
+        remote = json.loads(e.stdout) if e.returncode == 0 else {}
+        print(f"fallback over {transport}: perplexity through the cluster {remote.get('perplexity')}, one process "
+              f"with the same store {local['perplexity']}, exact {exact['perplexity']}")
+        if remote.get("nll_nats") != local["nll_nats"] or local["nll_nats"] == exact["nll_nats"]:
+            sys.exit(f"FAIL: with a fallback the cluster's perplexity should equal the single-process store's "
+                     f"and differ from exact routing's: {e.stderr}")
+        alone = [h.run_generate(model, prompt, cluster=c3.path, name=f"fallback-alone{i}")
+                 for i, prompt in enumerate(PROMPTS)]
+        for run in range(2):
+            run_concurrently(h, model, c3.path, alone, f"request {{}} with a fallback over {transport}, run {run + 1}")
+        time.sleep(0.6)
+        edge = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{r[4]}/metrics"], capture_output=True,
+                              text=True).stdout
+        low = sum(float(line.split()[-1]) for line in edge.splitlines()
+                  if line.startswith("xmesh_store_fallback_rows_total{"))
+        peaks = [float(line.split()[-1]) for line in edge.splitlines()
+                 if line.startswith("xmesh_store_resident_peak_experts{")]
+        print(f"fallback over {transport}: {low:.0f} rows in q4, peak residency per layer {peaks}")
+        if not (low > 0 and max(peaks) <= capacity):
+            sys.exit("FAIL: the node should compute rows with its fallback and stay within its capacity")
+    path = f"{h.tmp}/bad-fallback.yaml"
+    open(path, "w").write("routing: {cache: lru, cache_fraction: 0.5}\n" + text_fb)
+    subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
+    expect_error("a routing cache unlike the fallback store's", [h.xmesh, "node", "--cluster", path, "--name", "head"],
+                 h.env, "node 'head': routing: and node 'edge' store: give both the same cache", 20)
     path = f"{h.tmp}/bad-store.yaml"
     open(path, "w").write(text_bad := open(c.path).read().replace("cache_fraction=0.25,", "cache_fraction=2,"))
     subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)

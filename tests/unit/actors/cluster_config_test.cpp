@@ -111,6 +111,23 @@ TEST(ClusterConfig, StoreMissesAreComputedOnTheNodeOrTheHead) {
             "c.yaml: store_misses: expected node or head, not 'everywhere'");
 }
 
+TEST(ClusterConfig, AStoresFallbackIsOnEveryExpertNodeAndBesideTheFile) {
+  auto both = with(with(std::string(three_nodes), "memory_budget: 3GiB}",
+                        "memory_budget: 3GiB, store: \"cache_fraction=0.25,fallback=q4\"}"),
+                   "device: edge}", "device: edge, store: \"fallback=/abs/q4,cache=lru\"}");
+  auto c = parse_cluster(both, "c.yaml", "/base");
+  EXPECT_EQ(c.node("a").store, "cache_fraction=0.25,fallback=/base/q4");  // beside the file
+  EXPECT_EQ(c.node("b").store, "fallback=/abs/q4,cache=lru");
+  // A pair's precision must not depend on its replica: every expert node keeps a fallback.
+  EXPECT_EQ(error_of(with(both, ", store: \"fallback=/abs/q4,cache=lru\"", "")),
+            "c.yaml: node 'b'.store: with a low-precision fallback on node 'a', every node that "
+            "hosts experts keeps one (store: ...,fallback=DIR), so a row's precision does not "
+            "depend on its replica");
+  EXPECT_EQ(error_of("store_misses: head\n" + both),
+            "c.yaml: store_misses: head: with a low-precision fallback on node 'a' the misses "
+            "compute on the node; choose one (store_misses: node)");
+}
+
 TEST(ClusterConfig, AuthenticatedByDefaultWithKeysBesideTheFile) {
   auto none = parse_cluster("security: none\n" + std::string(three_nodes), "c.yaml", "/base");
   EXPECT_FALSE(none.security.authenticated());

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "actors/expert_host.hpp"
+#include "model/quantize.hpp"
 #include "model/synthetic.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -90,6 +91,37 @@ TEST_F(NodeStore, ABadReadIsRefusedAndReadAgain) {
                  "expert 3 of layer 1: two reads from the slow tier failed their checksum");
   }
   EXPECT_EQ(twice.layers()[1].resident, 0);  // nothing kept from bad bytes
+}
+
+TEST_F(NodeStore, AFallbackIsAlwaysResidentAndAWarmedExpertLoadsInTheBackground) {
+  model::quantize_model(dir_.path() / "m", dir_.path() / "q4",
+                        {.format = kernels::weight_format::q4, .experts_only = true});
+  node_store store(
+      m_, options("cache_fraction=0.25,rate=200MB,fallback=" + (dir_.path() / "q4").string()));
+  ASSERT_TRUE(store.has_fallback());
+  const auto* low = store.low_precision(1, 3);
+  ASSERT_NE(low, nullptr);
+  EXPECT_EQ(low->gate.format, kernels::weight_format::q4);
+  EXPECT_EQ(store.resident_bytes(), 0);  // not counted in the budget of full copies
+  store.warm(1, 3);
+  store.warm(1, 3);  // queued once
+  for (int i = 0; i < 500 && store.layers()[1].resident.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto held = store.acquire(1, 3);  // resident by now, or waits for the load under way
+  EXPECT_EQ(expert_checksum(held.weights()), expert_checksum(m_.weights.layers[1].experts[3]));
+  EXPECT_EQ(store.layers()[1].misses, 1);  // the background load
+  EXPECT_EQ(store.layers()[1].hits, 1);    // the batch
+  EXPECT_EQ(store.bytes_loaded, store.resident_bytes());
+  // A fallback that is not a copy of this model is refused by name.
+  model::write_synthetic_weights(dir_.path() / "other",
+                                 {.family = "qwen3_moe", .preset = "small", .seed = 5});
+  try {
+    node_store wrong(m_, options("fallback=" + (dir_.path() / "other").string()));
+    FAIL() << "a fallback of another model must be refused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a whole copy of this model"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(NodeStore, RefusesWhatANodesStoreDoesNotDo) {

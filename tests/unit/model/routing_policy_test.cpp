@@ -168,6 +168,26 @@ TEST(RouteWithPolicy, SkipBelowDropsSmallSharesAndRenormalises) {
   EXPECT_EQ(n.skipped.load(), 1);
 }
 
+TEST(RouteWithPolicy, MarksTheSlotsWhoseExpertWasNotResidentBeforeItsToken) {
+  // What a head sends marked low-precision under a store's fallback: the store's own misses.
+  auto c = eight_experts_top2();
+  auto o = parse_routing_options("skip_below=0.3,cache_fraction=0.25", c);
+  expert_cache_model cache(c, o);
+  int32_t warm[] = {3};
+  cache.touch(0, warm, 1);
+  routing_counters n;
+  int32_t ids[6];
+  float w[6];
+  uint8_t missed[6];
+  std::vector<float> rows = {0, 0, 0, 4.0f, 0,    3.5f, 0, 0,   // 3 (resident), 5 (a miss)
+                             0, 0, 0, 4.0f, 0,    3.5f, 0, 0,   // both resident now
+                             0, 0, 0, 0,    4.0f, 2.0f, 0, 0};  // 4 (a miss), 5 skipped
+  route_with_policy(c, o, cache, 0, rows.data(), 3, ids, w, n, missed);
+  EXPECT_EQ(std::vector<int32_t>(ids, ids + 6), (std::vector<int32_t>{3, 5, 3, 5, 4, -1}));
+  EXPECT_EQ(std::vector<uint8_t>(missed, missed + 6), (std::vector<uint8_t>{0, 1, 0, 0, 1, 0}));
+  EXPECT_EQ(n.hits.load(), 3);
+}
+
 struct engine {
   loaded_model m;
   kernels::thread_pool pool{2};

@@ -84,8 +84,8 @@ TEST(Frame, RoundTripKeepsEveryField) {
   EXPECT_EQ(reinterpret_cast<const std::byte*>(r.frame.rows.data()), b.data() + 64 + 17 * 12);
 }
 
-TEST(Frame, PairsShareRows) {
-  // Two tokens, three (token, expert) pairs: token 0's row is sent once for experts 1 and 4.
+// Two tokens, three (token, expert) pairs: token 0's row is sent once for experts 1 and 4.
+xt::frame shared_rows_frame() {
   xt::frame f;
   f.header.layer = 1;
   f.header.num_rows = 2;
@@ -94,6 +94,11 @@ TEST(Frame, PairsShareRows) {
   f.token_of_pair = {0, 1, 2};
   f.row_of_pair = {0, 0, 1};
   f.rows = {1, 2, 3, 4, 5, 6, 7, 8};
+  return f;
+}
+
+TEST(Frame, PairsShareRows) {
+  auto f = shared_rows_frame();
   auto b = xt::encode_frame(f);
   auto r = xt::decode_frame(b, limits());
   ASSERT_TRUE(r.ok()) << r.reason;
@@ -109,6 +114,40 @@ TEST(Frame, PairsShareRows) {
   EXPECT_EQ(decode_error(xt::encode_frame(result)), xt::frame_errc::bad_shape);
   EXPECT_THROW((void)xt::frame_builder(f.header, f.expert_of_pair, f.token_of_pair, {}),
                std::invalid_argument);  // 3 pairs cannot have one row each with 2 rows
+}
+
+TEST(Frame, PairsMayCarryTheirPrecision) {
+  // A head marks the pairs a node computes with its low-precision copy (a store's fallback).
+  auto f = shared_rows_frame();
+  f.precision_of_pair = {0, 1, 0};
+  auto b = xt::encode_frame(f);
+  EXPECT_EQ(b.size(), xt::frame_header_bytes + 16 * 3 + 4 * 8);  // one more int per pair
+  auto r = xt::decode_frame(b, limits());
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(r.frame.header.flags & xt::frame_flag_precision);
+  EXPECT_FALSE(r.frame.low_precision(0));
+  EXPECT_TRUE(r.frame.low_precision(1));
+  EXPECT_EQ(r.frame.pair_row(2)[0], 5);  // the rows still follow the ids
+  EXPECT_EQ(r.frame.to_frame().precision_of_pair, f.precision_of_pair);
+  // Without precisions the flag is off and every pair is full precision.
+  auto plain = f;
+  plain.precision_of_pair.clear();
+  auto p = xt::decode_frame(xt::encode_frame(plain), limits());
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p.frame.header.flags & xt::frame_flag_precision);
+  EXPECT_FALSE(p.frame.low_precision(1));
+  // A precision other than 0 or 1, or the flag on a result frame, is rejected; a flag that
+  // disagrees with the payload's length too.
+  auto two = f;
+  two.precision_of_pair = {0, 2, 0};
+  EXPECT_EQ(decode_error(xt::encode_frame(two)), xt::frame_errc::bad_shape);
+  auto flagged = xt::encode_frame(plain);
+  poke(flagged, 40, xt::frame_flag_precision);
+  EXPECT_EQ(decode_error(flagged), xt::frame_errc::length_mismatch);
+  auto result = xt::encode_frame(plain);
+  poke(result, 6, static_cast<uint8_t>(xt::frame_kind::result));
+  poke(result, 40, xt::frame_flag_precision);
+  EXPECT_EQ(decode_error(result), xt::frame_errc::bad_shape);
 }
 
 TEST(Frame, FixedExpertAndEmptyAndErrorFramesRoundTrip) {
