@@ -342,8 +342,9 @@ void validate(const cluster_config& c, const std::string& origin) {
   for (const auto& n : c.nodes)
     if (n.has(role::experts) && !with_fallback(n))
       fail(origin, "node '" + n.name + "'.store",
-           why + ", every node that hosts experts keeps one (store: ...,fallback=DIR), so a "
-                 "row's precision does not depend on its replica");
+           why +
+               ", every node that hosts experts keeps one (store: ...,fallback=DIR), so a "
+               "row's precision does not depend on its replica");
   if (c.store_misses_on_head)
     fail(origin, "store_misses",
          "head: " + why + " the misses compute on the node; choose one (store_misses: node)");

@@ -14,12 +14,12 @@
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <optional>
-#include <set>
-#include <thread>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 

@@ -98,8 +98,7 @@ void router_service::set_local(expert_host* host, std::string node_name) {
 std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, const float* x,
                                                                int64_t num_tokens,
                                                                const int32_t* expert_ids, int32_t k,
-                                                               float* y,
-                                                               kernels::thread_pool* pool,
+                                                               float* y, kernels::thread_pool* pool,
                                                                const uint8_t* low_precision) {
   auto b = std::make_shared<batch_state>();
   b->router = this;
@@ -254,8 +253,8 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
         }
         p.row_of_pair.push_back(row_of_token[token]);
       }
-      if (b->low_precision &&
-          std::any_of(p.slots.begin(), p.slots.end(), [&](int32_t s) { return b->low_precision[s]; }))
+      if (b->low_precision && std::any_of(p.slots.begin(), p.slots.end(),
+                                          [&](int32_t s) { return b->low_precision[s]; }))
         for (int32_t s : p.slots) p.precision.push_back(b->low_precision[s]);
       ++in_flight_[t.version];
       parts.push_back(std::move(p));

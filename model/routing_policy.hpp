@@ -104,7 +104,7 @@ struct routing_context {
 /// `missed`, writes per slot 1 when its expert was not resident before its token (else 0).
 void route_with_policy(const model_config& config, const routing_options& options,
                        expert_cache_model& cache, int64_t layer, const float* logits,
-                       int64_t num_tokens, int32_t* ids, float* weights,
-                       routing_counters& counters, uint8_t* missed = nullptr);
+                       int64_t num_tokens, int32_t* ids, float* weights, routing_counters& counters,
+                       uint8_t* missed = nullptr);
 
 }  // namespace xmesh::model

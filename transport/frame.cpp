@@ -75,7 +75,8 @@ bool rows_payload_bytes(uint64_t num_pairs, uint64_t num_rows, uint64_t hidden, 
   uint64_t per_row = 0, rows = 0, ids = 0;
   if (__builtin_mul_overflow(hidden, uint64_t{4}, &per_row)) return false;
   if (__builtin_mul_overflow(per_row, num_rows, &rows)) return false;
-  if (__builtin_mul_overflow(num_pairs, precision ? uint64_t{16} : uint64_t{12}, &ids)) return false;
+  if (__builtin_mul_overflow(num_pairs, precision ? uint64_t{16} : uint64_t{12}, &ids))
+    return false;
   return !__builtin_add_overflow(rows, ids, &out);
 }
 
@@ -257,8 +258,8 @@ frame_builder::frame_builder(const frame_header& header, std::span<const int32_t
       (precision && (precision_of_pair.size() != p || header.kind != frame_kind::dispatch)))
     throw std::invalid_argument("frame_builder: id spans disagree with num_rows");
   header_.num_pairs = static_cast<uint32_t>(p);
-  header_.flags = precision ? header.flags | frame_flag_precision
-                            : header.flags & ~frame_flag_precision;
+  header_.flags =
+      precision ? header.flags | frame_flag_precision : header.flags & ~frame_flag_precision;
   const size_t ints = precision ? 4 : 3;
   const size_t size = frame_header_bytes + 4 * ints * p + 4 * n * size_t{header.hidden};
   out_.reserve(size + message_tail_room);  // the seal's trailer goes there without a copy
@@ -283,8 +284,7 @@ bytes frame_builder::seal() {
 
 bytes encode_frame(const frame& f) {
   if (f.header.kind == frame_kind::error) return encode_error_frame(f.header, f.error_text);
-  frame_builder b(f.header, f.expert_of_pair, f.token_of_pair, f.row_of_pair,
-                  f.precision_of_pair);
+  frame_builder b(f.header, f.expert_of_pair, f.token_of_pair, f.row_of_pair, f.precision_of_pair);
   if (f.rows.size() != size_t{f.header.num_rows} * f.header.hidden)
     throw std::invalid_argument("encode_frame: rows disagree with num_rows/hidden");
   if (!f.rows.empty()) std::memcpy(b.rows(), f.rows.data(), f.rows.size() * sizeof(float));
