@@ -5,7 +5,10 @@
 
 #include "actors/node.hpp"
 #include "actors/system.hpp"
+#include "model/expert_store.hpp"
+#include "model/generator.hpp"
 #include "model/npy.hpp"
+#include "model/transformer.hpp"
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
@@ -28,6 +31,10 @@ std::vector<flag_spec> generate_flags() {
           {"--routing-policy", true,
            "route with a policy (docs/edge-policies.md; a cluster's is its file's routing: "
            "section)"},
+          {"--expert-store", true,
+           "compute with an expert store over an emulated slow tier, as xmesh eval does (one "
+           "process only: the oracle of a cluster whose expert nodes keep a store with a "
+           "fallback)"},
           {"--ignore-eos", false, "keep generating after an end-of-sequence token"},
           {"--logits-out", true, "write float32 .npy logits [positions, vocab]"},
           {"--json", false, "print the result as JSON"}};
@@ -49,10 +56,49 @@ actors::generate_request read_request(const flags& f) {
   return r;
 }
 
+// Runs the request through the engine alone, with an expert store (docs/edge-policies.md).
+actors::generate_reply run_with_store(const flags& f, const std::string& dir, int threads,
+                                      const actors::generate_request& request) {
+  auto m = model::load_model(dir);
+  kernels::thread_pool pool(threads);
+  model::local_expert_backend experts(m.weights, pool);
+  model::expert_store store(m.config, m.weights,
+                            model::parse_store_options(f.str("--expert-store"), m.config));
+  experts.set_store(&store);
+  model::transformer net(m.config, m.weights, pool, experts);
+  net.set_routing_policy(
+      model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
+  if (net.routing_policy().enabled && !net.routing_policy().same_cache(store.options().cache))
+    throw usage_error(
+        "--routing-policy and --expert-store: give both the same cache, cache_fraction, decay "
+        "and load_rank");
+  if (store.options().prefetch)
+    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
+      store.prefetch_after(l, x, n, pool, c);
+    });
+  auto r = model::generate(net, request.prompt,
+                           {.max_new_tokens = request.max_new_tokens,
+                            .sampling = {request.temperature, request.top_k, request.top_p,
+                                         request.seed},
+                            .keep_all_logits = request.keep_all_logits,
+                            .stop_at_eos = request.stop_at_eos});
+  actors::generate_reply reply;
+  reply.generated = r.generated;
+  const auto* logits = reinterpret_cast<const uint8_t*>(r.logits.data());
+  reply.logits.assign(logits, logits + r.logits.size() * sizeof(float));
+  reply.positions = r.positions;
+  reply.prefill_seconds = r.prefill_seconds;
+  reply.decode_seconds = r.decode_seconds;
+  reply.decode_steps = r.decode_steps;
+  reply.token_seconds = r.token_seconds;
+  return reply;
+}
+
 // Runs the request on a running cluster's head, or on an embedded one-node cluster.
 actors::generate_reply run_request(const flags& f, const std::string& dir, int threads,
                                    const actors::generate_request& request) {
   constexpr auto timeout = std::chrono::seconds(3600);
+  if (f.has("--expert-store")) return run_with_store(f, dir, threads, request);
   if (auto file = f.opt("--cluster")) {
     // Heads in the file's order. When one dies or cannot be reached, the request is replayed on
     // the next: decoding is deterministic (greedy or seeded), so the reply is the one the first
@@ -118,6 +164,8 @@ int generate_main(int argc, char** argv) {
   if (f.has("--cluster")) request.model = model::model_identity(dir);  // the head checks it
   if (f.has("--cluster") && f.has("--routing-policy"))
     throw usage_error("--routing-policy: a cluster routes with its file's routing: section");
+  if (f.has("--cluster") && f.has("--expert-store"))
+    throw usage_error("--expert-store: a cluster's expert nodes keep their stores (node key store:)");
   auto r = run_request(f, dir, static_cast<int>(threads), request);
   if (!r.error.empty()) throw std::runtime_error(r.error);
   const auto& prompt = request.prompt;

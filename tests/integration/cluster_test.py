@@ -218,9 +218,9 @@ nodes:
             sys.exit("FAIL: with store_misses: head the head computes the misses and the node only fills its layers")
     # fallback=: the node keeps a q4 copy of every expert; the head marks the rows its sequence's
     # logical cache misses (the store's settings), which the node computes with the q4 copy while
-    # the full expert loads. Perplexity through the cluster equals the single-process store's with
-    # the same fallback (bit for bit: the same rows compute in q4), and differs from exact
-    # routing's; concurrent requests decode as each does alone, run after run.
+    # the full expert loads. Perplexity and concurrent requests through the cluster equal the
+    # single-process store's with the same fallback, bit for bit (the same rows compute in q4),
+    # run after run, and differ from exact routing's.
     q4 = f"{h.tmp}/qwen3_moe-q4"
     if not os.path.exists(q4):
         subprocess.run([h.xmesh, "quantize", "--model", model, "--out", q4, "--dtype", "q4", "--experts-only"],
@@ -240,6 +240,15 @@ nodes:
     local = json.loads(subprocess.run(evaluate + ["--expert-store", store], check=True, capture_output=True,
                                       text=True, timeout=120).stdout)
     exact = json.loads(subprocess.run(evaluate, check=True, capture_output=True, text=True, timeout=120).stdout)
+    fallback_oracles = []
+    for i, prompt in enumerate(PROMPTS):
+        cmd, out = h.generate(model, prompt, name=f"fallback-oracle{i}")
+        g = subprocess.run(cmd + ["--expert-store", store], capture_output=True, text=True, timeout=120)
+        if g.returncode != 0:
+            sys.exit(f"FAIL: generate --expert-store: {g.stderr}")
+        fallback_oracles.append((json.loads(g.stdout)["tokens"], np.load(out)))
+    if all(a[1].tobytes() == b[1].tobytes() for a, b in zip(fallback_oracles, oracles)):
+        sys.exit("FAIL: the fallback should change the logits")
     with h.cluster(text_fb, f"store-fallback-{transport}") as c3:
         e = subprocess.run(evaluate + ["--cluster", c3.path], capture_output=True, text=True, timeout=120)
         remote = json.loads(e.stdout) if e.returncode == 0 else {}
@@ -248,10 +257,9 @@ nodes:
         if remote.get("nll_nats") != local["nll_nats"] or local["nll_nats"] == exact["nll_nats"]:
             sys.exit(f"FAIL: with a fallback the cluster's perplexity should equal the single-process store's "
                      f"and differ from exact routing's: {e.stderr}")
-        alone = [h.run_generate(model, prompt, cluster=c3.path, name=f"fallback-alone{i}")
-                 for i, prompt in enumerate(PROMPTS)]
         for run in range(2):
-            run_concurrently(h, model, c3.path, alone, f"request {{}} with a fallback over {transport}, run {run + 1}")
+            run_concurrently(h, model, c3.path, fallback_oracles,
+                             f"request {{}} with a fallback over {transport}, run {run + 1}")
         time.sleep(0.6)
         edge = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{r[4]}/metrics"], capture_output=True,
                               text=True).stdout
