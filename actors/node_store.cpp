@@ -86,7 +86,7 @@ void node_store::warm_loop() {
   }
 }
 
-node_store::lease node_store::take(int64_t layer, int64_t expert, bool count_hit) {
+node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) {
   const int64_t key = layer * model_.config.num_experts + expert;
   auto& counts = layers_[static_cast<size_t>(layer)];
   const auto start = clock_type::now();
@@ -103,7 +103,7 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool count_hit
       ++s.pins;
       s.last_use = ++clock_;
       ++s.uses;
-      if (!missed && count_hit) ++counts.hits;
+      if (!missed && counted) ++counts.hits;
       if (waited)
         stall_seconds =
             stall_seconds + std::chrono::duration<double>(clock_type::now() - start).count();
@@ -122,7 +122,7 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool count_hit
     }
     slots_[key];  // loading: holds its place in the budget
     counts.peak = std::max<int64_t>(counts.peak, ++counts.resident);
-    ++counts.misses;
+    if (counted) ++counts.misses;
     missed = waited = true;
     lock.unlock();
     std::shared_ptr<model::resident_weights> copy;

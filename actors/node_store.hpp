@@ -93,8 +93,9 @@ class node_store {
     uint64_t last_use = 0, uses = 0;
   };
   void release(int64_t slot);
-  /// acquire(); `count_hit` false for the background loader (a load is not a batch's hit).
-  lease take(int64_t layer, int64_t expert, bool count_hit);
+  /// acquire(); `counted` false for the background loader: its load is no batch's hit or miss
+  /// (the row that asked for it counts as a fallback).
+  lease take(int64_t layer, int64_t expert, bool counted);
   void warm_loop();
   std::shared_ptr<model::resident_weights> read(int64_t layer, int64_t expert);
   /// An expert of `layer` no batch uses, by the eviction policy; -1 when there is none.

@@ -22,7 +22,10 @@ Spec (YAML):
   placements: [spread]             # spread, or static lists: {name: ..., experts: [[0, 1], [2, 3]]}
   replica_choices: [least_outstanding, latency]   # how heads pick among replicas (default: the first)
   store: "cache_fraction=0.25,cache=lru,rate=50MB"  # every expert node keeps that share resident
-  store_misses: [node, head]       # where a row the store would miss computes (default: node)
+  store_misses: [node, head, fallback]   # where a row the store would miss computes (default:
+                                   # node: read from its slow tier; head: from the head's files;
+                                   # fallback: on the node, with a q4 copy of its experts that the
+                                   # trial writes, while the full expert loads)
   policies:                        # routing policies on the head (cells); default {exact: exact}
     exact: exact
     prior: "cache_aware=prior,prior=0.5,cache=lru,cache_fraction=0.25"
@@ -82,9 +85,11 @@ def load_spec(path):
     spec.setdefault("placements", ["spread"])
     spec.setdefault("replica_choices", ["least_outstanding"])
     spec.setdefault("store_misses", ["node"])
-    if not isinstance(spec["store_misses"], list) or not set(spec["store_misses"]) <= {"node", "head"} \
+    if not isinstance(spec["store_misses"], list) or not set(spec["store_misses"]) <= {"node", "head", "fallback"} \
             or not spec["store_misses"]:
-        raise SpecError(f"{path}: store_misses: expected a list of node, head")
+        raise SpecError(f"{path}: store_misses: expected a list of node, head, fallback")
+    if "store" not in spec and spec["store_misses"] != ["node"]:
+        raise SpecError(f"{path}: store_misses: head and fallback need a store:")
     spec.setdefault("policies", {"exact": "exact"})
     if not isinstance(spec["policies"], dict) or not spec["policies"]:
         raise SpecError(f"{path}: policies: expected a mapping name -> routing policy spec")
@@ -137,12 +142,12 @@ def percentile(xs, q):
 class Cell:
     """One launched cluster: its file, the netns launcher, and the head's metrics port."""
 
-    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice, policy, misses):
+    def __init__(self, xmesh, spec, model, out, key, profiles, placement, net, choice, policy, misses, store):
         self.xmesh, self.path = xmesh, f"{out}/cells/{key}.yaml"
         self.env = dict(os.environ, XMESH_BIN=xmesh, XMESH_RUN_DIR=f"{out}/cells/{key}-run")
         self.edges = [f"{net}.{i + 2}" for i in range(len(profiles))]
         lines = [f"model: {model}", f"transport: {spec['transport']}", f"replica_choice: {choice}",
-                 f"store_misses: {misses}"]
+                 f"store_misses: {'head' if misses == 'head' else 'node'}"]
         if policy != "exact":
             knobs = ", ".join(f"{k}: {v}" for k, v in (item.split("=", 1) for item in policy.split(",")))
             lines.append(f"routing: {{{knobs}}}")
@@ -152,7 +157,7 @@ class Cell:
         lines += ["nodes:",
                   f"  - {{name: head, host: {net}.1, control_port: 7300, data_port: 7301, metrics_port: 7302, "
                   "roles: [coordinator, head], link: datacenter}"]
-        store = f', metrics_port: 7302, store: "{spec["store"]}"' if "store" in spec else ""
+        store = f', metrics_port: 7302, store: "{store}"' if store else ""
         for i, p in enumerate(profiles):
             lines.append(f"  - {{name: edge-{i}, host: {net}.{i + 2}, control_port: 7300, data_port: 7301, "
                          f"roles: [experts], link: {p}{store}}}")
@@ -179,13 +184,14 @@ class Cell:
         return r.stdout
 
     def store_counts(self):
-        """(hits, misses) of every expert node's store so far."""
-        hits = misses = 0
+        """(hits, misses, rows computed with the fallback) of every expert node's store so far."""
+        hits = misses = low = 0
         for host in self.edges:
             text = self.metrics(host)
             hits += sum(series(text, "xmesh_store_hits_total").values())
             misses += sum(series(text, "xmesh_store_misses_total").values())
-        return hits, misses
+            low += sum(series(text, "xmesh_store_fallback_rows_total").values())
+        return hits, misses, low
 
     def head_host(self):
         with open(self.path) as f:
@@ -258,6 +264,11 @@ def run_trial(spec, xmesh, out):
                             g.get("preset", "small"), "--seed", str(g.get("seed", 1)), "--out", model], check=True,
                            stdout=subprocess.DEVNULL)
     model = os.path.abspath(model)
+    if "fallback" in spec["store_misses"]:  # the experts' q4 copy the fallback cells' nodes keep
+        q4 = f"{out}/model-q4"
+        if not os.path.exists(f"{q4}/config.json"):
+            subprocess.run([xmesh, "quantize", "--model", model, "--out", q4, "--dtype", "q4", "--experts-only"],
+                           check=True, stdout=subprocess.DEVNULL)
     rng = random.Random(spec["seed"])
     cells = [(ln, pl, ch, sm, pol, w, rep) for ln in spec["links"] for pl in spec["placements"]
              for ch in spec["replica_choices"] for sm in spec["store_misses"] for pol in spec["policies"]
@@ -277,16 +288,22 @@ def run_trial(spec, xmesh, out):
         # The same prompts in every cell of a workload and repetition: cells differ only in what they vary.
         cell_rng = random.Random(f"{spec['seed']}/{w['name']}/{rep}")
         prompts = [[cell_rng.randrange(1, 400) for _ in range(w["prompt_tokens"])] for _ in range(w["requests"])]
-        # The single-process run with the same routing policy is each request's oracle.
+        store = spec.get("store")
+        if misses == "fallback":
+            store += f",fallback={out}/model-q4"
+        # The single-process run with the same routing policy (and with a fallback, the same
+        # store, whose misses compute in q4 as the cell's) is each request's oracle.
+        oracle_store = store if misses == "fallback" else None
         for p in prompts:
-            k = (tuple(p), w["new_tokens"], policy)
+            k = (tuple(p), w["new_tokens"], policy, oracle_store)
             if k not in oracles:
                 r = subprocess.run([xmesh, "generate", "--model", model, "--tokens", ",".join(map(str, p)),
                                     "--max-new-tokens", str(w["new_tokens"]), "--ignore-eos", "--json"] +
-                                   (["--routing-policy", policy] if policy != "exact" else []),
+                                   (["--routing-policy", policy] if policy != "exact" else []) +
+                                   (["--expert-store", oracle_store] if oracle_store else []),
                                    check=True, capture_output=True, text=True)
                 oracles[k] = json.loads(r.stdout)["tokens"]
-        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice, policy, misses)
+        cell = Cell(xmesh, spec, model, out, key, spec["links"][ln], pl, net, choice, policy, misses, store)
         try:
             cell.up()
             cell.run(xmesh, "generate", "--model", model, "--cluster", cell.path, "--tokens", "1,2,3",
@@ -322,15 +339,17 @@ def run_trial(spec, xmesh, out):
                         "workload": w["name"], "repetition": rep, "request": j, "prompt_tokens": len(p), "generated_tokens": len(r["tokens"]),
                         "ttft_s": ts[0] if ts else None,
                         "tpot_s": (ts[-1] - ts[0]) / (len(ts) - 1) if len(ts) > 1 else None,
-                        "e2e_s": wall, "identical": r["tokens"] == oracles[(tuple(p), w["new_tokens"], policy)]})
+                        "e2e_s": wall,
+                        "identical": r["tokens"] == oracles[(tuple(p), w["new_tokens"], policy, oracle_store)]})
                 time.sleep(0.02)
             duration = time.time() - started
             after = cell.metrics()
             hit_rate = None
             if store_before is not None:
-                # Rows the head computed instead (store_misses: head) missed the store too.
-                hits, missed = (b - a for a, b in zip(store_before, cell.store_counts()))
-                missed += sum(series(after, "xmesh_store_misses_on_head_total").values()) - \
+                # Rows the head computed instead (store_misses: head), and rows the node computed
+                # with its q4 copy (fallback), missed the store too.
+                hits, missed, low = (b - a for a, b in zip(store_before, cell.store_counts()))
+                missed += low + sum(series(after, "xmesh_store_misses_on_head_total").values()) - \
                     sum(series(before, "xmesh_store_misses_on_head_total").values())
                 hit_rate = hits / (hits + missed) if hits + missed else None
             perplexity = None
@@ -431,7 +450,8 @@ def write_outputs(spec, out, rows, summary, links_rows, loads):
             fig, ax = plt.subplots(figsize=(6, 4))
             for s in summary:
                 ax.scatter(s["perplexity"], s["decode_tokens_per_s"])
-                name = s["policy"] + (" + misses on head" if s["store_misses"] == "head" else "") + \
+                name = s["policy"] + {"head": " + misses on head", "fallback": " + q4 fallback"}.get(
+                    s["store_misses"], "") + \
                     (f" ({s['links']})" if len(spec["links"]) > 1 else "")
                 ax.annotate(name, (s["perplexity"], s["decode_tokens_per_s"]), fontsize=7)
             ax.set_xlabel("perplexity (held-out text, through the cluster)")
