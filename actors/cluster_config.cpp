@@ -331,6 +331,17 @@ void validate(const cluster_config& c, const std::string& origin) {
     if (!c.node(name).has(role::experts))
       fail(origin, "static_placement", "node '" + name + "' has no experts role");
   }
+  // Prefetching stores: the head admits its predictions to its sequences' logical caches, so
+  // every store prefetches or none does (else a store's misses would not be the head's).
+  auto prefetches = [](const node_config& n) {
+    return n.store.find("prefetch=1") != std::string::npos;
+  };
+  if (auto p = std::find_if(c.nodes.begin(), c.nodes.end(), prefetches); p != c.nodes.end())
+    for (const auto& n : c.nodes)
+      if (!n.store.empty() && !prefetches(n))
+        fail(origin, "node '" + n.name + "'.store",
+             "with prefetch=1 on node '" + p->name +
+                 "', every store prefetches (the head's logical cache is one for all stores)");
   // A store's low-precision fallback: the head marks which pairs compute with it, so a pair's
   // precision must not depend on the replica (or the head) that computes it.
   auto with_fallback = [](const node_config& n) {

@@ -500,11 +500,23 @@ void expert_host::serve(transport::bytes message,
                   std::string(transport::to_string(d.error)) + ": " + d.reason, reply);
   const auto& h = d.frame.header;
   if (h.kind == transport::frame_kind::fetch) return serve_fetch(h, reply);
-  if (h.kind != transport::frame_kind::dispatch)
+  if (h.kind != transport::frame_kind::dispatch && h.kind != transport::frame_kind::prefetch)
     return reject(host_errc::bad_frame, "not_dispatch", "not a dispatch frame", reply, h.batch_id);
   if (h.layer >= c.num_layers || !model_.weights.layers[h.layer].moe)
     return reject(host_errc::bad_frame, "dense_layer",
                   "layer " + std::to_string(h.layer) + " has no experts", reply, h.batch_id);
+  if (h.kind == transport::frame_kind::prefetch) {
+    // Loads start in the background; experts it does not host (any more) are left alone.
+    if (store_)
+      for (int32_t e : d.frame.expert_of_pair)
+        if (hosts(h.layer, e)) {
+          ++store_->prefetched;
+          store_->warm(h.layer, e);
+        }
+    auto ack = h;
+    ack.kind = transport::frame_kind::result;
+    return reply->send(transport::frame_builder(ack, {}, {}).seal());
+  }
   // Runs of consecutive pairs with the same expert and precision (routers send them sorted by
   // expert).
   std::vector<std::pair<int32_t, piece>> runs;

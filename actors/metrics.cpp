@@ -79,6 +79,8 @@ const std::vector<metric_spec>& metric_catalogue() {
       {"xmesh_store_fallback_rows_total", "counter", "layer",
        "Rows computed with the store's low-precision copy (a miss of the head's logical cache, "
        "fallback=) while the full expert loads."},
+      {"xmesh_store_prefetched_experts_total", "counter", "",
+       "Experts a head's pre-gating asked the store to load ahead (prefetch=1)."},
       {"xmesh_store_misses_on_head_total", "counter", "",
        "Rows a head computed from its own files because an expert node's store would have missed "
        "them (store_misses: head)."},
@@ -308,6 +310,7 @@ void node_metrics::set_store(const node_store& store) {
   }
   gauge("xmesh_store_capacity_experts").Set(static_cast<double>(store.capacity()));
   catch_up(counter("xmesh_store_bytes_loaded_total"), static_cast<double>(store.bytes_loaded));
+  catch_up(counter("xmesh_store_prefetched_experts_total"), static_cast<double>(store.prefetched));
   catch_up(counter("xmesh_store_stall_seconds_total"), store.stall_seconds);
 }
 

@@ -103,7 +103,7 @@ transport::gate_limits gate_limits_for(const model::model_config& m) {
   return limits;
 }
 
-void node_runtime::mark_store_misses() {
+void node_runtime::follow_stores() {
   for (const auto& n : cluster_.nodes) {
     if (n.store.empty()) continue;
     model::store_options store;
@@ -112,6 +112,7 @@ void node_runtime::mark_store_misses() {
     } catch (const std::exception& e) {
       throw std::runtime_error("node '" + n.name + "': store: " + e.what());
     }
+    if (store.prefetch) prefetching_.insert(n.name);
     if (store.fallback.empty()) continue;
     // The same rule as the single-process store's: a pair computes with the fallback when its
     // expert was not in the sequence's logical cache before its token.
@@ -143,7 +144,7 @@ void node_runtime::start() {
     } catch (const std::exception& e) {
       throw std::runtime_error("node '" + self_.name + "': " + e.what());
     }
-    mark_store_misses();
+    follow_stores();
   }
   if (model_->weights.partial && (self_.has(role::head) || self_.has(role::coordinator)))
     throw std::runtime_error("node '" + self_.name + "': " + self_.model_dir(cluster_).string() +
@@ -213,6 +214,7 @@ void node_runtime::start() {
   }
   if (router_ && host_) router_->set_local(host_.get(), self_.name);
   if (router_) router_->set_fallback(&model_->weights);
+  if (router_) router_->set_prefetching(prefetching_);
   if (router_ && cluster_.store_misses_on_head) {
     std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors;
     for (const auto& n : cluster_.nodes)
@@ -348,6 +350,14 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
     counted_backend experts(*router_, pool);
     model::transformer net(model_->config, model_->weights, pool, experts);
     net.set_routing_policy(routing_);
+    if (!prefetching_.empty())  // decode steps only, as the single-process store prefetches
+      net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
+        if (n != 1) return;
+        auto p = model::predict_next_experts(model_->config, model_->weights, l, x, pool);
+        if (p.layer < 0) return;
+        if (c) c->touch(p.layer, p.experts.data(), static_cast<int64_t>(p.experts.size()));
+        router_->prefetch(p.layer, p.experts);
+      });
     model::generation_options o{.max_new_tokens = req.max_new_tokens,
                                 .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
                                 .keep_all_logits = req.keep_all_logits,

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "actors/cluster_config.hpp"
@@ -47,9 +48,11 @@ class node_runtime {
   /// The coordinator actor; null unless this node has the coordinator role.
   [[nodiscard]] const coordinator_actor& coordinator() const { return coordinator_; }
   /// Adopts a newer table (checked against the model first); throws naming the fault.
-  /// With stores that keep a low-precision fallback, routes through a logical cache with their
-  /// settings and marks its misses, which those stores compute with the fallback.
-  void mark_store_misses();
+  /// Heads follow the expert nodes' stores: with a low-precision fallback, route through a
+  /// logical cache with their settings and mark its misses, which those stores compute with the
+  /// fallback; with prefetch, predict each decode step's next-layer experts (pre-gating), admit
+  /// them to that cache and send them to the stores to load.
+  void follow_stores();
   void set_placement(placement_table table);
   [[nodiscard]] router_service* router() { return router_.get(); }
   /// Loads and warms a replica from the node's files, or from `peer` when one is named; the
@@ -98,6 +101,7 @@ class node_runtime {
   caf::actor membership_;  // heartbeats; registers again when the coordinator lost the node
   std::string model_identity_;
   model::routing_options routing_;                     // heads: the cluster file's routing policy
+  std::set<std::string> prefetching_;                  // heads: expert nodes whose stores prefetch
   std::optional<model::store_options> store_options_;  // expert nodes with `store:`
   std::atomic<uint64_t> version_{0};                   // newest placement version adopted
   std::function<void()> on_stop_;

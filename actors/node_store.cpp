@@ -36,8 +36,6 @@ node_store::~node_store() {
 }
 
 void node_store::check(const model::store_options& options) {
-  if (options.prefetch)
-    throw std::runtime_error("a node's store has no prefetch yet (xmesh eval and bench edge do)");
   if (options.cache.cache != model::routing_options::eviction::lru &&
       options.cache.cache != model::routing_options::eviction::lfu)
     throw std::runtime_error("a node's store evicts by lru or lfu");

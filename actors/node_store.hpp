@@ -32,8 +32,9 @@ namespace xmesh::actors {
 class node_store {
  public:
   /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache=lru|lfu, rate,
-  /// fallback); throws one line for what a node's store does not do (prefetch, activation) or a
-  /// fallback that is not a whole copy of the model.
+  /// fallback, prefetch: loads come from the head's prefetch frames through warm()); throws one
+  /// line for what a node's store does not do (activation) or a fallback that is not a whole
+  /// copy of the model.
   node_store(const model::loaded_model& model, const model::store_options& options);
   ~node_store();
   node_store(const node_store&) = delete;
@@ -84,6 +85,7 @@ class node_store {
   };
   [[nodiscard]] const std::vector<layer_counts>& layers() const { return layers_; }
   std::atomic<int64_t> bytes_loaded{0}, corrupt_reads{0};
+  std::atomic<int64_t> prefetched{0};    // experts a head's prefetch frames asked for
   std::atomic<double> stall_seconds{0};  // batches waiting for loads or room
 
  private:

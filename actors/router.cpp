@@ -162,6 +162,37 @@ void router_service::mirror_stores(
   mirrors_ = std::move(mirrors);
 }
 
+void router_service::set_prefetching(std::set<std::string> nodes) {
+  std::lock_guard lock(mutex_);
+  prefetching_ = std::move(nodes);
+}
+
+void router_service::prefetch(int64_t layer, std::span<const int32_t> experts) {
+  std::vector<std::pair<std::string, std::vector<int32_t>>> to;  // address, experts
+  {
+    std::lock_guard lock(mutex_);
+    if (!table_ || prefetching_.empty()) return;
+    const auto& t = *table_;
+    for (int32_t e : experts)
+      for (int32_t n : t.replicas(layer, e)) {
+        if (!prefetching_.count(t.nodes[n])) continue;
+        auto at =
+            std::find_if(to.begin(), to.end(), [&](auto& x) { return x.first == t.addresses[n]; });
+        if (at == to.end()) at = to.insert(to.end(), {t.addresses[n], {}});
+        at->second.push_back(e);
+      }
+  }
+  for (auto& [address, ids] : to) {
+    transport::frame_header h;
+    h.layer = static_cast<uint32_t>(layer);
+    try {
+      channel(address)->request(transport::encode_prefetch_frame(h, ids),
+                                [](transport::bytes, std::string) {});
+    } catch (const std::exception&) {  // a hint only: the dispatch finds the node's state
+    }
+  }
+}
+
 void router_service::compute_from_files(const batch_state& b, std::span<const int32_t> slots) {
   if (b.low_precision)
     for (int32_t s : slots)

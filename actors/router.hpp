@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -83,6 +85,11 @@ class router_service final : public model::expert_backend {
   /// setting no longer matters). The mirror only steers where rows compute: the same weights
   /// give the same bits anywhere, so a stale one (several heads) costs speed only.
   void mirror_stores(std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors);
+  /// Expert nodes whose stores prefetch (`prefetch=1` in node key store:), by name.
+  void set_prefetching(std::set<std::string> nodes);
+  /// Pre-gating: asks every prefetching node that hosts one of `experts` of `layer` to start
+  /// loading them (a prefetch frame; its answer is not awaited). Output never depends on it.
+  void prefetch(int64_t layer, std::span<const int32_t> experts);
   /// Counts routed tokens, frames, bytes, round trips and re-sends there (before tables arrive).
   void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
   [[nodiscard]] node_metrics* metrics() const { return metrics_; }
@@ -164,6 +171,7 @@ class router_service final : public model::expert_backend {
   std::unique_ptr<load_window> tokens_;
   std::atomic<uint64_t> next_batch_{1}, resent_{0};
   std::map<std::string, std::unique_ptr<model::expert_cache_model>> mirrors_;
+  std::set<std::string> prefetching_;
   std::atomic<uint64_t> frames_{0}, encode_ns_{0}, decode_ns_{0}, round_trip_ns_{0};
 };
 

@@ -231,22 +231,32 @@ void expert_store::admit(int64_t layer, const int32_t* experts, int64_t count) {
   }
 }
 
+pregate_prediction predict_next_experts(const model_config& config, const model_weights& weights,
+                                        int64_t layer, const float* x, kernels::thread_pool& pool) {
+  pregate_prediction p;
+  int64_t next = layer + 1;
+  while (next < config.num_layers && !weights.layers[next].moe) ++next;
+  if (next == config.num_layers) return p;
+  std::vector<float> logits(config.num_experts), w(config.top_k);
+  p.layer = next;
+  p.experts.resize(config.top_k);
+  kernels::matmul(x, 1, config.hidden, weights.layers[next].router, logits.data(),
+                  config.num_experts, pool);
+  kernels::topk_gating(logits.data(), 1, config.num_experts, config.top_k, false, p.experts.data(),
+                       w.data());
+  return p;
+}
+
 void expert_store::prefetch_after(int64_t layer, const float* x, int64_t num_tokens,
                                   kernels::thread_pool& pool, expert_cache_model* routing_cache) {
   if (!options_.prefetch || num_tokens != 1) return;  // decode steps only
-  int64_t next = layer + 1;
-  while (next < config_.num_layers && !weights_.layers[next].moe) ++next;
-  if (next == config_.num_layers) return;
-  std::vector<float> logits(config_.num_experts), w(config_.top_k);
-  std::vector<int32_t> ids(config_.top_k);
-  kernels::matmul(x, 1, config_.hidden, weights_.layers[next].router, logits.data(),
-                  config_.num_experts, pool);
-  kernels::topk_gating(logits.data(), 1, config_.num_experts, config_.top_k, false, ids.data(),
-                       w.data());
-  predicted_[next] = ids;
-  prefetch_predicted += config_.top_k;
-  admit(next, ids.data(), config_.top_k);
-  if (routing_cache) routing_cache->touch(next, ids.data(), config_.top_k);
+  auto p = predict_next_experts(config_, weights_, layer, x, pool);
+  if (p.layer < 0) return;
+  const auto k = static_cast<int64_t>(p.experts.size());
+  predicted_[p.layer] = p.experts;
+  prefetch_predicted += k;
+  admit(p.layer, p.experts.data(), k);
+  if (routing_cache) routing_cache->touch(p.layer, p.experts.data(), k);
 }
 
 const kernels::expert_weights* expert_store::weights(int64_t layer, int32_t expert) const {

@@ -45,6 +45,15 @@ struct store_options {
 /// GB); throws one line naming the key.
 store_options parse_store_options(const std::string& spec, const model_config& config);
 
+/// Pre-gating (Pre-gated MoE, AdapMoE): the MoE layer after `layer` and its top-k experts
+/// predicted by that layer's gate applied to `x`, one token's router input at `layer`.
+struct pregate_prediction {
+  int64_t layer = -1;  // -1: `layer` is the last MoE layer
+  std::vector<int32_t> experts;
+};
+pregate_prediction predict_next_experts(const model_config& config, const model_weights& weights,
+                                        int64_t layer, const float* x, kernels::thread_pool& pool);
+
 /// Loads a low-precision copy of the model (`fallback=`); throws one line when it is not a whole
 /// copy of a model of `config`'s shapes.
 loaded_model load_fallback(const std::filesystem::path& dir, const model_config& config);

@@ -104,7 +104,7 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
   if (auto v = get<uint16_t>(h, off_version); v != frame_version)
     return fail(frame_errc::bad_version, "unsupported version " + to_string(v));
   auto k = static_cast<uint8_t>(f.kind);
-  if (k < 1 || k > 5) return fail(frame_errc::bad_kind, "unknown kind " + to_string(k));
+  if (k < 1 || k > 6) return fail(frame_errc::bad_kind, "unknown kind " + to_string(k));
   if (f.dtype != frame_dtype::f32)
     return fail(frame_errc::bad_dtype, "unknown dtype " + to_string(uint8_t(f.dtype)));
   if (f.kind == frame_kind::fetch || f.kind == frame_kind::weights) {
@@ -117,6 +117,16 @@ decode_result check_header(const std::byte* h, const frame_header& f, const fram
       return fail(frame_errc::length_mismatch, "fetch frame with a payload");
     if (f.payload_bytes > lim.max_payload_bytes)
       return fail(frame_errc::oversized, "weights of " + to_string(f.payload_bytes) + " bytes");
+    return {};
+  }
+  if (f.kind == frame_kind::prefetch) {
+    if (f.num_rows != 0 || f.hidden != 0 || f.expert != expert_per_row)
+      return fail(frame_errc::bad_shape, "prefetch frame with rows");
+    if (f.num_pairs > lim.max_rows)
+      return fail(frame_errc::oversized, "prefetch of " + to_string(f.num_pairs) + " experts");
+    if (f.payload_bytes != 4 * uint64_t{f.num_pairs})
+      return fail(frame_errc::length_mismatch, "payload_bytes " + to_string(f.payload_bytes) +
+                                                   " for " + to_string(f.num_pairs) + " experts");
     return {};
   }
   if (f.kind == frame_kind::error) {
@@ -318,6 +328,21 @@ bytes encode_blob_frame(const frame_header& header, std::span<const std::byte> b
   return finish(std::move(out), h);
 }
 
+bytes encode_prefetch_frame(const frame_header& header, std::span<const int32_t> experts) {
+  frame_header h = header;
+  h.kind = frame_kind::prefetch;
+  h.expert = expert_per_row;
+  h.num_rows = 0;
+  h.hidden = 0;
+  h.flags = 0;
+  h.num_pairs = static_cast<uint32_t>(experts.size());
+  bytes out;
+  out.reserve(frame_header_bytes + experts.size_bytes() + message_tail_room);
+  out.resize(frame_header_bytes);
+  append(out, experts);
+  return finish(std::move(out), h);
+}
+
 uint64_t checksum_of_parts(std::span<const std::span<const std::byte>> parts) {
   XXH3_state_t* state = XXH3_createState();
   if (state == nullptr) throw std::bad_alloc();
@@ -359,6 +384,13 @@ decode_result decode_frame(std::span<const std::byte> buffer, const frame_limits
     return fail(frame_errc::bad_shape, "buffer is not 4-byte aligned");
   const size_t p = f.num_pairs, n = f.num_rows;
   const auto* ints = reinterpret_cast<const int32_t*>(payload.data());
+  if (f.kind == frame_kind::prefetch) {
+    r.frame.expert_of_pair = {ints, p};
+    for (size_t i = 0; i < p; ++i)
+      if (ints[i] < 0 || uint32_t(ints[i]) > limits.max_expert)
+        return fail(frame_errc::bad_expert, "prefetch of expert " + std::to_string(ints[i]));
+    return r;
+  }
   r.frame.expert_of_pair = {ints, p};
   r.frame.token_of_pair = {ints + p, p};
   r.frame.row_of_pair = {ints + 2 * p, p};

@@ -5,7 +5,7 @@
 //     4     2  version (2)                     36     4  hidden
 //     6     1  kind (1 dispatch, 2 result,     40     4  flags (bit 31: pair precision,
 //                    3 error, 4 fetch,                    the others application-defined)
-//                    5 weights)                44     4  num_pairs
+//                    5 weights, 6 prefetch)    44     4  num_pairs
 //     7     1  dtype (0 = f32)                 48     8  payload_bytes
 //     8     4  layer                           56     8  checksum (XXH3_64bits of the payload)
 //    12     4  expert (0xFFFFFFFF: per pair)
@@ -23,7 +23,9 @@
 // hidden = 0); an error frame's `flags` carry the application's error code. Fetch (asks for one
 // expert's weights) and weights (carries them) frames name the expert in the header and have no
 // rows: fetch has no payload, weights has the expert's raw tensor bytes, so the header checksum
-// is their checksum.
+// is their checksum. A prefetch frame (warm these experts of `layer`: a head's pre-gating
+// prediction for the next token) has no rows and carries int32 expert_of_pair[num_pairs]; it is
+// answered with an empty result frame.
 #pragma once
 
 #include <cstddef>
@@ -51,7 +53,14 @@ inline constexpr uint32_t expert_per_row = 0xFFFFFFFFu;
 inline constexpr uint32_t frame_flag_precision = 1u << 31;
 
 /// What a frame carries.
-enum class frame_kind : uint8_t { dispatch = 1, result = 2, error = 3, fetch = 4, weights = 5 };
+enum class frame_kind : uint8_t {
+  dispatch = 1,
+  result = 2,
+  error = 3,
+  fetch = 4,
+  weights = 5,
+  prefetch = 6
+};
 
 /// Element type of the activation rows.
 enum class frame_dtype : uint8_t { f32 = 0 };
@@ -189,6 +198,10 @@ class frame_builder {
 /// Encodes a fetch frame (`blob` empty) or a weights frame carrying `blob`; header.expert names
 /// the expert (not expert_per_row).
 [[nodiscard]] bytes encode_blob_frame(const frame_header& header, std::span<const std::byte> blob);
+
+/// Encodes a prefetch frame naming `experts` of header.layer.
+[[nodiscard]] bytes encode_prefetch_frame(const frame_header& header,
+                                          std::span<const int32_t> experts);
 
 /// XXH3_64bits of the concatenation of `parts`: the checksum a weights frame of those bytes
 /// carries.

@@ -216,65 +216,6 @@ nodes:
               f"hits {hits2:.0f}, misses {misses2:.0f} (at most {capacity} x {layers} layers)")
         if not (on_head > 0 and hits2 > 0 and 0 < misses2 <= capacity * layers):
             sys.exit("FAIL: with store_misses: head the head computes the misses and the node only fills its layers")
-    # fallback=: the node keeps a q4 copy of every expert; the head marks the rows its sequence's
-    # logical cache misses (the store's settings), which the node computes with the q4 copy while
-    # the full expert loads. Perplexity and concurrent requests through the cluster equal the
-    # single-process store's with the same fallback, bit for bit (the same rows compute in q4),
-    # run after run, and differ from exact routing's.
-    q4 = f"{h.tmp}/qwen3_moe-q4"
-    if not os.path.exists(q4):
-        subprocess.run([h.xmesh, "quantize", "--model", model, "--out", q4, "--dtype", "q4", "--experts-only"],
-                       check=True, capture_output=True)
-    r = free_ports(5)
-    store = f"cache_fraction=0.25,cache=lru,rate=50MB,fallback={q4}"
-    text_fb = f"""model: {model}
-transport: {transport}
-nodes:
-  - {{name: head, control_port: {r[0]}, data_port: {r[1]}, roles: [coordinator, head], threads: 1}}
-  - {{name: edge, control_port: {r[2]}, data_port: {r[3]}, metrics_port: {r[4]}, roles: [experts], threads: 2,
-     store: "{store}"}}
-"""
-    words = f"{h.tmp}/store-eval.txt"
-    open(words, "w").write("Experts that miss the cache compute in four bits while they load. " * 10)
-    evaluate = [h.xmesh, "eval", "--model", model, "--file", words, "--context", "32", "--json"]
-    local = json.loads(subprocess.run(evaluate + ["--expert-store", store], check=True, capture_output=True,
-                                      text=True, timeout=120).stdout)
-    exact = json.loads(subprocess.run(evaluate, check=True, capture_output=True, text=True, timeout=120).stdout)
-    fallback_oracles = []
-    for i, prompt in enumerate(PROMPTS):
-        cmd, out = h.generate(model, prompt, name=f"fallback-oracle{i}")
-        g = subprocess.run(cmd + ["--expert-store", store], capture_output=True, text=True, timeout=120)
-        if g.returncode != 0:
-            sys.exit(f"FAIL: generate --expert-store: {g.stderr}")
-        fallback_oracles.append((json.loads(g.stdout)["tokens"], np.load(out)))
-    if all(a[1].tobytes() == b[1].tobytes() for a, b in zip(fallback_oracles, oracles)):
-        sys.exit("FAIL: the fallback should change the logits")
-    with h.cluster(text_fb, f"store-fallback-{transport}") as c3:
-        e = subprocess.run(evaluate + ["--cluster", c3.path], capture_output=True, text=True, timeout=120)
-        remote = json.loads(e.stdout) if e.returncode == 0 else {}
-        print(f"fallback over {transport}: perplexity through the cluster {remote.get('perplexity')}, one process "
-              f"with the same store {local['perplexity']}, exact {exact['perplexity']}")
-        if remote.get("nll_nats") != local["nll_nats"] or local["nll_nats"] == exact["nll_nats"]:
-            sys.exit(f"FAIL: with a fallback the cluster's perplexity should equal the single-process store's "
-                     f"and differ from exact routing's: {e.stderr}")
-        for run in range(2):
-            run_concurrently(h, model, c3.path, fallback_oracles,
-                             f"request {{}} with a fallback over {transport}, run {run + 1}")
-        time.sleep(0.6)
-        edge = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{r[4]}/metrics"], capture_output=True,
-                              text=True).stdout
-        low = sum(float(line.split()[-1]) for line in edge.splitlines()
-                  if line.startswith("xmesh_store_fallback_rows_total{"))
-        peaks = [float(line.split()[-1]) for line in edge.splitlines()
-                 if line.startswith("xmesh_store_resident_peak_experts{")]
-        print(f"fallback over {transport}: {low:.0f} rows in q4, peak residency per layer {peaks}")
-        if not (low > 0 and max(peaks) <= capacity):
-            sys.exit("FAIL: the node should compute rows with its fallback and stay within its capacity")
-    path = f"{h.tmp}/bad-fallback.yaml"
-    open(path, "w").write("routing: {cache: lru, cache_fraction: 0.5}\n" + text_fb)
-    subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
-    expect_error("a routing cache unlike the fallback store's", [h.xmesh, "node", "--cluster", path, "--name", "head"],
-                 h.env, "node 'head': routing: and node 'edge' store: give both the same cache", 20)
     path = f"{h.tmp}/bad-store.yaml"
     open(path, "w").write(text_bad := open(c.path).read().replace("cache_fraction=0.25,", "cache_fraction=2,"))
     subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
@@ -283,6 +224,88 @@ nodes:
     open(path, "w").write(text_bad.replace("roles: [experts], threads: 2", "roles: [experts, head], threads: 2"))
     expect_error("a store on a head", [h.xmesh, "node", "--cluster", path, "--name", "edge"], h.env,
                  "node 'edge'.store: only a node with just the experts role", 20)
+
+
+def store_oracles(h, model, store):
+    """The single-process run of every prompt with an expert store (`generate --expert-store`)."""
+    out = []
+    for i, prompt in enumerate(PROMPTS):
+        cmd, logits = h.generate(model, prompt, name=f"store-oracle-{len(store)}-{i}")
+        g = subprocess.run(cmd + ["--expert-store", store], capture_output=True, text=True, timeout=120)
+        if g.returncode != 0:
+            sys.exit(f"FAIL: generate --expert-store: {g.stderr}")
+        out.append((json.loads(g.stdout)["tokens"], np.load(logits)))
+    return out
+
+
+def case_store_fallback(h, transport):
+    """fallback=: an expert node's store keeps a q4 copy of every expert; the head marks the rows its
+    sequence's logical cache misses (the store's settings), which the node computes with the q4 copy
+    while the full expert loads. Perplexity and concurrent requests through the cluster equal the
+    single-process store's with the same settings, bit for bit (the same rows compute in q4), run
+    after run, and differ from exact routing's. With prefetch=1 too, the head's pre-gating
+    predictions enter its logical cache and reach the node as prefetch frames: again equal to the
+    single-process store with prefetch, and not to the store without. A head whose routing cache
+    differs from the store's refuses to start."""
+    model = h.model("qwen3_moe")
+    config = json.load(open(f"{model}/config.json"))
+    capacity = round(0.25 * config["num_experts"])
+    exact = [h.run_generate(model, p, name=f"fallback-exact{i}") for i, p in enumerate(PROMPTS)]
+    q4 = f"{h.tmp}/qwen3_moe-q4"
+    subprocess.run([h.xmesh, "quantize", "--model", model, "--out", q4, "--dtype", "q4", "--experts-only"],
+                   check=True, capture_output=True)
+    store = f"cache_fraction=0.25,cache=lru,rate=50MB,fallback={q4}"
+    words = f"{h.tmp}/store-eval.txt"
+    open(words, "w").write("Experts that miss the cache compute in four bits while they load. " * 10)
+    evaluate = [h.xmesh, "eval", "--model", model, "--file", words, "--context", "32", "--json"]
+    local = json.loads(subprocess.run(evaluate + ["--expert-store", store], check=True, capture_output=True,
+                                      text=True, timeout=120).stdout)
+    plain = json.loads(subprocess.run(evaluate, check=True, capture_output=True, text=True, timeout=120).stdout)
+    previous = exact
+    for name, spec in (("fallback", store), ("fallback+prefetch", store + ",prefetch=1")):
+        oracles = store_oracles(h, model, spec)
+        if all(a[1].tobytes() == b[1].tobytes() for a, b in zip(oracles, previous)):
+            sys.exit(f"FAIL: {name} should change the logits")
+        previous = oracles
+        r = free_ports(5)
+        text = f"""model: {model}
+transport: {transport}
+nodes:
+  - {{name: head, control_port: {r[0]}, data_port: {r[1]}, roles: [coordinator, head], threads: 1}}
+  - {{name: edge, control_port: {r[2]}, data_port: {r[3]}, metrics_port: {r[4]}, roles: [experts], threads: 2,
+     store: "{spec}"}}
+"""
+        with h.cluster(text, f"store-{name}-{transport}") as c:
+            if name == "fallback":  # prefill windows: prefetch acts in decode steps only
+                e = subprocess.run(evaluate + ["--cluster", c.path], capture_output=True, text=True, timeout=120)
+                remote = json.loads(e.stdout) if e.returncode == 0 else {}
+                print(f"fallback over {transport}: perplexity through the cluster {remote.get('perplexity')}, one "
+                      f"process with the same store {local['perplexity']}, exact {plain['perplexity']}")
+                if remote.get("nll_nats") != local["nll_nats"] or local["nll_nats"] == plain["nll_nats"]:
+                    sys.exit(f"FAIL: with a fallback the cluster's perplexity should equal the single-process "
+                             f"store's and differ from exact routing's: {e.stderr}")
+            for run in range(2):
+                run_concurrently(h, model, c.path, oracles, f"request {{}} with {name} over {transport}, run {run + 1}")
+            time.sleep(0.6)
+            edge = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{r[4]}/metrics"], capture_output=True,
+                                  text=True).stdout
+            low = sum(float(line.split()[-1]) for line in edge.splitlines()
+                      if line.startswith("xmesh_store_fallback_rows_total{"))
+            peaks = [float(line.split()[-1]) for line in edge.splitlines()
+                     if line.startswith("xmesh_store_resident_peak_experts{")]
+            asked = sum(float(line.split()[-1]) for line in edge.splitlines()
+                        if line.startswith("xmesh_store_prefetched_experts_total{"))
+            print(f"{name} over {transport}: {low:.0f} rows in q4, {asked:.0f} experts prefetched, peak residency "
+                  f"per layer {peaks}")
+            if not (low > 0 and max(peaks) <= capacity):
+                sys.exit("FAIL: the node should compute rows with its fallback and stay within its capacity")
+            if (asked > 0) != spec.endswith("prefetch=1"):
+                sys.exit("FAIL: the head's prefetch frames should reach the node exactly when its store prefetches")
+    path = f"{h.tmp}/bad-fallback.yaml"
+    open(path, "w").write("routing: {cache: lru, cache_fraction: 0.5}\n" + text)
+    subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)
+    expect_error("a routing cache unlike the fallback store's", [h.xmesh, "node", "--cluster", path, "--name", "head"],
+                 h.env, "node 'head': routing: and node 'edge' store: give both the same cache", 20)
 
 
 def case_launcher(h, transport):
@@ -370,4 +393,5 @@ def case_unreachable(h, transport):
 if __name__ == "__main__":
     run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
               "quantized-experts": case_quantized_experts, "shard": case_shard, "routing-policy": case_routing_policy,
-              "launcher": case_launcher, "expert-store": case_expert_store})
+              "launcher": case_launcher, "expert-store": case_expert_store,
+              "store-fallback": case_store_fallback})

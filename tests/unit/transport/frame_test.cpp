@@ -150,6 +150,27 @@ TEST(Frame, PairsMayCarryTheirPrecision) {
   EXPECT_EQ(decode_error(result), xt::frame_errc::bad_shape);
 }
 
+TEST(Frame, PrefetchFramesNameExpertsOfALayer) {
+  xt::frame_header h;
+  h.layer = 2;
+  h.batch_id = 9;
+  std::vector<int32_t> experts = {5, 1};
+  auto b = xt::encode_prefetch_frame(h, experts);
+  EXPECT_EQ(b.size(), xt::frame_header_bytes + 8);
+  auto r = xt::decode_frame(b, limits());
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.frame.header.kind, xt::frame_kind::prefetch);
+  EXPECT_EQ(r.frame.header.layer, 2u);
+  EXPECT_EQ(std::vector<int32_t>(r.frame.expert_of_pair.begin(), r.frame.expert_of_pair.end()),
+            experts);
+  // An expert beyond the limits, or a length that disagrees with the count, is rejected.
+  std::vector<int32_t> far = {64};
+  EXPECT_EQ(decode_error(xt::encode_prefetch_frame(h, far)), xt::frame_errc::bad_expert);
+  auto longer = b;
+  poke(longer, 44, uint32_t{3});
+  EXPECT_EQ(decode_error(longer), xt::frame_errc::length_mismatch);
+}
+
 TEST(Frame, FixedExpertAndEmptyAndErrorFramesRoundTrip) {
   auto fixed = xt::encode_frame(sample_frame(3, 8, 9));
   EXPECT_TRUE(xt::decode_frame(fixed, limits()).ok());
@@ -220,7 +241,7 @@ TEST(Frame, RejectsEachCorruption) {
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 44, 1); }), E::bad_shape);  // 4 rows, 1 pair
   EXPECT_EQ(with([](auto& b) { poke<uint32_t>(b, 44, 5); }), E::length_mismatch);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 0); }), E::bad_kind);
-  EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 6); }), E::bad_kind);
+  EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 7); }), E::bad_kind);
   // A dispatch frame relabelled as fetch or weights has rows those kinds never carry.
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 4); }), E::bad_shape);
   EXPECT_EQ(with([](auto& b) { poke<uint8_t>(b, 6, 5); }), E::bad_shape);
