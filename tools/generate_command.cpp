@@ -8,8 +8,8 @@
 #include "model/expert_store.hpp"
 #include "model/generator.hpp"
 #include "model/npy.hpp"
-#include "model/transformer.hpp"
 #include "model/tokenizer/tokenizer.hpp"
+#include "model/transformer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
 
@@ -76,12 +76,12 @@ actors::generate_reply run_with_store(const flags& f, const std::string& dir, in
     net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
       store.prefetch_after(l, x, n, pool, c);
     });
-  auto r = model::generate(net, request.prompt,
-                           {.max_new_tokens = request.max_new_tokens,
-                            .sampling = {request.temperature, request.top_k, request.top_p,
-                                         request.seed},
-                            .keep_all_logits = request.keep_all_logits,
-                            .stop_at_eos = request.stop_at_eos});
+  auto r = model::generate(
+      net, request.prompt,
+      {.max_new_tokens = request.max_new_tokens,
+       .sampling = {request.temperature, request.top_k, request.top_p, request.seed},
+       .keep_all_logits = request.keep_all_logits,
+       .stop_at_eos = request.stop_at_eos});
   actors::generate_reply reply;
   reply.generated = r.generated;
   const auto* logits = reinterpret_cast<const uint8_t*>(r.logits.data());
@@ -165,7 +165,8 @@ int generate_main(int argc, char** argv) {
   if (f.has("--cluster") && f.has("--routing-policy"))
     throw usage_error("--routing-policy: a cluster routes with its file's routing: section");
   if (f.has("--cluster") && f.has("--expert-store"))
-    throw usage_error("--expert-store: a cluster's expert nodes keep their stores (node key store:)");
+    throw usage_error(
+        "--expert-store: a cluster's expert nodes keep their stores (node key store:)");
   auto r = run_request(f, dir, static_cast<int>(threads), request);
   if (!r.error.empty()) throw std::runtime_error(r.error);
   const auto& prompt = request.prompt;
