@@ -155,9 +155,8 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
       if (dir.is_relative() && !dir.empty())
         c.store.replace(from, to - from, (base / dir).string());
     }
-    if (c.roles != std::vector{role::experts} || c.expert_source != "files")
-      fail(origin, at + ".store",
-           "only a node with just the experts role, reading its own files, keeps a store");
+    if (c.roles != std::vector{role::experts})
+      fail(origin, at + ".store", "only a node with just the experts role keeps a store");
   }
   return c;
 }

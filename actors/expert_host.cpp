@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "actors/expert_fetch.hpp"
 #include "kernels/expert_ffn.hpp"
 #include "model/resident_expert.hpp"
 #include "transport/frame.hpp"
@@ -62,12 +63,6 @@ struct piece {
   uint32_t first = 0, count = 0;
   bool low = false;  // computed with the store's low-precision copy (marked by the head)
 };
-
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 }  // namespace
 
@@ -227,74 +222,43 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
   const auto& src = model_.weights.layers[layer].experts[expert];
   if (store_) {  // the store reads it when a batch needs it
     if (checksum != 0 && expert_checksum(src) != checksum)
-      throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
-                               std::to_string(layer) + " in " + node_name_ +
-                               "'s model files has checksum " + hex(expert_checksum(src)) +
-                               ", the coordinator's copy " + hex(checksum) + "; not served");
+      throw std::runtime_error(
+          "expert " + std::to_string(expert) + " of layer " + std::to_string(layer) + " in " +
+          node_name_ + "'s model files has checksum " + checksum_hex(expert_checksum(src)) +
+          ", the coordinator's copy " + checksum_hex(checksum) + "; not served");
     return install(layer, expert, nullptr, "local files (stored)", start);
   }
   auto r = model::copy_expert(src, bytes_per_s);
   for (auto region : model::regions_of(src))
     model::release_source_pages(region.data(), static_cast<int64_t>(region.size()));
   if (checksum != 0 && expert_checksum(r->weights) != checksum)
-    throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
-                             std::to_string(layer) + " in " + node_name_ +
-                             "'s model files has checksum " + hex(expert_checksum(r->weights)) +
-                             ", the coordinator's copy " + hex(checksum) + "; nothing loaded");
+    throw std::runtime_error(
+        "expert " + std::to_string(expert) + " of layer " + std::to_string(layer) + " in " +
+        node_name_ + "'s model files has checksum " + checksum_hex(expert_checksum(r->weights)) +
+        ", the coordinator's copy " + checksum_hex(checksum) + "; nothing loaded");
   return install(layer, expert, std::move(r), "local files", start);
 }
 
-expert_loaded expert_host::load_from_peer(int64_t layer, int64_t expert, transport::channel& peer,
+expert_loaded expert_host::load_from_peer(int64_t layer, int64_t expert,
+                                          std::shared_ptr<transport::channel> peer,
                                           const std::string& peer_name, uint64_t checksum,
                                           int64_t bytes_per_s) {
   check_loadable(layer, expert);
   auto start = clock_type::now();
-  const std::string what = "expert " + std::to_string(expert) + " of layer " +
-                           std::to_string(layer) + " from peer '" + peer_name + "'";
   const auto& layout = model_.weights.layers[layer].experts[expert];
-  transport::frame_header h;
-  h.kind = transport::frame_kind::fetch;
-  h.layer = static_cast<uint32_t>(layer);
-  h.expert = static_cast<uint32_t>(expert);
-  auto answer = std::make_shared<std::promise<std::pair<transport::bytes, std::string>>>();
-  auto future = answer->get_future();
-  peer.request(transport::encode_blob_frame(h, {}),
-               [answer](transport::bytes reply, std::string error) {
-                 answer->set_value({std::move(reply), std::move(error)});
-               });
-  if (future.wait_for(std::chrono::seconds(120)) != std::future_status::ready)
-    throw std::runtime_error(what + ": no answer within 120 s");
-  auto [reply, error] = future.get();
-  if (!error.empty()) throw std::runtime_error(what + ": " + error);
-  transport::frame_limits limits;
-  limits.max_expert = static_cast<uint32_t>(model_.config.num_experts - 1);
-  limits.max_payload_bytes = static_cast<uint64_t>(layout.bytes());
-  auto d = transport::decode_frame(reply, limits);
-  if (!d) throw std::runtime_error(what + ": bad frame: " + d.reason);
-  const auto& f = d.frame;
-  if (f.header.kind == transport::frame_kind::error)
-    throw std::runtime_error(what + ": " + std::string(f.error_text));
-  if (f.header.kind != transport::frame_kind::weights || f.header.layer != layer ||
-      f.header.expert != expert)
-    throw std::runtime_error(what + ": the answer is not that expert's weights");
-  if (f.blob.size() != static_cast<size_t>(layout.bytes()))
-    throw std::runtime_error(what + ": the peer holds another form of it (" +
-                             std::to_string(f.blob.size()) + " bytes, this node's form " +
-                             std::to_string(layout.bytes()) +
-                             "): streams need the same copy of the model");
-  // NOTE: decode_frame verified the header checksum against the bytes, so comparing it with the
-  // coordinator's checksum of the same tensors checks the weights end to end.
-  if (f.header.checksum != checksum)
-    throw std::runtime_error(what + ": checksum " + hex(f.header.checksum) +
-                             " does not match the model's " + hex(checksum) + "; nothing loaded");
-  std::vector<const std::byte*> sources;
-  const std::byte* at = f.blob.data();
-  for (auto region : model::regions_of(layout)) {
-    sources.push_back(at);
-    at += region.size();
+  const int64_t max_expert = model_.config.num_experts - 1;
+  if (store_) {  // the store reads it from the peer when a batch needs it
+    store_->source_from_peer(layer, expert, peer_name, checksum,
+                             [peer, peer_name, &layout, layer, expert, max_expert](int64_t rate) {
+                               return fetch_expert(*peer, peer_name, layout, layer, expert,
+                                                   max_expert, 0, rate);
+                             });
+    return install(layer, expert, nullptr, "peer " + peer_name + " (stored)", start);
   }
-  return install(layer, expert, model::make_resident(layout, sources, bytes_per_s),
-                 "peer " + peer_name, start);
+  return install(
+      layer, expert,
+      fetch_expert(*peer, peer_name, layout, layer, expert, max_expert, checksum, bytes_per_s),
+      "peer " + peer_name, start);
 }
 
 expert_loaded expert_host::install(int64_t layer, int64_t expert,
@@ -462,14 +426,20 @@ void expert_host::serve_fetch(const transport::frame_header& h,
     std::shared_lock lock(mutex_);
     q = queues_[h.layer * c.num_experts + h.expert];
   }
-  if (!q)
+  // A replica it serves, or else its own files' copy (a store's peer may retire the replica).
+  const bool in_files = h.layer < c.num_layers && h.expert < c.num_experts &&
+                        model_.weights.layers[h.layer].moe &&
+                        model_.weights.holds(h.layer, h.expert);
+  if (!q && !in_files)
     return reject(host_errc::not_hosted, "not_hosted",
                   "expert " + std::to_string(h.expert) + " of layer " + std::to_string(h.layer) +
                       " is not hosted on " + node_name_,
                   reply, h.batch_id);
   std::optional<node_store::lease> held;
-  if (q->store) held.emplace(q->store->acquire(q->layer, q->expert));
-  const auto& w = held ? held->weights() : q->resident->weights;
+  if (q && q->store) held.emplace(q->store->acquire(q->layer, q->expert));
+  const auto& w = held ? held->weights()
+                  : q  ? q->resident->weights
+                       : model_.weights.layers[h.layer].experts[h.expert];
   std::vector<std::byte> all;
   all.reserve(static_cast<size_t>(w.bytes()));
   for (auto region : model::regions_of(w)) all.insert(all.end(), region.begin(), region.end());

@@ -68,7 +68,10 @@ class expert_host {
   /// over the data plane instead of reading the node's own files, for nodes without a copy. The
   /// bytes must match `checksum` (from the coordinator's copy of the model), or nothing is loaded
   /// and the error names the peer and both checksums.
-  expert_loaded load_from_peer(int64_t layer, int64_t expert, transport::channel& peer,
+  /// With a store (`store:`), nothing is streamed now: the store reads the expert from `peer`
+  /// when a batch needs it (its slow tier is that peer), checked against `checksum`.
+  expert_loaded load_from_peer(int64_t layer, int64_t expert,
+                               std::shared_ptr<transport::channel> peer,
                                const std::string& peer_name, uint64_t checksum,
                                int64_t bytes_per_s = 0);
   /// Stops taking frames for the replica (they are answered not_hosted from now on), finishes

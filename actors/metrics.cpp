@@ -79,6 +79,10 @@ const std::vector<metric_spec>& metric_catalogue() {
       {"xmesh_store_fallback_rows_total", "counter", "layer",
        "Rows computed with the store's low-precision copy (a miss of the head's logical cache, "
        "fallback=) while the full expert loads."},
+      {"xmesh_store_peer_bytes_total", "counter", "",
+       "Of the bytes the store loaded, those streamed from a peer (a node without its own copy)."},
+      {"xmesh_store_corrupt_reads_total", "counter", "",
+       "Copies from the slow tier (files or a peer) refused by their checksum, then read again."},
       {"xmesh_store_prefetched_experts_total", "counter", "",
        "Experts a head's pre-gating asked the store to load ahead (prefetch=1)."},
       {"xmesh_store_misses_on_head_total", "counter", "",
@@ -90,7 +94,7 @@ const std::vector<metric_spec>& metric_catalogue() {
        "The most experts the store held at once per layer (never above its capacity)."},
       {"xmesh_store_capacity_experts", "gauge", "", "Experts per layer the store may hold."},
       {"xmesh_store_bytes_loaded_total", "counter", "",
-       "Bytes the store read from the node's files (at the slow tier's rate)."},
+       "Bytes the store read from its slow tier (the node's files or a peer, at its rate)."},
       {"xmesh_store_stall_seconds_total", "counter", "",
        "Time batches waited for the store: reads, and room while every expert was in use."},
       {"xmesh_control_connections_total", "counter", "outcome",
@@ -311,6 +315,8 @@ void node_metrics::set_store(const node_store& store) {
   gauge("xmesh_store_capacity_experts").Set(static_cast<double>(store.capacity()));
   catch_up(counter("xmesh_store_bytes_loaded_total"), static_cast<double>(store.bytes_loaded));
   catch_up(counter("xmesh_store_prefetched_experts_total"), static_cast<double>(store.prefetched));
+  catch_up(counter("xmesh_store_corrupt_reads_total"), static_cast<double>(store.corrupt_reads));
+  catch_up(counter("xmesh_store_peer_bytes_total"), static_cast<double>(store.bytes_from_peers));
   catch_up(counter("xmesh_store_stall_seconds_total"), store.stall_seconds);
 }
 

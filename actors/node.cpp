@@ -278,13 +278,18 @@ expert_loaded node_runtime::load_replica(int64_t layer, int64_t expert, int64_t 
   if (peer.empty())
     return report(host_->load(layer, expert, bytes_per_s, self_.model.empty() ? checksum : 0));
   auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
-  std::unique_ptr<transport::channel> channel;
+  // A store keeps reading from the peer: one channel per peer for all its experts.
+  std::shared_ptr<transport::channel> channel;
+  std::lock_guard lock(peer_channels_mutex_);
+  if (auto at = peer_channels_.find(peer_address); host_->store() && at != peer_channels_.end())
+    channel = at->second;
   try {
-    channel = endpoint_->connect(peer_address, timeout);
+    if (!channel) channel = endpoint_->connect(peer_address, timeout);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot reach peer '" + peer + "': " + e.what());
   }
-  return report(host_->load_from_peer(layer, expert, *channel, peer, checksum, bytes_per_s));
+  if (host_->store()) peer_channels_[peer_address] = channel;
+  return report(host_->load_from_peer(layer, expert, channel, peer, checksum, bytes_per_s));
 }
 
 void node_runtime::set_placement(placement_table table) {

@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -100,8 +101,10 @@ class node_runtime {
   caf::actor actor_;
   caf::actor membership_;  // heartbeats; registers again when the coordinator lost the node
   std::string model_identity_;
-  model::routing_options routing_;                     // heads: the cluster file's routing policy
-  std::set<std::string> prefetching_;                  // heads: expert nodes whose stores prefetch
+  model::routing_options routing_;     // heads: the cluster file's routing policy
+  std::set<std::string> prefetching_;  // heads: expert nodes whose stores prefetch
+  std::mutex peer_channels_mutex_;     // a store's peers, by data address (its slow tier)
+  std::map<std::string, std::shared_ptr<transport::channel>> peer_channels_;
   std::optional<model::store_options> store_options_;  // expert nodes with `store:`
   std::atomic<uint64_t> version_{0};                   // newest placement version adopted
   std::function<void()> on_stop_;

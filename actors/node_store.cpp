@@ -166,25 +166,44 @@ int64_t node_store::victim(int64_t layer) const {
   return best;
 }
 
+void node_store::source_from_peer(int64_t layer, int64_t expert, std::string peer_name,
+                                  uint64_t checksum, fetcher fetch) {
+  std::lock_guard tier(tier_);
+  const int64_t key = layer * model_.config.num_experts + expert;
+  checksums_[key] = checksum;
+  peers_[key] = {std::move(peer_name), std::move(fetch)};
+}
+
 std::shared_ptr<model::resident_weights> node_store::read(int64_t layer, int64_t expert) {
   std::lock_guard tier(tier_);
   const auto& source = model_.weights.layers[layer].experts[expert];
   const int64_t key = layer * model_.config.num_experts + expert;
+  const auto peer = peers_.find(key);
   if (!checksums_.count(key)) checksums_[key] = expert_checksum(source);
   for (int attempt = 1;; ++attempt) {
-    auto copy = model::copy_expert(source, bytes_per_s_);
-    for (auto region : model::regions_of(source))
-      model::release_source_pages(region.data(), static_cast<int64_t>(region.size()));
+    std::shared_ptr<model::resident_weights> copy;
+    if (peer != peers_.end()) {
+      copy = peer->second.fetch(bytes_per_s_);
+    } else {
+      copy = model::copy_expert(source, bytes_per_s_);
+      for (auto region : model::regions_of(source))
+        model::release_source_pages(region.data(), static_cast<int64_t>(region.size()));
+    }
     if (corrupt_next_ > 0) {
       --corrupt_next_;
       *static_cast<std::byte*>(const_cast<void*>(copy->weights.gate.data)) ^= std::byte{1};
     }
-    if (expert_checksum(copy->weights) == checksums_.at(key)) return copy;
+    if (expert_checksum(copy->weights) == checksums_.at(key)) {
+      if (peer != peers_.end()) bytes_from_peers += copy->bytes;
+      return copy;
+    }
     ++corrupt_reads;
     if (attempt == 2)
-      throw std::runtime_error("expert " + std::to_string(expert) + " of layer " +
-                               std::to_string(layer) +
-                               ": two reads from the slow tier failed their checksum");
+      throw std::runtime_error(
+          "expert " + std::to_string(expert) + " of layer " + std::to_string(layer) +
+          (peer != peers_.end() ? ": two copies from peer '" + peer->second.name + "'"
+                                : ": two reads from the slow tier") +
+          " failed their checksum");
   }
 }
 

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +68,12 @@ class node_store {
   /// unused expert of the layer is evicted (waiting for one when all are in use) and the copy is
   /// read. Throws naming the expert when two reads in a row fail their checksum.
   [[nodiscard]] lease acquire(int64_t layer, int64_t expert);
+  /// Reads an expert (at most `bytes_per_s`) from somewhere other than the node's files.
+  using fetcher = std::function<std::shared_ptr<model::resident_weights>(int64_t bytes_per_s)>;
+  /// From now on reads expert `expert` of `layer` with `fetch` from peer `peer_name` (the slow
+  /// tier of a node without its own copy), checked against `checksum`, the coordinator's.
+  void source_from_peer(int64_t layer, int64_t expert, std::string peer_name, uint64_t checksum,
+                        fetcher fetch);
   /// The fallback's low-precision copy of an expert (always resident), or null without one.
   [[nodiscard]] const kernels::expert_weights* low_precision(int64_t layer, int64_t expert) const;
   [[nodiscard]] bool has_fallback() const { return fallback_.has_value(); }
@@ -85,8 +92,9 @@ class node_store {
   };
   [[nodiscard]] const std::vector<layer_counts>& layers() const { return layers_; }
   std::atomic<int64_t> bytes_loaded{0}, corrupt_reads{0};
-  std::atomic<int64_t> prefetched{0};    // experts a head's prefetch frames asked for
-  std::atomic<double> stall_seconds{0};  // batches waiting for loads or room
+  std::atomic<int64_t> prefetched{0};        // experts a head's prefetch frames asked for
+  std::atomic<int64_t> bytes_from_peers{0};  // of bytes_loaded, the copies read from peers
+  std::atomic<double> stall_seconds{0};      // batches waiting for loads or room
 
  private:
   struct slot {
@@ -113,9 +121,14 @@ class node_store {
   std::condition_variable changed_;
   std::map<int64_t, slot> slots_;  // layer * experts + expert: resident or loading
   uint64_t clock_ = 0;
-  std::map<int64_t, uint64_t> checksums_;  // of the files, taken at an expert's first read
-  int corrupt_next_ = 0;                   // fault injection: XMESH_FAULT_CORRUPT_STORE
-  std::mutex tier_;                        // one read at a time: the tier's rate is shared
+  std::map<int64_t, uint64_t> checksums_;  // of the files at an expert's first read, or a peer's
+  struct peer_source {
+    std::string name;
+    fetcher fetch;
+  };
+  std::map<int64_t, peer_source> peers_;  // experts read from a peer (guarded by tier_)
+  int corrupt_next_ = 0;                  // fault injection: XMESH_FAULT_CORRUPT_STORE
+  std::mutex tier_;                       // one read at a time: the tier's rate is shared
   std::optional<model::loaded_model> fallback_;
   // The background loader (warm()): queued keys, loaded one at a time.
   std::mutex warm_mutex_;

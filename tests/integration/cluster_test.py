@@ -308,6 +308,47 @@ nodes:
                  h.env, "node 'head': routing: and node 'edge' store: give both the same cache", 20)
 
 
+def case_store_peer(h, transport):
+    """A peer as a store's slow tier: an edge node with a partial copy of the model (its shard) and
+    a store is given a replica it has no copy of; its store reads that expert from the peer that
+    sent it whenever a batch misses it, checked against the coordinator's checksum, even after the
+    peer retired its own replica (it still holds the expert in its files). Concurrent requests,
+    the expert served only by the edge node, are bit-identical to the single-process run."""
+    model = h.model("qwen3_moe")
+    oracles = [h.run_generate(model, p, name=f"peer-oracle{i}") for i, p in enumerate(PROMPTS)]
+    experts = json.load(open(f"{model}/config.json"))["num_experts"]
+    path = f"{h.tmp}/store-peer-{transport}.yaml"
+    text = cluster_yaml(model, transport, "static", {"experts-a": list(range(experts)), "experts-b": [experts - 1]})
+    open(path, "w").write(text)
+    shard = f"{h.tmp}/store-peer-shard-{transport}"
+    subprocess.run([h.xmesh, "cluster", "shard", "--cluster", path, "--node", "experts-b", "--out", shard],
+                   check=True, capture_output=True, timeout=60)
+    metrics = free_ports(1)[0]
+    edge = text.replace("name: experts-b,", f"name: experts-b, model: {shard}, expert_source: peer, metrics_port: "
+                        f"{metrics}, store: \"cache_fraction=0.25,cache=lru,rate=50MB\",")
+    with h.cluster(edge, f"store-peer-{transport}") as c:
+        for layer in range(2):  # expert 2 of each layer: only experts-b serves it, from experts-a's files
+            for cmd in (["replicate", "--to", "experts-b"], ["retire", "--node", "experts-a"]):
+                r = subprocess.run([h.xmesh, "cluster", cmd[0], "--cluster", c.path, "--layer", str(layer),
+                                    "--expert", "2", *cmd[1:]], capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    sys.exit(f"FAIL: {cmd[0]} expert 2 of layer {layer}: {r.stdout}{r.stderr}")
+        if any(placement_of(h, c)["replicas"][layer][2] != ["experts-b"] for layer in range(2)):
+            sys.exit("FAIL: expert 2 should be served by experts-b alone")
+        run_concurrently(h, model, c.path, oracles, f"request {{}} with a store reading from a peer over {transport}")
+        time.sleep(0.6)
+        text = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{metrics}/metrics"], capture_output=True,
+                              text=True).stdout
+
+        def total(name):
+            return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
+        peer, loaded = total("xmesh_store_peer_bytes_total"), total("xmesh_store_bytes_loaded_total")
+        print(f"store reading from a peer over {transport}: {peer:.0f} of {loaded:.0f} bytes loaded came from "
+              f"experts-a, {total('xmesh_store_misses_total'):.0f} misses")
+        if not 0 < peer < loaded:
+            sys.exit("FAIL: the store should read expert 2 from the peer and its own experts from its files")
+
+
 def case_launcher(h, transport):
     """deploy/local.sh as a new user meets it: `up` over a running cluster is refused and changes
     nothing; a stale pid file naming an unrelated process is neither killed nor counted; logs
@@ -394,4 +435,4 @@ if __name__ == "__main__":
     run_case({"equivalence": case_equivalence, "concurrent": case_concurrent, "unreachable": case_unreachable,
               "quantized-experts": case_quantized_experts, "shard": case_shard, "routing-policy": case_routing_policy,
               "launcher": case_launcher, "expert-store": case_expert_store,
-              "store-fallback": case_store_fallback})
+              "store-fallback": case_store_fallback, "store-peer": case_store_peer})

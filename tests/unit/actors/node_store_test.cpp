@@ -124,6 +124,42 @@ TEST_F(NodeStore, AFallbackIsAlwaysResidentAndAWarmedExpertLoadsInTheBackground)
   }
 }
 
+// Copies of an expert as a peer would stream them, the first `bad` damaged in transit.
+node_store::fetcher damaged_copies(const kernels::expert_weights& source, int& copies, int bad) {
+  return [&source, &copies, bad](int64_t) {
+    auto copy = model::copy_expert(source, 0);
+    if (copies++ < bad)
+      *static_cast<std::byte*>(const_cast<void*>(copy->weights.down.data)) ^= std::byte{4};
+    return copy;
+  };
+}
+
+TEST_F(NodeStore, APeerIsASlowTierWhoseBadCopiesAreRefused) {
+  // A node without its own copy reads the expert from a peer; the coordinator's checksum decides.
+  node_store store(m_, options("cache_fraction=0.25"));
+  const auto& source = m_.weights.layers[1].experts[3];
+  int copies = 0;
+  store.source_from_peer(1, 3, "dc", expert_checksum(source), damaged_copies(source, copies, 1));
+  {
+    auto held = store.acquire(1, 3);
+    EXPECT_EQ(expert_checksum(held.weights()), expert_checksum(source));
+  }
+  EXPECT_EQ(copies, 2);
+  EXPECT_EQ(store.corrupt_reads, 1);
+  EXPECT_EQ(store.bytes_from_peers, store.bytes_loaded);
+  // Two bad copies in a row fail the batch naming the peer; nothing is kept.
+  node_store twice(m_, options("cache_fraction=0.25"));
+  int again = 0;
+  twice.source_from_peer(1, 3, "dc", expert_checksum(source), damaged_copies(source, again, 2));
+  try {
+    (void)twice.acquire(1, 3);
+    FAIL() << "two bad copies must fail the batch";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "expert 3 of layer 1: two copies from peer 'dc' failed their checksum");
+  }
+  EXPECT_EQ(twice.layers()[1].resident, 0);
+}
+
 TEST_F(NodeStore, RefusesWhatANodesStoreDoesNotDo) {
   EXPECT_THROW(node_store(m_, options("cache_fraction=0.25,cache=activation")), std::runtime_error);
   EXPECT_NO_THROW(node_store(m_, options("cache_fraction=0.25,prefetch=1")));  // loads warm()
