@@ -282,7 +282,7 @@ def run_trial(spec, xmesh, out):
         policy = spec["policies"][pol]
         # The default replica choice and policy keep the keys cells always had.
         key = (f"{ln}-{pname}{'' if choice == spec['replica_choices'][0] else '-' + choice}"
-               f"{'' if misses == spec['store_misses'][0] else '-misses-on-' + misses}"
+               f"{'' if misses == spec['store_misses'][0] else '-misses-on-' + misses.replace('fallback', 'node-in-q4')}"
                f"{'' if pol == next(iter(spec['policies'])) else '-' + pol}-{w['name']}-{rep}")
         progress(i, len(cells), key)
         # The same prompts in every cell of a workload and repetition: cells differ only in what they vary.
