@@ -133,7 +133,6 @@ void node_runtime::start() {
   if (!self_.store.empty()) {
     try {
       store_options_ = model::parse_store_options(self_.store, model_->config);
-      node_store::check(*store_options_);
     } catch (const std::exception& e) {
       throw std::runtime_error("node '" + self_.name + "': store: " + e.what());
     }

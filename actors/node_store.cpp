@@ -1,6 +1,7 @@
 #include "actors/node_store.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -15,10 +16,10 @@ node_store::node_store(const model::loaded_model& model, const model::store_opti
     : model_(model),
       capacity_(std::max<int64_t>(1, std::llround(options.cache.cache_fraction *
                                                   static_cast<double>(model.config.num_experts)))),
-      lfu_(options.cache.cache == model::routing_options::eviction::lfu),
+      eviction_(options.cache.cache),
+      decay_(options.cache.decay),
       bytes_per_s_(options.bytes_per_s),
       layers_(static_cast<size_t>(model.config.num_layers)) {
-  check(options);
   if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
   if (!options.fallback.empty()) {
     fallback_ = model::load_fallback(options.fallback, model.config);
@@ -33,12 +34,6 @@ node_store::~node_store() {
   }
   warm_wake_.notify_all();
   if (warmer_.joinable()) warmer_.join();
-}
-
-void node_store::check(const model::store_options& options) {
-  if (options.cache.cache != model::routing_options::eviction::lru &&
-      options.cache.cache != model::routing_options::eviction::lfu)
-    throw std::runtime_error("a node's store evicts by lru or lfu");
 }
 
 node_store::lease node_store::acquire(int64_t layer, int64_t expert) {
@@ -99,6 +94,7 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) 
       }
       auto& s = it->second;
       ++s.pins;
+      s.score = s.score * std::pow(decay_, static_cast<double>(clock_ + 1 - s.last_use)) + 1;
       s.last_use = ++clock_;
       ++s.uses;
       if (!missed && counted) ++counts.hits;
@@ -158,9 +154,17 @@ int64_t node_store::victim(int64_t layer) const {
        it != slots_.end() && it->first < (layer + 1) * experts; ++it) {
     const auto& s = it->second;
     if (!s.copy || s.pins > 0) continue;
+    using eviction = model::routing_options::eviction;
+    // activation: scores compared as of now (decayed since each one's last use)
+    auto now = [&](const slot& x) {
+      return x.score * std::pow(decay_, static_cast<double>(clock_ - x.last_use));
+    };
     const bool better =
-        !b || (lfu_ ? (s.uses < b->uses || (s.uses == b->uses && s.last_use < b->last_use))
-                    : s.last_use < b->last_use);
+        !b || (eviction_ == eviction::lfu
+                   ? (s.uses < b->uses || (s.uses == b->uses && s.last_use < b->last_use))
+               : eviction_ == eviction::activation
+                   ? (now(s) < now(*b) || (now(s) == now(*b) && s.last_use < b->last_use))
+                   : s.last_use < b->last_use);
     if (better) best = it->first, b = &s;
   }
   return best;

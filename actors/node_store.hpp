@@ -2,7 +2,8 @@
 // node serves every expert the placement gives it, but keeps at most `capacity` of them per layer
 // in memory; the others are read from its model files at an emulated slow-tier rate (a phone's
 // flash, an SD card) when a batch needs them, checked against the files' checksum, after
-// evicting one no batch is computing with (LRU or LFU). The output never changes: every batch
+// evicting one no batch is computing with (LRU, LFU, or activation-aware: the lowest frequency
+// decayed by recency, as EdgeMoE and MoE-Infinity do). The output never changes: every batch
 // computes with the full expert, a miss only waits. With a low-precision fallback (`fallback=DIR`,
 // a q4 copy of the model, all resident) the head may mark a pair as a miss of its sequence's
 // logical cache: it computes with the q4 copy at once while the full one loads in the background
@@ -32,16 +33,13 @@ namespace xmesh::actors {
 
 class node_store {
  public:
-  /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache=lru|lfu, rate,
+  /// `options` as `xmesh eval --expert-store` takes them (cache_fraction, cache, decay, rate,
   /// fallback, prefetch: loads come from the head's prefetch frames through warm()); throws one
-  /// line for what a node's store does not do (activation) or a fallback that is not a whole
-  /// copy of the model.
+  /// line for a fallback that is not a whole copy of the model.
   node_store(const model::loaded_model& model, const model::store_options& options);
   ~node_store();
   node_store(const node_store&) = delete;
   node_store& operator=(const node_store&) = delete;
-  /// Throws one line for settings a node's store does not take.
-  static void check(const model::store_options& options);
 
   /// A resident expert held while a batch computes with it.
   class lease {
@@ -101,6 +99,7 @@ class node_store {
     std::shared_ptr<model::resident_weights> copy;  // null while loading
     int pins = 0;
     uint64_t last_use = 0, uses = 0;
+    double score = 0;  // activation: uses decayed by `decay` per batch since, as of last_use
   };
   void release(int64_t slot);
   /// acquire(); `counted` false for the background loader: its load is no batch's hit or miss
@@ -113,7 +112,8 @@ class node_store {
 
   const model::loaded_model& model_;
   int64_t capacity_;
-  bool lfu_;
+  model::routing_options::eviction eviction_;
+  double decay_;
   int64_t bytes_per_s_;
   std::vector<layer_counts> layers_;
   std::atomic<int64_t> resident_bytes_{0};

@@ -160,9 +160,21 @@ TEST_F(NodeStore, APeerIsASlowTierWhoseBadCopiesAreRefused) {
   EXPECT_EQ(twice.layers()[1].resident, 0);
 }
 
-TEST_F(NodeStore, RefusesWhatANodesStoreDoesNotDo) {
-  EXPECT_THROW(node_store(m_, options("cache_fraction=0.25,cache=activation")), std::runtime_error);
-  EXPECT_NO_THROW(node_store(m_, options("cache_fraction=0.25,prefetch=1")));  // loads warm()
+TEST_F(NodeStore, ActivationAwareEvictionWeighsFrequencyAgainstRecency) {
+  // Expert 5 is used three times, then 6 once; 7 needs room. LRU evicts 5 (older); an
+  // activation-aware store with a slow decay keeps 5 (used more), with a fast decay drops it.
+  auto run = [&](const std::string& spec) {
+    node_store store(m_, options("cache_fraction=0.25," + spec));
+    for (int i = 0; i < 3; ++i) (void)store.acquire(1, 5);
+    (void)store.acquire(1, 6);
+    (void)store.acquire(1, 7);
+    const int64_t hits = store.layers()[1].hits;
+    (void)store.acquire(1, 5);
+    return store.layers()[1].hits > hits;  // 5 was still resident
+  };
+  EXPECT_FALSE(run("cache=lru"));
+  EXPECT_TRUE(run("cache=activation,decay=0.9"));
+  EXPECT_FALSE(run("cache=activation,decay=0.5"));
 }
 
 }  // namespace
