@@ -351,10 +351,11 @@ void validate(const cluster_config& c, const std::string& origin) {
   const std::string why = "with a low-precision fallback on node '" + first->name + "'";
   for (const auto& n : c.nodes)
     if (n.has(role::experts) && !with_fallback(n))
-      fail(origin, "node '" + n.name + "'.store",
+      fail(origin, "node '" + n.name + "'" + (n.has(role::head) ? ".roles" : ".store"),
            why +
                ", every node that hosts experts keeps one (store: ...,fallback=DIR), so a "
-               "row's precision does not depend on its replica");
+               "row's precision does not depend on its replica" +
+               (n.has(role::head) ? "; a head keeps no store: drop its experts role" : ""));
   if (c.store_misses_on_head)
     fail(origin, "store_misses",
          "head: " + why + " the misses compute on the node; choose one (store_misses: node)");

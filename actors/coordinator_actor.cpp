@@ -6,6 +6,7 @@
 #include <set>
 
 #include "actors/coordinator.hpp"
+#include "actors/expert_fetch.hpp"
 #include "actors/rebalance.hpp"
 #include "transport/gate/tls.hpp"
 
@@ -35,12 +36,13 @@ struct coordinator_data {
   coordinator_model model;
   std::deque<job> queue;
   bool busy = false;
-  std::shared_ptr<job> draining;          // the order whose old replica retires next
-  std::shared_ptr<job> current;           // the order being carried out
-  std::set<std::string> peer_sourced;     // expert nodes that stream new replicas from a peer
-  std::filesystem::path keys;             // the cluster's keys (empty: security none)
-  std::chrono::milliseconds beat{250};    // the heartbeat period: how often liveness is checked
-  uint64_t metered_version = UINT64_MAX;  // the table version the replica gauges show
+  std::shared_ptr<job> draining;              // the order whose old replica retires next
+  std::shared_ptr<job> current;               // the order being carried out
+  std::set<std::string> peer_sourced;         // expert nodes that stream new replicas from a peer
+  std::pair<std::string, uint64_t> fallback;  // the first store fallback registered: node, XXH3
+  std::filesystem::path keys;                 // the cluster's keys (empty: security none)
+  std::chrono::milliseconds beat{250};        // the heartbeat period: how often liveness is checked
+  uint64_t metered_version = UINT64_MAX;      // the table version the replica gauges show
   static inline const char* name = "coordinator";
 };
 
@@ -454,7 +456,16 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
       [self](register_atom, const node_info& info) -> caf::result<placement_table> {
         auto& core = *self->state.core;
         auto why = self->state.keys.empty() ? std::string() : claim_refusal(self->state.keys, info);
+        // Rows marked low-precision must give the same bits on every replica.
+        auto& first = self->state.fallback;
+        if (why.empty() && info.fallback != 0 && !first.first.empty() && first.first != info.name &&
+            first.second != info.fallback)
+          why = "node '" + info.name + "' keeps another low-precision copy than node '" +
+                first.first + "' (checksum " + checksum_hex(info.fallback) + ", not " +
+                checksum_hex(first.second) + "): a row in q4 must not depend on its replica";
         if (why.empty()) why = core.admit(info);
+        if (why.empty() && info.fallback != 0 && (first.first.empty() || first.first == info.name))
+          first = {info.name, info.fallback};
         if (!why.empty()) {
           std::fprintf(stderr, "xmesh coordinator: refused: %s\n", why.c_str());
           return order_error(why);

@@ -221,6 +221,7 @@ expert_loaded expert_host::load(int64_t layer, int64_t expert, int64_t bytes_per
   auto start = clock_type::now();
   const auto& src = model_.weights.layers[layer].experts[expert];
   if (store_) {  // the store reads it when a batch needs it
+    store_->drop_peer_source(layer, expert);
     if (checksum != 0 && expert_checksum(src) != checksum)
       throw std::runtime_error(
           "expert " + std::to_string(expert) + " of layer " + std::to_string(layer) + " in " +
@@ -313,6 +314,7 @@ void expert_host::retire(int64_t layer, int64_t expert, std::function<void()> do
     throw std::runtime_error(node_name_ + " does not host expert " + std::to_string(expert) +
                              " of layer " + std::to_string(layer));
   const int64_t slot = layer * c.num_experts + expert;
+  if (store_) store_->drop_peer_source(layer, expert);  // a later replica names its own source
   std::shared_ptr<expert_queue> q;
   caf::actor actor;
   {
@@ -435,11 +437,20 @@ void expert_host::serve_fetch(const transport::frame_header& h,
                   "expert " + std::to_string(h.expert) + " of layer " + std::to_string(h.layer) +
                       " is not hosted on " + node_name_,
                   reply, h.batch_id);
-  std::optional<node_store::lease> held;
-  if (q && q->store) held.emplace(q->store->acquire(q->layer, q->expert));
-  const auto& w = held ? held->weights()
-                  : q  ? q->resident->weights
-                       : model_.weights.layers[h.layer].experts[h.expert];
+  // NOTE: this runs on the transport's thread, which must never wait for a read (a store whose
+  // slow tier is a peer needs this very thread for the peer's answer): a stored expert is
+  // served from the node's files, or while it is resident, or not at all.
+  const bool stored_only = q && q->store && !in_files;
+  std::optional<node_store::lease> held =
+      stored_only ? q->store->try_acquire(q->layer, q->expert) : std::nullopt;
+  if (stored_only && !held)
+    return reject(host_errc::not_hosted, "not_hosted",
+                  "expert " + std::to_string(h.expert) + " of layer " + std::to_string(h.layer) +
+                      " is not resident on " + node_name_ + " (its store reads it from a peer)",
+                  reply, h.batch_id);
+  const auto& w = held               ? held->weights()
+                  : q && q->resident ? q->resident->weights
+                                     : model_.weights.layers[h.layer].experts[h.expert];
   std::vector<std::byte> all;
   all.reserve(static_cast<size_t>(w.bytes()));
   for (auto region : model::regions_of(w)) all.insert(all.end(), region.begin(), region.end());

@@ -104,6 +104,8 @@ transport::gate_limits gate_limits_for(const model::model_config& m) {
 }
 
 void node_runtime::follow_stores() {
+  const bool routing_section = routing_.enabled;
+  std::string first;  // the first store with a fallback: the head's cache follows it
   for (const auto& n : cluster_.nodes) {
     if (n.store.empty()) continue;
     model::store_options store;
@@ -116,13 +118,15 @@ void node_runtime::follow_stores() {
     if (store.fallback.empty()) continue;
     // The same rule as the single-process store's: a pair computes with the fallback when its
     // expert was not in the sequence's logical cache before its token.
-    if (!routing_.enabled) {
+    if (!routing_.enabled)
       routing_ = store.cache;  // exact top-k through the policy path: it only tracks the cache
-    } else if (!routing_.same_cache(store.cache)) {
-      throw std::runtime_error("node '" + self_.name + "': routing: and node '" + n.name +
-                               "' store: give both the same cache, cache_fraction, decay and "
-                               "load_rank (the store's misses compute with its fallback)");
-    }
+    if (!routing_.same_cache(store.cache))
+      throw std::runtime_error(
+          (routing_section ? "node '" + self_.name + "': routing: and node '" + n.name + "' store"
+                           : "node '" + first + "' store and node '" + n.name + "' store") +
+          ": give both the same cache, cache_fraction, decay and load_rank (the store's misses "
+          "compute with its fallback, as the head's logical cache decides)");
+    if (first.empty()) first = n.name;
     routing_.mark_misses = true;
   }
 }
@@ -277,17 +281,23 @@ expert_loaded node_runtime::load_replica(int64_t layer, int64_t expert, int64_t 
   if (peer.empty())
     return report(host_->load(layer, expert, bytes_per_s, self_.model.empty() ? checksum : 0));
   auto timeout = static_cast<int>(std::min<int64_t>(connect_timeout().count(), 10000));
-  // A store keeps reading from the peer: one channel per peer for all its experts.
+  // A store keeps reading from the peer: one channel per peer for all its experts (the first
+  // one opened is kept; loads run concurrently, so the lock covers only the map).
   std::shared_ptr<transport::channel> channel;
-  std::lock_guard lock(peer_channels_mutex_);
-  if (auto at = peer_channels_.find(peer_address); host_->store() && at != peer_channels_.end())
-    channel = at->second;
+  if (host_->store()) {
+    std::lock_guard lock(peer_channels_mutex_);
+    if (auto at = peer_channels_.find(peer_address); at != peer_channels_.end())
+      channel = at->second;
+  }
   try {
     if (!channel) channel = endpoint_->connect(peer_address, timeout);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot reach peer '" + peer + "': " + e.what());
   }
-  if (host_->store()) peer_channels_[peer_address] = channel;
+  if (host_->store()) {
+    std::lock_guard lock(peer_channels_mutex_);
+    channel = peer_channels_.emplace(peer_address, channel).first->second;
+  }
   return report(host_->load_from_peer(layer, expert, channel, peer, checksum, bytes_per_s));
 }
 
@@ -319,6 +329,7 @@ node_info node_runtime::info() const {
   node_info i{self_.name, role_names(self_), data, actor_};
   i.model = model_identity_;
   if (host_) i.resident = host_->resident();
+  if (host_ && host_->store()) i.fallback = host_->store()->fallback_checksum();
   i.version = version_.load();
   i.memory_budget_bytes = self_.memory_budget_bytes;
   if (cluster_.security.authenticated()) {

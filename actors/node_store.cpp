@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "actors/expert_host.hpp"
+#include "transport/frame.hpp"
 
 namespace xmesh::actors {
 
@@ -23,8 +24,13 @@ node_store::node_store(const model::loaded_model& model, const model::store_opti
   if (const char* n = std::getenv("XMESH_FAULT_CORRUPT_STORE")) corrupt_next_ = std::atoi(n);
   if (!options.fallback.empty()) {
     fallback_ = model::load_fallback(options.fallback, model.config);
-    warmer_ = std::thread([this] { warm_loop(); });
+    std::vector<std::span<const std::byte>> parts;
+    for (const auto& l : fallback_->weights.layers)
+      for (const auto& e : l.experts)
+        for (auto region : model::regions_of(e)) parts.push_back(region);
+    fallback_checksum_ = transport::checksum_of_parts(parts);
   }
+  if (fallback_ || options.prefetch) warmer_ = std::thread([this] { warm_loop(); });
 }
 
 node_store::~node_store() {
@@ -38,6 +44,20 @@ node_store::~node_store() {
 
 node_store::lease node_store::acquire(int64_t layer, int64_t expert) {
   return take(layer, expert, true);
+}
+
+std::optional<node_store::lease> node_store::try_acquire(int64_t layer, int64_t expert) {
+  std::lock_guard lock(mutex_);
+  auto it = slots_.find(layer * model_.config.num_experts + expert);
+  if (it == slots_.end() || !it->second.copy) return std::nullopt;
+  ++it->second.pins;
+  return lease(this, it->first, it->second.copy);
+}
+
+void node_store::drop_peer_source(int64_t layer, int64_t expert) {
+  std::lock_guard tier(tier_);
+  const int64_t key = layer * model_.config.num_experts + expert;
+  if (peers_.erase(key)) checksums_.erase(key);
 }
 
 const kernels::expert_weights* node_store::low_precision(int64_t layer, int64_t expert) const {
@@ -98,7 +118,7 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) 
       s.last_use = ++clock_;
       ++s.uses;
       if (!missed && counted) ++counts.hits;
-      if (waited)
+      if (waited && counted)  // a background load is no batch waiting
         stall_seconds =
             stall_seconds + std::chrono::duration<double>(clock_type::now() - start).count();
       return lease(this, key, s.copy);

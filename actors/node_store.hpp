@@ -72,9 +72,16 @@ class node_store {
   /// tier of a node without its own copy), checked against `checksum`, the coordinator's.
   void source_from_peer(int64_t layer, int64_t expert, std::string peer_name, uint64_t checksum,
                         fetcher fetch);
+  /// The expert held at once if it is resident now, else nothing (never reads, never waits:
+  /// for a transport thread).
+  [[nodiscard]] std::optional<lease> try_acquire(int64_t layer, int64_t expert);
+  /// Reads the expert from the node's files again (its replica from a peer was retired).
+  void drop_peer_source(int64_t layer, int64_t expert);
   /// The fallback's low-precision copy of an expert (always resident), or null without one.
   [[nodiscard]] const kernels::expert_weights* low_precision(int64_t layer, int64_t expert) const;
   [[nodiscard]] bool has_fallback() const { return fallback_.has_value(); }
+  /// XXH3 of every expert of the fallback, in order (0 without one): nodes must agree on it.
+  [[nodiscard]] uint64_t fallback_checksum() const { return fallback_checksum_; }
   void count_fallbacks(int64_t layer, int64_t rows) { layers_[layer].fallbacks += rows; }
   /// Starts loading an expert in the background unless it is resident or queued (after a pair
   /// computed with its low-precision copy: the full one is there for the next tokens).
@@ -130,6 +137,7 @@ class node_store {
   int corrupt_next_ = 0;                  // fault injection: XMESH_FAULT_CORRUPT_STORE
   std::mutex tier_;                       // one read at a time: the tier's rate is shared
   std::optional<model::loaded_model> fallback_;
+  uint64_t fallback_checksum_ = 0;
   // The background loader (warm()): queued keys, loaded one at a time.
   std::mutex warm_mutex_;
   std::condition_variable warm_wake_;

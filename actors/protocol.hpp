@@ -27,12 +27,14 @@ struct node_info {
   // registration_text(), so a member registers only under the name its certificate gives it.
   std::string certificate;
   std::string signature;
+  // XXH3 of every expert of its store's low-precision copy (0: none): all must be the same.
+  uint64_t fallback = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("node_info"), x.name, x.roles, x.data_address, x.node, x.model,
-           x.resident, x.version, x.memory_budget_bytes, x.certificate, x.signature);
+           x.resident, x.version, x.memory_budget_bytes, x.certificate, x.signature, x.fallback);
 }
 
 /// What a registering node signs: who it says it is, where it serves, and what.

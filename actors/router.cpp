@@ -123,7 +123,13 @@ std::unique_ptr<model::expert_batch> router_service::submit_on(int64_t layer, co
       if (metrics_) metrics_->tokens_routed(slot).Increment();
     }
   }
-  dispatch(b, slots, -1);
+  try {
+    dispatch(b, slots, -1);
+  } catch (...) {  // parts already out must not write into `y` once the caller unwinds
+    std::lock_guard lock(b->mutex);
+    b->abandoned = true;
+    throw;
+  }
   return make_routed_batch(std::move(b));
 }
 
@@ -141,12 +147,6 @@ void router_service::dispatch(const std::shared_ptr<batch_state>& b,
     }
     compute_from_files(*b, here.files);
   }
-  if (b->low_precision)  // the head's own replicas have no low-precision copy
-    for (int32_t s : here.replicas)
-      if (b->low_precision[s])
-        throw model::expert_error(expert_errc::expert_failed,
-                                  "a low-precision row of layer " + std::to_string(b->layer) +
-                                      " was routed to the head's own replica");
   if (!here.replicas.empty() &&
       !local_host_->compute_here(b->layer, b->x, b->expert_ids, b->k, here.replicas, b->y, hidden_,
                                  *b->pool)) {
@@ -168,26 +168,29 @@ void router_service::set_prefetching(std::set<std::string> nodes) {
 }
 
 void router_service::prefetch(int64_t layer, std::span<const int32_t> experts) {
-  std::vector<std::pair<std::string, std::vector<int32_t>>> to;  // address, experts
+  // Only over channels already open, to nodes not suspect: a hint never connects or waits.
+  std::vector<std::pair<std::shared_ptr<transport::channel>, std::vector<int32_t>>> to;
   {
     std::lock_guard lock(mutex_);
     if (!table_ || prefetching_.empty()) return;
     const auto& t = *table_;
+    const auto now = clock_type::now();
     for (int32_t e : experts)
       for (int32_t n : t.replicas(layer, e)) {
-        if (!prefetching_.count(t.nodes[n])) continue;
+        auto open = channels_.find(t.addresses[n]);
+        if (!prefetching_.count(t.nodes[n]) || suspect_until_[n] > now || open == channels_.end())
+          continue;
         auto at =
-            std::find_if(to.begin(), to.end(), [&](auto& x) { return x.first == t.addresses[n]; });
-        if (at == to.end()) at = to.insert(to.end(), {t.addresses[n], {}});
+            std::find_if(to.begin(), to.end(), [&](auto& x) { return x.first == open->second; });
+        if (at == to.end()) at = to.insert(to.end(), {open->second, {}});
         at->second.push_back(e);
       }
   }
-  for (auto& [address, ids] : to) {
+  for (auto& [ch, ids] : to) {
     transport::frame_header h;
     h.layer = static_cast<uint32_t>(layer);
     try {
-      channel(address)->request(transport::encode_prefetch_frame(h, ids),
-                                [](transport::bytes, std::string) {});
+      ch->request(transport::encode_prefetch_frame(h, ids), [](transport::bytes, std::string) {});
     } catch (const std::exception&) {  // a hint only: the dispatch finds the node's state
     }
   }
@@ -218,23 +221,31 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
     const int32_t here = here_rows && local_host_ ? node_index(t, local_name_) : -1;
     // An expert without a replica (its node died) is computed on the head from its own model
     // files; checked first, so a refusal leaves no count behind.
-    for (int32_t s : slots)
-      if (t.replicas(b->layer, b->expert_ids[s]).empty() && !(here_rows && fallback_))
+    for (int32_t s : slots) {
+      const bool low = b->low_precision && b->low_precision[s];
+      if (t.replicas(b->layer, b->expert_ids[s]).empty() && (!(here_rows && fallback_) || low))
         throw model::expert_error(expert_errc::not_hosted,
                                   "expert " + std::to_string(b->expert_ids[s]) + " of layer " +
-                                      std::to_string(b->layer) + " has no replica");
+                                      std::to_string(b->layer) + " has no replica" +
+                                      (low ? " to compute a low-precision row (the head keeps no "
+                                             "q4 copy)"
+                                           : ""));
+    }
     std::vector<std::vector<std::pair<int32_t, int32_t>>> by_node(t.nodes.size());
     std::vector<int32_t> others;
     const auto now = clock_type::now();
     for (int32_t s : slots) {
       const int32_t e = b->expert_ids[s];
+      const bool low = b->low_precision && b->low_precision[s];
       auto replicas = t.replicas(b->layer, e);
       // Replicas on suspect nodes (a transport error, not yet in a table) and the node a re-send
       // avoids are left out while another choice exists; with none, the head's files serve.
       others.clear();
       for (int32_t r : replicas)
-        if (r != avoid && !(suspect_until_[r] > now)) others.push_back(r);
-      if (others.empty() && here_rows && fallback_) {
+        if (r != avoid && !(suspect_until_[r] > now) && !(low && r == here)) others.push_back(r);
+      // A low-precision row stays with the nodes (only their stores keep a q4 copy), even a
+      // suspect one: the head cannot compute it.
+      if (others.empty() && here_rows && fallback_ && !low) {
         here_rows->files.push_back(s);
         continue;
       }

@@ -34,6 +34,9 @@ store_options parse_store_options(const std::string& spec, const model_config& c
   while (std::getline(in, item, ',')) {
     if (item.rfind("fallback=", 0) == 0) {
       o.fallback = item.substr(9);
+      if (o.fallback.empty())
+        throw std::runtime_error(
+            "expert store: fallback: expected the directory of a q4 copy (xmesh quantize)");
       continue;
     }
     if (item.rfind("prefetch=", 0) == 0) {

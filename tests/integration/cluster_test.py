@@ -301,6 +301,19 @@ nodes:
                 sys.exit("FAIL: the node should compute rows with its fallback and stay within its capacity")
             if (asked > 0) != spec.endswith("prefetch=1"):
                 sys.exit("FAIL: the head's prefetch frames should reach the node exactly when its store prefetches")
+            if name == "fallback":  # a node with another low-precision copy (q8) cannot join
+                q8 = f"{h.tmp}/qwen3_moe-q8"
+                subprocess.run([h.xmesh, "quantize", "--model", model, "--out", q8, "--dtype", "q8",
+                                "--experts-only"], check=True, capture_output=True)
+                s = free_ports(2)
+                more = f"{h.tmp}/store-two-copies-{transport}.yaml"
+                open(more, "w").write(f"security: {{keys: {c.path.replace('.yaml', '.keys')}}}\n" + text +
+                                      f"  - {{name: edge2, control_port: {s[0]}, data_port: {s[1]}, roles: [experts], "
+                                      f"threads: 1, store: \"{spec.replace(q4, q8)}\"}}\n")
+                subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", more], check=True, capture_output=True)
+                expect_error("a second node with another fallback copy", [h.xmesh, "node", "--cluster", more,
+                             "--name", "edge2"], h.env, "node 'edge2' keeps another low-precision copy than node "
+                             "'edge'", 30)
     path = f"{h.tmp}/bad-fallback.yaml"
     open(path, "w").write("routing: {cache: lru, cache_fraction: 0.5}\n" + text)
     subprocess.run([h.xmesh, "cluster", "keygen", "--cluster", path], check=True, capture_output=True)

@@ -112,6 +112,12 @@ TEST_F(NodeStore, AFallbackIsAlwaysResidentAndAWarmedExpertLoadsInTheBackground)
   EXPECT_EQ(store.layers()[1].misses, 0);                 // the background load is no batch's miss
   EXPECT_EQ(store.layers()[1].hits, 1);                   // the batch
   EXPECT_EQ(store.bytes_loaded, store.resident_bytes());  // but its bytes count
+  // A store that only prefetches loads in the background too (the head's prefetch frames).
+  node_store prefetching(m_, options("cache_fraction=0.25,prefetch=1"));
+  prefetching.warm(1, 2);
+  for (int i = 0; i < 500 && prefetching.layers()[1].resident.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(prefetching.layers()[1].resident, 1);
   // A fallback that is not a copy of this model is refused by name.
   model::write_synthetic_weights(dir_.path() / "other",
                                  {.family = "qwen3_moe", .preset = "small", .seed = 5});
