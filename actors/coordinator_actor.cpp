@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <map>
 #include <set>
 
 #include "actors/coordinator.hpp"
@@ -40,6 +41,7 @@ struct coordinator_data {
   std::shared_ptr<job> current;               // the order being carried out
   std::set<std::string> peer_sourced;         // expert nodes that stream new replicas from a peer
   std::pair<std::string, uint64_t> fallback;  // the first store fallback registered: node, XXH3
+  std::map<std::string, caf::node_id> processes;  // the process each member registered from
   std::filesystem::path keys;                 // the cluster's keys (empty: security none)
   std::chrono::milliseconds beat{250};        // the heartbeat period: how often liveness is checked
   uint64_t metered_version = UINT64_MAX;      // the table version the replica gauges show
@@ -68,6 +70,23 @@ std::string claim_refusal(const std::filesystem::path& keys, const node_info& in
     if (cn != info.name) return who + " registered with the certificate of '" + cn + "'";
   } catch (const std::exception& e) {
     return who + "'s registration is refused: " + e.what();
+  }
+  return {};
+}
+
+// Why an order is refused in an authenticated cluster, or "": the operator's key (which only
+// the command line holds, not the nodes) must have signed `text` under the cluster CA.
+std::string order_refusal(const std::filesystem::path& keys, const operator_proof& proof,
+                          const std::string& text) {
+  if (keys.empty()) return {};
+  if (proof.certificate.empty()) return "an order without the operator's signature is refused";
+  try {
+    auto cn =
+        transport::verify_claim(keys / "tls-ca.pem", {proof.certificate, proof.signature}, text);
+    if (cn != "operator")
+      return "an order signed by '" + cn + "' is refused: orders take the operator's key";
+  } catch (const std::exception& e) {
+    return std::string("an order is refused: ") + e.what();
   }
   return {};
 }
@@ -479,6 +498,8 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
           self->state.draining.reset();
           fail_order(self, *j, "'" + info.name + "' registered again while an order waited");
         }
+        if (const auto& sender = self->current_sender())
+          self->state.processes[info.name] = sender->node();
         if (core.register_node(info)) push_table(self);
         if (was_dead)
           std::fprintf(stderr, "xmesh coordinator: node '%s' is back (%zu replicas): rejoining\n",
@@ -488,8 +509,20 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
       [self](placement_atom, const std::string& name) {
         return self->state.core->assignment(name);
       },
-      [self](heartbeat_atom, const std::string& name) { return self->state.core->heartbeat(name); },
-      [self](drain_atom, const std::string& name) -> caf::result<placement_table> {
+      [self](heartbeat_atom, const std::string& name) {
+        // A beat counts only from the process that registered the name: another member cannot
+        // keep a dead node in the placement (it is told to register, which its certificate
+        // forbids).
+        const auto& sender = self->current_sender();
+        auto at = self->state.processes.find(name);
+        if (!sender || at == self->state.processes.end() || sender->node() != at->second)
+          return false;
+        return self->state.core->heartbeat(name);
+      },
+      [self](drain_atom, const std::string& name,
+             const operator_proof& proof) -> caf::result<placement_table> {
+        if (auto why = order_refusal(self->state.keys, proof, drain_text(name)); !why.empty())
+          return order_error(why);
         std::vector<move_order> orders;
         try {
           orders = self->state.core->plan_drain(name);
@@ -517,7 +550,9 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
       [self](status_atom) { return self->state.core->status(); },
       [self](placement_atom) { return self->state.core->table(); },
       [self](placement_atom, report_atom) { return self->state.core->report(); },
-      [self](rebalance_atom) {
+      [self](rebalance_atom, const operator_proof& proof) -> caf::result<rebalance_report> {
+        if (auto why = order_refusal(self->state.keys, proof, rebalance_text()); !why.empty())
+          return order_error(why);
         auto promise = self->make_response_promise<rebalance_report>();
         queue_rebalance(self, promise);
         return promise;
@@ -527,7 +562,10 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
         if (!self->state.busy && self->state.queue.empty()) queue_rebalance(self, {});
         self->delayed_send(self, period(self->state.settings), tick_atom_v);
       },
-      [self](move_atom, const move_order& order) {
+      [self](move_atom, const move_order& order,
+             const operator_proof& proof) -> caf::result<placement_table> {
+        if (auto why = order_refusal(self->state.keys, proof, order_text(order)); !why.empty())
+          return order_error(why);
         auto promise = self->make_response_promise<placement_table>();
         job j;
         j.what = order;

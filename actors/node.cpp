@@ -196,6 +196,7 @@ void node_runtime::start() {
     }
   }
   caf::actor coordinator = find_coordinator();
+  trust_coordinator(coordinator);
   // Experts need their assignment to know what to load before they listen; registration (with
   // what they hold; it marks the node ready) answers with the live table, which heads route with.
   if (self_.has(role::experts))
@@ -235,6 +236,16 @@ void node_runtime::start() {
       membership_actor, this, coordinator, remote,
       std::chrono::milliseconds(static_cast<int64_t>(cluster_.heartbeat.period_s * 1000)));
   ready_ = true;
+}
+
+void node_runtime::trust_coordinator(const caf::actor& coordinator) {
+  std::lock_guard lock(coordinator_node_mutex_);
+  coordinator_node_ = coordinator.node();
+}
+
+bool node_runtime::from_coordinator(const caf::strong_actor_ptr& sender) const {
+  std::lock_guard lock(coordinator_node_mutex_);
+  return sender != nullptr && sender->node() == coordinator_node_;
 }
 
 caf::actor node_runtime::find_coordinator() {

@@ -48,13 +48,18 @@ class node_runtime {
   node_stats stats() const;
   /// The coordinator actor; null unless this node has the coordinator role.
   [[nodiscard]] const coordinator_actor& coordinator() const { return coordinator_; }
-  /// Adopts a newer table (checked against the model first); throws naming the fault.
   /// Heads follow the expert nodes' stores: with a low-precision fallback, route through a
   /// logical cache with their settings and mark its misses, which those stores compute with the
   /// fallback; with prefetch, predict each decode step's next-layer experts (pre-gating), admit
   /// them to that cache and send them to the stores to load.
   void follow_stores();
+  /// Adopts a newer table (checked against the model first); throws naming the fault.
   void set_placement(placement_table table);
+  /// The coordinator this node registered with (found, or found again after losing it): only
+  /// its process may push tables and order loads, retirements and stops.
+  void trust_coordinator(const caf::actor& coordinator);
+  /// Whether a message's sender runs in the trusted coordinator's process.
+  [[nodiscard]] bool from_coordinator(const caf::strong_actor_ptr& sender) const;
   [[nodiscard]] router_service* router() { return router_.get(); }
   /// Loads and warms a replica from the node's files, or from `peer` when one is named; the
   /// weights must match `checksum`. Throws naming the fault.
@@ -103,7 +108,9 @@ class node_runtime {
   std::string model_identity_;
   model::routing_options routing_;     // heads: the cluster file's routing policy
   std::set<std::string> prefetching_;  // heads: expert nodes whose stores prefetch
-  std::mutex peer_channels_mutex_;     // a store's peers, by data address (its slow tier)
+  mutable std::mutex coordinator_node_mutex_;
+  caf::node_id coordinator_node_;   // the process whose orders this node follows
+  std::mutex peer_channels_mutex_;  // a store's peers, by data address (its slow tier)
   std::map<std::string, std::shared_ptr<transport::channel>> peer_channels_;
   std::optional<model::store_options> store_options_;  // expert nodes with `store:`
   std::atomic<uint64_t> version_{0};                   // newest placement version adopted

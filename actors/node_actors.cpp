@@ -60,6 +60,16 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
     return caf::make_error(caf::sec::runtime_error,
                            std::string("this node has no ") + role + " role");
   };
+  // Tables, loads, retirements and stops come from the coordinator's process only: another
+  // member (any holder of a cluster certificate) must not steer or stop this node.
+  auto not_coordinator = [=](const char* what) -> std::optional<caf::error> {
+    if (rt->from_coordinator(self->current_sender())) return std::nullopt;
+    std::fprintf(stderr, "xmesh node %s: refused %s from a process that is not the coordinator\n",
+                 rt->self().name.c_str(), what);
+    return caf::make_error(caf::sec::runtime_error,
+                           "node '" + rt->self().name + "' takes " + what +
+                               " only from its coordinator");
+  };
   return {
       [=](stats_atom) { return rt->stats(); },
       // -- coordinator role: the coordinator actor answers --------------------------------
@@ -75,13 +85,15 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         if (!rt->coordinator()) return no_role("coordinator");
         return self->delegate(rt->coordinator(), a, std::move(name));
       },
-      [=](drain_atom a, std::string& name) -> caf::result<placement_table> {
+      [=](drain_atom a, std::string& name, operator_proof& proof) -> caf::result<placement_table> {
         if (!rt->coordinator()) return no_role("coordinator");
-        return self->delegate(rt->coordinator(), a, std::move(name));
+        return self->delegate(rt->coordinator(), a, std::move(name), std::move(proof));
       },
-      [=](stop_atom) {
+      [=](stop_atom) -> caf::result<void> {
+        if (auto refused = not_coordinator("a stop")) return *refused;
         std::fprintf(stderr, "xmesh node %s: drained: stopping\n", rt->self().name.c_str());
         rt->request_stop();
+        return caf::unit;
       },
       [=](status_atom a) -> caf::result<cluster_status> {
         if (!rt->coordinator()) return no_role("coordinator");
@@ -95,16 +107,17 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         if (!rt->coordinator()) return no_role("coordinator");
         return self->delegate(rt->coordinator(), a, b);
       },
-      [=](rebalance_atom a) -> caf::result<rebalance_report> {
+      [=](rebalance_atom a, operator_proof& proof) -> caf::result<rebalance_report> {
         if (!rt->coordinator()) return no_role("coordinator");
-        return self->delegate(rt->coordinator(), a);
+        return self->delegate(rt->coordinator(), a, std::move(proof));
       },
-      [=](move_atom a, move_order& o) -> caf::result<placement_table> {
+      [=](move_atom a, move_order& o, operator_proof& proof) -> caf::result<placement_table> {
         if (!rt->coordinator()) return no_role("coordinator");
-        return self->delegate(rt->coordinator(), a, std::move(o));
+        return self->delegate(rt->coordinator(), a, std::move(o), std::move(proof));
       },
       // -- every node: a new table; a head answers once it routes no frame with an older one
       [=](placement_atom, placement_table& table) -> caf::result<caf::message> {
+        if (auto refused = not_coordinator("a placement table")) return *refused;
         const uint64_t version = table.version;
         try {
           rt->set_placement(std::move(table));
@@ -145,7 +158,8 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
       },
       // -- experts role -----------------------------------------------------------------------
       [=](load_atom a, int64_t layer, int64_t expert, int64_t bytes_per_s, std::string& peer,
-          std::string& peer_address, uint64_t checksum) {
+          std::string& peer_address, uint64_t checksum) -> caf::result<caf::message> {
+        if (auto refused = not_coordinator("a load")) return *refused;
         return on_own_thread<expert_loaded>(
             self, rt->busy(),
             [rt](load_atom, int64_t l, int64_t e, int64_t bw, const std::string& from,
@@ -153,7 +167,8 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
                  uint64_t sum) { return rt->load_replica(l, e, bw, from, address, sum); },
             a, layer, expert, bytes_per_s, std::move(peer), std::move(peer_address), checksum);
       },
-      [=](retire_atom a, int64_t layer, int64_t expert) {
+      [=](retire_atom a, int64_t layer, int64_t expert) -> caf::result<caf::message> {
+        if (auto refused = not_coordinator("a retirement")) return *refused;
         return on_own_thread<acknowledged>(
             self, rt->busy(),
             [rt](retire_atom, int64_t l, int64_t e) {
@@ -175,8 +190,9 @@ caf::behavior membership_actor(caf::stateful_actor<membership_state>* self, node
                                caf::actor coordinator, std::optional<node_config> remote,
                                std::chrono::milliseconds period) {
   const std::string name = rt->self().name;
-  auto watch = [self](caf::actor c) {
+  auto watch = [self, rt](caf::actor c) {
     self->monitor(c);
+    rt->trust_coordinator(c);
     self->state.coordinator = std::move(c);
   };
   watch(std::move(coordinator));

@@ -57,6 +57,27 @@ typename Inspector::result_type inspect(Inspector& f, move_order& x) {
   return f(caf::meta::type_name("move_order"), x.kind, x.layer, x.expert, x.from, x.to);
 }
 
+/// An operator's order, signed (authenticated clusters): the operator's certificate and its key's
+/// signature over the order's text (order_text). Only the command line holds the operator's key,
+/// so a member that is not an operator cannot move, drain or rebalance; empty with security: none.
+struct operator_proof {
+  std::string certificate;
+  std::string signature;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, operator_proof& x) {
+  return f(caf::meta::type_name("operator_proof"), x.certificate, x.signature);
+}
+
+/// What an operator signs for each kind of order.
+inline std::string order_text(const move_order& o) {
+  return "xmesh-order\nmove\n" + std::to_string(o.kind) + "\n" + std::to_string(o.layer) + "\n" +
+         std::to_string(o.expert) + "\n" + o.from + "\n" + o.to;
+}
+inline std::string drain_text(const std::string& node) { return "xmesh-order\ndrain\n" + node; }
+inline std::string rebalance_text() { return "xmesh-order\nrebalance"; }
+
 /// What a head measured since the coordinator last asked: routed tokens per (layer, expert)
 /// over its sliding window, and the dispatch round trip per node of the table.
 struct head_load {
@@ -247,6 +268,7 @@ CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::placement_report))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::rebalance_report))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::expert_loaded))
 CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::acknowledged))
+CAF_ADD_TYPE_ID(xmesh, (xmesh::actors::operator_proof))
 // Coordinator: a node asks for the placement table, registers (node_info; the answer is the
 // table it routes with) and beats (name).
 CAF_ADD_ATOM(xmesh, xmesh::actors, register_atom, "register")
@@ -292,7 +314,7 @@ using coordinator_actor = caf::typed_actor<
     // coordinator's own check every heartbeat period
     caf::replies_to<heartbeat_atom, std::string>::with<bool>, caf::reacts_to<heartbeat_atom>,
     // move a node's experts away, then stop it; answered with the table once it stopped
-    caf::replies_to<drain_atom, std::string>::with<placement_table>,
+    caf::replies_to<drain_atom, std::string, operator_proof>::with<placement_table>,
     // registered, missing and silent nodes
     caf::replies_to<status_atom>::with<cluster_status>,
     // the live table
@@ -300,12 +322,12 @@ using coordinator_actor = caf::typed_actor<
     // the live table with bytes moved and order counters
     caf::replies_to<placement_atom, report_atom>::with<placement_report>,
     // measure, plan and apply now; answered when every resulting order is done
-    caf::replies_to<rebalance_atom>::with<rebalance_report>,
+    caf::replies_to<rebalance_atom, operator_proof>::with<rebalance_report>,
     // the automatic loop's timer: rebalance unless busy
     caf::reacts_to<tick_atom>,
     // internal: the current order's old replica retires now (its heads have drained)
     caf::reacts_to<retire_atom>,
     // one operator order; answered with the table once done, or an error naming the reason
-    caf::replies_to<move_atom, move_order>::with<placement_table>>;
+    caf::replies_to<move_atom, move_order, operator_proof>::with<placement_table>>;
 
 }  // namespace xmesh::actors

@@ -48,6 +48,14 @@ int cluster_links(const actors::cluster_config& c) {
   return 0;
 }
 
+// The operator's signature over an order's text (none with security: none).
+actors::operator_proof sign_order(const actors::cluster_config& c, const std::string& text) {
+  if (!c.security.authenticated()) return {};
+  auto claim =
+      transport::sign_claim(transport::tls_identity_in(c.security.keys, "operator"), text);
+  return {std::move(claim.certificate_pem), std::move(claim.signature)};
+}
+
 actors::proven_connection reach_coordinator(const actors::cluster_config& c) {
   return actors::connect_proven(c, c.coordinator(), std::chrono::milliseconds(2000), "coordinator");
 }
@@ -176,7 +184,8 @@ int cluster_placement(const actors::cluster_config& c, bool json) {
 int cluster_rebalance(const actors::cluster_config& c, bool json) {
   auto conn = reach_coordinator(c);
   auto r = actors::ask<actors::rebalance_report>(*conn.runtime->system, conn.node, 3600s,
-                                                 "rebalance", actors::rebalance_atom_v);
+                                                 "rebalance", actors::rebalance_atom_v,
+                                                 sign_order(c, actors::rebalance_text()));
   nlohmann::json j = {{"balancedness_before", r.balancedness_before},
                       {"balancedness_after", r.balancedness_after},
                       {"orders", r.orders},
@@ -224,8 +233,9 @@ int cluster_move(const std::string& what, int argc, char** argv) {
   auto conn = reach_coordinator(c);
   auto& sys = *conn.runtime->system;
   auto answer = std::make_shared<std::promise<caf::expected<actors::placement_table>>>();
-  sys.spawn([&conn, o, answer](caf::event_based_actor* self) {
-    self->request(conn.node, std::chrono::seconds(3600), actors::move_atom_v, o)
+  sys.spawn([&conn, o, answer, proof = sign_order(c, actors::order_text(o))](
+                caf::event_based_actor* self) {
+    self->request(conn.node, std::chrono::seconds(3600), actors::move_atom_v, o, proof)
         .then(
             [=](actors::placement_table& t) {
               answer->set_value(std::move(t));
@@ -254,7 +264,8 @@ int cluster_drain(int argc, char** argv) {
   auto name = f.str("--node");
   auto conn = reach_coordinator(c);
   auto t = actors::ask<actors::placement_table>(*conn.runtime->system, conn.node, 3600s, "drain",
-                                                actors::drain_atom_v, name);
+                                                actors::drain_atom_v, name,
+                                                sign_order(c, actors::drain_text(name)));
   std::printf("drained %s: placement version %llu; the node stopped\n", name.c_str(),
               static_cast<unsigned long long>(t.version));
   std::fflush(stdout);

@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 
+#include "tests/support/free_ports.hpp"
 #include "tests/support/paths.hpp"
 #include "tests/support/run_process.hpp"
 #include "transport/factory.hpp"
@@ -26,24 +27,6 @@ namespace xmesh {
 namespace {
 
 using namespace testing_support;
-
-// Ports the kernel just handed out and released: free now, unlike a guessed range.
-std::vector<int> free_ports(int n) {
-  std::vector<int> fds, ports;
-  for (int i = 0; i < n; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    fds.push_back(fd);
-    ports.push_back(ntohs(a.sin_port));
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
 
 transport::bytes valid_frame(std::mt19937& gen, uint32_t hidden) {
   transport::frame_header h;
@@ -143,7 +126,7 @@ TEST(HostileFrames, NodeSurvivesCountsDropsAndStaysExact) {
   transport::frame_limits limits;
   limits.max_expert = 7;
   limits.expected_hidden = 64;
-  limits.max_payload_bytes = uint64_t{limits.max_rows} * (12 + 4 * 64);
+  limits.max_payload_bytes = uint64_t{limits.max_rows} * (16 + 4 * 64);
   for (int i = 0; i < total; ++i) {
     auto frame = hostile_frame(gen, i, 64);
     auto d = transport::decode_frame(frame, limits);
