@@ -42,9 +42,9 @@ struct coordinator_data {
   std::set<std::string> peer_sourced;         // expert nodes that stream new replicas from a peer
   std::pair<std::string, uint64_t> fallback;  // the first store fallback registered: node, XXH3
   std::map<std::string, caf::node_id> processes;  // the process each member registered from
-  std::filesystem::path keys;                 // the cluster's keys (empty: security none)
-  std::chrono::milliseconds beat{250};        // the heartbeat period: how often liveness is checked
-  uint64_t metered_version = UINT64_MAX;      // the table version the replica gauges show
+  std::filesystem::path keys;                     // the cluster's keys (empty: security none)
+  std::chrono::milliseconds beat{250};    // the heartbeat period: how often liveness is checked
+  uint64_t metered_version = UINT64_MAX;  // the table version the replica gauges show
   static inline const char* name = "coordinator";
 };
 
@@ -102,6 +102,13 @@ void finish(self_ptr self) {
   run_next(self);
 }
 
+// Sends a node its table without waiting for the answer. A request, not anon_send: a node takes
+// tables only from its coordinator, so the message must carry the coordinator as its sender.
+void tell_table(self_ptr self, const caf::actor& node, const placement_table& table) {
+  self->request(node, 60s, placement_atom_v, table)
+      .then([](const acknowledged&) {}, [](const caf::error&) {});
+}
+
 // Pushes the live table to every head and expert host; `then` runs once every head has
 // answered, i.e. has switched and drained what it routed with older tables. A node that does not
 // answer in time is skipped (it will not route with the old table again once it has the new).
@@ -110,7 +117,7 @@ void publish(self_ptr self, std::function<void()> then) {
   auto heads = self->state.core->members_with("head");
   auto hosts = self->state.core->members_with("experts");
   for (const auto& [name, actor] : hosts)
-    if (!heads.count(name)) caf::anon_send(actor, placement_atom_v, table);
+    if (!heads.count(name)) tell_table(self, actor, table);
   if (heads.empty()) return then();
   auto left = std::make_shared<size_t>(heads.size());
   auto done = std::make_shared<std::function<void()>>(std::move(then));
@@ -361,8 +368,7 @@ void run_next(self_ptr self) {
 void push_table(self_ptr self) {
   auto live = self->state.core->members_with("head");
   live.merge(self->state.core->members_with("experts"));  // a node with both roles gets it once
-  for (const auto& [member, actor] : live)
-    caf::anon_send(actor, placement_atom_v, self->state.core->table());
+  for (const auto& [member, actor] : live) tell_table(self, actor, self->state.core->table());
 }
 
 // Gauges the coordinator owns, refreshed every heartbeat period (cheap: a new table's replica
@@ -443,7 +449,8 @@ void stop_drained(self_ptr self, std::shared_ptr<job> j) {
         (j->summary->note.empty() ? std::string("it still holds experts") : j->summary->note)));
     return finish(self);
   }
-  if (auto node = core.actor_of(j->node)) caf::anon_send(node, stop_atom_v);
+  if (auto node = core.actor_of(j->node))  // a request: the node checks who orders it to stop
+    self->request(node, 60s, stop_atom_v).then([] {}, [](const caf::error&) {});
   core.end_drain(j->node, true);
   std::fprintf(stderr, "xmesh coordinator: node '%s' drained (%lld orders) and stopped\n",
                j->node.c_str(), static_cast<long long>(j->summary->orders));
