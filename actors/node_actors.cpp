@@ -66,9 +66,8 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
     if (rt->from_coordinator(self->current_sender())) return std::nullopt;
     std::fprintf(stderr, "xmesh node %s: refused %s from a process that is not the coordinator\n",
                  rt->self().name.c_str(), what);
-    return caf::make_error(caf::sec::runtime_error,
-                           "node '" + rt->self().name + "' takes " + what +
-                               " only from its coordinator");
+    return caf::make_error(caf::sec::runtime_error, "node '" + rt->self().name + "' takes " + what +
+                                                        " only from its coordinator");
   };
   return {
       [=](stats_atom) { return rt->stats(); },

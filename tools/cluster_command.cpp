@@ -51,8 +51,7 @@ int cluster_links(const actors::cluster_config& c) {
 // The operator's signature over an order's text (none with security: none).
 actors::operator_proof sign_order(const actors::cluster_config& c, const std::string& text) {
   if (!c.security.authenticated()) return {};
-  auto claim =
-      transport::sign_claim(transport::tls_identity_in(c.security.keys, "operator"), text);
+  auto claim = transport::sign_claim(transport::tls_identity_in(c.security.keys, "operator"), text);
   return {std::move(claim.certificate_pem), std::move(claim.signature)};
 }
 
@@ -233,8 +232,8 @@ int cluster_move(const std::string& what, int argc, char** argv) {
   auto conn = reach_coordinator(c);
   auto& sys = *conn.runtime->system;
   auto answer = std::make_shared<std::promise<caf::expected<actors::placement_table>>>();
-  sys.spawn([&conn, o, answer, proof = sign_order(c, actors::order_text(o))](
-                caf::event_based_actor* self) {
+  sys.spawn([&conn, o, answer,
+             proof = sign_order(c, actors::order_text(o))](caf::event_based_actor* self) {
     self->request(conn.node, std::chrono::seconds(3600), actors::move_atom_v, o, proof)
         .then(
             [=](actors::placement_table& t) {

@@ -56,8 +56,9 @@ TEST(HostileOrders, OnlyTheCoordinatorTheRegisteredProcessAndTheOperatorGiveOrde
     std::string cmd;
     ~down_at_exit() { (void)std::system(cmd.c_str()); }
   } down{local + " down " + shell_quote(path.string()) + " >/dev/null"};
-  std::vector<std::string> generate = {"generate", "--model", model.string(), "--tokens",
-                                       "3,1,4,1,5", "--max-new-tokens", "5", "--ignore-eos"};
+  std::vector<std::string> generate = {"generate", "--model",     model.string(),
+                                       "--tokens", "3,1,4,1,5",   "--max-new-tokens",
+                                       "5",        "--ignore-eos"};
   auto oracle = run_xmesh(generate);
   ASSERT_EQ(0, oracle.status) << oracle.err;
 
@@ -84,9 +85,9 @@ TEST(HostileOrders, OnlyTheCoordinatorTheRegisteredProcessAndTheOperatorGiveOrde
                                  actors::heartbeat_atom_v, std::string("experts-b")));
   // Orders to the coordinator: only under the operator's signature.
   actors::move_order retire{actors::move_order::retire, 0, 0, "experts-b", ""};
-  EXPECT_EQ(refusal<actors::placement_table>(head, actors::move_atom_v, retire,
-                                             actors::operator_proof{}),
-            "order: an order without the operator's signature is refused");
+  EXPECT_EQ(
+      refusal<actors::placement_table>(head, actors::move_atom_v, retire, actors::operator_proof{}),
+      "order: an order without the operator's signature is refused");
   auto by_node = transport::sign_claim(
       transport::tls_identity_in(cluster.security.keys, "experts-a"), actors::order_text(retire));
   EXPECT_EQ(refusal<actors::placement_table>(
@@ -105,9 +106,9 @@ TEST(HostileOrders, OnlyTheCoordinatorTheRegisteredProcessAndTheOperatorGiveOrde
   EXPECT_EQ(refusal<actors::placement_table>(head, actors::drain_atom_v, std::string("experts-b"),
                                              actors::operator_proof{}),
             "order: an order without the operator's signature is refused");
-  EXPECT_EQ(refusal<actors::rebalance_report>(head, actors::rebalance_atom_v,
-                                              actors::operator_proof{}),
-            "order: an order without the operator's signature is refused");
+  EXPECT_EQ(
+      refusal<actors::rebalance_report>(head, actors::rebalance_atom_v, actors::operator_proof{}),
+      "order: an order without the operator's signature is refused");
 
   // Nothing changed: the same table, every node up and beating, the same output.
   std::this_thread::sleep_for(1500ms);  // past a few heartbeat periods
