@@ -93,9 +93,9 @@ const std::vector<metric_spec>& metric_catalogue() {
       {"xmesh_store_resident_peak_experts", "gauge", "layer",
        "The most experts the store held at once per layer (never above its capacity)."},
       {"xmesh_store_capacity_experts", "gauge", "", "Experts per layer the store may hold."},
-      {"xmesh_store_bytes_loaded_total", "counter", "",
+      {"xmesh_store_bytes_loaded_total", "counter", "layer",
        "Bytes the store read from its slow tier (the node's files or a peer, at its rate)."},
-      {"xmesh_store_stall_seconds_total", "counter", "",
+      {"xmesh_store_stall_seconds_total", "counter", "layer",
        "Time batches waited for the store: reads, and room while every expert was in use."},
       {"xmesh_control_connections_total", "counter", "outcome",
        "Connections to this node's control port: admitted, or refused by the gate (handshake: "
@@ -311,13 +311,13 @@ void node_metrics::set_store(const node_store& store) {
       catch_up(counter("xmesh_store_fallback_rows_total", layer), static_cast<double>(n.fallbacks));
     gauge("xmesh_store_resident_experts", layer).Set(static_cast<double>(n.resident));
     gauge("xmesh_store_resident_peak_experts", layer).Set(static_cast<double>(n.peak));
+    catch_up(counter("xmesh_store_bytes_loaded_total", layer), static_cast<double>(n.bytes));
+    catch_up(counter("xmesh_store_stall_seconds_total", layer), n.stall_seconds);
   }
   gauge("xmesh_store_capacity_experts").Set(static_cast<double>(store.capacity()));
-  catch_up(counter("xmesh_store_bytes_loaded_total"), static_cast<double>(store.bytes_loaded));
   catch_up(counter("xmesh_store_prefetched_experts_total"), static_cast<double>(store.prefetched));
   catch_up(counter("xmesh_store_corrupt_reads_total"), static_cast<double>(store.corrupt_reads));
   catch_up(counter("xmesh_store_peer_bytes_total"), static_cast<double>(store.bytes_from_peers));
-  catch_up(counter("xmesh_store_stall_seconds_total"), store.stall_seconds);
 }
 
 void node_metrics::set_memory(int64_t used_bytes, int64_t budget_bytes) {

@@ -118,9 +118,11 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) 
       s.last_use = ++clock_;
       ++s.uses;
       if (!missed && counted) ++counts.hits;
-      if (waited && counted)  // a background load is no batch waiting
-        stall_seconds =
-            stall_seconds + std::chrono::duration<double>(clock_type::now() - start).count();
+      if (waited && counted) {  // a background load is no batch waiting
+        const double waited_s = std::chrono::duration<double>(clock_type::now() - start).count();
+        stall_seconds = stall_seconds + waited_s;
+        counts.stall_seconds = counts.stall_seconds + waited_s;
+      }
       return lease(this, key, s.copy);
     }
     if (counts.resident >= capacity_) {
@@ -156,6 +158,7 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) 
     slots_[key].copy = copy;
     resident_bytes_ += copy->bytes;
     bytes_loaded += copy->bytes;
+    counts.bytes += copy->bytes;
     changed_.notify_all();
   }
 }

@@ -94,6 +94,8 @@ class node_store {
   struct layer_counts {
     std::atomic<int64_t> hits{0}, misses{0}, resident{0}, peak{0};
     std::atomic<int64_t> fallbacks{0};  // pairs computed with the low-precision copy
+    std::atomic<int64_t> bytes{0};      // loaded from the slow tier
+    std::atomic<double> stall_seconds{0};
   };
   [[nodiscard]] const std::vector<layer_counts>& layers() const { return layers_; }
   std::atomic<int64_t> bytes_loaded{0}, corrupt_reads{0};

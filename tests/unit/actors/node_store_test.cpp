@@ -54,6 +54,9 @@ TEST_F(NodeStore, ConcurrentBatchesStayWithinTheBudgetAndComputeWithExactCopies)
   EXPECT_EQ(n.hits + n.misses, 6 * 40);
   EXPECT_GT(n.misses, 0);
   EXPECT_EQ(store.bytes_loaded, n.misses * store.resident_bytes() / n.resident);
+  EXPECT_EQ(n.bytes, store.bytes_loaded);  // per layer: only layer 1 read anything
+  EXPECT_GT(n.stall_seconds, 0.0);
+  EXPECT_EQ(n.stall_seconds, store.stall_seconds);
   EXPECT_EQ(store.layers()[0].resident, 0);  // only layer 1 was used
 }
 
