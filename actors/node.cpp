@@ -103,6 +103,24 @@ transport::gate_limits gate_limits_for(const model::model_config& m) {
   return limits;
 }
 
+model::generation_options options_of(const generate_request& r) {
+  return {.max_new_tokens = r.max_new_tokens,
+          .sampling = {r.temperature, r.top_k, r.top_p, r.seed},
+          .keep_all_logits = r.keep_all_logits,
+          .stop_at_eos = r.stop_at_eos};
+}
+
+void fill_generated(generate_reply& reply, model::generation_result r) {
+  reply.generated = std::move(r.generated);
+  const auto* logits = reinterpret_cast<const uint8_t*>(r.logits.data());
+  reply.logits.assign(logits, logits + r.logits.size() * sizeof(float));
+  reply.positions = r.positions;
+  reply.prefill_seconds = r.prefill_seconds;
+  reply.decode_seconds = r.decode_seconds;
+  reply.decode_steps = r.decode_steps;
+  reply.token_seconds = std::move(r.token_seconds);
+}
+
 void node_runtime::follow_stores() {
   const bool routing_section = routing_.enabled;
   std::string first;  // the first store with a fallback: the head's cache follows it
@@ -384,19 +402,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
         if (c) c->touch(p.layer, p.experts.data(), static_cast<int64_t>(p.experts.size()));
         router_->prefetch(p.layer, p.experts);
       });
-    model::generation_options o{.max_new_tokens = req.max_new_tokens,
-                                .sampling = {req.temperature, req.top_k, req.top_p, req.seed},
-                                .keep_all_logits = req.keep_all_logits,
-                                .stop_at_eos = req.stop_at_eos};
-    auto r = model::generate(net, req.prompt, o);
-    reply.generated = r.generated;
-    const auto* logits = reinterpret_cast<const uint8_t*>(r.logits.data());
-    reply.logits.assign(logits, logits + r.logits.size() * sizeof(float));
-    reply.positions = r.positions;
-    reply.prefill_seconds = r.prefill_seconds;
-    reply.decode_seconds = r.decode_seconds;
-    reply.decode_steps = r.decode_steps;
-    reply.token_seconds = r.token_seconds;
+    fill_generated(reply, model::generate(net, req.prompt, options_of(req)));
     reply.dispatches = experts.dispatches();
     reply.dispatch_seconds = experts.dispatch_seconds();
     if (metrics_)

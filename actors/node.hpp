@@ -19,6 +19,7 @@
 #include "actors/protocol.hpp"
 #include "actors/router.hpp"
 #include "model/expert_store.hpp"
+#include "model/generator.hpp"
 #include "model/routing_policy.hpp"
 #include "model/weights.hpp"
 #include "transport/gate/control_gate.hpp"
@@ -26,6 +27,11 @@
 #include "transport/transport.hpp"
 
 namespace xmesh::actors {
+
+/// The generation a request asks for.
+model::generation_options options_of(const generate_request& request);
+/// Copies what a generation produced into its reply (tokens, logits, times).
+void fill_generated(generate_reply& reply, model::generation_result result);
 
 /// Starts and owns a node's roles. The embedded default (`xmesh generate` without a cluster)
 /// is a node_runtime with every role and the local transport: the same code path as a cluster.

@@ -13,6 +13,7 @@
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "tools/local_engine.hpp"
 #include "tools/text_file.hpp"
 
 namespace xmesh::tools {
@@ -135,22 +136,9 @@ int bench_edge(int argc, char** argv) {
     throw std::runtime_error(f.str("--prompt-file") +
                              ": fewer than --prompt-tokens + --new-tokens tokens");
   kernels::thread_pool pool(static_cast<int>(threads));
-  model::expert_store store(m.config, m.weights,
-                            model::parse_store_options(f.str("--expert-store"), m.config));
-  model::local_expert_backend experts(m.weights, pool);
-  experts.set_store(&store);
-  model::transformer net(m.config, m.weights, pool, experts);
-  net.set_routing_policy(
-      model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
-  // A policy that prefers resident experts must see the store's residency: one cache rule.
-  if (net.routing_policy().enabled && !net.routing_policy().same_cache(store.options().cache))
-    throw usage_error(
-        "--routing-policy and --expert-store: give both the same cache, "
-        "cache_fraction, decay and load_rank");
-  if (store.options().prefetch)
-    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
-      store.prefetch_after(l, x, n, pool, c);
-    });
+  local_engine engine(m, pool, f.str("--expert-store"), f.opt("--routing-policy").value_or(""));
+  auto& net = engine.net();
+  auto& store = *engine.store();
   // Decode steps fed the text's own next tokens (teacher forcing): routing follows real text,
   // not a model's greedy loops, whose repeats would hit the cache every time.
   model::kv_cache cache(m.config, prompt_len + new_tokens);

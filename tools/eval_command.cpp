@@ -14,6 +14,7 @@
 #include "model/tokenizer/tokenizer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "tools/local_engine.hpp"
 #include "tools/text_file.hpp"
 
 namespace xmesh::tools {
@@ -59,28 +60,17 @@ int eval_main(int argc, char** argv) {
     throw std::runtime_error(f.str("--file") + ": fewer than two tokens to score");
 
   kernels::thread_pool pool(threads);
-  model::local_expert_backend experts(m.weights, pool);
-  std::optional<model::expert_store> store;
-  if (auto spec = f.opt("--expert-store")) {
-    store.emplace(m.config, m.weights, model::parse_store_options(*spec, m.config));
-    experts.set_store(&*store);
-  }
-  model::transformer net(m.config, m.weights, pool, experts);
-  net.set_routing_policy(
-      model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
-  // A policy that prefers resident experts must see the store's residency: one cache rule.
-  if (net.routing_policy().enabled && store &&
-      !net.routing_policy().same_cache(store->options().cache))
-    throw usage_error(
-        "--routing-policy and --expert-store: give both the same cache, "
-        "cache_fraction, decay and load_rank");
   std::optional<model::routing_stats> routing;
   if (f.has("--routing")) routing.emplace(m.config, m.weights, pool);
-  if (routing || (store && store->options().prefetch))
-    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
-      if (routing) routing->observe(l, x, n);
-      if (store) store->prefetch_after(l, x, n, pool, c);
-    });
+  model::transformer::moe_observer watch;
+  if (routing)
+    watch = [&](int64_t l, const float* x, int64_t n, model::expert_cache_model*) {
+      routing->observe(l, x, n);
+    };
+  local_engine engine(m, pool, f.opt("--expert-store"), f.opt("--routing-policy").value_or(""),
+                      std::move(watch));
+  auto& net = engine.net();
+  auto* store = engine.store();
   std::optional<actors::proven_connection> head;
   auto logits_of = model::local_window_logits(net);
   if (auto file = f.opt("--cluster")) {

@@ -5,13 +5,12 @@
 
 #include "actors/node.hpp"
 #include "actors/system.hpp"
-#include "model/expert_store.hpp"
 #include "model/generator.hpp"
 #include "model/npy.hpp"
 #include "model/tokenizer/tokenizer.hpp"
-#include "model/transformer.hpp"
 #include "tools/commands.hpp"
 #include "tools/flags.hpp"
+#include "tools/local_engine.hpp"
 
 namespace xmesh::tools {
 
@@ -61,36 +60,10 @@ actors::generate_reply run_with_store(const flags& f, const std::string& dir, in
                                       const actors::generate_request& request) {
   auto m = model::load_model(dir);
   kernels::thread_pool pool(threads);
-  model::local_expert_backend experts(m.weights, pool);
-  model::expert_store store(m.config, m.weights,
-                            model::parse_store_options(f.str("--expert-store"), m.config));
-  experts.set_store(&store);
-  model::transformer net(m.config, m.weights, pool, experts);
-  net.set_routing_policy(
-      model::parse_routing_options(f.opt("--routing-policy").value_or(""), m.config));
-  if (net.routing_policy().enabled && !net.routing_policy().same_cache(store.options().cache))
-    throw usage_error(
-        "--routing-policy and --expert-store: give both the same cache, cache_fraction, decay "
-        "and load_rank");
-  if (store.options().prefetch)
-    net.set_moe_observer([&](int64_t l, const float* x, int64_t n, model::expert_cache_model* c) {
-      store.prefetch_after(l, x, n, pool, c);
-    });
-  auto r = model::generate(
-      net, request.prompt,
-      {.max_new_tokens = request.max_new_tokens,
-       .sampling = {request.temperature, request.top_k, request.top_p, request.seed},
-       .keep_all_logits = request.keep_all_logits,
-       .stop_at_eos = request.stop_at_eos});
+  local_engine engine(m, pool, f.str("--expert-store"), f.opt("--routing-policy").value_or(""));
   actors::generate_reply reply;
-  reply.generated = r.generated;
-  const auto* logits = reinterpret_cast<const uint8_t*>(r.logits.data());
-  reply.logits.assign(logits, logits + r.logits.size() * sizeof(float));
-  reply.positions = r.positions;
-  reply.prefill_seconds = r.prefill_seconds;
-  reply.decode_seconds = r.decode_seconds;
-  reply.decode_steps = r.decode_steps;
-  reply.token_seconds = r.token_seconds;
+  actors::fill_generated(
+      reply, model::generate(engine.net(), request.prompt, actors::options_of(request)));
   return reply;
 }
 
