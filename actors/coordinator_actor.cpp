@@ -6,10 +6,9 @@
 #include <map>
 #include <set>
 
+#include "actors/admission.hpp"
 #include "actors/coordinator.hpp"
-#include "actors/expert_fetch.hpp"
 #include "actors/rebalance.hpp"
-#include "transport/gate/tls.hpp"
 
 namespace xmesh::actors {
 
@@ -56,39 +55,6 @@ std::chrono::milliseconds period(const rebalance_config& c) {
 
 caf::error order_error(const std::string& what) {
   return caf::make_error(caf::sec::runtime_error, what);
-}
-
-// Why a registration is refused in an authenticated cluster, or "": its certificate must be the
-// cluster CA's, name the node it registers as, and its key must have signed the registration.
-// (TLS proved the connection is a member's; this binds the name to that member.)
-std::string claim_refusal(const std::filesystem::path& keys, const node_info& info) {
-  const std::string who = "node '" + info.name + "'";
-  if (info.certificate.empty()) return who + " registered without its certificate's signature";
-  try {
-    auto cn = transport::verify_claim(keys / "tls-ca.pem", {info.certificate, info.signature},
-                                      registration_text(info));
-    if (cn != info.name) return who + " registered with the certificate of '" + cn + "'";
-  } catch (const std::exception& e) {
-    return who + "'s registration is refused: " + e.what();
-  }
-  return {};
-}
-
-// Why an order is refused in an authenticated cluster, or "": the operator's key (which only
-// the command line holds, not the nodes) must have signed `text` under the cluster CA.
-std::string order_refusal(const std::filesystem::path& keys, const operator_proof& proof,
-                          const std::string& text) {
-  if (keys.empty()) return {};
-  if (proof.certificate.empty()) return "an order without the operator's signature is refused";
-  try {
-    auto cn =
-        transport::verify_claim(keys / "tls-ca.pem", {proof.certificate, proof.signature}, text);
-    if (cn != "operator")
-      return "an order signed by '" + cn + "' is refused: orders take the operator's key";
-  } catch (const std::exception& e) {
-    return std::string("an order is refused: ") + e.what();
-  }
-  return {};
 }
 
 void run_next(self_ptr self);
@@ -482,13 +448,8 @@ coordinator_actor::behavior_type coordinator_fn(self_ptr self, cluster_config cl
       [self](register_atom, const node_info& info) -> caf::result<placement_table> {
         auto& core = *self->state.core;
         auto why = self->state.keys.empty() ? std::string() : claim_refusal(self->state.keys, info);
-        // Rows marked low-precision must give the same bits on every replica.
         auto& first = self->state.fallback;
-        if (why.empty() && info.fallback != 0 && !first.first.empty() && first.first != info.name &&
-            first.second != info.fallback)
-          why = "node '" + info.name + "' keeps another low-precision copy than node '" +
-                first.first + "' (checksum " + checksum_hex(info.fallback) + ", not " +
-                checksum_hex(first.second) + "): a row in q4 must not depend on its replica";
+        if (why.empty()) why = fallback_refusal(first, info);
         if (why.empty()) why = core.admit(info);
         if (why.empty() && info.fallback != 0 && (first.first.empty() || first.first == info.name))
           first = {info.name, info.fallback};
