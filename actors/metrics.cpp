@@ -85,6 +85,9 @@ const std::vector<metric_spec>& metric_catalogue() {
        "Copies from the slow tier (files or a peer) refused by their checksum, then read again."},
       {"xmesh_store_prefetched_experts_total", "counter", "",
        "Experts a head's pre-gating asked the store to load ahead (prefetch=1)."},
+      {"xmesh_pregate_experts_total", "counter", "outcome",
+       "Heads with prefetching stores: experts predicted for the next layer (outcome=predicted), "
+       "experts that layer then used (used), and those both predicted and used (correct)."},
       {"xmesh_store_misses_on_head_total", "counter", "",
        "Rows a head computed from its own files because an expert node's store would have missed "
        "them (store_misses: head)."},
@@ -151,6 +154,8 @@ node_metrics::node_metrics(const std::string& node, const std::string& transport
   frame_rows_ = &histogram("xmesh_frame_rows", row_buckets);
   for (const char* r : resend_reasons) counter("xmesh_rows_resent_total", {{"reason", r}});
   misses_on_head_ = &counter("xmesh_store_misses_on_head_total");
+  for (const char* o : {"predicted", "used", "correct"})
+    counter("xmesh_pregate_experts_total", {{"outcome", o}});
   frames_served_ = &counter("xmesh_frames_served_total");
   bytes_received_ = &counter("xmesh_bytes_received_total", {{"peer", "any"}});
   // Every reason a frame may be refused for exists from the start (at 0), so rates and alerts
@@ -298,6 +303,10 @@ void node_metrics::set_control(const transport::gate_counters& c) {
   const uint64_t now[] = {c.admitted, c.refused_handshake, c.refused_oversized, c.refused_capacity,
                           c.accept_backoffs};
   for (size_t i = 0; i < control_.size(); ++i) catch_up(*control_[i], static_cast<double>(now[i]));
+}
+
+prometheus::Counter& node_metrics::pregate(std::string_view what) {
+  return counter("xmesh_pregate_experts_total", {{"outcome", std::string(what)}});
 }
 
 void node_metrics::set_store(const node_store& store) {

@@ -67,6 +67,9 @@ class node_metrics {
   peer& peer_of(const std::string& name);
   prometheus::Histogram& frame_rows() { return *frame_rows_; }
   prometheus::Counter& store_misses_on_head() { return *misses_on_head_; }
+  /// Pre-gating (prefetching stores): `predicted` experts, `used` at the layers predicted for,
+  /// and `correct` (predicted and used): precision = correct / predicted, recall = correct / used.
+  prometheus::Counter& pregate(std::string_view what);
   /// Rows re-sent: `unreachable`, `not_hosted`, `dropped` (node left the placement), `files`
   /// (computed on the head from its own model files).
   prometheus::Counter& resent(std::string_view why);

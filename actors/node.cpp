@@ -401,6 +401,7 @@ generate_reply node_runtime::run_generation(const generate_request& req) {
         if (p.layer < 0) return;
         if (c) c->touch(p.layer, p.experts.data(), static_cast<int64_t>(p.experts.size()));
         router_->prefetch(p.layer, p.experts);
+        experts.predicted(p.layer, p.experts);
       });
     fill_generated(reply, model::generate(net, req.prompt, options_of(req)));
     reply.dispatches = experts.dispatches();

@@ -427,11 +427,30 @@ struct counted_batch_impl final : model::expert_batch {
 };
 }  // namespace
 
+void counted_backend::predicted(int64_t layer, std::vector<int32_t> experts) {
+  predicted_layer_ = layer;
+  predicted_ = std::move(experts);
+}
+
 std::unique_ptr<model::expert_batch> counted_backend::submit(int64_t layer, const float* x,
                                                              int64_t num_tokens,
                                                              const int32_t* expert_ids, int32_t k,
                                                              float* y,
                                                              const uint8_t* low_precision) {
+  if (layer == predicted_layer_) {
+    int64_t used = 0, correct = 0;
+    for (int64_t s = 0; s < num_tokens * k; ++s)
+      if (expert_ids[s] >= 0) {
+        ++used;
+        correct += std::count(predicted_.begin(), predicted_.end(), expert_ids[s]) > 0;
+      }
+    if (auto* m = inner_.metrics()) {
+      m->pregate("predicted").Increment(static_cast<double>(predicted_.size()));
+      m->pregate("used").Increment(static_cast<double>(used));
+      m->pregate("correct").Increment(static_cast<double>(correct));
+    }
+    predicted_layer_ = -1;
+  }
   auto b = std::make_unique<counted_batch_impl>();
   b->start = clock_type::now();
   b->inner = inner_.submit_on(layer, x, num_tokens, expert_ids, k, y, &pool_, low_precision);

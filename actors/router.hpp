@@ -185,12 +185,17 @@ class counted_backend final : public model::expert_backend {
                                               const uint8_t* low_precision = nullptr) override;
   [[nodiscard]] int64_t dispatches() const { return dispatches_; }
   [[nodiscard]] double dispatch_seconds() const { return dispatch_seconds_; }
+  /// Pre-gating's prediction for `layer` in this decode step; scored (xmesh_pregate_experts_total)
+  /// against what the layer routes to when it is submitted.
+  void predicted(int64_t layer, std::vector<int32_t> experts);
 
  private:
   router_service& inner_;
   kernels::thread_pool& pool_;
   int64_t dispatches_ = 0;
   double dispatch_seconds_ = 0;
+  int64_t predicted_layer_ = -1;
+  std::vector<int32_t> predicted_;
 };
 
 }  // namespace xmesh::actors

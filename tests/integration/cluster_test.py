@@ -267,11 +267,12 @@ def case_store_fallback(h, transport):
         if all(a[1].tobytes() == b[1].tobytes() for a, b in zip(oracles, previous)):
             sys.exit(f"FAIL: {name} should change the logits")
         previous = oracles
-        r = free_ports(5)
+        r = free_ports(6)
         text = f"""model: {model}
 transport: {transport}
 nodes:
-  - {{name: head, control_port: {r[0]}, data_port: {r[1]}, roles: [coordinator, head], threads: 1}}
+  - {{name: head, control_port: {r[0]}, data_port: {r[1]}, metrics_port: {r[5]}, roles: [coordinator, head],
+     threads: 1}}
   - {{name: edge, control_port: {r[2]}, data_port: {r[3]}, metrics_port: {r[4]}, roles: [experts], threads: 2,
      store: "{spec}"}}
 """
@@ -301,6 +302,18 @@ nodes:
                 sys.exit("FAIL: the node should compute rows with its fallback and stay within its capacity")
             if (asked > 0) != spec.endswith("prefetch=1"):
                 sys.exit("FAIL: the head's prefetch frames should reach the node exactly when its store prefetches")
+            head = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{r[5]}/metrics"], capture_output=True,
+                                  text=True).stdout
+            pregate = {o: sum(float(line.split()[-1]) for line in head.splitlines()
+                              if line.startswith("xmesh_pregate_experts_total{") and f'outcome="{o}"' in line)
+                       for o in ("predicted", "used", "correct")}
+            if spec.endswith("prefetch=1"):
+                print(f"pre-gating over {transport}: precision {pregate['correct'] / pregate['predicted']:.2f}, "
+                      f"recall {pregate['correct'] / pregate['used']:.2f} ({pregate})")
+                if not 0 < pregate["correct"] <= min(pregate["predicted"], pregate["used"]):
+                    sys.exit("FAIL: the head should score its predictions against what the next layer used")
+            elif pregate["predicted"] != 0:
+                sys.exit("FAIL: a head whose stores do not prefetch predicts nothing")
             if name == "fallback":  # a node with another low-precision copy (q8) cannot join
                 q8 = f"{h.tmp}/qwen3_moe-q8"
                 subprocess.run([h.xmesh, "quantize", "--model", model, "--out", q8, "--dtype", "q8",
