@@ -243,40 +243,42 @@ def case_drain_join(h, transport):
         clients = Clients(h, model, LIVE_PROMPTS, oracles, c.path)
         joined = subprocess.Popen(join + ["--model", model], stdout=subprocess.DEVNULL,
                                   stderr=open(f"{h.tmp}/experts-d.log", "w"), env=h.env)
-        try:
-            wait_for(lambda: "experts-d" in status_of(h, c)["registered"], 20, "experts-d joins")
-            time.sleep(1.0)
-            start = time.time()
-            r = subprocess.run([h.xmesh, "cluster", "drain", "--cluster", c.path, "--node", "experts-b"],
-                               capture_output=True, text=True, timeout=120)
-            print(f"drain: exit {r.returncode} after {time.time() - start:.1f} s: {r.stdout.strip()}{r.stderr.strip()}")
-            if r.returncode != 0:
-                sys.exit("FAIL: the drain should succeed")
-            wait_for(lambda: gone(pid_of(c, "experts-b")), 10, "the drained node stops")
-            time.sleep(1.0)  # requests keep flowing without it
+        try:  # the joined node is this test's process: it ends whatever the outcome
+            try:
+                wait_for(lambda: "experts-d" in status_of(h, c)["registered"], 20, "experts-d joins")
+                time.sleep(1.0)
+                start = time.time()
+                r = subprocess.run([h.xmesh, "cluster", "drain", "--cluster", c.path, "--node", "experts-b"],
+                                   capture_output=True, text=True, timeout=120)
+                print(f"drain: exit {r.returncode} after {time.time() - start:.1f} s: {r.stdout.strip()}{r.stderr.strip()}")
+                if r.returncode != 0:
+                    sys.exit("FAIL: the drain should succeed")
+                wait_for(lambda: gone(pid_of(c, "experts-b")), 10, "the drained node stops")
+                time.sleep(1.0)  # requests keep flowing without it
+            finally:
+                done, failures = clients.stop()
+            print(f"requests completed: {sum(done)} {done}")
+            if failures:
+                sys.exit("FAIL: " + "; ".join(failures[:3]))
+            p = placement_of(h, c)
+            st = status_of(h, c)
+            if "experts-b" in hosts_of(p) or st["drained"] != ["experts-b"] or "experts-d" not in st["registered"]:
+                sys.exit(f"FAIL: experts-b should be drained and experts-d a member: {st}")
+            if "experts-d" not in hosts_of(p):
+                sys.exit("FAIL: the joined node should have taken replicas (the roomiest node)")
+            if any(not r for layer in p["replicas"] for r in layer):
+                sys.exit("FAIL: every expert should keep a replica")
+            r = subprocess.run([h.xmesh, "cluster", "drain", "--cluster", c.path, "--node", "head"],
+                               capture_output=True, text=True, timeout=30)
+            print(f"drain of the head: exit {r.returncode}: {r.stderr.strip()}")
+            if r.returncode == 0 or "cannot drain 'head': it is not an expert node of this cluster" not in r.stderr:
+                sys.exit("FAIL: draining a node without experts must be refused")
+            cmd, _ = h.generate(other, [1, 2], cluster=c.path)
+            expect_error("client with another model", cmd, h.env,
+                         "the cluster serves model olmoe-skew0 (config", 20)
         finally:
-            done, failures = clients.stop()
-        print(f"requests completed: {sum(done)} {done}")
-        if failures:
-            sys.exit("FAIL: " + "; ".join(failures[:3]))
-        p = placement_of(h, c)
-        st = status_of(h, c)
-        if "experts-b" in hosts_of(p) or st["drained"] != ["experts-b"] or "experts-d" not in st["registered"]:
-            sys.exit(f"FAIL: experts-b should be drained and experts-d a member: {st}")
-        if "experts-d" not in hosts_of(p):
-            sys.exit("FAIL: the joined node should have taken replicas (the roomiest node)")
-        if any(not r for layer in p["replicas"] for r in layer):
-            sys.exit("FAIL: every expert should keep a replica")
-        r = subprocess.run([h.xmesh, "cluster", "drain", "--cluster", c.path, "--node", "head"],
-                           capture_output=True, text=True, timeout=30)
-        print(f"drain of the head: exit {r.returncode}: {r.stderr.strip()}")
-        if r.returncode == 0 or "cannot drain 'head': it is not an expert node of this cluster" not in r.stderr:
-            sys.exit("FAIL: draining a node without experts must be refused")
-        cmd, _ = h.generate(other, [1, 2], cluster=c.path)
-        expect_error("client with another model", cmd, h.env,
-                     "the cluster serves model olmoe-skew0 (config", 20)
-        joined.terminate()
-        joined.wait(timeout=20)
+            joined.terminate()
+            joined.wait(timeout=20)
 
 
 if __name__ == "__main__":
