@@ -242,7 +242,7 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       // avoids are left out while another choice exists; with none, the head's files serve.
       others.clear();
       for (int32_t r : replicas)
-        if (r != avoid && !(suspect_until_[r] > now) && !(low && r == here)) others.push_back(r);
+        if (r != avoid && !(suspect_until_[r] > now)) others.push_back(r);
       // A low-precision row stays with the nodes (only their stores keep a q4 copy), even a
       // suspect one: the head cannot compute it.
       if (others.empty() && here_rows && fallback_ && !low) {
