@@ -400,11 +400,11 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
                              std::to_string(e.mark.line + 1) + ")");
   }
   if (!root.IsMap()) fail(origin, "top level", "expected a mapping");
-  check_keys(
-      root,
-      {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat", "metrics",
-       "links", "security", "ssh", "nodes", "routing", "replica_choice", "store_misses"},
-      origin, "");
+  check_keys(root,
+             {"model", "transport", "placement", "static_placement", "rebalance", "heartbeat",
+              "metrics", "links", "security", "data_connections", "ssh", "nodes", "routing",
+              "replica_choice", "store_misses"},
+             origin, "");
   cluster_config c;
   if (!root["model"]) fail(origin, "model", "missing");
   c.model = scalar<std::string>(root["model"], origin, "model");
@@ -468,6 +468,18 @@ cluster_config parse_cluster(const std::string& yaml, const std::string& origin,
       c.security.keys = scalar<std::string>(sec["keys"], origin, "security.keys");
       if (c.security.keys.is_relative()) c.security.keys = base / c.security.keys;
     }
+  }
+  if (auto d = root["data_connections"]) {
+    if (!d.IsMap()) fail(origin, "data_connections", "expected a mapping (per_host, total)");
+    check_keys(d, {"per_host", "total"}, origin, "data_connections");
+    auto& caps = c.data_connections;
+    for (auto [key, value] : {std::pair{"per_host", &caps.per_host}, {"total", &caps.total}}) {
+      const std::string where = std::string("data_connections.") + key;
+      if (d[key]) *value = scalar<int64_t>(d[key], origin, where);
+      if (*value < 1 || *value > 1'000'000) fail(origin, where, "must be in 1..1000000");
+    }
+    if (caps.per_host > caps.total)
+      fail(origin, "data_connections.per_host", "must not exceed data_connections.total");
   }
   // deploy/ssh.sh reads `ssh:` (user, port, identity, dir); here only its shape is checked.
   if (auto ssh = root["ssh"]) {

@@ -96,6 +96,14 @@ struct metrics_config {
   int64_t expert_series = 4096;
 };
 
+/// Caps on the data-plane connections a node accepts (cluster file section `data_connections:`;
+/// transport/gate/library_accepts.hpp): live connections from one host address, and in all. A
+/// stranger holding connections cannot take more than its host's share.
+struct data_connections_config {
+  int64_t per_host = 64;
+  int64_t total = 512;
+};
+
 /// Who may talk to the cluster's nodes (cluster file section `security:`). By default a cluster
 /// is authenticated with the keys in `keys` (`security: {keys: DIR}`, or `FILE-STEM.keys` beside
 /// the cluster file), which `xmesh cluster keygen` writes: the control plane speaks mutual TLS
@@ -120,6 +128,7 @@ struct cluster_config {
   heartbeat_config heartbeat;
   metrics_config metrics;
   security_config security;
+  data_connections_config data_connections;
   std::map<std::string, link_profile> links;  // built-in profiles and the file's own
   /// The heads' routing policy (section `routing:`, model/routing_policy.hpp) as its spec text
   /// "key=value,..."; empty: exact routing. Checked against the model when a head starts.

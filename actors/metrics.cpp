@@ -106,6 +106,12 @@ const std::vector<metric_spec>& metric_catalogue() {
        "over the cap; capacity: too many waiting)."},
       {"xmesh_control_accept_backoffs_total", "counter", "",
        "Times the control gate paused accepting because descriptors ran out."},
+      {"xmesh_data_connections_total", "counter", "outcome",
+       "Connections accepted on this node's data-plane ports (ZeroMQ's, UCX's worker): admitted, "
+       "or closed at once over a cap (host_cap: its host holds data_connections.per_host; "
+       "total_cap: the node holds data_connections.total)."},
+      {"xmesh_data_connections", "gauge", "",
+       "Data-plane connections this node accepted that are still open."},
   };
   return all;
 }
@@ -167,6 +173,9 @@ node_metrics::node_metrics(const std::string& node, const std::string& transport
   for (const char* o : control_outcomes)
     control_.push_back(&counter("xmesh_control_connections_total", {{"outcome", o}}));
   control_.push_back(&counter("xmesh_control_accept_backoffs_total"));
+  for (const char* o : {"admitted", "host_cap", "total_cap"})
+    data_connections_.push_back(&counter("xmesh_data_connections_total", {{"outcome", o}}));
+  data_connections_live_ = &gauge("xmesh_data_connections");
   expert_compute_ = &histogram("xmesh_expert_compute_seconds", compute_buckets);
   expert_rows_ = &counter("xmesh_expert_rows_total");
   memory_ = &gauge("xmesh_expert_memory_bytes");
@@ -303,6 +312,13 @@ void node_metrics::set_control(const transport::gate_counters& c) {
   const uint64_t now[] = {c.admitted, c.refused_handshake, c.refused_oversized, c.refused_capacity,
                           c.accept_backoffs};
   for (size_t i = 0; i < control_.size(); ++i) catch_up(*control_[i], static_cast<double>(now[i]));
+}
+
+void node_metrics::set_data_connections(const transport::library_accept_counts& c) {
+  const uint64_t now[] = {c.admitted, c.refused_per_host, c.refused_total};
+  for (size_t i = 0; i < data_connections_.size(); ++i)
+    catch_up(*data_connections_[i], static_cast<double>(now[i]));
+  data_connections_live_->Set(static_cast<double>(c.live));
 }
 
 prometheus::Counter& node_metrics::pregate(std::string_view what) {

@@ -19,6 +19,7 @@
 
 #include "actors/node_store.hpp"
 #include "transport/gate/control_gate.hpp"
+#include "transport/gate/library_accepts.hpp"
 
 namespace xmesh::actors {
 
@@ -91,6 +92,8 @@ class node_metrics {
   void set_placement_version(uint64_t v) { placement_version_->Set(static_cast<double>(v)); }
   /// Mirrors the control gate's counters (it counts; the series catch up at each refresh).
   void set_control(const transport::gate_counters& counters);
+  /// The data-plane connections libzmq and UCX accepted here, and those the caps refused.
+  void set_data_connections(const transport::library_accept_counts& counts);
 
   // -- coordinator ---------------------------------------------------------------------------
   /// Replicas per (layer, expert) of a new table.
@@ -120,6 +123,8 @@ class node_metrics {
   std::map<std::string, peer> peers_;
   std::vector<prometheus::Counter*> tokens_;
   std::vector<prometheus::Counter*> control_;  // outcomes in gate_counters' order, then backoffs
+  std::vector<prometheus::Counter*> data_connections_;  // admitted, host_cap, total_cap
+  prometheus::Gauge* data_connections_live_ = nullptr;
   int64_t experts_ = 0;
   prometheus::Counter *requests_, *prompt_tokens_, *generation_tokens_, *frames_served_,
       *bytes_received_, *expert_rows_, *failovers_, *rejoins_, *bytes_moved_;

@@ -14,6 +14,7 @@
 #include "model/expert_shard.hpp"
 #include "model/generator.hpp"
 #include "transport/factory.hpp"
+#include "transport/gate/library_accepts.hpp"
 #include "transport/gate/tls.hpp"
 
 namespace xmesh::actors {
@@ -194,6 +195,8 @@ void node_runtime::start() {
                                       },
                                       model_identity_, metrics_.get()});
   }
+  transport::set_library_accept_caps({static_cast<int>(cluster_.data_connections.per_host),
+                                      static_cast<int>(cluster_.data_connections.total)});
   try {
     gate_ = make_gate(cluster_, self_.name, gate_limits_for(model_->config));
   } catch (const std::exception& e) {
@@ -343,6 +346,7 @@ void node_runtime::refresh_metrics() {
   if (metrics_ && host_)
     metrics_->set_memory(host_->speed().resident_bytes, self_.memory_budget_bytes);
   if (metrics_ && gate_) metrics_->set_control(gate_->counters());
+  if (metrics_) metrics_->set_data_connections(transport::library_accept_counts_now());
   if (metrics_ && host_ && host_->store()) metrics_->set_store(*host_->store());
 }
 

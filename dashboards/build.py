@@ -87,6 +87,9 @@ DASHBOARDS = {
         ("Control connections by outcome", "timeseries", "short",
          [(f"sum by (outcome) (rate(xmesh_control_connections_total{{{N}}}[{RATE}]))", "{{outcome}}"),
           (f"sum(rate(xmesh_control_accept_backoffs_total{{{N}}}[{RATE}]))", "accept paused (no descriptors)")]),
+        ("Data-plane connections by outcome", "timeseries", "short",
+         [(f"sum by (outcome) (rate(xmesh_data_connections_total{{{N}}}[{RATE}]))", "{{outcome}}"),
+          (f"sum(xmesh_data_connections{{{N}}})", "open")]),
     ]),
     "xmesh-failures": ("ExpertMesh: failures", [
         ("Nodes up", "timeseries", "short", [("max(xmesh_nodes_up)", "nodes up")]),

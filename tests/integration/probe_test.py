@@ -4,7 +4,8 @@ gate on the control port, the data port, metrics; for UCX the worker's TCP port,
 publish worker addresses over the control plane instead of running a sockaddr listener): random
 bytes, zeros, 17 bytes of 0xff (which aborted UCX's connection manager before), patterns, a
 control-plane header announcing a 256 MiB message, half-open connections, 10,000 mutated
-control-plane messages and 500 held connections. Both nodes stay up, their RSS grows by less than
+control-plane messages and 500 held connections (the data ports keep at most 64 from one host:
+data_connections.per_host). Both nodes stay up, their RSS grows by less than
 64 MiB, and a request made while the connections are held is bit-identical to the single-process
 run. No node listens anywhere but its configured ports (CAF has no socket of its own). Then each
 node, at 128 descriptors and at 8 above what it holds, with 200 connections held on each of its
@@ -37,6 +38,17 @@ def fail(why):
 
 
 def listening_ports(pid):
+    inodes = socket_inodes(pid)
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # LISTEN
+                ports.add(int(f[1].split(":")[1], 16))
+    return ports
+
+
+def socket_inodes(pid):
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -45,13 +57,18 @@ def listening_ports(pid):
             continue
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
-    ports = set()
+    return inodes
+
+
+def accepted_on(pid, ports):
+    """Established connections the process holds whose local port is one of `ports`."""
+    inodes, n = socket_inodes(pid), 0
     for table in ("tcp", "tcp6"):
         for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
             f = line.split()
-            if f[3] == "0A" and f[9] in inodes:  # LISTEN
-                ports.add(int(f[1].split(":")[1], 16))
-    return ports
+            if f[3] == "01" and int(f[1].split(":")[1], 16) in ports and f[9] in inodes:
+                n += 1
+    return n
 
 
 def rss_mib(pid):
@@ -219,6 +236,16 @@ nodes:
             for port in sorted(ports[n]):
                 half += probe(port, rng)
         held = hold(sorted(ports["head"] | ports["experts"]), 500)
+        # The data-plane ports (ZeroMQ's router, UCX's worker) accept through the node's caps:
+        # loopback is one host, which holds at most `data_connections.per_host` (64) of them. (A
+        # ZeroMQ head listens on no data port.)
+        time.sleep(1)
+        for n, pid in pids.items():
+            data_ports = ports[n] - {control[n], p[4]}
+            kept = accepted_on(pid, data_ports)
+            print(f"{n}: {kept} connections kept on its data ports {sorted(data_ports)}")
+            if kept > 64 or (n == "experts" and not data_ports):
+                fail(f"{n} must keep at most 64 connections from one host on its data ports, not {kept}")
         took = request("while 500 connections are held on every port")
         for s in half + held:
             s.close()
@@ -240,6 +267,11 @@ nodes:
                    for o in ("admitted", "handshake", "oversized", "capacity")
                    if line.startswith(f'xmesh_control_connections_total{{node="experts",outcome="{o}"}}')}
         print(f"experts' gate counted {counted}")
+        capped = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                     if line.startswith('xmesh_data_connections_total{node="experts",outcome="host_cap"}'))
+        print(f"experts' data ports closed {capped:.0f} connections over the per-host cap")
+        if capped < 400:
+            fail("the data port's refusals over the per-host cap should be counted (400 or more)")
         refused_by = "oversized" if security == "none" else "handshake"  # plain: the cap; TLS: the handshake
         if counted.get(refused_by, 0) < 1 or counted.get("capacity", 0) < 1:
             fail(f"the gate's refusals should be counted ({refused_by} and capacity)")

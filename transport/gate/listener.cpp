@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "transport/gate/library_accepts.hpp"
+
 namespace xmesh::transport {
 
 int listen_tcp(const std::string& host, uint16_t port) {
@@ -74,7 +76,9 @@ void accept_until(int fd, const std::atomic<bool>& stopping, const std::string& 
     if (::poll(&p, 1, 200) <= 0) continue;
     sockaddr_storage from{};
     socklen_t len = sizeof from;
-    int c = ::accept4(fd, reinterpret_cast<sockaddr*>(&from), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    // The gate caps its connections per handshake itself; the library caps are for the others.
+    int c =
+        accept_uncapped(fd, reinterpret_cast<sockaddr*>(&from), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c >= 0) {
       backing_off = false;
       take(c, from);

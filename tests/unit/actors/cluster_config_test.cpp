@@ -148,6 +148,25 @@ TEST(ClusterConfig, AuthenticatedByDefaultWithKeysBesideTheFile) {
             "c.yaml: security: expected none or a mapping (keys)");
 }
 
+TEST(ClusterConfig, DataConnectionCapsHaveDefaultsAndBounds) {
+  auto plain = parse_cluster(three_nodes, "c.yaml", "/base");
+  EXPECT_EQ(plain.data_connections.per_host, 64);
+  EXPECT_EQ(plain.data_connections.total, 512);
+  auto set =
+      parse_cluster("data_connections: {per_host: 8, total: 100}\n" + std::string(three_nodes),
+                    "c.yaml", "/base");
+  EXPECT_EQ(set.data_connections.per_host, 8);
+  EXPECT_EQ(set.data_connections.total, 100);
+  EXPECT_EQ(error_of("data_connections: {per_host: 0}\n" + std::string(three_nodes)),
+            "c.yaml: data_connections.per_host: must be in 1..1000000");
+  EXPECT_EQ(error_of("data_connections: {per_host: 600}\n" + std::string(three_nodes)),
+            "c.yaml: data_connections.per_host: must not exceed data_connections.total");
+  EXPECT_EQ(error_of("data_connections: {per_hosts: 6}\n" + std::string(three_nodes)),
+            "c.yaml: data_connections.per_hosts: unknown key (did you mean 'per_host'?)");
+  EXPECT_EQ(error_of("data_connections: 6\n" + std::string(three_nodes)),
+            "c.yaml: data_connections: expected a mapping (per_host, total)");
+}
+
 TEST(ClusterConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of("nodes: [a"),
             "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
