@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/netns.sh up|net|down|status|exec CLUSTER.yaml [-- COMMAND...]: a cluster over emulated links
+# deploy/netns.sh up|net|down|status|exec|guest CLUSTER.yaml [ADDRESS] [-- COMMAND...]: a cluster over emulated links
 # on one machine (root). Every distinct `host` of the cluster file gets a network namespace with
 # that address on eth0, joined by a bridge in a namespace of its own (the root namespace is not
 # touched). Each node's `link` profile shapes its host's access link: the rate with tbf (up: the
@@ -7,12 +7,13 @@
 # every receiver's ingress (a packet from A to B waits A's up delay plus B's down delay). These
 # kernels have no netem. `status` measures each link's RTT, loss and rate next to its profile;
 # `net` builds the namespaces and links without starting nodes; `exec` runs a command in the
-# first head's namespace (where clients reach the cluster). RTTs are
+# first head's namespace (where clients reach the cluster); `guest ADDRESS` runs one in a host of
+# its own at ADDRESS on the same bridge, unshaped (a client or a stranger on the cluster's network). RTTs are
 # measured with `ping -U` (user to user): ping's kernel receive timestamps would hide the delay
 # the receiver's ingress adds.
 set -euo pipefail
 
-usage() { echo "usage: deploy/netns.sh up|net|down|status|exec CLUSTER.yaml [-- COMMAND...]" >&2; exit 2; }
+usage() { echo "usage: deploy/netns.sh up|net|down|status|exec|guest CLUSTER.yaml [ADDRESS] [-- COMMAND...]" >&2; exit 2; }
 start_nodes=1  # `net`: the namespaces and links only (e.g. for deploy/ssh.sh to launch into)
 [[ $# -ge 2 ]] || usage
 cmd=$1
@@ -137,6 +138,25 @@ in_head() {
   ip netns exec "$(ns_of "$host")" env UCX_TLS=tcp UCX_NET_DEVICES=eth0 "$@"
 }
 
+# A host that is not in the cluster file, made on first use (down removes it with the others).
+guest() {
+  local address=$1; shift
+  [[ -n $(ours) ]] || { echo "netns.sh: no cluster of $file is up" >&2; exit 3; }
+  [[ $address =~ ^[0-9]+\.[0-9]+\.[0-9]+\.([0-9]+)$ ]] || { echo "netns.sh: guest: '$address' is not an IPv4 address" >&2; exit 2; }
+  ! hosts | grep -qx "$address" || { echo "netns.sh: guest: $address is a host of the cluster" >&2; exit 2; }
+  local ns="xm$id-g${BASH_REMATCH[1]}" port="g${BASH_REMATCH[1]}"
+  if ! ip netns list | awk '{print $1}' | grep -qx "$ns"; then
+    ip netns add "$ns"
+    ip -n "$sw" link add "$port" type veth peer name eth0 netns "$ns"
+    ip -n "$sw" link set "$port" master br0
+    ip -n "$sw" link set "$port" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$address/24" dev eth0
+    ip -n "$ns" link set eth0 up
+  fi
+  ip netns exec "$ns" env UCX_TLS=tcp UCX_NET_DEVICES=eth0 "$@"
+}
+
 status() {
   [[ -n $(ours) ]] || { echo "netns.sh: no cluster of $file is up"; exit 3; }
   local first; first=$(hosts | head -1)
@@ -187,5 +207,11 @@ case "$cmd" in
     else echo "netns.sh: no cluster of $file was up"; fi ;;
   status) status ;;
   exec) [[ ${1:-} == -- ]] && shift; [[ $# -gt 0 ]] || usage; in_head "$@" ;;
+  guest)
+    [[ $# -ge 1 ]] || usage
+    address=$1; shift
+    [[ ${1:-} == -- ]] && shift
+    [[ $# -gt 0 ]] || usage
+    guest "$address" "$@" ;;
   *) usage ;;
 esac

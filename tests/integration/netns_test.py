@@ -4,8 +4,9 @@ two edge expert nodes, one behind `wifi`, one behind `lte`, launched by deploy/n
   - every measured link RTT is within 20 % of its profile's, and the shaped rates hold;
   - generated tokens and logits are bit-identical to the single-process run, and the head's
     dispatch round trip shows the LTE link's delay (the shaping applies to the cluster's traffic);
-  - a rogue process probes every node's control and data port across the links (junk, a huge
-    announcement, held connections): the cluster still answers bit-identically;
+  - a rogue on a host of its own (`netns.sh guest`) probes every node's control and data port
+    (junk, a huge announcement, 300 held connections each): an expert node keeps at most 64 of
+    them on its data port, and the cluster still answers bit-identically while they are held;
   - kill -9 of the wifi node mid-request: the request still completes bit-identical;
   - `up` refuses to start over the running cluster; `down` leaves no namespace, delayer or node;
   - an `up` that fails (a node that cannot start) tears everything down on its own.
@@ -96,11 +97,14 @@ nodes:
             fail("the output over emulated links must equal the single-process run")
         if j["dispatch_round_trip_s"] < 0.045:  # each layer waits for the lte node: RTT 50 ms
             fail("the dispatch round trip should include the lte link's 50 ms")
-        # A rogue process across the emulated links probes every node's control and data port:
-        # junk, 17 bytes of 0xff, a header announcing 256 MiB, 100 held connections each. The
-        # cluster keeps answering bit-identically.
+        # A rogue on a host of its own on the cluster's network (deploy/netns.sh guest) probes
+        # every node's control and data port: junk, 17 bytes of 0xff, a header announcing 256 MiB,
+        # then 300 held connections each. Each expert node keeps at most 64 of them on its data
+        # port (data_connections.per_host: the rest are closed at once), and a request made while
+        # they are held is bit-identical.
+        rogue_ip = f"{net}.66"
         rogue = f"""
-import socket, struct, time
+import socket, struct, sys, time
 held = []
 for host in ("{net}.1", "{net}.2", "{net}.3"):
     for port in (7100, 7101):
@@ -109,23 +113,37 @@ for host in ("{net}.1", "{net}.2", "{net}.3"):
                 s = socket.create_connection((host, port), timeout=3); s.sendall(junk); held.append(s)
             except OSError:
                 pass
-        for _ in range(100):
+        for _ in range(300):
             try:
                 held.append(socket.create_connection((host, port), timeout=3))
             except OSError:
                 break
-print(len(held), "connections held")
-time.sleep(2)
+print(len(held), "connections opened", flush=True)
+sys.stdin.read()
 """
-        r = run("exec", path, "--", "python3", "-c", rogue)
-        print(f"rogue probes across the links: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
-        r = run("exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path, "--tokens",
-                "5,99,311,42", "--max-new-tokens", "8", "--ignore-eos", "--json", "--logits-out", out)
+        probe = subprocess.Popen([netns, "guest", path, rogue_ip, "--", "python3", "-c", rogue], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            opened = probe.stdout.readline().strip()
+            time.sleep(1)
+            rogue_hex = "".join(f"{int(b):02X}" for b in reversed(rogue_ip.split(".")))
+            for name in ("edge-wifi", "edge-lte"):
+                pid = int(open(f"{tmp}/run/{name}.pid").read())
+                kept = sum(1 for line in open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]
+                           if line.split()[3] == "01" and line.split()[1].endswith(":1BBD")
+                           and line.split()[2].startswith(rogue_hex + ":"))
+                print(f"rogue at {rogue_ip}: {opened}; {name} keeps {kept} of them on its data port")
+                if kept == 0 or kept > 64:
+                    fail(f"{name} must keep at most 64 (data_connections.per_host) of the rogue's, not {kept}")
+            r = run("exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path, "--tokens",
+                    "5,99,311,42", "--max-new-tokens", "8", "--ignore-eos", "--json", "--logits-out", out)
+        finally:
+            probe.communicate(timeout=60)
         same = r.returncode == 0 and json.loads(r.stdout)["tokens"] == oracle and \
             np.load(out).tobytes() == np.load(oracle_out).tobytes()
-        print(f"after the rogue probes: {'bit-identical' if same else 'FAILED ' + r.stderr.strip()}")
+        print(f"while the rogue holds its connections: {'bit-identical' if same else 'FAILED ' + r.stderr.strip()}")
         if not same:
-            fail("after a rogue process's probes the cluster must still answer bit-identically")
+            fail("while a rogue holds connections the cluster must still answer bit-identically")
         # Failover across the emulated links: kill -9 of the wifi node mid-request; the request
         # completes bit-identical (its experts are computed on the head until re-placed on lte).
         gen = subprocess.Popen([netns, "exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path,
