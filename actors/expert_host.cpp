@@ -470,7 +470,7 @@ void expert_host::serve(transport::bytes message,
   transport::frame_limits limits;
   limits.max_expert = static_cast<uint32_t>(c.num_experts - 1);
   limits.expected_hidden = static_cast<uint32_t>(c.hidden);
-  limits.max_rows = max_rows_per_frame;
+  limits.max_rows = max_pairs_per_frame(c.hidden);
   limits.max_payload_bytes = max_dispatch_payload(c);
   auto frame = std::make_shared<pending_frame>();
   frame->message = std::move(message);

@@ -2,6 +2,7 @@
 // and adds and retires replicas while frames keep coming.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <caf/all.hpp>
 #include <chrono>
@@ -47,16 +48,25 @@ class expert_host {
   expert_host(const expert_host&) = delete;
   expert_host& operator=(const expert_host&) = delete;
 
-  /// Rows one frame may carry (a decode step carries tokens x k; a prefill chunk more).
-  static constexpr uint32_t max_rows_per_frame = 1u << 16;
-  /// The biggest request a node serving `config` accepts: a dispatch frame of max_rows_per_frame
-  /// rows and pairs (fetch frames are smaller). The transport drops bigger ones unread.
-  static uint64_t max_request_bytes(const model::model_config& config) {
-    return transport::frame_header_bytes + max_dispatch_payload(config);
+  /// The most payload one dispatch frame may carry. Routers split a node's share of a batch into
+  /// frames of this size (a decode step's fits in one; a long prefill takes several), so a
+  /// message the seal has yet to refuse (it is checked once whole) pins at most this much per
+  /// connection.
+  static constexpr uint64_t max_frame_payload_bytes = 4u << 20;
+  /// Pairs one dispatch frame may carry for rows of `hidden` floats: every pair may bring a row
+  /// of its own, and has its expert, token, row and precision ids.
+  static uint32_t max_pairs_per_frame(int64_t hidden) {
+    return static_cast<uint32_t>(
+        std::max<uint64_t>(1, max_frame_payload_bytes / (16 + 4 * static_cast<uint64_t>(hidden))));
   }
   static uint64_t max_dispatch_payload(const model::model_config& config) {
-    // Per pair: expert, token, row and precision ids.
-    return uint64_t{max_rows_per_frame} * (16 + 4 * static_cast<uint64_t>(config.hidden));
+    return uint64_t{max_pairs_per_frame(config.hidden)} *
+           (16 + 4 * static_cast<uint64_t>(config.hidden));
+  }
+  /// The biggest request a node serving `config` accepts: a full dispatch frame (fetch frames
+  /// are smaller). The transport drops bigger ones unread.
+  static uint64_t max_request_bytes(const model::model_config& config) {
+    return transport::frame_header_bytes + max_dispatch_payload(config);
   }
 
   /// Copies a replica's weights from the node's model files (at most `bytes_per_s`, 0: no cap),

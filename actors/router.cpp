@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "actors/expert_host.hpp"
 #include "actors/routed_batch.hpp"
@@ -268,38 +269,18 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
       ++outstanding_[node];
       by_node[node].emplace_back(e, s);
     }
+    // A node's share goes in frames of at most this many pairs (expert hosts accept no more).
+    const size_t per_frame = expert_host::max_pairs_per_frame(hidden_);
     for (size_t n = 0; n < by_node.size(); ++n) {
-      auto& rows = by_node[n];
-      if (rows.empty()) continue;
+      auto& share = by_node[n];
+      if (share.empty()) continue;
       // Rows of one expert lie together, so an expert host computes them in place.
-      std::sort(rows.begin(), rows.end());
-      batch_part p;
-      p.node = static_cast<int32_t>(n);
-      p.node_name = t.nodes[n];
-      p.address = t.addresses[n];
-      const uint64_t number = next_batch_++;
-      // Unique in the cluster: the head's index above its own count.
-      p.batch_id = (uint64_t{options_.head_id} << 48) | (number & ((uint64_t{1} << 48) - 1));
-      p.version = t.version;
-      if (metrics_) p.metered = peers_[n];
-      // A token's row goes once to a node, whatever number of its experts run there.
-      std::vector<int32_t> row_of_token(b->k > 0 ? slots.size() : 0, -1);
-      for (auto [e, s] : rows) {
-        p.experts.push_back(e);
-        p.slots.push_back(s);
-        const int32_t token = s / b->k;
-        if (static_cast<size_t>(token) >= row_of_token.size()) row_of_token.resize(token + 1, -1);
-        if (row_of_token[token] < 0) {
-          row_of_token[token] = static_cast<int32_t>(p.tokens.size());
-          p.tokens.push_back(token);
-        }
-        p.row_of_pair.push_back(row_of_token[token]);
+      std::sort(share.begin(), share.end());
+      for (size_t from = 0; from < share.size(); from += per_frame) {
+        parts.push_back(make_part(t, static_cast<int32_t>(n), *b,
+                                  {share.data() + from, std::min(per_frame, share.size() - from)}));
+        ++in_flight_[t.version];
       }
-      if (b->low_precision && std::any_of(p.slots.begin(), p.slots.end(),
-                                          [&](int32_t s) { return b->low_precision[s]; }))
-        for (int32_t s : p.slots) p.precision.push_back(b->low_precision[s]);
-      ++in_flight_[t.version];
-      parts.push_back(std::move(p));
     }
   }
   size_t first;
@@ -310,6 +291,36 @@ void router_service::route(const std::shared_ptr<batch_state>& b, const std::vec
     b->pending += static_cast<int>(parts.size());
   }
   for (size_t i = first; i < first + parts.size(); ++i) send_part(b, i);
+}
+
+batch_part router_service::make_part(const placement_table& t, int32_t node, const batch_state& b,
+                                     std::span<const std::pair<int32_t, int32_t>> pairs) {
+  batch_part p;
+  p.node = node;
+  p.node_name = t.nodes[node];
+  p.address = t.addresses[node];
+  const uint64_t number = next_batch_++;
+  // Unique in the cluster: the head's index above its own count.
+  p.batch_id = (uint64_t{options_.head_id} << 48) | (number & ((uint64_t{1} << 48) - 1));
+  p.version = t.version;
+  if (metrics_) p.metered = peers_[node];
+  // A token's row goes once to a node's frame, whatever number of its experts run there.
+  std::vector<int32_t> row_of_token;
+  for (auto [e, s] : pairs) {
+    p.experts.push_back(e);
+    p.slots.push_back(s);
+    const int32_t token = s / b.k;
+    if (static_cast<size_t>(token) >= row_of_token.size()) row_of_token.resize(token + 1, -1);
+    if (row_of_token[token] < 0) {
+      row_of_token[token] = static_cast<int32_t>(p.tokens.size());
+      p.tokens.push_back(token);
+    }
+    p.row_of_pair.push_back(row_of_token[token]);
+  }
+  if (b.low_precision &&
+      std::any_of(p.slots.begin(), p.slots.end(), [&](int32_t s) { return b.low_precision[s]; }))
+    for (int32_t s : p.slots) p.precision.push_back(b.low_precision[s]);
+  return p;
 }
 
 void router_service::send_part(const std::shared_ptr<batch_state>& b, size_t index) {

@@ -23,6 +23,7 @@ struct sent_frame {
   std::string address;
   transport::frame frame;
   std::function<void(transport::bytes, std::string)> reply;
+  size_t bytes = 0;  // the frame as sent
 };
 
 struct script {
@@ -45,7 +46,7 @@ struct script {
       auto d = transport::decode_frame(m, {});
       ASSERT_TRUE(d.ok()) << d.reason;
       std::lock_guard lock(s_->mutex);
-      s_->inbox.push_back({address_, d.frame.to_frame(), std::move(on_reply)});
+      s_->inbox.push_back({address_, d.frame.to_frame(), std::move(on_reply), m.size()});
     }
     script* s_;
     std::string address_;
@@ -65,15 +66,15 @@ struct script {
 };
 
 // The expert "computes" row * (expert + 1), so every output names the expert that made it.
-void answer(sent_frame& s) {
+void answer(sent_frame& s, int64_t width = hidden) {
   auto h = s.frame.header;
   h.kind = transport::frame_kind::result;
   h.num_rows = h.num_pairs;  // one output per pair
   transport::frame_builder b(h, s.frame.expert_of_pair, s.frame.token_of_pair);
   for (size_t p = 0; p < h.num_pairs; ++p)
-    for (int64_t i = 0; i < hidden; ++i)
-      b.rows()[p * hidden + i] =
-          s.frame.rows[s.frame.row_of_pair[p] * hidden + i] * float(s.frame.expert_of_pair[p] + 1);
+    for (int64_t i = 0; i < width; ++i)
+      b.rows()[p * width + i] =
+          s.frame.rows[s.frame.row_of_pair[p] * width + i] * float(s.frame.expert_of_pair[p] + 1);
   s.reply(b.seal(), {});
 }
 
@@ -173,6 +174,50 @@ TEST_F(RouterTest, ATokenTravelsOncePerNodeWhateverItsExpertsThere) {
   batch->wait();
   ids = two;
   expect_outputs();
+}
+
+// A node's share bigger than one frame may carry (expert hosts accept no more, so a stranger's
+// message pins little) goes in several frames, each with its own batch id.
+TEST_F(RouterTest, AShareBeyondOneFrameIsSplitIntoFramesTheHostAccepts) {
+  constexpr int64_t wide = 1 << 16;  // 256 KiB rows (the widest a frame has): 15 pairs a frame
+  const uint32_t per_frame = expert_host::max_pairs_per_frame(wide);
+  ASSERT_EQ(per_frame, 15u);
+  placement_table t;
+  t.version = 1;
+  t.num_layers = 1;
+  t.num_experts = 4;
+  t.nodes = {"n0"};
+  t.addresses = {"a0"};
+  t.replica_node = {0, 0, 0, 0};
+  t.replica_begin = {0, 1, 2, 3, 4};
+  router_service r(wide, options(), s.opener());
+  r.set_table(std::make_shared<const placement_table>(t));
+  const int64_t tokens = 8;
+  std::vector<float> in(tokens * wide), out(2 * tokens * wide, -1);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = float(i % 1000);
+  std::vector<int32_t> top2 = {0, 1, 2, 3, 1, 0, 3, 2, 0, 2, 1, 3, 2, 1, 3, 0};  // 16 pairs
+  auto batch = r.submit(0, in.data(), tokens, top2.data(), 2, out.data());
+  ASSERT_EQ(s.pending(), 2u);  // 15 + 1 pairs
+  std::set<uint64_t> batch_ids;
+  uint32_t pairs = 0;
+  std::vector<sent_frame> frames;
+  while (s.pending() > 0) frames.push_back(s.take());
+  for (auto& f : frames) {
+    EXPECT_LE(f.frame.header.num_pairs, per_frame);
+    model::model_config shapes;
+    shapes.hidden = wide;
+    EXPECT_LE(f.bytes, expert_host::max_request_bytes(shapes));
+    pairs += f.frame.header.num_pairs;
+    batch_ids.insert(f.frame.header.batch_id);
+  }
+  EXPECT_EQ(pairs, 16u);
+  EXPECT_EQ(batch_ids.size(), 2u);
+  for (auto& f : frames) answer(f, wide);
+  batch->wait();
+  for (int64_t slot = 0; slot < 2 * tokens; ++slot)
+    for (int64_t i = 0; i < wide; i += 4099)
+      ASSERT_EQ(out[slot * wide + i], in[(slot / 2) * wide + i] * float(top2[slot] + 1)) << slot;
+  EXPECT_EQ(r.frames_in_flight(), 0);
 }
 
 TEST_F(RouterTest, LeastOutstandingSpreadsAReplicatedExpert) {
