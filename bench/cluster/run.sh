@@ -3,7 +3,7 @@
 # against the single-process run at the same total thread count, on the bench preset (bf16):
 # `xmesh generate` without a cluster (every role in one process, through the same actors) and
 # `xmesh bench decode` (the engine alone, no actors or frames).
-# usage: bench/cluster/run.sh [ucx|zmq] [MODEL_DIR]   (prints JSON)
+# usage: bench/cluster/run.sh [ucx|zmq] [MODEL_DIR]   (prints JSON)   env: XMESH_BENCH_REPEAT (5)
 # The cluster is authenticated (the default: TLS on the control plane, sealed data-plane frames);
 # XMESH_BENCH_SECURITY=none runs it with `security: none`.
 set -euo pipefail
@@ -32,18 +32,30 @@ nodes:
 YAML
 
 generate() { "$xmesh" generate --model "$model" --tokens "$prompt" --max-new-tokens "$new_tokens" --ignore-eos --json "$@"; }
-single=$(generate --threads 2)
-engine=$("$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json)
 XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" up "$run_dir/cluster.yaml" >&2
 generate --cluster "$run_dir/cluster.yaml" >/dev/null  # warm-up: connections, page cache
 status() { "$xmesh" cluster status --cluster "$run_dir/cluster.yaml" --json; }
+# These VMs drift by 2x within minutes, so the comparison is paired: each of REPEAT rounds runs
+# the single process and the cluster back to back (alternating which goes first); the report
+# gives the median of the rounds' ratios, and their range.
+rounds=${XMESH_BENCH_REPEAT:-5}
+: >"$run_dir/rounds"
 before=$(status)
-cluster=$(generate --cluster "$run_dir/cluster.yaml")
+for ((r = 0; r < rounds; r++)); do
+  if ((r % 2 == 0)); then
+    single=$(generate --threads 2); cluster=$(generate --cluster "$run_dir/cluster.yaml")
+  else
+    cluster=$(generate --cluster "$run_dir/cluster.yaml"); single=$(generate --threads 2)
+  fi
+  echo "{\"single\": $single, \"cluster\": $cluster}" >>"$run_dir/rounds"
+done
 after=$(status)
-python3 - "$single" "$cluster" "$transport" "$engine" "$before" "$after" <<'PY'
-import json, sys
-single, cluster, transport, engine = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-before, after = json.loads(sys.argv[5])["nodes"], json.loads(sys.argv[6])["nodes"]
+engine=$("$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json)
+python3 - "$run_dir/rounds" "$transport" "$engine" "$before" "$after" <<'PY'
+import json, statistics, sys
+rounds = [json.loads(line) for line in open(sys.argv[1])]
+transport, engine = sys.argv[2], json.loads(sys.argv[3])
+before, after = json.loads(sys.argv[4])["nodes"], json.loads(sys.argv[5])["nodes"]
 delta = lambda node, key: after[node][key] - before[node][key]
 sent = delta("head", "frames_sent")
 hosts = [n for n in after if n != "head"]
@@ -59,16 +71,23 @@ split = {"head_encode_us": 1e6 * delta("head", "encode_seconds") / sent,
          "expert_compute_us_summed_over_actors": 1e6 * sum(delta(n, "expert_seconds") for n in hosts) / served,
          "transport_and_handoffs_us": 1e6 * (frame_rtt - service),
          "frame_round_trip_us": 1e6 * frame_rtt}
-assert single["tokens"] == cluster["tokens"], "cluster output differs from the single-process run"
+for r in rounds:
+    assert r["single"]["tokens"] == r["cluster"]["tokens"], "cluster output differs from the single-process run"
+tps = lambda side: [r[side]["decode_tokens_per_s"] for r in rounds]
+ratios = [c / s for c, s in zip(tps("cluster"), tps("single"))]
+median = statistics.median
 print(json.dumps({
-    "benchmark": "cluster_decode", "transport": transport, "processes": 3,
-    "single_process_decode_tokens_per_s": single["decode_tokens_per_s"],
-    "cluster_decode_tokens_per_s": cluster["decode_tokens_per_s"],
-    "ratio": cluster["decode_tokens_per_s"] / single["decode_tokens_per_s"],
+    "benchmark": "cluster_decode", "transport": transport, "processes": 3, "rounds": len(rounds),
+    "statistic": "median over rounds; *_range: [min, max] over rounds",
+    "single_process_decode_tokens_per_s": median(tps("single")),
+    "cluster_decode_tokens_per_s": median(tps("cluster")),
+    "ratio": median(ratios),
+    "ratio_range": [min(ratios), max(ratios)],
     "engine_only_decode_tokens_per_s": engine["decode_tokens_per_s"],
-    "ratio_to_engine_only": cluster["decode_tokens_per_s"] / engine["decode_tokens_per_s"],
-    "single_process_dispatch_round_trip_s": single["dispatch_round_trip_s"],
-    "cluster_dispatch_round_trip_s": cluster["dispatch_round_trip_s"],
+    "single_process_to_engine_only": median(tps("single")) / engine["decode_tokens_per_s"],
+    "ratio_to_engine_only": median(tps("cluster")) / engine["decode_tokens_per_s"],
+    "single_process_dispatch_round_trip_s": median(r["single"]["dispatch_round_trip_s"] for r in rounds),
+    "cluster_dispatch_round_trip_s": median(r["cluster"]["dispatch_round_trip_s"] for r in rounds),
     "cluster_frame_split": split,
     "tokens_identical": True}))
 PY
