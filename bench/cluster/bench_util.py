@@ -1,5 +1,13 @@
 """What the cluster benchmarks share."""
+import json
+import os
 import socket
+import subprocess
+
+here = os.path.dirname(os.path.abspath(__file__))
+repo = os.path.dirname(os.path.dirname(here))
+xmesh = os.environ.get("XMESH_BIN", f"{repo}/build/tools/xmesh")
+prompt = ",".join(str(i) for i in range(11, 75))  # 64 prompt tokens
 
 
 def port():
@@ -9,3 +17,56 @@ def port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def bench_model(path):
+    """The bench preset (bf16) at `path`, written once."""
+    if not os.path.exists(f"{path}/config.json"):
+        subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "bench", "--seed", "1", "--dtype",
+                        "bf16", "--out", path], check=True, stdout=subprocess.DEVNULL)
+
+
+def three_nodes(tmp, name, model, transport, header="", node_extra=lambda: ""):
+    """A 3-process loopback cluster file (head + coordinator with 2 threads, 2 expert nodes with 1):
+    `header` goes above `nodes:`, node_extra() into every node's mapping."""
+    lines = [f"model: {model}", f"transport: {transport}", header, "nodes:"]
+    for node, roles, threads in [("head", "[coordinator, head]", 2), ("experts-a", "[experts]", 1),
+                                 ("experts-b", "[experts]", 1)]:
+        lines.append(f"  - {{name: {node}, control_port: {port()}, data_port: {port()}{node_extra()}, "
+                     f"roles: {roles}, threads: {threads}}}")
+    path = f"{tmp}/{name}.yaml"
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def alternate(clusters, model, rounds, tokens, tmp, started=lambda: None):
+    """Brings up every cluster (name -> file) side by side, then runs one greedy request on each in
+    turn for `rounds` rounds after a warm-up round (connections, page cache), alternating which goes
+    first; only one generates at a time. Returns the decode tokens/s per cluster and asserts every
+    cluster's tokens equal the others'. `started()` runs once all are up."""
+    env = dict(os.environ, XMESH_BIN=xmesh, UCX_NET_DEVICES=os.environ.get("UCX_NET_DEVICES", "lo"))
+    local = f"{repo}/deploy/local.sh"
+    runs, outputs = {name: [] for name in clusters}, {}
+    try:
+        for name, path in clusters.items():
+            subprocess.run([local, "up", path], env=dict(env, XMESH_RUN_DIR=f"{tmp}/run-{name}"), check=True,
+                           capture_output=True, timeout=300)
+        started()
+        order = list(clusters.items())
+        for r in range(rounds + 1):
+            for name, path in (order if r % 2 else order[::-1]):
+                out = subprocess.run([xmesh, "generate", "--model", model, "--cluster", path, "--tokens", prompt,
+                                      "--max-new-tokens", str(tokens), "--ignore-eos", "--json"], env=env,
+                                     check=True, capture_output=True, text=True, timeout=600)
+                j = json.loads(out.stdout)
+                outputs.setdefault(name, j["tokens"])
+                if r > 0:
+                    runs[name].append(j["decode_tokens_per_s"])
+    finally:
+        for name, path in clusters.items():
+            subprocess.run([local, "down", path], env=dict(env, XMESH_RUN_DIR=f"{tmp}/run-{name}"),
+                           capture_output=True, timeout=60)
+    first = next(iter(outputs.values()))
+    assert all(o == first for o in outputs.values()), f"outputs differ between {list(clusters)}"
+    return runs
