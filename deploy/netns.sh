@@ -51,6 +51,17 @@ teardown() {
   for ns in $(ours); do ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true; ip netns del "$ns"; done
 }
 
+# A namespace NS with ADDRESS on its eth0, the other end of which is PORT on the bridge.
+attach() {
+  ip netns add "$1"
+  ip -n "$sw" link add "$2" type veth peer name eth0 netns "$1"
+  ip -n "$sw" link set "$2" master br0
+  ip -n "$sw" link set "$2" up
+  ip -n "$1" link set lo up
+  ip -n "$1" addr add "$3/24" dev eth0
+  ip -n "$1" link set eth0 up
+}
+
 up() {
   if [[ -n $(ours) ]]; then
     echo "netns.sh: a cluster of $file is already up (namespaces $(ours | tr '\n' ' ')); run down first" >&2
@@ -71,13 +82,7 @@ up() {
   for h in $(hosts); do
     i=$((i + 1))
     local ns; ns=$(ns_of "$h")
-    ip netns add "$ns"
-    ip -n "$sw" link add "p$i" type veth peer name eth0 netns "$ns"
-    ip -n "$sw" link set "p$i" master br0
-    ip -n "$sw" link set "p$i" up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add "$h/24" dev eth0
-    ip -n "$ns" link set eth0 up
+    attach "$ns" "p$i" "$h"
     read -r _ _ profile up_rate _ _ _ down_rate _ _ _ <<<"$(link_of "$h")"
     if [[ $profile != - ]]; then
       # Rate: tbf on the host's egress (up) and on the bridge port toward it (down).
@@ -145,15 +150,7 @@ guest() {
   [[ $address =~ ^[0-9]+\.[0-9]+\.[0-9]+\.([0-9]+)$ ]] || { echo "netns.sh: guest: '$address' is not an IPv4 address" >&2; exit 2; }
   ! hosts | grep -qx "$address" || { echo "netns.sh: guest: $address is a host of the cluster" >&2; exit 2; }
   local ns="xm$id-g${BASH_REMATCH[1]}" port="g${BASH_REMATCH[1]}"
-  if ! ip netns list | awk '{print $1}' | grep -qx "$ns"; then
-    ip netns add "$ns"
-    ip -n "$sw" link add "$port" type veth peer name eth0 netns "$ns"
-    ip -n "$sw" link set "$port" master br0
-    ip -n "$sw" link set "$port" up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add "$address/24" dev eth0
-    ip -n "$ns" link set eth0 up
-  fi
+  ip netns list | awk '{print $1}' | grep -qx "$ns" || attach "$ns" "$port" "$address"
   ip netns exec "$ns" env UCX_TLS=tcp UCX_NET_DEVICES=eth0 "$@"
 }
 

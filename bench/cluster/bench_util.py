@@ -3,6 +3,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(os.path.dirname(here))
@@ -19,11 +20,16 @@ def port():
     return p
 
 
-def bench_model(path):
-    """The bench preset (bf16) at `path`, written once."""
-    if not os.path.exists(f"{path}/config.json"):
+def ab_args(default_rounds):
+    """The A/B benchmarks' command line, `[zmq|ucx] [MODEL_DIR] [ROUNDS]`, and XMESH_BENCH_TOKENS:
+    (transport, model directory with the bench preset written there once, rounds, new tokens)."""
+    transport = sys.argv[1] if len(sys.argv) > 1 else "zmq"
+    model = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else f"{repo}/build/bench-model")
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else default_rounds
+    if not os.path.exists(f"{model}/config.json"):
         subprocess.run([xmesh, "gen-model", "--family", "mixtral", "--preset", "bench", "--seed", "1", "--dtype",
-                        "bf16", "--out", path], check=True, stdout=subprocess.DEVNULL)
+                        "bf16", "--out", model], check=True, stdout=subprocess.DEVNULL)
+    return transport, model, rounds, int(os.environ.get("XMESH_BENCH_TOKENS", "48"))
 
 
 def three_nodes(tmp, name, model, transport, header="", node_extra=lambda: ""):
@@ -40,11 +46,12 @@ def three_nodes(tmp, name, model, transport, header="", node_extra=lambda: ""):
     return path
 
 
-def alternate(clusters, model, rounds, tokens, tmp, started=lambda: None):
+def alternate(clusters, model, rounds, tokens, tmp, started=lambda: None, finishing=lambda: None):
     """Brings up every cluster (name -> file) side by side, then runs one greedy request on each in
     turn for `rounds` rounds after a warm-up round (connections, page cache), alternating which goes
     first; only one generates at a time. Returns the decode tokens/s per cluster and asserts every
-    cluster's tokens equal the others'. `started()` runs once all are up."""
+    cluster's tokens equal the others'. `started()` runs once all are up, `finishing()` before they
+    go down."""
     env = dict(os.environ, XMESH_BIN=xmesh, UCX_NET_DEVICES=os.environ.get("UCX_NET_DEVICES", "lo"))
     local = f"{repo}/deploy/local.sh"
     runs, outputs = {name: [] for name in clusters}, {}
@@ -64,6 +71,7 @@ def alternate(clusters, model, rounds, tokens, tmp, started=lambda: None):
                 if r > 0:
                     runs[name].append(j["decode_tokens_per_s"])
     finally:
+        finishing()
         for name, path in clusters.items():
             subprocess.run([local, "down", path], env=dict(env, XMESH_RUN_DIR=f"{tmp}/run-{name}"),
                            capture_output=True, timeout=60)

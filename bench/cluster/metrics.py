@@ -7,22 +7,16 @@ usage: bench/cluster/metrics.py [zmq|ucx] [MODEL_DIR] [ROUNDS]   (prints JSON)""
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
-import time
 import urllib.request
 
-from bench_util import alternate, bench_model, port, repo, three_nodes
+from bench_util import ab_args, alternate, port, three_nodes
 
-transport = sys.argv[1] if len(sys.argv) > 1 else "zmq"
-model = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else f"{repo}/build/bench-model")
-rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-tokens = int(os.environ.get("XMESH_BENCH_TOKENS", "48"))
+transport, model, rounds, tokens = ab_args(5)
 
 
 def main():
-    bench_model(model)
     tmp = tempfile.mkdtemp(prefix="xmesh-metrics-bench-")
     scrape = []
 
@@ -39,13 +33,16 @@ def main():
             for p in scrape:
                 with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=5) as r:
                     r.read()
-            time.sleep(1)
+            stop.wait(1)
 
-    try:
-        runs = alternate(clusters, model, rounds, tokens, tmp,
-                         started=lambda: threading.Thread(target=scraper, daemon=True).start())
-    finally:
+    thread = threading.Thread(target=scraper, daemon=True)
+
+    def finishing():  # the scrapes end before the nodes go down
         stop.set()
+        if thread.is_alive():
+            thread.join()
+
+    runs = alternate(clusters, model, rounds, tokens, tmp, started=thread.start, finishing=finishing)
     on_tps, off_tps = statistics.median(runs["on"]), statistics.median(runs["off"])
     print(json.dumps({
         "benchmark": "cluster_decode_metrics_cost", "transport": transport, "processes": 3,

@@ -8,19 +8,14 @@ usage: bench/cluster/security.py [zmq|ucx] [MODEL_DIR] [ROUNDS]   (prints JSON)"
 import json
 import os
 import statistics
-import sys
 import tempfile
 
-from bench_util import alternate, bench_model, repo, three_nodes
+from bench_util import ab_args, alternate, three_nodes
 
-transport = sys.argv[1] if len(sys.argv) > 1 else "zmq"
-model = os.path.abspath(sys.argv[2] if len(sys.argv) > 2 else f"{repo}/build/bench-model")
-rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 10
-tokens = int(os.environ.get("XMESH_BENCH_TOKENS", "48"))
+transport, model, rounds, tokens = ab_args(10)
 
 
 def main():
-    bench_model(model)
     tmp = tempfile.mkdtemp(prefix="xmesh-security-bench-")
     clusters = {"authenticated": three_nodes(tmp, "authenticated", model, transport),
                 "none": three_nodes(tmp, "none", model, transport, header="security: none")}
