@@ -254,3 +254,42 @@ def root_test_model(xmesh, kind, seed):
 def netns_prefix(path):
     """The prefix deploy/netns.sh gives the namespaces of the cluster file at `path`."""
     return "xm" + hashlib.md5((os.path.realpath(path) + "\n").encode()).hexdigest()[:6] + "-"
+
+
+def socket_inodes(pid):
+    """The inodes of the process's sockets (what /proc/PID/net/tcp lists them by)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def accepted_on(pid, ports, from_ip=None):
+    """Established connections the process holds whose local port is one of `ports` (and whose
+    peer is the IPv4 address `from_ip`, when given). /proc/PID/net is the process's namespace."""
+    inodes, n = socket_inodes(pid), 0
+    peer = None if from_ip is None else "".join(f"{int(b):02X}" for b in reversed(from_ip.split("."))) + ":"
+    for table in ("tcp", "tcp6"):
+        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "01" and int(f[1].split(":")[1], 16) in ports and f[9] in inodes and \
+                    (peer is None or f[2].startswith(peer)):
+                n += 1
+    return n
+
+
+def listening_ports(pid):
+    """The TCP ports the process listens on."""
+    inodes = socket_inodes(pid)
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # LISTEN
+                ports.add(int(f[1].split(":")[1], 16))
+    return ports

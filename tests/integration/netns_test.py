@@ -10,7 +10,7 @@ two edge expert nodes, one behind `wifi`, one behind `lte`, launched by deploy/n
   - kill -9 of the wifi node mid-request: the request still completes bit-identical;
   - `up` refuses to start over the running cluster; `down` leaves no namespace, delayer or node;
   - an `up` that fails (a node that cannot start) tears everything down on its own.
-usage: netns_test.py XMESH REPO
+usage: netns_test.py XMESH REPO [zmq|ucx]
 """
 import json
 import os
@@ -23,11 +23,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_harness import fail, netns_prefix, root_test_model  # noqa: E402
+from cluster_harness import accepted_on, fail, listening_ports, netns_prefix, root_test_model  # noqa: E402
 
 
 def main():
     xmesh, repo = sys.argv[1], sys.argv[2]
+    transport = sys.argv[3] if len(sys.argv) > 3 else "zmq"
     setup = root_test_model(xmesh, "netns", 3)
     if setup is None:
         return
@@ -36,7 +37,7 @@ def main():
     path = f"{tmp}/cluster.yaml"
     with open(path, "w") as f:
         f.write(f"""model: {model}
-transport: zmq
+transport: {transport}
 nodes:
   - {{name: head, host: {net}.1, control_port: 7100, data_port: 7101, roles: [coordinator, head], link: datacenter}}
   - {{name: edge-wifi, host: {net}.2, control_port: 7100, data_port: 7101, roles: [experts], link: wifi}}
@@ -103,11 +104,16 @@ nodes:
         # port (data_connections.per_host: the rest are closed at once), and a request made while
         # they are held is bit-identical.
         rogue_ip = f"{net}.66"
+        pids = {name: int(open(f"{tmp}/run/{name}.pid").read()) for name in ("head", "edge-wifi", "edge-lte")}
+        # Every port each node listens on: control, and data (7101 for ZeroMQ; for UCX the
+        # worker's own port).
+        ports = {name: sorted(listening_ports(pid)) for name, pid in pids.items()}
+        targets = [(f"{net}.{i + 1}", ports[name]) for i, name in enumerate(pids)]
         rogue = f"""
 import socket, struct, sys, time
 held = []
-for host in ("{net}.1", "{net}.2", "{net}.3"):
-    for port in (7100, 7101):
+for host, ports in {targets!r}:
+    for port in ports:
         for junk in (b"\\xff" * 17, bytes(range(256)) * 4, struct.pack(">BBBBIQQQ", 1, 0, 0, 0, 256 << 20, 0, 0, 0)):
             try:
                 s = socket.create_connection((host, port), timeout=3); s.sendall(junk); held.append(s)
@@ -126,13 +132,11 @@ sys.stdin.read()
         try:
             opened = probe.stdout.readline().strip()
             time.sleep(1)
-            rogue_hex = "".join(f"{int(b):02X}" for b in reversed(rogue_ip.split(".")))
             for name in ("edge-wifi", "edge-lte"):
-                pid = int(open(f"{tmp}/run/{name}.pid").read())
-                kept = sum(1 for line in open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]
-                           if line.split()[3] == "01" and line.split()[1].endswith(":1BBD")
-                           and line.split()[2].startswith(rogue_hex + ":"))
-                print(f"rogue at {rogue_ip}: {opened}; {name} keeps {kept} of them on its data port")
+                data_ports = set(ports[name]) - {7100}
+                kept = accepted_on(pids[name], data_ports, rogue_ip)
+                print(f"rogue at {rogue_ip}: {opened}; {name} keeps {kept} of them on its data port "
+                      f"{sorted(data_ports)}")
                 if kept == 0 or kept > 64:
                     fail(f"{name} must keep at most 64 (data_connections.per_host) of the rogue's, not {kept}")
             r = run("exec", path, "--", xmesh, "generate", "--model", model, "--cluster", path, "--tokens",

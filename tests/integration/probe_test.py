@@ -30,45 +30,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_harness import free_ports, gone  # noqa: E402
+from cluster_harness import accepted_on, free_ports, gone, listening_ports  # noqa: E402
 
 
 def fail(why):
     sys.exit(f"FAIL: {why}")
-
-
-def listening_ports(pid):
-    inodes = socket_inodes(pid)
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
-            f = line.split()
-            if f[3] == "0A" and f[9] in inodes:  # LISTEN
-                ports.add(int(f[1].split(":")[1], 16))
-    return ports
-
-
-def socket_inodes(pid):
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    return inodes
-
-
-def accepted_on(pid, ports):
-    """Established connections the process holds whose local port is one of `ports`."""
-    inodes, n = socket_inodes(pid), 0
-    for table in ("tcp", "tcp6"):
-        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
-            f = line.split()
-            if f[3] == "01" and int(f[1].split(":")[1], 16) in ports and f[9] in inodes:
-                n += 1
-    return n
 
 
 def rss_mib(pid):
