@@ -19,6 +19,8 @@
 #include <cstring>
 #include <functional>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "transport/gate/listener.hpp"
 
@@ -56,7 +58,6 @@ bool message_guard::feed(const uint8_t* data, size_t n) {
 
 struct control_gate::state {
   std::string owner;
-  std::atomic<int> threads{0};  // connection threads running (the gate waits for them)
   gate_limits limits;
   std::shared_ptr<SSL_CTX> server_ctx, client_ctx;  // null: plain connections
   gate_counters counters;
@@ -67,6 +68,39 @@ struct control_gate::state {
   std::map<std::string, int> pending_by_host;
   std::map<std::string, std::string> last_error;  // by "host:port" dialled
   uint64_t refusals_logged = 0;
+
+  // Connection threads, each joined once it has finished (when the next one starts) and all of
+  // them when the gate ends, so none outlives the gate, not even its exit: OpenSSL frees a
+  // thread's state as the thread ends, and a detached one still doing so while the process
+  // exited had it freed twice (the command line's clients aborted now and then).
+  std::mutex workers_mu;
+  std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> workers;
+
+  /// Runs `work` on a thread of its own; throws std::system_error when none can be made.
+  void start(std::function<void()> work) {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::lock_guard lock(workers_mu);
+    std::erase_if(workers, [](auto& w) {
+      if (!*w.second) return false;
+      w.first.join();
+      return true;
+    });
+    std::thread t([work = std::move(work), done] {
+      work();
+      *done = true;
+    });
+    workers.emplace_back(std::move(t), std::move(done));
+  }
+  /// Joins every connection thread (they notice `stopping` within a poll period or their
+  /// current deadline).
+  void join_workers() {
+    std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> all;
+    {
+      std::lock_guard lock(workers_mu);
+      all.swap(workers);
+    }
+    for (auto& w : all) w.first.join();
+  }
 
   // Refusals are logged, but a flood is not: the first 20, then every 1000th.
   void log_refusal(const std::string& peer, const std::string& why) {
@@ -300,13 +334,6 @@ ended pump(const control_gate::state& s, link& l, message_guard* guard,
 }
 
 // One peer's connection to the public port: handshake, then the pipe to CAF on loopback.
-// Counts a connection thread while it runs, so the gate can wait for it.
-struct thread_count {
-  explicit thread_count(control_gate::state& s) : s_(s) { ++s_.threads; }
-  ~thread_count() { --s_.threads; }
-  control_gate::state& s_;
-};
-
 // Whether the peer sends its first bytes within a second (a member's client does at once; a
 // stranger holding the connection gives its handshake slot back early).
 bool speaks_soon(int fd) {
@@ -316,7 +343,6 @@ bool speaks_soon(int fd) {
 
 void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::string peer,
                       std::function<void(int)> admit) {
-  thread_count running(*s);
   const auto deadline = clock_type::now() + s->limits.handshake_deadline;
   const std::string host = host_of(peer);
   bool pending = true;
@@ -379,7 +405,6 @@ void serve_connection(std::shared_ptr<control_gate::state> s, int fd, std::strin
 // One dialled connection: TLS to host:port (the peer's name checked), piped to `fd`.
 void dial_connection(std::shared_ptr<control_gate::state> s, int fd, std::string host,
                      uint16_t port, std::string peer) {
-  thread_count running(*s);
   const auto deadline = clock_type::now() + s->limits.handshake_deadline;
   const std::string where = host + ":" + std::to_string(port);
   link l;
@@ -435,9 +460,7 @@ control_gate::~control_gate() {
   state_->stopping = true;
   std::lock_guard lock(setup_mu_);
   for (auto& t : listeners_) t.join();
-  // Connection threads notice within a poll period (200 ms) or their current deadline.
-  for (int i = 0; i < 1000 && state_->threads > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  state_->join_workers();
 }
 
 bool control_gate::authenticated() const { return state_->server_ctx != nullptr; }
@@ -473,7 +496,7 @@ uint16_t control_gate::listen(const std::string& host, uint16_t port,
           }
           if (c < 0) return s->log_refusal(peer, "too many connections waiting or admitted");
           try {
-            std::thread(serve_connection, s, c, peer, admit).detach();
+            s->start([s, c, peer, admit] { serve_connection(s, c, peer, admit); });
           } catch (
               const std::system_error&) {  // out of threads: the peer is refused like any other
             std::lock_guard lock(s->mu);
@@ -490,7 +513,8 @@ uint16_t control_gate::listen(const std::string& host, uint16_t port,
 void control_gate::dial(int local, const std::string& host, uint16_t port,
                         const std::string& peer) {
   try {
-    std::thread(dial_connection, state_, local, host, port, peer).detach();
+    state_->start(
+        [s = state_, local, host, port, peer] { dial_connection(s, local, host, port, peer); });
   } catch (const std::system_error& e) {
     {
       std::lock_guard lock(state_->mu);

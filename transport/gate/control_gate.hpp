@@ -85,7 +85,7 @@ class control_gate {
   [[nodiscard]] bool authenticated() const;
   [[nodiscard]] const gate_counters& counters() const;
 
-  struct state;  // shared with the gate's threads; the destructor waits (up to 10 s) for them
+  struct state;  // shared with the gate's threads; the destructor joins them
 
  private:
   std::shared_ptr<state> state_;
