@@ -12,6 +12,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -169,6 +170,43 @@ TEST_F(ControlGate, ATunnelOfTheClusterReachesTheActorSystemBehindTheGate) {
   EXPECT_TRUE(eventually([&] { return server.counters().admitted == 1; }));
   EXPECT_EQ(client.last_error("127.0.0.1", port), "");
   ::close(fd);
+}
+
+// Something a thread frees as it ends, slowly (as OpenSSL frees a thread's state).
+struct slow_to_free {
+  ~slow_to_free() { std::this_thread::sleep_for(100ms); }
+};
+
+// No connection thread outlives its gate, not even its exit: one still ending while the process
+// exited had OpenSSL's state for it freed twice. The admitting callback runs on the gate's
+// connection threads, which then take 100 ms to end.
+TEST_F(ControlGate, NoThreadOutlivesItsGate) {
+  auto threads = [] {
+    return std::distance(fs::directory_iterator("/proc/self/task"), fs::directory_iterator{});
+  };
+  const auto before = threads();
+  std::mutex mu;
+  std::vector<int> behind;  // the connections' loopback ends, held open past the gate
+  std::vector<int> peers;
+  {
+    control_gate gate("head", std::nullopt);
+    port = gate.listen("127.0.0.1", 0, [&](int fd) {
+      thread_local slow_to_free freed_at_exit;
+      [[maybe_unused]] auto* used = &freed_at_exit;
+      std::lock_guard lock(mu);
+      behind.push_back(fd);
+    });
+    const auto m = message(10);
+    for (int i = 0; i < 4; ++i) {  // a connection is admitted once its first message passed
+      peers.push_back(connect_local(port));
+      ASSERT_EQ(::send(peers.back(), m.data(), m.size(), 0), static_cast<ssize_t>(m.size()));
+    }
+    ASSERT_TRUE(eventually([&] { return gate.counters().admitted == 4; }));
+    EXPECT_EQ(threads(), before + 5);  // the listener and a thread per connection
+  }
+  EXPECT_EQ(threads(), before);
+  for (int fd : behind) ::close(fd);
+  for (int fd : peers) ::close(fd);
 }
 
 TEST_F(ControlGate, AForeignCertificateNeverReachesTheActorSystemAndTheErrorNamesWhy) {
