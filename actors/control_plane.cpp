@@ -83,7 +83,7 @@ void publish_behind(caf::actor_system& sys, transport::control_gate& gate, const
 }
 
 caf::expected<caf::actor> try_reach(caf::actor_system& sys, transport::control_gate& gate,
-                                    const node_config& node) {
+                                    const node_config& node, std::chrono::milliseconds limit) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
     return caf::make_error(caf::sec::cannot_connect_to_node,
@@ -92,8 +92,7 @@ caf::expected<caf::actor> try_reach(caf::actor_system& sys, transport::control_g
   auto scribe = sys.middleman().backend().new_scribe(pair[0]);
   caf::scoped_actor self{sys};
   caf::expected<caf::actor> result{caf::sec::cannot_connect_to_node};
-  self->request(basp_broker(sys), std::chrono::seconds(30), caf::connect_atom_v, std::move(scribe),
-                node.control_port)
+  self->request(basp_broker(sys), limit, caf::connect_atom_v, std::move(scribe), node.control_port)
       .receive(
           [&](caf::node_id&, caf::strong_actor_ptr& found, std::set<std::string>&) {
             if (found)

@@ -25,9 +25,11 @@ std::unique_ptr<transport::control_gate> make_gate(const cluster_config& c,
 void publish_behind(caf::actor_system& sys, transport::control_gate& gate, const caf::actor& actor,
                     const std::string& host, uint16_t port);
 
-/// One try at the actor `node` publishes; the error says why (with TLS, the handshake's reason:
-/// a foreign certificate, the wrong node).
+/// One try at the actor `node` publishes, given up after `limit` (a stalled node accepts the
+/// connection and never answers); the error says why (with TLS, the handshake's reason: a
+/// foreign certificate, the wrong node).
 caf::expected<caf::actor> try_reach(caf::actor_system& sys, transport::control_gate& gate,
-                                    const node_config& node);
+                                    const node_config& node,
+                                    std::chrono::milliseconds limit = std::chrono::seconds(30));
 
 }  // namespace xmesh::actors

@@ -56,7 +56,10 @@ inline caf::actor reach_node(caf::actor_system& sys, transport::control_gate& ga
   auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last;
   for (;;) {
-    auto a = try_reach(sys, gate, node);
+    // Each try waits for an answer until the deadline, and at least 3 s (a busy peer).
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    auto a = try_reach(sys, gate, node, std::max(left, std::chrono::milliseconds(3000)));
     if (a) return *a;
     const auto& ctx = a.error().context();
     last = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0) : sys.render(a.error());

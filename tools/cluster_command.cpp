@@ -74,26 +74,34 @@ int cluster_status(const actors::cluster_config& c, bool json) {
                       {"deaths", s.deaths},
                       {"rejoins", s.rejoins},
                       {"placement_version", s.placement_version}};
-  nlohmann::json nodes = nlohmann::json::object();
+  // Every live member's own counters, asked all at once. A node that stalled (stopped, cut off)
+  // may accept the connection and never answer: each gets 3 s, and the threads asking are
+  // joined before the connection they borrow goes away (a bounded wait: the gate gives up on a
+  // handshake after its deadline).
+  std::vector<std::pair<std::string, std::future<actors::node_stats>>> asked;
+  std::vector<std::thread> askers;
   for (const auto& name : s.registered) {
     if (std::find(s.silent.begin(), s.silent.end(), name) != s.silent.end()) continue;
     auto listed = std::find_if(c.nodes.begin(), c.nodes.end(),
                                [&](const actors::node_config& n) { return n.name == name; });
     if (listed == c.nodes.end()) continue;  // joined: its control address is not in the file
-    // A node that stalled (stopped, cut off) may accept the connection and never answer: each
-    // node gets 3 s (the process exits without waiting for a thread still stuck).
-    auto answer = std::make_shared<std::promise<actors::node_stats>>();
-    auto got = answer->get_future();
-    std::thread([answer, sys = rt.system.get(), gate = conn.gate.get(), node = *listed] {
+    std::promise<actors::node_stats> answer;
+    asked.emplace_back(name, answer.get_future());
+    askers.emplace_back([answer = std::move(answer), sys = rt.system.get(), gate = conn.gate.get(),
+                         node = *listed]() mutable {
       try {
         auto a = actors::reach_node(*sys, *gate, node, std::chrono::milliseconds(2000));
-        answer->set_value(actors::ask<actors::node_stats>(*sys, a, 3s, "stats of " + node.name,
-                                                          actors::stats_atom_v));
+        answer.set_value(actors::ask<actors::node_stats>(*sys, a, 3s, "stats of " + node.name,
+                                                         actors::stats_atom_v));
       } catch (...) {
-        answer->set_exception(std::current_exception());
+        answer.set_exception(std::current_exception());
       }
-    }).detach();
-    if (got.wait_for(3s) != std::future_status::ready) {
+    });
+  }
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  nlohmann::json nodes = nlohmann::json::object();
+  for (auto& [name, got] : asked) {
+    if (got.wait_until(until) != std::future_status::ready) {
       nodes[name] = {{"error", "no answer within 3 s"}};
       continue;
     }
@@ -111,6 +119,7 @@ int cluster_status(const actors::cluster_config& c, bool json) {
         {"frames_sent", st.frames_sent},       {"encode_seconds", st.encode_seconds},
         {"decode_seconds", st.decode_seconds}, {"round_trip_seconds", st.round_trip_seconds}};
   }
+  for (auto& t : askers) t.join();
   j["nodes"] = nodes;
   if (json) {
     std::printf("%s\n", j.dump().c_str());
