@@ -8,94 +8,18 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "actors/config_fields.hpp"
 #include "actors/replica_policy.hpp"
 
 namespace xmesh::actors {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& origin, const std::string& field,
-                       const std::string& what) {
-  throw std::runtime_error(origin + ": " + field + ": " + what);
-}
-
-int64_t parse_bytes(const std::string& origin, const std::string& field, const std::string& text) {
-  static const std::pair<const char*, int64_t> units[] = {{"GiB", 1ll << 30}, {"MiB", 1ll << 20},
-                                                          {"KiB", 1ll << 10}, {"GB", 1000000000ll},
-                                                          {"MB", 1000000ll},  {"B", 1}};
-  for (auto [suffix, scale] : units) {
-    std::string s(suffix);
-    if (text.size() > s.size() && text.compare(text.size() - s.size(), s.size(), s) == 0) {
-      try {
-        size_t used = 0;
-        double v = std::stod(text.substr(0, text.size() - s.size()), &used);
-        if (v >= 0 && used == text.size() - s.size())
-          return static_cast<int64_t>(v * static_cast<double>(scale));
-      } catch (const std::exception&) {
-      }
-      break;
-    }
-  }
-  try {
-    size_t used = 0;
-    long long v = std::stoll(text, &used);
-    if (v >= 0 && used == text.size()) return v;
-  } catch (const std::exception&) {
-  }
-  fail(origin, field, "expected a size like 512MiB or 2GiB, got '" + text + "'");
-}
-
-template <class T>
-T scalar(const YAML::Node& n, const std::string& origin, const std::string& field) {
-  try {
-    return n.as<T>();
-  } catch (const YAML::Exception&) {
-    fail(origin, field, "has the wrong type");
-  }
-}
-
 role parse_role(const std::string& origin, const std::string& field, const std::string& r) {
   if (r == "coordinator") return role::coordinator;
   if (r == "head") return role::head;
   if (r == "experts") return role::experts;
   fail(origin, field, "unknown role '" + r + "' (roles: coordinator, head, experts)");
-}
-
-uint16_t port(const YAML::Node& n, const std::string& origin, const std::string& field) {
-  if (!n) fail(origin, field, "missing");
-  auto v = scalar<int64_t>(n, origin, field);
-  if (v < 1 || v > 65535) fail(origin, field, "port out of range: " + std::to_string(v));
-  return static_cast<uint16_t>(v);
-}
-
-// Edit distance, to suggest the key a typo meant.
-size_t distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// Every key of mapping `m` must be one of `known`; a typo names the nearest valid key.
-void check_keys(YAML::Node m, std::initializer_list<const char*> known, const std::string& origin,
-                const std::string& at) {
-  for (auto it = m.begin(); it != m.end(); ++it) {
-    auto key = it->first.as<std::string>();
-    if (std::any_of(known.begin(), known.end(), [&](const char* k) { return key == k; })) continue;
-    const char* nearest = *std::min_element(known.begin(), known.end(), [&](auto x, auto y) {
-      return distance(key, x) < distance(key, y);
-    });
-    fail(origin, at.empty() ? key : at + "." + key,
-         std::string("unknown key (did you mean '") + nearest + "'?)");
-  }
 }
 
 node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
@@ -159,88 +83,6 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
       fail(origin, at + ".store", "only a node with just the experts role keeps a store");
   }
   return c;
-}
-
-// "50mbit", "1gbit", "800kbit" or a plain number of bits per second.
-double parse_rate(const std::string& origin, const std::string& field, const std::string& text) {
-  static const std::pair<const char*, double> units[] = {
-      {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}};
-  for (const auto& [suffix, scale] : units) {
-    std::string u = suffix;
-    if (text.size() > u.size() && text.compare(text.size() - u.size(), u.size(), u) == 0) {
-      std::string num = text.substr(0, text.size() - u.size());
-      if (!num.empty() && num.find_first_not_of("0123456789.") == std::string::npos)
-        return std::stod(num) * scale;
-    }
-  }
-  if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos)
-    return std::stod(text);
-  fail(origin, field, "expected a rate like 50mbit or 1gbit, got '" + text + "'");
-}
-
-// `p` by value: yaml-cpp iterators must not outlive the node they came from.
-// "250ms", "30s", "2m" or a plain number of seconds.
-double parse_seconds(const std::string& origin, const std::string& field, const std::string& text) {
-  static const std::pair<const char*, double> units[] = {{"ms", 1e-3}, {"s", 1}, {"m", 60}};
-  for (const auto& [suffix, scale] : units) {
-    std::string u = suffix;
-    if (text.size() > u.size() && text.compare(text.size() - u.size(), u.size(), u) == 0) {
-      std::string num = text.substr(0, text.size() - u.size());
-      if (num.find_first_not_of("0123456789.") == std::string::npos && !num.empty())
-        return std::stod(num) * scale;
-    }
-  }
-  if (!text.empty() && text.find_first_not_of("0123456789.") == std::string::npos)
-    return std::stod(text);
-  fail(origin, field, "expected a duration like 500ms or 30s, got '" + text + "'");
-}
-
-// "0.5%" or a fraction in [0, 1].
-double parse_loss(const std::string& origin, const std::string& field, const std::string& text) {
-  std::string num = text;
-  double scale = 1;
-  if (!num.empty() && num.back() == '%') num.pop_back(), scale = 0.01;
-  if (num.empty() || num.find_first_not_of("0123456789.") != std::string::npos)
-    fail(origin, field, "expected a loss like 0.5% or 0.005, got '" + text + "'");
-  double v = std::stod(num) * scale;
-  if (v > 1) fail(origin, field, "loss must be at most 100%");
-  return v;
-}
-
-link_direction parse_direction(YAML::Node d, const std::string& origin, const std::string& at) {
-  if (!d.IsMap()) fail(origin, at, "expected a mapping (rate, delay, jitter, loss)");
-  for (auto it = d.begin(); it != d.end(); ++it) {
-    auto key = it->first.as<std::string>();
-    if (key != "rate" && key != "delay" && key != "jitter" && key != "loss")
-      fail(origin, at + "." + key, "unknown setting (rate, delay, jitter, loss)");
-  }
-  auto text = [&](const char* key) { return scalar<std::string>(d[key], origin, at + "." + key); };
-  link_direction out;
-  if (d["rate"]) out.rate_bits_s = parse_rate(origin, at + ".rate", text("rate"));
-  if (d["delay"]) out.delay_s = parse_seconds(origin, at + ".delay", text("delay"));
-  if (d["jitter"]) out.jitter_s = parse_seconds(origin, at + ".jitter", text("jitter"));
-  if (d["loss"]) out.loss = parse_loss(origin, at + ".loss", text("loss"));
-  if (out.jitter_s > out.delay_s)
-    fail(origin, at + ".jitter", "must not exceed the delay (packets are not reordered)");
-  return out;
-}
-
-void parse_links(YAML::Node l, const std::string& origin,
-                 std::map<std::string, link_profile>& out) {
-  if (!l.IsMap()) fail(origin, "links", "expected a mapping profile -> {up, down}");
-  for (auto it = l.begin(); it != l.end(); ++it) {
-    auto name = scalar<std::string>(it->first, origin, "links");
-    YAML::Node p = it->second;
-    const std::string at = "links." + name;
-    if (!p.IsMap()) fail(origin, at, "expected a mapping (up, down)");
-    for (auto k = p.begin(); k != p.end(); ++k)
-      if (k->first.as<std::string>() != "up" && k->first.as<std::string>() != "down")
-        fail(origin, at + "." + k->first.as<std::string>(), "unknown direction (up, down)");
-    link_profile profile;
-    if (p["up"]) profile.up = parse_direction(p["up"], origin, at + ".up");
-    if (p["down"]) profile.down = parse_direction(p["down"], origin, at + ".down");
-    out[name] = profile;
-  }
 }
 
 void parse_rebalance(YAML::Node r, const std::string& origin, rebalance_config& c) {
@@ -517,23 +359,6 @@ cluster_config load_cluster(const std::filesystem::path& path) {
       throw std::runtime_error(path.string() + ": node '" + n.name + "'.model: " +
                                n.model.string() + " is not a model directory (no config.json)");
   return c;
-}
-
-const std::map<std::string, link_profile>& builtin_link_profiles() {
-  // Typical access links, one way (a round trip between two edge hosts crosses four directions).
-  // Orders of magnitude from public measurements: datacenter RTTs of tens to hundreds of
-  // microseconds (Google's Jupiter / Swift papers, SIGCOMM 2015 and 2020); home and office WiFi
-  // adding a few milliseconds each way with 802.11ac rates (FCC Measuring Broadband America);
-  // 5G and LTE median RTTs of roughly 20-30 ms and 40-60 ms with the down/up speeds of Ookla's and
-  // Opensignal's mobile reports (2022-2023). Loss is the residual loss seen above the radio's
-  // retransmissions. Adjust them in a cluster file's `links:` section for a given deployment.
-  static const std::map<std::string, link_profile> all = {
-      {"datacenter", {{10e9, 25e-6, 0, 0}, {10e9, 25e-6, 0, 0}}},
-      {"wifi", {{50e6, 3e-3, 1e-3, 0.001}, {100e6, 3e-3, 1e-3, 0.001}}},
-      {"5g", {{30e6, 10e-3, 2e-3, 0.001}, {200e6, 10e-3, 2e-3, 0.001}}},
-      {"lte", {{10e6, 25e-3, 5e-3, 0.005}, {30e6, 25e-3, 5e-3, 0.005}}},
-  };
-  return all;
 }
 
 const std::filesystem::path& node_config::model_dir(const cluster_config& c) const {
