@@ -53,15 +53,16 @@ class expert_host {
   /// message the seal has yet to refuse (it is checked once whole) pins at most this much per
   /// connection.
   static constexpr uint64_t max_frame_payload_bytes = 4u << 20;
-  /// Pairs one dispatch frame may carry for rows of `hidden` floats: every pair may bring a row
-  /// of its own, and has its expert, token, row and precision ids.
+  /// The most a pair costs a dispatch frame: its expert, token, row and precision ids, and a row
+  /// of `hidden` floats of its own.
+  static uint64_t pair_bytes(int64_t hidden) { return 16 + 4 * static_cast<uint64_t>(hidden); }
+  /// Pairs one dispatch frame may carry.
   static uint32_t max_pairs_per_frame(int64_t hidden) {
     return static_cast<uint32_t>(
-        std::max<uint64_t>(1, max_frame_payload_bytes / (16 + 4 * static_cast<uint64_t>(hidden))));
+        std::max<uint64_t>(1, max_frame_payload_bytes / pair_bytes(hidden)));
   }
   static uint64_t max_dispatch_payload(const model::model_config& config) {
-    return uint64_t{max_pairs_per_frame(config.hidden)} *
-           (16 + 4 * static_cast<uint64_t>(config.hidden));
+    return uint64_t{max_pairs_per_frame(config.hidden)} * pair_bytes(config.hidden);
   }
   /// The biggest request a node serving `config` accepts: a full dispatch frame (fetch frames
   /// are smaller). The transport drops bigger ones unread.

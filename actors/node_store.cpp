@@ -42,6 +42,12 @@ node_store::~node_store() {
   if (warmer_.joinable()) warmer_.join();
 }
 
+int64_t node_store::bytes_loaded() const {
+  int64_t n = 0;
+  for (const auto& l : layers_) n += l.bytes;
+  return n;
+}
+
 node_store::lease node_store::acquire(int64_t layer, int64_t expert) {
   return take(layer, expert, true);
 }
@@ -119,9 +125,8 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) 
       ++s.uses;
       if (!missed && counted) ++counts.hits;
       if (waited && counted) {  // a background load is no batch waiting
-        const double waited_s = std::chrono::duration<double>(clock_type::now() - start).count();
-        stall_seconds = stall_seconds + waited_s;
-        counts.stall_seconds = counts.stall_seconds + waited_s;
+        counts.stall_seconds =
+            counts.stall_seconds + std::chrono::duration<double>(clock_type::now() - start).count();
       }
       return lease(this, key, s.copy);
     }
@@ -157,7 +162,6 @@ node_store::lease node_store::take(int64_t layer, int64_t expert, bool counted) 
     }
     slots_[key].copy = copy;
     resident_bytes_ += copy->bytes;
-    bytes_loaded += copy->bytes;
     counts.bytes += copy->bytes;
     changed_.notify_all();
   }

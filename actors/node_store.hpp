@@ -93,15 +93,16 @@ class node_store {
   /// Per layer: hits, misses, resident now and at most so far (never above capacity).
   struct layer_counts {
     std::atomic<int64_t> hits{0}, misses{0}, resident{0}, peak{0};
-    std::atomic<int64_t> fallbacks{0};  // pairs computed with the low-precision copy
-    std::atomic<int64_t> bytes{0};      // loaded from the slow tier
-    std::atomic<double> stall_seconds{0};
+    std::atomic<int64_t> fallbacks{0};     // pairs computed with the low-precision copy
+    std::atomic<int64_t> bytes{0};         // loaded from the slow tier
+    std::atomic<double> stall_seconds{0};  // batches waiting for loads or room
   };
   [[nodiscard]] const std::vector<layer_counts>& layers() const { return layers_; }
-  std::atomic<int64_t> bytes_loaded{0}, corrupt_reads{0};
+  /// Bytes loaded from the slow tier, every layer's.
+  [[nodiscard]] int64_t bytes_loaded() const;
+  std::atomic<int64_t> corrupt_reads{0};
   std::atomic<int64_t> prefetched{0};        // experts a head's prefetch frames asked for
-  std::atomic<int64_t> bytes_from_peers{0};  // of bytes_loaded, the copies read from peers
-  std::atomic<double> stall_seconds{0};      // batches waiting for loads or room
+  std::atomic<int64_t> bytes_from_peers{0};  // of bytes_loaded(), the copies read from peers
 
  private:
   struct slot {

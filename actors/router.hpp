@@ -113,12 +113,12 @@ class router_service final : public model::expert_backend {
   }
 
   // -- used by batches (router.cpp) ---------------------------------------------------------
-  /// Sends part `index` of `batch` (its rows chosen), or fails it at once if the node is
-  /// unreachable.
   /// One frame of a node's share of a batch: `pairs` (expert, slot), sorted by expert, with a
   /// fresh batch id (called under mutex_).
   batch_part make_part(const placement_table& table, int32_t node, const batch_state& batch,
                        std::span<const std::pair<int32_t, int32_t>> pairs);
+  /// Sends part `index` of `batch` (its rows chosen), or fails it at once if the node is
+  /// unreachable.
   void send_part(const std::shared_ptr<batch_state>& batch, size_t index);
   /// Rows the head computes itself: on its own replicas, or from its model files.
   struct head_rows {

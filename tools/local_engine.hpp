@@ -15,8 +15,8 @@ class local_engine {
  public:
   /// With `store_spec`, experts compute from an expert store; `routing_spec` ("" or "exact": exact
   /// top-k) must keep the store's cache when a policy is on (one cache rule: a policy that
-  /// prefers resident experts sees the store's residency), else usage_error. The store's
-  /// prefetch, then `also` (e.g. routing statistics), watch every MoE layer's input.
+  /// prefers resident experts sees the store's residency), else usage_error. `also` (e.g.
+  /// routing statistics), then the store's prefetch, watch every MoE layer's input.
   local_engine(const model::loaded_model& m, kernels::thread_pool& pool,
                const std::optional<std::string>& store_spec, const std::string& routing_spec,
                model::transformer::moe_observer also = {});

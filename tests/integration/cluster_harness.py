@@ -174,6 +174,13 @@ class Clients:
         return self.done, self.failures
 
 
+def expect_all_exact(done, failures, note=""):
+    """Prints what each client completed (and `note`); fails naming the first wrong requests."""
+    print(f"requests completed: {sum(done)} {done}{note}")
+    if failures:
+        sys.exit("FAIL: " + "; ".join(failures[:3]))
+
+
 def wait_for(predicate, limit_s, what):
     deadline = time.time() + limit_s
     while time.time() < deadline:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from cluster_harness import Clients, LIVE_PROMPTS, PROMPTS, expect_identical, free_ports, live_yaml, run_case
+from cluster_harness import Clients, LIVE_PROMPTS, PROMPTS, expect_all_exact, expect_identical, free_ports, live_yaml, run_case
 
 
 def case_live(h, transport):
@@ -92,11 +92,10 @@ def case_live(h, transport):
         finally:
             done, failures = clients.stop()
         p = placement()
-        print(f"requests completed: {sum(done)} ({done}); placement version {p['version']}, "
-              f"{p['replications']} replications, {p['retirements']} retirements, {p['bytes_moved']} bytes moved, "
-              f"{p['rebalances']} rebalances ({p['automatic_rebalances']} automatic), failed moves {p['failed_moves']}")
-        if failures:
-            sys.exit("FAIL: " + "; ".join(failures[:3]))
+        expect_all_exact(done, failures,
+                         f"; placement version {p['version']}, {p['replications']} replications, "
+                         f"{p['retirements']} retirements, {p['bytes_moved']} bytes moved, {p['rebalances']} "
+                         f"rebalances ({p['automatic_rebalances']} automatic), failed moves {p['failed_moves']}")
         if p["automatic_rebalances"] < 1:
             sys.exit("FAIL: the automatic loop carried out no rebalance")
         if p["replications"] < 20 or min(done) < 2:

@@ -16,10 +16,13 @@
 #include <random>
 #include <thread>
 
+#include "tests/support/loopback.hpp"
+
 namespace xmesh::transport {
 namespace {
 
 namespace fs = std::filesystem;
+using testing_support::connect_loopback;
 using namespace std::chrono_literals;
 
 // A control-plane message: the 32-byte header with its big-endian payload length at byte 4.
@@ -27,16 +30,6 @@ std::vector<uint8_t> message(uint32_t payload, uint8_t fill = 7) {
   std::vector<uint8_t> m(32 + (payload < (1u << 20) ? payload : 0), fill);
   for (int i = 0; i < 4; ++i) m[4 + i] = static_cast<uint8_t>(payload >> (24 - 8 * i));
   return m;
-}
-
-int connect_local(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  return fd;
 }
 
 // Reads until `n` bytes came or the peer closed (or 5 s passed); returns what came.
@@ -198,7 +191,7 @@ TEST_F(ControlGate, NoThreadOutlivesItsGate) {
     });
     const auto m = message(10);
     for (int i = 0; i < 4; ++i) {  // a connection is admitted once its first message passed
-      peers.push_back(connect_local(port));
+      peers.push_back(connect_loopback(port));
       ASSERT_EQ(::send(peers.back(), m.data(), m.size(), 0), static_cast<ssize_t>(m.size()));
     }
     ASSERT_TRUE(eventually([&] { return gate.counters().admitted == 4; }));
@@ -258,8 +251,8 @@ TEST_F(ControlGate, APeerThatNeverCompletesAHandshakeIsDroppedAtTheDeadline) {
     SCOPED_TRACE(tls ? "tls" : "plain");
     control_gate server("head", tls ? std::optional(ours("head")) : std::nullopt, limits);
     const uint16_t p = server.listen("127.0.0.1", 0, inner.admit());
-    int silent = connect_local(p);
-    int half = connect_local(p);
+    int silent = connect_loopback(p);
+    int half = connect_loopback(p);
     auto part = message(10);
     ASSERT_EQ(::send(half, part.data(), 20, 0), 20);  // half a header
     const auto start = std::chrono::steady_clock::now();
@@ -278,7 +271,7 @@ TEST_F(ControlGate, WithoutTlsItStillCapsAnnouncementsAndPassesWholeMessages) {
   control_gate server("head", std::nullopt, limits);
   EXPECT_FALSE(server.authenticated());
   port = server.listen("127.0.0.1", 0, inner.admit());
-  int fd = connect_local(port);
+  int fd = connect_loopback(port);
   auto ok = message(1000);
   ASSERT_EQ(::send(fd, ok.data(), ok.size(), 0), static_cast<ssize_t>(ok.size()));
   EXPECT_EQ(read_some(fd, ok.size()), ok);
@@ -323,7 +316,7 @@ TEST_F(ControlGate, ConnectionsWaitingForAHandshakeAreCappedPerHost) {
   control_gate server("head", ours("head"), limits);
   port = server.listen("127.0.0.1", 0, inner.admit());
   std::vector<int> held;
-  for (int i = 0; i < 12; ++i) held.push_back(connect_local(port));
+  for (int i = 0; i < 12; ++i) held.push_back(connect_loopback(port));
   EXPECT_TRUE(eventually([&] { return server.counters().refused_capacity == 8; }));
   // A member still gets in once the strangers are gone (the waiting ones, silent, gave their
   // slots back within a second).
@@ -345,7 +338,7 @@ TEST_F(ControlGate, RandomBytesNeverGetPastTheHandshake) {
     std::vector<uint8_t> junk(1 + rng() % 2048);
     for (auto& b : junk) b = static_cast<uint8_t>(rng());
     if (i % 5 == 0) junk.assign(17, 0xff);
-    int fd = connect_local(port);
+    int fd = connect_loopback(port);
     (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
     if (i % 2 == 0) {  // gone at once (reset): the gate's answer meets a dead socket
       linger hard{1, 0};

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/loopback.hpp"
 #include "transport/factory.hpp"
 #include "transport/gate/listener.hpp"
 
@@ -23,20 +24,7 @@ namespace xmesh::transport {
 namespace {
 
 using namespace std::chrono_literals;
-
-int connect_from(const char* host, uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in from{};
-  from.sin_family = AF_INET;
-  ::inet_pton(AF_INET, host, &from.sin_addr);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
-  return fd;
-}
+using testing_support::connect_loopback;
 
 // True when the server end was closed: reading gives end of file or a reset within `within`.
 bool closed_by_server(int fd, std::chrono::milliseconds within) {
@@ -68,7 +56,7 @@ class LibraryAccepts : public ::testing::Test {
     ::close(listener_);
     set_library_accept_caps(saved_);
   }
-  int client(const char* host) { return fds_.emplace_back(connect_from(host, port_)); }
+  int client(const char* host) { return fds_.emplace_back(connect_loopback(port_, host)); }
   std::vector<int> accepted() {
     std::this_thread::sleep_for(50ms);  // the handshakes complete in the kernel
     auto a = accept_all(listener_);
@@ -146,7 +134,7 @@ TEST_F(LibraryAccepts, ZeroMqsRouterIsCapped) {
   const auto before = library_accept_counts_now();
   std::vector<int> clients;
   for (int i = 0; i < 10; ++i)
-    clients.push_back(fds_.emplace_back(connect_from("127.0.0.1", zmq_port)));
+    clients.push_back(fds_.emplace_back(connect_loopback(zmq_port, "127.0.0.1")));
   int closed = 0;
   for (int fd : clients) closed += closed_by_server(fd, 500ms) ? 1 : 0;
   const auto after = library_accept_counts_now();
