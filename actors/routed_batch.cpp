@@ -49,7 +49,7 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
       why = "answered layer " + std::to_string(b->layer) + " with a wrong frame";
     }
   }
-  bool settle = false;
+  bool settle = false, done = false;
   {
     std::lock_guard lock(b->mutex);
     if (p.given_up) return;  // re-sent elsewhere already: the batch's `y` is not ours
@@ -63,9 +63,11 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
       p.error = code;
       p.why = std::move(why);
     }
-    --b->pending;
+    done = --b->pending == 0;
+    // The session resumes now: its pool's workers wake with it rather than after it.
+    if (done && !b->abandoned && b->pool) b->pool->prewake();
   }
-  b->answered.notify_all();
+  if (done) b->answered.notify_all();  // the session waits for every part, not for each
   const bool ok = code == expert_errc::ok;
   if (ok && p.metered) {
     p.metered->frames_received->Increment();

@@ -31,7 +31,7 @@ thread_pool::thread_pool(int num_threads) {
 thread_pool::~thread_pool() {
   stop_.store(true);
   generation_.fetch_add(1);
-  generation_.notify_all();
+  prewake();
   for (auto& w : workers_) w.join();
 }
 
@@ -52,10 +52,15 @@ void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, 
   count_ = count;
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  prewake();
   run_chunk(0);
   spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
   for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(left);
+}
+
+void thread_pool::prewake() {
+  alarm_.fetch_add(1);
+  alarm_.notify_all();
 }
 
 void thread_pool::worker_loop(int index) {
@@ -64,7 +69,9 @@ void thread_pool::worker_loop(int index) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
     spin_until([&] { return (gen = generation_.load(std::memory_order_acquire)) != seen; });
     if (gen == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
+      // Sleeps until a job or a prewake (which bumps the alarm after any new generation).
+      const uint32_t alarm = alarm_.load();
+      if (generation_.load() == seen) alarm_.wait(alarm);
       continue;
     }
     seen = gen;
