@@ -32,7 +32,7 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   at = "node '" + c.name + "'";
   check_keys(n,
              {"name", "host", "control_port", "data_port", "roles", "memory_budget", "device",
-              "threads", "expert_source", "metrics_port", "link", "model", "store"},
+              "threads", "compute_nice", "expert_source", "metrics_port", "link", "model", "store"},
              origin, at);
   if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
   c.control_port = port(n["control_port"], origin, at + ".control_port");
@@ -56,6 +56,11 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   if (c.expert_source != "files" && c.expert_source != "peer")
     fail(origin, at + ".expert_source", "unknown source '" + c.expert_source + "' (files, peer)");
   if (c.threads < 1 || c.threads > 256) fail(origin, at + ".threads", "must be in [1, 256]");
+  if (n["compute_nice"])
+    c.compute_nice = scalar<int>(n["compute_nice"], origin, at + ".compute_nice");
+  if (c.compute_nice < 0 || c.compute_nice > 19)
+    fail(origin, at + ".compute_nice",
+         "must be in [0, 19] (how far expert computation yields to frame handling)");
   if (n["metrics_port"]) {
     auto v = scalar<int64_t>(n["metrics_port"], origin, at + ".metrics_port");
     if (v < 0 || v > 65535)

@@ -27,6 +27,9 @@ struct node_config {
   int64_t memory_budget_bytes = 0;  // 0: unlimited
   std::string device = "cpu";       // device class: cpu, gpu, edge
   int threads = 1;                  // compute threads of this node
+  /// How far below the default priority its expert-computing threads run, so that its receive
+  /// threads never wait behind them for a core (kernels::enter_compute_thread); 0: not lowered.
+  int compute_nice = 10;
   /// Where replicas added at run time get their weights: "files" (the node's own model files)
   /// or "peer" (streamed from a node that serves the expert: edge devices without a copy).
   std::string expert_source = "files";

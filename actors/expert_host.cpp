@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "actors/expert_fetch.hpp"
+#include "kernels/core/thread_role.hpp"
 #include "kernels/expert_ffn.hpp"
 #include "model/resident_expert.hpp"
 #include "transport/frame.hpp"
@@ -93,6 +94,7 @@ struct expert_queue {
   bool scheduled = false;
   std::function<void()> on_retired;
   kernels::thread_pool pool{1};  // runs inline: parallelism comes from many expert actors
+  int compute_nice = 0;          // how far the threads that run it yield to frame movers
   std::atomic<uint64_t>* rows = nullptr;
   std::atomic<uint64_t>* compute_ns = nullptr;
   node_metrics* metrics = nullptr;
@@ -106,6 +108,7 @@ struct expert_queue {
 
   /// Runs everything queued, again and again, until the queue is empty.
   void run() {
+    kernels::enter_compute_thread(compute_nice);
     for (;;) {
       std::vector<piece> batch;
       {
@@ -275,6 +278,7 @@ expert_loaded expert_host::install(int64_t layer, int64_t expert,
   q->rows = &rows_;
   q->compute_ns = &compute_ns_;
   q->metrics = metrics_;
+  q->compute_nice = compute_nice_;
   if (q->resident) {  // warm: one row through the kernels touches every weight once
     std::vector<float> x(c.hidden, 0.0f), y(c.hidden);
     kernels::expert_job job{&q->resident->weights, x.data(), 1, y.data()};

@@ -225,6 +225,19 @@ def pid_of(c, name):
     return int(open(f"{c.env['XMESH_RUN_DIR']}/{name}.pid").read())
 
 
+def threads_of(pid):
+    """(name, nice) of each thread of process `pid`."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on; nice is field 19
+        out.append((stat[stat.index("(") + 1:stat.rindex(")")], int(fields[16])))
+    return out
+
+
 def run_case(cases):
     """usage: SCRIPT XMESH REPO CASE [TRANSPORT]; runs cases[CASE](harness, transport), then PASS.
     XMESH_TEST_DIR keeps models, logs and outputs (debugging)."""

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from cluster_harness import (FAMILIES, PROMPTS, cluster_yaml, expect_error, expect_identical, free_ports,
-                             placement_of, run_case)
+                             pid_of, placement_of, run_case, threads_of)
 
 
 def placements(transport):
@@ -52,6 +52,21 @@ def case_equivalence(h, transport):
             with h.cluster(text, f"{family}-{transport}-{label}") as c:
                 got = h.run_generate(model, PROMPTS[0], cluster=c.path, name=f"{family}-{label}")
                 expect_identical(f"{family} {transport} {label}", got, oracle)
+                if transport != "local":
+                    expect_compute_below_io(c, transport)
+
+
+def expect_compute_below_io(c, transport):
+    """On each expert node, the threads that computed experts run at `compute_nice` (default 10)
+    and its transport's receive thread at the default priority, so frames never queue behind
+    expert computations."""
+    for node in ("experts-a", "experts-b"):
+        threads = threads_of(pid_of(c, node))
+        compute = {nice for name, nice in threads if name == "xmesh.compute"}
+        io = {nice for name, nice in threads if name == f"xmesh.{transport}"}
+        if compute != {10} or io != {0}:
+            sys.exit(f"FAIL {node}: compute threads at nice {compute or 'none'}, {transport} receive thread at "
+                     f"{io or 'none'} (want 10 and 0): {sorted(threads)}")
 
 
 def case_concurrent(h, transport):

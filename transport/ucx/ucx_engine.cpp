@@ -1,6 +1,7 @@
 #include "transport/ucx/ucx_engine.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -82,6 +83,7 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
 // -- progress thread ----------------------------------------------------------------------
 
 void ucx_engine::run() {
+  pthread_setname_np(pthread_self(), "xmesh.ucx");  // for ps, top and the tests
   acting_as_ = this;
   std::unique_lock worker(io_mutex_);
   while (!stopping_) {

@@ -1,6 +1,7 @@
 #include "transport/zmq/zmq_endpoint.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -344,6 +345,7 @@ void zmq_engine::rebuild_items() {
 }
 
 void zmq_engine::run() {
+  pthread_setname_np(pthread_self(), "xmesh.zmq");  // for ps, top and the tests
   io_thread_id_ = std::this_thread::get_id();
   while (!stopping_) {
     if (items_dirty_) rebuild_items();

@@ -167,6 +167,22 @@ TEST(ClusterConfig, DataConnectionCapsHaveDefaultsAndBounds) {
             "c.yaml: data_connections: expected a mapping (per_host, total)");
 }
 
+TEST(ClusterConfig, ComputeNiceHasADefaultAndBounds) {
+  auto c = parse_cluster(
+      with(three_nodes, "memory_budget: 3GiB}", "memory_budget: 3GiB, compute_nice: 0}"), "c.yaml",
+      "/base");
+  EXPECT_EQ(c.node("a").compute_nice, 0);
+  EXPECT_EQ(c.node("b").compute_nice, 10);
+  EXPECT_EQ(
+      error_of(with(three_nodes, "memory_budget: 3GiB}", "memory_budget: 3GiB, compute_nice: 20}")),
+      "c.yaml: node 'a'.compute_nice: must be in [0, 19] (how far expert computation yields to "
+      "frame handling)");
+  EXPECT_EQ(
+      error_of(with(three_nodes, "memory_budget: 3GiB}", "memory_budget: 3GiB, compute_nice: -5}")),
+      "c.yaml: node 'a'.compute_nice: must be in [0, 19] (how far expert computation yields to "
+      "frame handling)");
+}
+
 TEST(ClusterConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of("nodes: [a"),
             "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
