@@ -2,7 +2,10 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -84,6 +87,9 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
 
 void ucx_engine::run() {
   pthread_setname_np(pthread_self(), "xmesh.ucx");  // for ps, top and the tests
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  if (errno == 0) io_nice_ = nice;
   acting_as_ = this;
   std::unique_lock worker(io_mutex_);
   while (!stopping_) {

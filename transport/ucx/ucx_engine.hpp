@@ -62,7 +62,8 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   /// callback: callbacks only record work), else queued. False once stopped.
   bool run_on_io(std::function<void()> task);
   /// run_on_io() for a task that only posts UCX operations and leaves any callback to
-  /// deferred_: while the progress thread sleeps, the calling thread runs it in its stead.
+  /// deferred_: while the progress thread sleeps, the calling thread runs it in its stead,
+  /// unless it runs below the progress thread's priority.
   bool post(std::function<void()> task);
 
   void listen(const std::string& address, request_handler handler);
@@ -95,6 +96,8 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   };
 
   void run();
+  /// The calling thread's priority is lower (a higher nice) than the progress thread's.
+  [[nodiscard]] bool below_io_priority() const;
   /// Polls the worker for up to `budget` before sleeping; true when work showed up.
   bool spin(spin_policy::duration budget);
   /// Sleeps in poll() until UCX or the queue has work, releasing `worker` meanwhile.
@@ -127,6 +130,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   std::mutex io_mutex_;
   static thread_local ucx_engine* acting_as_;  // the engine this thread acts for, if any
   std::atomic<uint64_t> next_channel_id_{1};
+  std::atomic<int> io_nice_{0};  // the progress thread's nice value
   mutable std::mutex address_mutex_;
   std::string bound_address_;
   std::thread thread_;

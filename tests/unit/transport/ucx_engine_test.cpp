@@ -1,0 +1,49 @@
+// The UCX engine's progress thread, and the threads that post UCX operations in its stead.
+#include "transport/ucx/ucx_engine.hpp"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+
+namespace xmesh::transport::ucx {
+namespace {
+
+std::string thread_name() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  return name;
+}
+
+// While the progress thread sleeps, a thread that posts runs the task itself (no wake-up), unless
+// it runs below the progress thread's priority (an expert node's compute thread): holding the
+// worker, it could be preempted there and hold up the next frame, so the progress thread runs it.
+TEST(UcxEngine, OnlyThreadsAtTheProgressThreadsPriorityPostInItsStead) {
+  auto engine = std::make_shared<ucx_engine>();
+  engine->listen("ucx://127.0.0.1:0", [](bytes, std::shared_ptr<reply_handle>) {});  // a worker
+  auto posted_from = [&](int nice) {
+    std::promise<std::string> ran_on;
+    auto where = ran_on.get_future();
+    std::thread poster([&] {
+      pthread_setname_np(pthread_self(), "poster");
+      if (nice > 0) {
+        ASSERT_EQ(setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice), 0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the progress thread sleeps
+      ASSERT_TRUE(engine->post([&] { ran_on.set_value(thread_name()); }));
+    });
+    poster.join();
+    return where.get();
+  };
+  EXPECT_EQ(posted_from(0), "poster");
+  EXPECT_EQ(posted_from(5), "xmesh.ucx");
+  engine->stop();
+}
+
+}  // namespace
+}  // namespace xmesh::transport::ucx
