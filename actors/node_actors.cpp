@@ -1,5 +1,7 @@
 #include "actors/node_actors.hpp"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <future>
 #include <map>
@@ -145,6 +147,7 @@ caf::behavior node_actor(caf::event_based_actor* self, node_runtime* rt) {
         uint64_t id = generations->next++;
         generations->waiting.emplace(id, promise);
         std::thread([rt, id, me = caf::actor_cast<caf::actor>(self), request = std::move(request)] {
+          pthread_setname_np(pthread_self(), "xmesh.session");  // for ps, top and perf sched
           caf::anon_send(me, generate_atom_v, id, rt->run_generation(request));
         }).detach();
         return promise;

@@ -64,10 +64,14 @@ void on_reply(const std::shared_ptr<batch_state>& b, size_t index, transport::by
       p.why = std::move(why);
     }
     done = --b->pending == 0;
-    // The session resumes now: its pool's workers wake with it rather than after it.
-    if (done && !b->abandoned && b->pool) b->pool->prewake();
   }
-  if (done) b->answered.notify_all();  // the session waits for every part, not for each
+  if (done) {
+    b->answered.notify_all();  // the session waits for every part, not for each
+    // Its pool's workers wake now too, rather than at the session's first job. The session comes
+    // first: a worker woken first could take this thread's core and poll there, ahead of it.
+    std::lock_guard lock(b->mutex);
+    if (!b->abandoned && b->pool) b->pool->prewake();  // (abandoned: the session moved on)
+  }
   const bool ok = code == expert_errc::ok;
   if (ok && p.metered) {
     p.metered->frames_received->Increment();

@@ -1,6 +1,7 @@
 #include "kernels/core/thread_pool.hpp"
 
 #include <immintrin.h>
+#include <pthread.h>
 
 #include <chrono>
 
@@ -64,6 +65,7 @@ void thread_pool::prewake() {
 }
 
 void thread_pool::worker_loop(int index) {
+  pthread_setname_np(pthread_self(), "xmesh.pool");  // for ps, top and perf sched
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);

@@ -97,12 +97,26 @@ void ucx_engine::run() {
       if (task) task();
     }
     progress();
+    if (!ready_.empty()) {
+      run_ready(worker);
+      continue;  // the callbacks may have posted work
+    }
     if (stopping_) break;
     const auto idle_since = std::chrono::steady_clock::now();
     if (!spin(spin_.spin_for())) wait_for_events(worker);
     spin_.record_gap(std::chrono::steady_clock::now() - idle_since);
   }
   shutdown_io();
+}
+
+void ucx_engine::run_ready(std::unique_lock<std::mutex>& worker) {
+  auto ready = std::move(ready_);
+  ready_.clear();
+  acting_as_ = nullptr;  // unlocked, this thread posts like any other
+  worker.unlock();
+  for (auto& callback : ready) callback();
+  worker.lock();
+  acting_as_ = this;
 }
 
 void ucx_engine::progress() {
@@ -249,15 +263,20 @@ void ucx_engine::on_ep_error(ucp_ep_h ep, ucs_status_t status) {
 
 void ucx_engine::deliver(unsigned am_id, uint64_t conn, am_header h, bytes data) {
   if (am_id == am_request) {
+    // (handler_ changes only on this thread, so the callback may read it unlocked.)
     if (handler_)
-      invoke_handler(handler_, std::move(data),
-                     std::make_shared<ucx_reply>(weak_from_this(), conn, h));
+      ready_.emplace_back([this, data = std::move(data),
+                           reply = std::make_shared<ucx_reply>(weak_from_this(), conn, h)]() mutable {
+        if (handler_) invoke_handler(handler_, std::move(data), std::move(reply));
+      });
   } else if (am_id == am_ping) {
     if (auto it = server_eps_.find(conn); it != server_eps_.end())
       am_send(it->second, am_pong, h, {}, false);
   } else if (auto c = clients_.find(h.channel_id); c != clients_.end()) {
-    auto st = c->second.state;  // the callback may close the channel
-    if (auto cb = st->pending.take(h.request_id)) cb(std::move(data), {});
+    if (auto cb = c->second.state->pending.take(h.request_id))
+      ready_.emplace_back([cb = std::move(cb), data = std::move(data)]() mutable {
+        cb(std::move(data), {});
+      });
   }
 }
 

@@ -105,6 +105,10 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   void ensure_worker(const ucx_address& a);
   ucs_status_t am_send(ucp_ep_h ep, unsigned id, am_header h, bytes data, bool want_reply_ep);
   void progress();
+  /// Runs the handlers and reply callbacks of what progress() received with `worker` released:
+  /// they wake sessions and compute threads, and a woken thread that takes this one's core must
+  /// find the worker free to post its own sends (it used to wait for this thread to run again).
+  void run_ready(std::unique_lock<std::mutex>& worker);
   void start_rndv(void* desc, recv_op* op);
   ucp_ep_h create_ep(ucp_ep_params_t& p, bool client, uint64_t id);
   void close_ep(ucp_ep_h ep);
@@ -147,6 +151,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   std::unordered_map<ucp_ep_h, ep_info> ep_index_;
   uint64_t next_conn_id_ = 1;
   std::vector<std::function<void()>> deferred_;   // recorded by UCX callbacks, run after progress
+  std::vector<std::function<void()>> ready_;      // deliveries, run with the worker released
   std::vector<std::pair<void*, recv_op*>> rndv_;  // data descriptors to receive after progress
   std::vector<void*> closing_;                    // ep close requests still in flight
   struct am_ctx {
