@@ -265,18 +265,18 @@ void ucx_engine::deliver(unsigned am_id, uint64_t conn, am_header h, bytes data)
   if (am_id == am_request) {
     // (handler_ changes only on this thread, so the callback may read it unlocked.)
     if (handler_)
-      ready_.emplace_back([this, data = std::move(data),
-                           reply = std::make_shared<ucx_reply>(weak_from_this(), conn, h)]() mutable {
-        if (handler_) invoke_handler(handler_, std::move(data), std::move(reply));
-      });
+      ready_.emplace_back(
+          [this, data = std::move(data),
+           reply = std::make_shared<ucx_reply>(weak_from_this(), conn, h)]() mutable {
+            if (handler_) invoke_handler(handler_, std::move(data), std::move(reply));
+          });
   } else if (am_id == am_ping) {
     if (auto it = server_eps_.find(conn); it != server_eps_.end())
       am_send(it->second, am_pong, h, {}, false);
   } else if (auto c = clients_.find(h.channel_id); c != clients_.end()) {
     if (auto cb = c->second.state->pending.take(h.request_id))
-      ready_.emplace_back([cb = std::move(cb), data = std::move(data)]() mutable {
-        cb(std::move(data), {});
-      });
+      ready_.emplace_back(
+          [cb = std::move(cb), data = std::move(data)]() mutable { cb(std::move(data), {}); });
   }
 }
 
