@@ -46,35 +46,48 @@ def three_nodes(tmp, name, model, transport, header="", node_extra=lambda: ""):
     return path
 
 
+def env():
+    """The environment the benchmarks run xmesh and deploy/local.sh in."""
+    return dict(os.environ, XMESH_BIN=xmesh, UCX_NET_DEVICES=os.environ.get("UCX_NET_DEVICES", "lo"))
+
+
+def local(action, name, path, tmp):
+    """deploy/local.sh up|down for cluster `name` (file `path`), its run directory under `tmp`."""
+    up = action == "up"
+    subprocess.run([f"{repo}/deploy/local.sh", action, path], env=dict(env(), XMESH_RUN_DIR=f"{tmp}/run-{name}"),
+                   check=up, capture_output=True, timeout=300 if up else 60)
+
+
+def generate(model, path, tokens):
+    """One greedy request through the cluster file `path`: xmesh generate's JSON."""
+    out = subprocess.run([xmesh, "generate", "--model", model, "--cluster", path, "--tokens", prompt,
+                          "--max-new-tokens", str(tokens), "--ignore-eos", "--json"], env=env(),
+                         check=True, capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout)
+
+
 def alternate(clusters, model, rounds, tokens, tmp, started=lambda: None, finishing=lambda: None):
     """Brings up every cluster (name -> file) side by side, then runs one greedy request on each in
     turn for `rounds` rounds after a warm-up round (connections, page cache), alternating which goes
     first; only one generates at a time. Returns the decode tokens/s per cluster and asserts every
     cluster's tokens equal the others'. `started()` runs once all are up, `finishing()` before they
     go down."""
-    env = dict(os.environ, XMESH_BIN=xmesh, UCX_NET_DEVICES=os.environ.get("UCX_NET_DEVICES", "lo"))
-    local = f"{repo}/deploy/local.sh"
     runs, outputs = {name: [] for name in clusters}, {}
     try:
         for name, path in clusters.items():
-            subprocess.run([local, "up", path], env=dict(env, XMESH_RUN_DIR=f"{tmp}/run-{name}"), check=True,
-                           capture_output=True, timeout=300)
+            local("up", name, path, tmp)
         started()
         order = list(clusters.items())
         for r in range(rounds + 1):
             for name, path in (order if r % 2 else order[::-1]):
-                out = subprocess.run([xmesh, "generate", "--model", model, "--cluster", path, "--tokens", prompt,
-                                      "--max-new-tokens", str(tokens), "--ignore-eos", "--json"], env=env,
-                                     check=True, capture_output=True, text=True, timeout=600)
-                j = json.loads(out.stdout)
+                j = generate(model, path, tokens)
                 outputs.setdefault(name, j["tokens"])
                 if r > 0:
                     runs[name].append(j["decode_tokens_per_s"])
     finally:
         finishing()
         for name, path in clusters.items():
-            subprocess.run([local, "down", path], env=dict(env, XMESH_RUN_DIR=f"{tmp}/run-{name}"),
-                           capture_output=True, timeout=60)
+            local("down", name, path, tmp)
     first = next(iter(outputs.values()))
     assert all(o == first for o in outputs.values()), f"outputs differ between {list(clusters)}"
     return runs
