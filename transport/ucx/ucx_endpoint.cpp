@@ -1,9 +1,5 @@
 #include "transport/ucx/ucx_endpoint.hpp"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <future>
 #include <stdexcept>
@@ -66,16 +62,6 @@ bool ucx_engine::post(std::function<void()> task) {
     return true;
   }
   return run_on_io(std::move(task));
-}
-
-// A thread that yields to I/O (an expert node's compute thread: kernels::enter_compute_thread)
-// must not hold the worker: preempted there, as its own send's wake-up of the peer's receive thread
-// often has it, it would keep the progress thread from the next frame for as long (priority
-// inversion; one frame in ten waited hundreds of microseconds before this). It hands over instead.
-bool ucx_engine::below_io_priority() const {
-  errno = 0;
-  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-  return errno == 0 && nice > io_nice_.load(std::memory_order_relaxed);
 }
 
 // No sockaddr listener: UCX's TCP connection manager aborts the process on a stranger's malformed
