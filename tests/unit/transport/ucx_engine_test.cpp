@@ -45,5 +45,31 @@ TEST(UcxEngine, OnlyThreadsAtTheProgressThreadsPriorityPostInItsStead) {
   engine->stop();
 }
 
+// What an arrival triggers (here a request handler) runs with the worker released: a thread that
+// posts meanwhile (a session woken by a reply, sending its next frames) runs its task itself
+// instead of queueing it until the progress thread is done.
+TEST(UcxEngine, HandlersRunWithTheWorkerFreeForOtherThreadsToPost) {
+  auto server = std::make_shared<ucx_engine>();
+  std::promise<std::string> ran_on;
+  auto where = ran_on.get_future();
+  std::promise<void> answered;
+  server->listen("ucx://127.0.0.1:0", [&](bytes, std::shared_ptr<reply_handle> reply) {
+    std::thread poster([&] {
+      pthread_setname_np(pthread_self(), "poster");
+      ASSERT_TRUE(server->post([&] { ran_on.set_value(thread_name()); }));
+    });
+    poster.join();  // while the handler runs
+    reply->send({});
+  });
+  auto client = std::make_shared<ucx_engine>();
+  auto channel = client->open_channel(server->listen_address(), 5000);
+  client->send_request(channel, bytes(8), [&](bytes, std::string) { answered.set_value(); });
+  ASSERT_EQ(where.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(where.get(), "poster");
+  ASSERT_EQ(answered.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  client->stop();
+  server->stop();
+}
+
 }  // namespace
 }  // namespace xmesh::transport::ucx
