@@ -58,11 +58,16 @@ def local(action, name, path, tmp):
                    check=up, capture_output=True, timeout=300 if up else 60)
 
 
+def generate_command(model, path, tokens):
+    """xmesh generate of one greedy request through the cluster file `path`, JSON out."""
+    return [xmesh, "generate", "--model", model, "--cluster", path, "--tokens", prompt, "--max-new-tokens",
+            str(tokens), "--ignore-eos", "--json"]
+
+
 def generate(model, path, tokens):
     """One greedy request through the cluster file `path`: xmesh generate's JSON."""
-    out = subprocess.run([xmesh, "generate", "--model", model, "--cluster", path, "--tokens", prompt,
-                          "--max-new-tokens", str(tokens), "--ignore-eos", "--json"], env=env(),
-                         check=True, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(generate_command(model, path, tokens), env=env(), check=True, capture_output=True,
+                         text=True, timeout=600)
     return json.loads(out.stdout)
 
 

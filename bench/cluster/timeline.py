@@ -46,7 +46,7 @@ def layers(evs, head, experts):
         asleep, session = e[1], e[3]
         delivered, replied, woken = {}, None, None
         # Hand-offs to compute threads since the session last woke (it may send, then compute).
-        for f in evs[:i][::-1]:
+        for f in (evs[j] for j in range(i - 1, -1, -1)):
             if f[1] <= (woken_at or 0) or asleep - f[1] > 0.002:
                 break
             if f[0] == "wake" and f[3] == "xmesh.compute" and f[2] in experts:
@@ -79,9 +79,8 @@ def main():
         pid = lambda node: int(open(f"{tmp}/run-c/{node}.pid").read())
         head, experts = pid("head"), {pid("experts-a"), pid("experts-b")}
         bench_util.generate(model, path, tokens)  # warm-up: connections, page cache
-        cmd = [bench_util.xmesh, "generate", "--model", model, "--cluster", path, "--tokens", bench_util.prompt,
-               "--max-new-tokens", str(tokens), "--ignore-eos", "--json"]
-        rec = subprocess.run(["perf", "sched", "record", "-a", "-o", trace, "--"] + cmd, env=bench_util.env(),
+        rec = subprocess.run(["perf", "sched", "record", "-a", "-o", trace, "--"] +
+                             bench_util.generate_command(model, path, tokens), env=bench_util.env(),
                              capture_output=True, text=True, timeout=600)
         if rec.returncode != 0:
             sys.exit(f"perf sched record failed (root and linux-perf needed): {rec.stderr.strip()[-300:]}")
