@@ -19,13 +19,16 @@ using namespace std::chrono_literals;
 
 // Runs `work(args...)` on a thread of its own (it blocks: copying weights, waiting for a drain or
 // a retirement) and answers the current request with its result, or its exception's text. `busy`
-// (node_runtime::busy()) keeps the node's parts alive until the worker is gone.
+// (node_runtime::busy()) keeps the node's parts alive until the work is done: the handler holds
+// it, since CAF drops the function that made the behavior before the request arrives (holding it
+// there let a node shut down under a worker that then used its freed router).
 template <class Result, class Work, class... Args>
 auto on_own_thread(caf::event_based_actor* self, std::shared_ptr<void> busy, Work work,
                    Args... args) {
   auto worker =
       self->spawn<caf::detached>([busy, work](caf::event_based_actor* w) -> caf::behavior {
-        return {[=](Args... xs) -> caf::result<Result> {
+        return {[busy, work, w](Args... xs) -> caf::result<Result> {
+          const auto holding = busy;  // beyond quit(), which may drop this handler
           w->quit();
           try {
             return work(xs...);
