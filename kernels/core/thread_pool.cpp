@@ -26,7 +26,9 @@ bool spin_until(Done done) {
 }  // namespace
 
 thread_pool::thread_pool(int num_threads) {
-  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  // Nothing to take until the first job.
+  next_chunk_.store(num_threads);
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 thread_pool::~thread_pool() {
@@ -36,11 +38,15 @@ thread_pool::~thread_pool() {
   for (auto& w : workers_) w.join();
 }
 
-void thread_pool::run_chunk(int index) {
-  int n = num_threads();
-  int64_t begin = count_ * index / n;
-  int64_t end = count_ * (index + 1) / n;
-  if (begin < end) (*job_)(begin, end);
+// A worker late from an earlier job may take a chunk of the current one: it reads the job only
+// after taking a chunk (acquire), and the caller changes the job only once every chunk is done.
+void thread_pool::run_chunks() {
+  const int n = num_threads();
+  for (int i; (i = next_chunk_.fetch_add(1, std::memory_order_acq_rel)) < n;) {
+    const int64_t begin = count_ * i / n, end = count_ * (i + 1) / n;
+    if (begin < end) (*job_)(begin, end);
+    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) chunks_done_.notify_all();
+  }
 }
 
 void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, int64_t)>& fn) {
@@ -51,12 +57,15 @@ void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, 
   }
   job_ = &fn;
   count_ = count;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  chunks_done_.store(0, std::memory_order_relaxed);
+  next_chunk_.store(0, std::memory_order_release);  // publishes the job to whoever takes a chunk
   generation_.fetch_add(1, std::memory_order_release);
   prewake();
-  run_chunk(0);
-  spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
-  for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;) pending_.wait(left);
+  run_chunks();
+  const int n = num_threads();
+  spin_until([&] { return chunks_done_.load(std::memory_order_acquire) == n; });
+  for (int done; (done = chunks_done_.load(std::memory_order_acquire)) != n;)
+    chunks_done_.wait(done);
 }
 
 void thread_pool::prewake() {
@@ -64,7 +73,7 @@ void thread_pool::prewake() {
   alarm_.notify_all();
 }
 
-void thread_pool::worker_loop(int index) {
+void thread_pool::worker_loop() {
   pthread_setname_np(pthread_self(), "xmesh.pool");  // for ps, top and perf sched
   uint64_t seen = 0;
   for (;;) {
@@ -78,8 +87,7 @@ void thread_pool::worker_loop(int index) {
     }
     seen = gen;
     if (stop_.load()) return;
-    run_chunk(index);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_all();
+    run_chunks();
   }
 }
 

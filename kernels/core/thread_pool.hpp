@@ -11,7 +11,10 @@ namespace xmesh::kernels {
 
 /// Runs `fn(begin, end)` over a static split of [0, count) across the caller and its workers.
 /// Workers spin briefly between jobs (decode issues thousands of small jobs per second), then
-/// sleep. The split depends only on `count` and `num_threads()`, never on timing.
+/// sleep. The split depends only on `count` and `num_threads()`, never on timing; which thread
+/// runs a chunk does: each takes the next chunk left, the caller included, so a worker that the
+/// scheduler keeps off its core (another process's thread on it) costs the job nothing but its
+/// chunk running on the caller.
 class thread_pool {
  public:
   explicit thread_pool(int num_threads);
@@ -30,15 +33,16 @@ class thread_pool {
   void prewake();
 
  private:
-  void worker_loop(int index);
-  void run_chunk(int index);
+  void worker_loop();
+  void run_chunks();  // takes chunks until none is left
 
   std::vector<std::thread> workers_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t count_ = 0;
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint32_t> alarm_{0};  // sleeping workers wait on it: bumped per job and prewake
-  std::atomic<int> pending_{0};
+  std::atomic<int> next_chunk_{0};  // the job's next chunk to take
+  std::atomic<int> chunks_done_{0};
   std::atomic<bool> stop_{false};
 };
 

@@ -2,12 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cmath>
-#include <numeric>
-#include <thread>
 #include <vector>
 
 #include "kernels/core/dtype.hpp"
@@ -91,47 +86,6 @@ TEST(ExpertFfn, MatchesScalarSwiGlu) {
       }
       ASSERT_NEAR(y[t * hidden + o], acc, 1e-4);
     }
-}
-
-TEST(ThreadPool, CoversEveryIndexOnce) {
-  thread_pool pool(3);
-  for (int64_t n : {1, 2, 7, 1000}) {
-    std::vector<int> hits(n);
-    pool.parallel_for(n, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) ++hits[i];
-    });
-    EXPECT_EQ(std::accumulate(hits.begin(), hits.end(), 0), n);
-    EXPECT_EQ(*std::min_element(hits.begin(), hits.end()), 1);
-  }
-}
-
-// Workers asleep (idle past their spin) must take every job, woken by the job itself, and also
-// while another thread's prewakes race the jobs; a lost wake-up hangs parallel_for.
-TEST(ThreadPool, SleepingWorkersWakeForEveryJobAndPrewakesStrandNone) {
-  thread_pool pool(3);
-  for (bool racing : {false, true}) {
-    std::atomic<bool> done{false};
-    std::thread waker([&] {
-      while (racing && !done) {
-        pool.prewake();
-        std::this_thread::sleep_for(std::chrono::microseconds(30));
-      }
-    });
-    std::atomic<int64_t> by_workers{0};
-    const auto caller = std::this_thread::get_id();
-    for (int job = 0; job < 200; ++job) {
-      if (job % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));  // they sleep
-      std::vector<int> hits(64);
-      pool.parallel_for(64, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) ++hits[i];
-        if (std::this_thread::get_id() != caller) by_workers += e - b;
-      });
-      ASSERT_EQ(std::count(hits.begin(), hits.end(), 1), 64) << "job " << job;
-    }
-    done = true;
-    waker.join();
-    EXPECT_EQ(by_workers.load(), 200 * (64 - 64 / 3));  // every job's chunks 1 and 2: the workers'
-  }
 }
 
 }  // namespace

@@ -26,13 +26,15 @@ std::string thread_name() {
 TEST(UcxEngine, OnlyThreadsAtTheProgressThreadsPriorityPostInItsStead) {
   auto engine = std::make_shared<ucx_engine>();
   engine->listen("ucx://127.0.0.1:0", [](bytes, std::shared_ptr<reply_handle>) {});  // a worker
-  auto posted_from = [&](int nice) {
+  // Threads start at their creator's nice value, the progress thread too: `lower` is relative.
+  auto posted_from = [&](int lower) {
     std::promise<std::string> ran_on;
     auto where = ran_on.get_future();
     std::thread poster([&] {
       pthread_setname_np(pthread_self(), "poster");
-      if (nice > 0) {
-        ASSERT_EQ(setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice), 0);
+      if (lower > 0) {
+        const auto self = static_cast<id_t>(gettid());
+        ASSERT_EQ(setpriority(PRIO_PROCESS, self, getpriority(PRIO_PROCESS, self) + lower), 0);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the progress thread sleeps
       ASSERT_TRUE(engine->post([&] { ran_on.set_value(thread_name()); }));
