@@ -96,6 +96,9 @@ class routed_batch final : public model::expert_batch {
 
   void wait() override {
     auto& b = *b_;
+    // The session's workers stop spinning for its next job: the nodes computing this batch may
+    // share the session's cores (and the last reply wakes the workers again: prewake).
+    if (b.pool) b.pool->rest();
     for (;;) {
       std::vector<batch_part*> failed;
       {

@@ -69,16 +69,22 @@ void thread_pool::parallel_for(int64_t count, const std::function<void(int64_t, 
 }
 
 void thread_pool::prewake() {
+  resting_.store(false, std::memory_order_relaxed);
   alarm_.fetch_add(1);
   alarm_.notify_all();
 }
+
+void thread_pool::rest() { resting_.store(true, std::memory_order_relaxed); }
 
 void thread_pool::worker_loop() {
   pthread_setname_np(pthread_self(), "xmesh.pool");  // for ps, top and perf sched
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    spin_until([&] { return (gen = generation_.load(std::memory_order_acquire)) != seen; });
+    spin_until([&] {
+      return (gen = generation_.load(std::memory_order_acquire)) != seen ||
+             resting_.load(std::memory_order_relaxed);
+    });
     if (gen == seen) {
       // Sleeps until a job or a prewake (which bumps the alarm after any new generation).
       const uint32_t alarm = alarm_.load();

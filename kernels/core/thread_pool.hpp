@@ -32,6 +32,11 @@ class thread_pool {
   /// instead of only when its first job arrives (each wake-up costs tens of microseconds on VMs).
   void prewake();
 
+  /// Any thread: workers still spinning for a job go to sleep now. For a caller about to wait
+  /// long for others (an expert batch out to other nodes), whose spinning workers would take the
+  /// cores those others compute on.
+  void rest();
+
  private:
   void worker_loop();
   void run_chunks();  // takes chunks until none is left
@@ -43,6 +48,7 @@ class thread_pool {
   std::atomic<uint32_t> alarm_{0};  // sleeping workers wait on it: bumped per job and prewake
   std::atomic<int> next_chunk_{0};  // the job's next chunk to take
   std::atomic<int> chunks_done_{0};
+  std::atomic<bool> resting_{false};  // rest() until the next job or prewake
   std::atomic<bool> stop_{false};
 };
 

@@ -34,10 +34,10 @@ TEST(ThreadPool, CoversEveryIndexOnce) {
 }
 
 // Workers asleep (idle past their spin) must take every job, woken by the job itself, and also
-// while another thread's prewakes race the jobs. Each job's three chunks wait for one another, so
-// only all three threads running at once can finish it: a worker that sleeps through a job fails
-// it (after a 10 s wait) instead of leaving its chunk to the caller.
-TEST(ThreadPool, SleepingWorkersWakeForEveryJobAndPrewakesStrandNone) {
+// while another thread's prewakes and rests race the jobs. Each job's three chunks wait for one
+// another, so only all three threads running at once can finish it: a worker that sleeps through a
+// job fails it (after a 10 s wait) instead of leaving its chunk to the caller.
+TEST(ThreadPool, SleepingWorkersWakeForEveryJobAndPrewakesAndRestsStrandNone) {
   thread_pool pool(3);
   for (bool racing : {false, true}) {
     std::atomic<bool> done{false};
@@ -45,6 +45,8 @@ TEST(ThreadPool, SleepingWorkersWakeForEveryJobAndPrewakesStrandNone) {
       while (racing && !done) {
         pool.prewake();
         std::this_thread::sleep_for(std::chrono::microseconds(30));
+        pool.rest();
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
     });
     for (int job = 0; job < 200; ++job) {
