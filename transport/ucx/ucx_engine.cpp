@@ -2,13 +2,13 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+
+#include "transport/io_priority.hpp"
 
 namespace xmesh::transport::ucx {
 
@@ -83,28 +83,15 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
   return UCS_OK;
 }
 
-namespace {
-// The calling thread's nice value (0 when it cannot be read).
-int own_nice() {
-  errno = 0;
-  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-  return errno == 0 ? nice : 0;
-}
-}  // namespace
-
-// A thread that yields to I/O (an expert node's compute thread: kernels::enter_compute_thread)
-// must not hold the worker: preempted there, as its own send's wake-up of the peer's receive
-// thread often has it, it would keep the progress thread from the next frame for as long
-// (priority inversion; one frame in ten waited hundreds of microseconds). It hands over instead.
 bool ucx_engine::below_io_priority() const {
-  return own_nice() > io_nice_.load(std::memory_order_relaxed);
+  return transport::below_io_priority(io_nice_.load(std::memory_order_relaxed));
 }
 
 // -- progress thread ----------------------------------------------------------------------
 
 void ucx_engine::run() {
   pthread_setname_np(pthread_self(), "xmesh.ucx");  // for ps, top and the tests
-  io_nice_ = own_nice();
+  io_nice_ = thread_nice();
   acting_as_ = this;
   std::unique_lock worker(io_mutex_);
   while (!stopping_) {

@@ -1,6 +1,7 @@
 #include "transport/zmq/zmq_endpoint.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -10,12 +11,14 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "transport/io_priority.hpp"
 #include "transport/pending.hpp"
 
 namespace xmesh::transport {
@@ -152,6 +155,13 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
 
  private:
   void run();
+  /// Sleeps in poll() on the sockets' descriptors, with io_mutex_ released, until one may have
+  /// news, a task is queued or `wait` has passed (-1: no limit).
+  void sleep_on_descriptors(std::unique_lock<std::mutex>& io, std::chrono::milliseconds wait);
+  /// Runs `send` (one socket's sends; it returns the socket, or null) on the I/O thread, or on
+  /// this thread when it is at the I/O thread's priority and finds it asleep. False once stopped
+  /// (`send` is dropped).
+  bool send_on(std::function<zmq::socket_t*()> send);
   void rebuild_items();
   void on_router_readable();
   void on_dealer_readable(dealer& d);
@@ -165,6 +175,10 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   std::atomic<bool> stopping_{false};
   std::thread thread_;
   std::atomic<std::thread::id> io_thread_id_{};
+  std::atomic<int> io_nice_{0};  // the I/O thread's nice value
+  // The I/O thread holds it except while it sleeps in poll(): another thread holding it may use
+  // the sockets (ZeroMQ allows a socket to change threads across a full memory barrier).
+  std::mutex io_mutex_;
   mutable std::mutex address_mutex_;
   std::string bound_address_;
   std::atomic<uint64_t> next_channel_id_{1};
@@ -178,6 +192,7 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   request_handler handler_;
   std::unordered_map<uint64_t, dealer> dealers_;
   std::vector<zmq::pollitem_t> items_;
+  std::vector<pollfd> item_fds_;  // items_' descriptors (a ZeroMQ socket's ZMQ_FD), for sleeping
   std::vector<std::function<void()>> item_actions_;
   bool items_dirty_ = true;
 };
@@ -286,24 +301,26 @@ void zmq_engine::send_request(const std::shared_ptr<channel_state>& ch, bytes me
   if (ch->down) return fail(std::move(cb), "peer " + ch->address + " is disconnected");
   uint64_t id = ch->pending.add(std::move(cb));
   if (id == 0) return fail(std::move(cb), ch->pending.close_reason());
-  bool queued = run_on_io([this, ch, id, m = std::move(message)]() mutable {
+  bool sent = send_on([this, ch, id, m = std::move(message)]() mutable -> zmq::socket_t* {
     auto it = dealers_.find(ch->id);
-    if (it == dealers_.end()) return;  // closed: its pending requests were failed already
+    if (it == dealers_.end()) return nullptr;  // closed: its pending requests were failed already
     auto& s = it->second.socket;
     if (!s.send(make_envelope(msg_type::request, id),
                 zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
         !s.send(adopt(std::move(m)), zmq::send_flags::dontwait)) {
-      if (auto c = ch->pending.take(id)) c({}, "zmq: send to " + ch->address + " would block");
+      if (auto c = ch->pending.take(id))  // (the callback runs on the I/O thread, as replies do)
+        run_on_io([c, why = "zmq: send to " + ch->address + " would block"] { c({}, why); });
     }
+    return &s;
   });
-  if (!queued) {
+  if (!sent) {
     if (auto c = ch->pending.take(id)) c({}, "zmq endpoint is shut down");
   }
 }
 
 void zmq_engine::send_reply(const std::string& identity, uint64_t id, bytes message) {
-  run_on_io([this, identity, id, m = std::move(message)]() mutable {
-    if (!router_) return;
+  (void)send_on([this, identity, id, m = std::move(message)]() mutable -> zmq::socket_t* {
+    if (!router_) return nullptr;
     try {
       router_->send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       router_->send(make_envelope(msg_type::reply, id),
@@ -312,7 +329,26 @@ void zmq_engine::send_reply(const std::string& identity, uint64_t id, bytes mess
     } catch (const zmq::error_t&) {
       // The client went away: nobody waits for this reply (ROUTER drops unknown identities).
     }
+    return router_.get();
   });
+}
+
+// A thread posting while the I/O thread sleeps sends itself instead of waking it: a wake-up
+// costs 20-45 us on virtual machines, and each frame's send (head) would pay one before
+// libzmq's own I/O thread pays the next (as ucx_engine::post). Threads below the I/O thread's
+// priority hand over (below_io_priority), and so does one that finds the I/O thread awake.
+bool zmq_engine::send_on(std::function<zmq::socket_t*()> send) {
+  if (std::this_thread::get_id() != io_thread_id_ &&
+      !below_io_priority(io_nice_.load(std::memory_order_relaxed))) {
+    if (std::unique_lock io(io_mutex_, std::try_to_lock); io.owns_lock() && !stopping_) {
+      auto* used = send();
+      // A socket reports readiness edge-triggered: the send may have taken the signal that a
+      // message came in (ZMQ_FD), which the sleeping I/O thread then never sees. It looks again.
+      if (used && (used->get(zmq::sockopt::events) & ZMQ_POLLIN)) queue_.push({});
+      return true;
+    }
+  }
+  return run_on_io([send = std::move(send)] { (void)send(); });
 }
 
 void zmq_engine::rebuild_items() {
@@ -341,12 +377,23 @@ void zmq_engine::rebuild_items() {
       if (auto it = dealers_.find(id); it != dealers_.end()) on_monitor_readable(it->second);
     });
   }
+  item_fds_.clear();
+  for (const auto& item : items_) {
+    int fd = item.fd;
+    if (item.socket) {
+      size_t size = sizeof fd;
+      zmq_getsockopt(item.socket, ZMQ_FD, &fd, &size);
+    }
+    item_fds_.push_back({fd, POLLIN, 0});
+  }
   items_dirty_ = false;
 }
 
 void zmq_engine::run() {
   pthread_setname_np(pthread_self(), "xmesh.zmq");  // for ps, top and the tests
   io_thread_id_ = std::this_thread::get_id();
+  io_nice_ = thread_nice();
+  std::unique_lock io(io_mutex_);
   while (!stopping_) {
     if (items_dirty_) rebuild_items();
     auto wait = std::chrono::milliseconds(-1);
@@ -360,7 +407,11 @@ void zmq_engine::run() {
       wait = left;
     }
     try {
-      zmq::poll(items_.data(), items_.size(), wait);
+      // What is there already (a ZeroMQ socket tells only when asked); else sleep unlocked.
+      if (zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(0)) == 0) {
+        sleep_on_descriptors(io, wait);
+        continue;
+      }
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       break;  // context terminated
@@ -372,6 +423,14 @@ void zmq_engine::run() {
     }
   }
   shutdown_io();
+}
+
+void zmq_engine::sleep_on_descriptors(std::unique_lock<std::mutex>& io,
+                                      std::chrono::milliseconds wait) {
+  for (auto& f : item_fds_) f.revents = 0;
+  io.unlock();  // other threads may send meanwhile (send_on)
+  ::poll(item_fds_.data(), item_fds_.size(), static_cast<int>(wait.count()));
+  io.lock();
 }
 
 void zmq_engine::on_router_readable() {

@@ -211,6 +211,32 @@ TEST_P(Transport, ConcurrentRequestsOutOfOrderReplies) {
   if (replier.joinable()) replier.join();
 }
 
+// Callers at the receive thread's priority send on its sockets themselves while it sleeps
+// (zmq, ucx): a send may take a socket's "message in" signal that a reply for another caller
+// raised, and that reply must still be delivered. 4 threads x 300 calls on one channel, each
+// waiting (bounded) for its reply before the next.
+TEST_P(Transport, RepliesToOthersArriveWhileCallersSendThemselves) {
+  auto server = make();
+  auto addr = serve(
+      *server, [](xt::bytes m, std::shared_ptr<xt::reply_handle> r) { r->send(echo_result(m)); });
+  auto client = make();
+  auto ch = client->connect(addr, 5000);
+  std::atomic<int> answered{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        auto r = call(*ch, dispatch_of_size(4096, t * 1000 + i), 5s);
+        if (!r.error.empty())
+          return ADD_FAILURE() << "call " << i << " of thread " << t << ": " << r.error;
+        answered += xt::decode_frame(r.reply, xt::frame_limits{}).frame.header.batch_id ==
+                    uint64_t(t * 1000 + i);
+      }
+    });
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(answered, 1200);
+}
+
 TEST_P(Transport, UnreachablePeerGivesClearErrorWithinTimeout) {
   auto client = make();
   auto addr = unreachable_address_for(GetParam());
