@@ -142,6 +142,14 @@ class command_queue {
   wake_fd wake_;
 };
 
+/// Sets a handshake's outcome once; a later one (a late pong after a timeout) is ignored.
+inline void settle(std::promise<std::string>& p, std::string outcome) {
+  try {
+    p.set_value(std::move(outcome));
+  } catch (const std::future_error&) {
+  }
+}
+
 /// Waits for a new channel's handshake (its outcome: empty, or an error). On a timeout or an
 /// error, fails the channel's pending requests, closes it with `close()` and throws
 /// "cannot reach ADDRESS within N ms[: error]".

@@ -5,22 +5,11 @@
 #include <stdexcept>
 #include <utility>
 
+#include "transport/io_priority.hpp"
 #include "transport/ucx/ucx_engine.hpp"
 
 namespace xmesh::transport {
 namespace ucx {
-namespace {
-
-// Sets a connect outcome once; a late pong after a timeout is ignored.
-void settle(std::promise<std::string>& p, std::string outcome) {
-  try {
-    p.set_value(std::move(outcome));
-  } catch (const std::future_error&) {
-  }
-}
-
-}  // namespace
-
 ucx_engine::ucx_engine() {
   if (queue_.fd() < 0) throw std::runtime_error("ucx transport: eventfd failed");
   thread_ = std::thread([this] { run(); });
@@ -43,7 +32,9 @@ bool ucx_engine::run_on_io(std::function<void()> task) {
 }
 
 bool ucx_engine::post(std::function<void()> task) {
-  if (acting_as_ == this || stopping_ || below_io_priority()) return run_on_io(std::move(task));
+  if (acting_as_ == this || stopping_ ||
+      below_io_priority(io_nice_.load(std::memory_order_relaxed)))
+    return run_on_io(std::move(task));
   // The progress thread holds io_mutex_ except while it sleeps in poll(). Then this thread posts
   // the operation itself, under the lock, instead of waking it: a wake-up costs 30-45 us on
   // virtual machines, more than a loopback round trip, and each frame's send (head) and reply

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "transport/io_priority.hpp"
+#include "kernels/core/thread_role.hpp"
 
 namespace xmesh::transport::ucx {
 
@@ -83,15 +83,11 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
   return UCS_OK;
 }
 
-bool ucx_engine::below_io_priority() const {
-  return transport::below_io_priority(io_nice_.load(std::memory_order_relaxed));
-}
-
 // -- progress thread ----------------------------------------------------------------------
 
 void ucx_engine::run() {
   pthread_setname_np(pthread_self(), "xmesh.ucx");  // for ps, top and the tests
-  io_nice_ = thread_nice();
+  io_nice_ = kernels::thread_nice();
   acting_as_ = this;
   std::unique_lock worker(io_mutex_);
   while (!stopping_) {

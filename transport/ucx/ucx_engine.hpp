@@ -96,8 +96,6 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   };
 
   void run();
-  /// The calling thread's priority is lower (a higher nice) than the progress thread's.
-  [[nodiscard]] bool below_io_priority() const;
   /// Polls the worker for up to `budget` before sleeping; true when work showed up.
   bool spin(spin_policy::duration budget);
   /// Sleeps in poll() until UCX or the queue has work, releasing `worker` meanwhile.
