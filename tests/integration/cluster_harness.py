@@ -226,15 +226,15 @@ def pid_of(c, name):
 
 
 def threads_of(pid):
-    """(name, nice) of each thread of process `pid`."""
+    """(name, nice, scheduling policy: os.SCHED_*) of each thread of process `pid`."""
     out = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             stat = open(f"/proc/{pid}/task/{tid}/stat").read()
         except OSError:  # it ended meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on; nice is field 19
-        out.append((stat[stat.index("(") + 1:stat.rindex(")")], int(fields[16])))
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: nice 19, policy 41
+        out.append((stat[stat.index("(") + 1:stat.rindex(")")], int(fields[16]), int(fields[38])))
     return out
 
 

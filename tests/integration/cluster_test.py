@@ -57,18 +57,28 @@ def case_equivalence(h, transport):
 
 
 def expect_compute_below_io(c, transport):
-    """On each expert node, the threads that computed experts run `compute_nice` (default 10)
-    below its transport's receive thread, which keeps the node's own priority, so frames never
-    queue behind expert computations."""
-    for node in ("experts-a", "experts-b"):
+    """On each expert node, the threads that computed experts run `compute_nice` (default 10) below
+    its transport's receive thread, which keeps the node's own priority, so frames never queue
+    behind expert computations; the transport's I/O threads (libzmq's own included) are
+    SCHED_BATCH there, so a frame's arrival does not preempt the thread running where it wakes
+    them, and SCHED_OTHER on the head, where replies should."""
+    io_names = {f"xmesh.{transport}"} | ({"ZMQbg/IO/0"} if transport == "zmq" else set())
+    for node in ("head", "experts-a", "experts-b"):
         pid = pid_of(c, node)
         threads = threads_of(pid)
+        io = {(name, nice, policy) for name, nice, policy in threads if name in io_names}
+        want = os.SCHED_OTHER if node == "head" else os.SCHED_BATCH
+        if {name for name, _, _ in io} != io_names or {policy for _, _, policy in io} != {want}:
+            sys.exit(f"FAIL {node}: {transport} I/O threads (name, nice, policy) {sorted(io)}, want "
+                     f"{sorted(io_names)} all at policy {want}: {sorted(threads)}")
+        if node == "head":
+            continue
         own = os.getpriority(os.PRIO_PROCESS, pid)  # the node's main thread: what it started at
-        compute = {nice for name, nice in threads if name == "xmesh.compute"}
-        io = {nice for name, nice in threads if name == f"xmesh.{transport}"}
-        if compute != {min(19, own + 10)} or io != {own}:
+        compute = {nice for name, nice, _ in threads if name == "xmesh.compute"}
+        io_nice = {nice for name, nice, _ in io if name == f"xmesh.{transport}"}
+        if compute != {min(19, own + 10)} or io_nice != {own}:
             sys.exit(f"FAIL {node}: compute threads at nice {compute or 'none'}, {transport} receive thread at "
-                     f"{io or 'none'} (want {min(19, own + 10)} and {own}): {sorted(threads)}")
+                     f"{io_nice or 'none'} (want {min(19, own + 10)} and {own}): {sorted(threads)}")
 
 
 def case_concurrent(h, transport):

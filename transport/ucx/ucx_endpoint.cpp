@@ -64,6 +64,7 @@ void ucx_engine::listen(const std::string& address, request_handler handler) {
   auto fut = done->get_future();
   bool queued = run_on_io([this, a, done, h = std::move(handler)]() mutable {
     if (handler_) return settle(*done, "already listening on " + listen_address());
+    serve_without_preempting();
     try {
       ensure_worker(a);
       ucp_address_t* blob = nullptr;

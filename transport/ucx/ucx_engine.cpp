@@ -1,14 +1,13 @@
 #include "transport/ucx/ucx_engine.hpp"
 
 #include <poll.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels/core/thread_role.hpp"
+#include "transport/io_priority.hpp"
 
 namespace xmesh::transport::ucx {
 
@@ -86,8 +85,7 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
 // -- progress thread ----------------------------------------------------------------------
 
 void ucx_engine::run() {
-  pthread_setname_np(pthread_self(), "xmesh.ucx");  // for ps, top and the tests
-  io_nice_ = kernels::thread_nice();
+  io_nice_ = enter_io_thread("xmesh.ucx");
   acting_as_ = this;
   std::unique_lock worker(io_mutex_);
   while (!stopping_) {

@@ -43,6 +43,11 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
   auto fut = done->get_future();
   bool queued = run_on_io([this, address, done, h = std::move(handler)]() mutable {
     if (router_) return done->set_value("already listening on " + bound_address_);
+    serve_without_preempting();
+    // libzmq's own I/O thread too: it starts with the context's first socket, which on a node
+    // that serves is this one (it connects only later, to stream weights from a peer).
+    if (!sockets_made_) zmq_ctx_set(context_.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
+    sockets_made_ = true;
     try {
       auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
       set_common_options(*s);
@@ -89,6 +94,7 @@ std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& addre
   auto reached = std::make_shared<std::promise<std::string>>();
   auto fut = reached->get_future();
   bool queued = run_on_io([this, st, reached] {
+    sockets_made_ = true;
     try {
       dealer d{st, zmq::socket_t(context_, zmq::socket_type::dealer),
                zmq::socket_t(context_, zmq::socket_type::pair)};

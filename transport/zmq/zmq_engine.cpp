@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,7 +10,7 @@
 #include <cstring>
 #include <zmq_addon.hpp>
 
-#include "kernels/core/thread_role.hpp"
+#include "transport/io_priority.hpp"
 
 namespace xmesh::transport::zeromq {
 
@@ -121,9 +120,8 @@ void zmq_engine::rebuild_items() {
 }
 
 void zmq_engine::run() {
-  pthread_setname_np(pthread_self(), "xmesh.zmq");  // for ps, top and the tests
   io_thread_id_ = std::this_thread::get_id();
-  io_nice_ = kernels::thread_nice();
+  io_nice_ = enter_io_thread("xmesh.zmq");
   std::unique_lock io(io_mutex_);
   while (!stopping_) {
     if (items_dirty_) rebuild_items();

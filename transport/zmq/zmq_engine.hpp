@@ -116,6 +116,7 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   std::thread thread_;
   std::atomic<std::thread::id> io_thread_id_{};
   std::atomic<int> io_nice_{0};  // the I/O thread's nice value
+  bool sockets_made_ = false;    // I/O thread: libzmq's threads have started (their policy is set)
   // The I/O thread holds it except while it sleeps in poll(): another thread holding it may use
   // the sockets (ZeroMQ allows a socket to change threads across a full memory barrier).
   std::mutex io_mutex_;

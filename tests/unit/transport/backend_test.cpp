@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -441,6 +442,67 @@ TEST_P(RequestLimit, RequestsOverTheLimitAreDroppedUnread) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RequestLimit, ::testing::Values("zmq", "ucx"));
+
+// A request's arrival must not preempt the thread running on the core where it wakes a
+// listener's I/O thread, while a reply's should (transport/io_priority.hpp): the I/O threads of
+// an endpoint that listens, libzmq's own included, are SCHED_BATCH; those of an endpoint that
+// only connects, and the callers' threads, keep SCHED_OTHER.
+class IoThreads : public ::testing::TestWithParam<std::string> {};
+
+struct io_thread {
+  int tid;
+  std::string name;
+  int policy;
+};
+
+// This process's threads named one of `names` that are not in `known` (by tid).
+std::vector<io_thread> new_threads(const std::vector<std::string>& names,
+                                   const std::vector<io_thread>& known = {}) {
+  std::vector<io_thread> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    const int tid = std::stoi(task.path().filename());
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    const bool wanted = std::find(names.begin(), names.end(), name) != names.end();
+    const bool seen =
+        std::any_of(known.begin(), known.end(), [&](auto& t) { return t.tid == tid; });
+    if (wanted && !seen) out.push_back({tid, name, sched_getscheduler(tid)});
+  }
+  return out;
+}
+
+// Each of `names` has a thread in `threads`, and every thread there runs `policy`.
+void expect_policy(const std::vector<io_thread>& threads, const std::vector<std::string>& names,
+                   int policy, const char* whose) {
+  for (const auto& name : names)
+    EXPECT_TRUE(
+        std::any_of(threads.begin(), threads.end(), [&](auto& t) { return t.name == name; }))
+        << whose << " has no thread named " << name;
+  for (const auto& t : threads)
+    EXPECT_EQ(t.policy, policy) << whose << "'s " << t.name << " (tid " << t.tid << ")";
+}
+
+TEST_P(IoThreads, AListenersAreBatchScheduledAConnectorsAreNot) {
+  const std::string backend = GetParam();
+  std::vector<std::string> names{"xmesh." + backend};
+  if (backend == "zmq") names.emplace_back("ZMQbg/IO/0");
+  auto known = new_threads(names);
+  auto server = xt::make_endpoint(backend);
+  server->listen(backend == "zmq" ? "tcp://127.0.0.1:0" : "ucx://127.0.0.1:0",
+                 [](xt::bytes m, std::shared_ptr<xt::reply_handle> r) { r->send(echo_result(m)); });
+  const auto listener = new_threads(names, known);
+  known.insert(known.end(), listener.begin(), listener.end());
+  auto client = xt::make_endpoint(backend);
+  auto ch = client->connect(server->listen_address(), 5000);
+  const auto request = dispatch_of_size(4096, 1);
+  ASSERT_EQ(call(*ch, request).reply, echo_result(request));
+  expect_policy(listener, names, SCHED_BATCH, "the listener");
+  expect_policy(new_threads(names, known), names, SCHED_OTHER, "the connector");
+  EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, IoThreads, ::testing::Values("zmq", "ucx"));
 
 // Many threads seal with one sealer (sessions, expert actors do): every message gets its own
 // nonce, every one opens once with any sealer of the key, and none opens twice; a reply opens
