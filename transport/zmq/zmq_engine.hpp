@@ -76,6 +76,11 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
     return true;
   }
 
+  /// Runs `send` (one socket's sends; it returns the socket, or null) on the I/O thread, or on
+  /// this thread when it is at the I/O thread's priority and finds it asleep. False once stopped
+  /// (`send` is dropped).
+  bool send_on(std::function<zmq::socket_t*()> send);
+
   void listen(const std::string& address, request_handler handler);
   /// Requests bigger than `max_bytes` are refused by the router (set before listen()).
   void limit_requests(size_t max_bytes) { request_limit_ = max_bytes; }
@@ -98,10 +103,6 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   /// Sleeps in poll() on the sockets' descriptors, with io_mutex_ released, until one may have
   /// news, a task is queued or `wait` has passed (-1: no limit).
   void sleep_on_descriptors(std::unique_lock<std::mutex>& io, std::chrono::milliseconds wait);
-  /// Runs `send` (one socket's sends; it returns the socket, or null) on the I/O thread, or on
-  /// this thread when it is at the I/O thread's priority and finds it asleep. False once stopped
-  /// (`send` is dropped).
-  bool send_on(std::function<zmq::socket_t*()> send);
   void rebuild_items();
   void on_router_readable();
   void on_dealer_readable(dealer& d);

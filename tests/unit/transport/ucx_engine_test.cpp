@@ -3,22 +3,16 @@
 
 #include <gtest/gtest.h>
 #include <pthread.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <future>
 #include <string>
 #include <thread>
 
+#include "tests/support/thread_probe.hpp"
+
 namespace xmesh::transport::ucx {
 namespace {
-
-std::string thread_name() {
-  char name[16] = {};
-  pthread_getname_np(pthread_self(), name, sizeof name);
-  return name;
-}
 
 // While the progress thread sleeps, a thread that posts runs the task itself (no wake-up), unless
 // it runs below the progress thread's priority (an expert node's compute thread): holding the
@@ -26,24 +20,9 @@ std::string thread_name() {
 TEST(UcxEngine, OnlyThreadsAtTheProgressThreadsPriorityPostInItsStead) {
   auto engine = std::make_shared<ucx_engine>();
   engine->listen("ucx://127.0.0.1:0", [](bytes, std::shared_ptr<reply_handle>) {});  // a worker
-  // Threads start at their creator's nice value, the progress thread too: `lower` is relative.
-  auto posted_from = [&](int lower) {
-    std::promise<std::string> ran_on;
-    auto where = ran_on.get_future();
-    std::thread poster([&] {
-      pthread_setname_np(pthread_self(), "poster");
-      if (lower > 0) {
-        const auto self = static_cast<id_t>(gettid());
-        ASSERT_EQ(setpriority(PRIO_PROCESS, self, getpriority(PRIO_PROCESS, self) + lower), 0);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the progress thread sleeps
-      ASSERT_TRUE(engine->post([&] { ran_on.set_value(thread_name()); }));
-    });
-    poster.join();
-    return where.get();
-  };
-  EXPECT_EQ(posted_from(0), "poster");
-  EXPECT_EQ(posted_from(5), "xmesh.ucx");
+  auto post = [&](std::function<void()> task) { return engine->post(std::move(task)); };
+  EXPECT_EQ(ran_on(0, post), "caller");
+  EXPECT_EQ(ran_on(5, post), "xmesh.ucx");
   engine->stop();
 }
 
