@@ -36,26 +36,26 @@ XMESH_RUN_DIR=$run_dir/run "$here/deploy/local.sh" up "$run_dir/cluster.yaml" >&
 generate --cluster "$run_dir/cluster.yaml" >/dev/null  # warm-up: connections, page cache
 status() { "$xmesh" cluster status --cluster "$run_dir/cluster.yaml" --json; }
 # These VMs drift by 2x within minutes, so the comparison is paired: each of REPEAT rounds runs
-# the single process and the cluster back to back (alternating which goes first); the report
-# gives the median of the rounds' ratios, and their range.
+# the engine alone, the single process and the cluster back to back (rotating which goes first);
+# the report gives the median of the rounds' ratios, and their range.
 rounds=${XMESH_BENCH_REPEAT:-5}
 : >"$run_dir/rounds"
+engine() { "$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json; }
 before=$(status)
 for ((r = 0; r < rounds; r++)); do
-  if ((r % 2 == 0)); then
-    single=$(generate --threads 2); cluster=$(generate --cluster "$run_dir/cluster.yaml")
-  else
-    cluster=$(generate --cluster "$run_dir/cluster.yaml"); single=$(generate --threads 2)
-  fi
-  echo "{\"single\": $single, \"cluster\": $cluster}" >>"$run_dir/rounds"
+  case $((r % 3)) in
+    0) single=$(generate --threads 2); cluster=$(generate --cluster "$run_dir/cluster.yaml"); alone=$(engine) ;;
+    1) cluster=$(generate --cluster "$run_dir/cluster.yaml"); alone=$(engine); single=$(generate --threads 2) ;;
+    2) alone=$(engine); single=$(generate --threads 2); cluster=$(generate --cluster "$run_dir/cluster.yaml") ;;
+  esac
+  echo "{\"single\": $single, \"cluster\": $cluster, \"engine\": $alone}" >>"$run_dir/rounds"
 done
 after=$(status)
-engine=$("$xmesh" bench decode --model "$model" --threads 2 --new-tokens "$new_tokens" --json)
-python3 - "$run_dir/rounds" "$transport" "$engine" "$before" "$after" <<'PY'
+python3 - "$run_dir/rounds" "$transport" "$before" "$after" <<'PY'
 import json, statistics, sys
 rounds = [json.loads(line) for line in open(sys.argv[1])]
-transport, engine = sys.argv[2], json.loads(sys.argv[3])
-before, after = json.loads(sys.argv[4])["nodes"], json.loads(sys.argv[5])["nodes"]
+transport = sys.argv[2]
+before, after = json.loads(sys.argv[3])["nodes"], json.loads(sys.argv[4])["nodes"]
 delta = lambda node, key: after[node][key] - before[node][key]
 sent = delta("head", "frames_sent")
 hosts = [n for n in after if n != "head"]
@@ -75,6 +75,7 @@ for r in rounds:
     assert r["single"]["tokens"] == r["cluster"]["tokens"], "cluster output differs from the single-process run"
 tps = lambda side: [r[side]["decode_tokens_per_s"] for r in rounds]
 ratios = [c / s for c, s in zip(tps("cluster"), tps("single"))]
+to_engine = lambda side: [x / e for x, e in zip(tps(side), tps("engine"))]
 median = statistics.median
 print(json.dumps({
     "benchmark": "cluster_decode", "transport": transport, "processes": 3, "rounds": len(rounds),
@@ -83,9 +84,10 @@ print(json.dumps({
     "cluster_decode_tokens_per_s": median(tps("cluster")),
     "ratio": median(ratios),
     "ratio_range": [min(ratios), max(ratios)],
-    "engine_only_decode_tokens_per_s": engine["decode_tokens_per_s"],
-    "single_process_to_engine_only": median(tps("single")) / engine["decode_tokens_per_s"],
-    "ratio_to_engine_only": median(tps("cluster")) / engine["decode_tokens_per_s"],
+    "engine_only_decode_tokens_per_s": median(tps("engine")),
+    "single_process_to_engine_only": median(to_engine("single")),
+    "single_process_to_engine_only_range": [min(to_engine("single")), max(to_engine("single"))],
+    "ratio_to_engine_only": median(to_engine("cluster")),
     "single_process_dispatch_round_trip_s": median(r["single"]["dispatch_round_trip_s"] for r in rounds),
     "cluster_dispatch_round_trip_s": median(r["cluster"]["dispatch_round_trip_s"] for r in rounds),
     "cluster_frame_split": split,
