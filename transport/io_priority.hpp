@@ -29,7 +29,8 @@ inline int enter_io_thread(const char* name) {
 /// then waited 150-600 us behind the expert computation the first had started (perf sched). A
 /// SCHED_BATCH thread still takes an idle core at once, and otherwise runs when the running
 /// thread blocks or ends its slice. Replies are awaited, so the threads of an endpoint that only
-/// connects (a head's) keep preempting: as SCHED_BATCH too, decode over UCX gained half as much.
+/// connects (a head's) keep preempting: as SCHED_BATCH too, decode over UCX gained half as much
+/// (one paired run).
 inline void serve_without_preempting() {
   sched_param param{};
   pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);

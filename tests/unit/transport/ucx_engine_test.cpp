@@ -31,13 +31,13 @@ TEST(UcxEngine, OnlyThreadsAtTheProgressThreadsPriorityPostInItsStead) {
 // instead of queueing it until the progress thread is done.
 TEST(UcxEngine, HandlersRunWithTheWorkerFreeForOtherThreadsToPost) {
   auto server = std::make_shared<ucx_engine>();
-  std::promise<std::string> ran_on;
-  auto where = ran_on.get_future();
+  std::promise<std::string> ran;  // the name of the thread that ran the posted task
+  auto where = ran.get_future();
   std::promise<void> answered;
   server->listen("ucx://127.0.0.1:0", [&](bytes, std::shared_ptr<reply_handle> reply) {
     std::thread poster([&] {
       pthread_setname_np(pthread_self(), "poster");
-      ASSERT_TRUE(server->post([&] { ran_on.set_value(thread_name()); }));
+      ASSERT_TRUE(server->post([&] { ran.set_value(thread_name()); }));
     });
     poster.join();  // while the handler runs
     reply->send({});
