@@ -59,15 +59,14 @@ def case_equivalence(h, transport):
 def expect_compute_below_io(c, transport):
     """On each expert node, the threads that computed experts run `compute_nice` (default 10) below
     its transport's receive thread, which keeps the node's own priority, so frames never queue
-    behind expert computations; the transport's I/O threads (libzmq's own included) are
-    SCHED_BATCH there, so a frame's arrival does not preempt the thread running where it wakes
-    them, and SCHED_OTHER on the head, where replies should."""
+    behind expert computations; every node's transport I/O threads (libzmq's own included) are
+    SCHED_BATCH, so an arrival does not preempt the thread running where it wakes them."""
     io_names = {f"xmesh.{transport}"} | ({"ZMQbg/IO/0"} if transport == "zmq" else set())
     for node in ("head", "experts-a", "experts-b"):
         pid = pid_of(c, node)
         threads = threads_of(pid)
         io = {(name, nice, policy) for name, nice, policy in threads if name in io_names}
-        want = os.SCHED_OTHER if node == "head" else os.SCHED_BATCH
+        want = os.SCHED_BATCH
         if {name for name, _, _ in io} != io_names or {policy for _, _, policy in io} != {want}:
             sys.exit(f"FAIL {node}: {transport} I/O threads (name, nice, policy) {sorted(io)}, want "
                      f"{sorted(io_names)} all at policy {want}: {sorted(threads)}")

@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "transport/io_priority.hpp"
 #include "transport/ucx/ucx_engine.hpp"
 
 namespace xmesh::transport {
@@ -32,9 +31,7 @@ bool ucx_engine::run_on_io(std::function<void()> task) {
 }
 
 bool ucx_engine::post(std::function<void()> task) {
-  if (acting_as_ == this || stopping_ ||
-      below_io_priority(io_nice_.load(std::memory_order_relaxed)))
-    return run_on_io(std::move(task));
+  if (acting_as_ == this || stopping_) return run_on_io(std::move(task));
   // The progress thread holds io_mutex_ except while it sleeps in poll(). Then this thread posts
   // the operation itself, under the lock, instead of waking it: a wake-up costs 30-45 us on
   // virtual machines, more than a loopback round trip, and each frame's send (head) and reply
@@ -64,7 +61,6 @@ void ucx_engine::listen(const std::string& address, request_handler handler) {
   auto fut = done->get_future();
   bool queued = run_on_io([this, a, done, h = std::move(handler)]() mutable {
     if (handler_) return settle(*done, "already listening on " + listen_address());
-    serve_without_preempting();
     try {
       ensure_worker(a);
       ucp_address_t* blob = nullptr;

@@ -85,7 +85,7 @@ ucs_status_t ucx_engine::on_am(unsigned am_id, const void* header, size_t header
 // -- progress thread ----------------------------------------------------------------------
 
 void ucx_engine::run() {
-  io_nice_ = enter_io_thread("xmesh.ucx");
+  enter_io_thread("xmesh.ucx");
   acting_as_ = this;
   std::unique_lock worker(io_mutex_);
   while (!stopping_) {

@@ -63,7 +63,7 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   bool run_on_io(std::function<void()> task);
   /// run_on_io() for a task that only posts UCX operations and leaves any callback to
   /// deferred_: while the progress thread sleeps, the calling thread runs it in its stead,
-  /// unless it runs below the progress thread's priority.
+  /// whatever its priority (an expert node's compute thread too: enter_io_thread says why).
   bool post(std::function<void()> task);
 
   void listen(const std::string& address, request_handler handler);
@@ -132,7 +132,6 @@ class ucx_engine : public std::enable_shared_from_this<ucx_engine> {
   std::mutex io_mutex_;
   static thread_local ucx_engine* acting_as_;  // the engine this thread acts for, if any
   std::atomic<uint64_t> next_channel_id_{1};
-  std::atomic<int> io_nice_{0};  // the progress thread's nice value
   mutable std::mutex address_mutex_;
   std::string bound_address_;
   std::thread thread_;

@@ -43,11 +43,6 @@ void zmq_engine::listen(const std::string& address, request_handler handler) {
   auto fut = done->get_future();
   bool queued = run_on_io([this, address, done, h = std::move(handler)]() mutable {
     if (router_) return done->set_value("already listening on " + bound_address_);
-    serve_without_preempting();
-    // libzmq's own I/O thread too: it starts with the context's first socket, which on a node
-    // that serves is this one (it connects only later, to stream weights from a peer).
-    if (!sockets_made_) zmq_ctx_set(context_.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
-    sockets_made_ = true;
     try {
       auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
       set_common_options(*s);
@@ -94,7 +89,6 @@ std::shared_ptr<channel_state> zmq_engine::open_channel(const std::string& addre
   auto reached = std::make_shared<std::promise<std::string>>();
   auto fut = reached->get_future();
   bool queued = run_on_io([this, st, reached] {
-    sockets_made_ = true;
     try {
       dealer d{st, zmq::socket_t(context_, zmq::socket_type::dealer),
                zmq::socket_t(context_, zmq::socket_type::pair)};
@@ -165,11 +159,10 @@ void zmq_engine::send_reply(const std::string& identity, uint64_t id, bytes mess
 
 // A thread posting while the I/O thread sleeps sends itself instead of waking it: a wake-up
 // costs 20-45 us on virtual machines, and each frame's send (head) would pay one before
-// libzmq's own I/O thread pays the next (as ucx_engine::post). Threads below the I/O thread's
-// priority hand over (below_io_priority), and so does one that finds the I/O thread awake.
+// libzmq's own I/O thread pays the next (as ucx_engine::post); an expert node's compute thread
+// too (enter_io_thread says why). One that finds the I/O thread awake hands over.
 bool zmq_engine::send_on(std::function<zmq::socket_t*()> send) {
-  if (std::this_thread::get_id() != io_thread_id_ &&
-      !below_io_priority(io_nice_.load(std::memory_order_relaxed))) {
+  if (std::this_thread::get_id() != io_thread_id_) {
     if (std::unique_lock io(io_mutex_, std::try_to_lock); io.owns_lock() && !stopping_) {
       auto* used = send();
       // A socket reports readiness edge-triggered: the send may have taken the signal that a

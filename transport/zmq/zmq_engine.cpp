@@ -121,7 +121,7 @@ void zmq_engine::rebuild_items() {
 
 void zmq_engine::run() {
   io_thread_id_ = std::this_thread::get_id();
-  io_nice_ = enter_io_thread("xmesh.zmq");
+  enter_io_thread("xmesh.zmq");
   std::unique_lock io(io_mutex_);
   while (!stopping_) {
     if (items_dirty_) rebuild_items();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -49,7 +50,10 @@ struct dealer {
 
 class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
  public:
-  zmq_engine() : context_(1) {}
+  // libzmq's own I/O thread is scheduled as ours (enter_io_thread); it starts with the first socket.
+  zmq_engine() : context_(1) {
+    zmq_ctx_set(context_.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
+  }
   ~zmq_engine() { stop(); }
 
   void start() {
@@ -116,8 +120,6 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
   std::atomic<bool> stopping_{false};
   std::thread thread_;
   std::atomic<std::thread::id> io_thread_id_{};
-  std::atomic<int> io_nice_{0};  // the I/O thread's nice value
-  bool sockets_made_ = false;    // I/O thread: libzmq's threads have started (their policy is set)
   // The I/O thread holds it except while it sleeps in poll(): another thread holding it may use
   // the sockets (ZeroMQ allows a socket to change threads across a full memory barrier).
   std::mutex io_mutex_;
