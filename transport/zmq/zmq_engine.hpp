@@ -50,7 +50,7 @@ struct dealer {
 
 class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
  public:
-  // libzmq's own I/O thread is scheduled as ours (enter_io_thread); it starts with the first socket.
+  // libzmq's I/O thread is scheduled as ours (enter_io_thread); it starts with the first socket.
   zmq_engine() : context_(1) {
     zmq_ctx_set(context_.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
   }
