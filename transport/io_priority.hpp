@@ -20,9 +20,10 @@ namespace xmesh::transport {
 /// Whoever has something to send sends it while the I/O thread sleeps (ucx_engine::post,
 /// zmq_engine::send_on), an expert node's compute thread too: handed to a batch I/O thread, a
 /// reply waited for that thread to get a core (15 us at the median, 96 us on average, 337 us at
-/// p90). Paired decode runs: listeners' threads batch 1.04x (UCX), then replies sent by the
-/// compute threads 1.03x (UCX) and 1.06x (ZeroMQ), then heads' threads batch too 1.09x (UCX)
-/// and 1.08x (ZeroMQ).
+/// p90). Paired decode runs, step by step: listeners' threads batch 1.04x (UCX); then replies
+/// sent by the compute threads 1.03x (UCX) and 1.06x (ZeroMQ); then heads' threads batch too
+/// 1.09x (UCX) and 1.08x (ZeroMQ). The last two together, against the build before them: 1.05x
+/// (UCX) and 1.06x (ZeroMQ).
 inline void enter_io_thread(const char* name) {
   pthread_setname_np(pthread_self(), name);
   sched_param param{};

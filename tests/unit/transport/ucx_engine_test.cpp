@@ -15,8 +15,8 @@ namespace xmesh::transport::ucx {
 namespace {
 
 // While the progress thread sleeps, a thread that posts runs the task itself (no wake-up), also
-// one below the progress thread's priority (an expert node's compute thread sending a reply): a
-// listener's progress thread is SCHED_BATCH, and handed the task it waited for a core.
+// one below the progress thread's priority (an expert node's compute thread sending a reply):
+// the progress thread is SCHED_BATCH (enter_io_thread), so a reply handed to it waited for a core.
 TEST(UcxEngine, ThreadsOfAnyPriorityPostInItsSteadWhileItSleeps) {
   auto engine = std::make_shared<ucx_engine>();
   engine->listen("ucx://127.0.0.1:0", [](bytes, std::shared_ptr<reply_handle>) {});  // a worker

@@ -12,8 +12,8 @@ namespace xmesh::transport::zeromq {
 namespace {
 
 // While the I/O thread sleeps in poll(), a thread that sends runs the send itself (no wake-up),
-// also one below the I/O thread's priority (an expert node's compute thread sending a reply): a
-// listener's I/O thread is SCHED_BATCH, and handed the send it waited for a core.
+// also one below the I/O thread's priority (an expert node's compute thread sending a reply):
+// the I/O thread is SCHED_BATCH (enter_io_thread), so a reply handed to it waited for a core.
 TEST(ZmqEngine, ThreadsOfAnyPrioritySendInItsSteadWhileItSleeps) {
   auto engine = std::make_shared<zmq_engine>();
   engine->start();
