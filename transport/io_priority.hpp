@@ -6,6 +6,9 @@
 
 namespace xmesh::transport {
 
+/// The scheduling policy of every transport I/O thread (enter_io_thread says why).
+inline constexpr int io_thread_policy = SCHED_BATCH;
+
 /// Called by a transport's I/O thread as it starts: names it (for ps, top, perf sched and the
 /// tests) and schedules it SCHED_BATCH, its nice value kept (libzmq's own I/O threads get the
 /// same through ZMQ_THREAD_SCHED_POLICY). A woken SCHED_NORMAL thread preempts the one running
@@ -27,7 +30,7 @@ namespace xmesh::transport {
 inline void enter_io_thread(const char* name) {
   pthread_setname_np(pthread_self(), name);
   sched_param param{};
-  pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+  pthread_setschedparam(pthread_self(), io_thread_policy, &param);
 }
 
 }  // namespace xmesh::transport

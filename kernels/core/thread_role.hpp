@@ -1,11 +1,6 @@
 // What a thread is for, made visible to the kernel's scheduler and to people (ps, top, tests).
 #pragma once
 
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <cerrno>
-
 namespace xmesh::kernels {
 
 /// Marks the calling thread as one that computes experts beside threads that move frames: it is
@@ -16,12 +11,5 @@ namespace xmesh::kernels {
 /// computation that the scheduler let in first (measured: one frame in ten on a 2-core VM). Frame
 /// movers at the default priority take the core at once; they run for microseconds.
 void enter_compute_thread(int nice);
-
-/// The calling thread's nice value (0 when it cannot be read).
-inline int thread_nice() {
-  errno = 0;
-  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-  return errno == 0 ? nice : 0;
-}
 
 }  // namespace xmesh::kernels

@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "transport/io_priority.hpp"
 #include "transport/zmq/zmq_engine.hpp"
 
 namespace xmesh::transport {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <poll.h>
-#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,6 +17,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "transport/io_priority.hpp"
 #include "transport/pending.hpp"
 #include "transport/transport.hpp"
 
@@ -52,7 +52,7 @@ class zmq_engine : public std::enable_shared_from_this<zmq_engine> {
  public:
   // libzmq's I/O thread is scheduled as ours (enter_io_thread); it starts with the first socket.
   zmq_engine() : context_(1) {
-    zmq_ctx_set(context_.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
+    zmq_ctx_set(context_.handle(), ZMQ_THREAD_SCHED_POLICY, io_thread_policy);
   }
   ~zmq_engine() { stop(); }
 
