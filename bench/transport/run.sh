@@ -74,13 +74,13 @@ raw_ucx() {  # ROUND
     (( s >= 1048576 )) && n=$(( iterations / 4 > 10 ? iterations / 4 : 10 ))
     # Plain UCX defaults, then with the features and settings ours uses (-e: peer error handling,
     # so a dead peer fails requests instead of hanging; over TCP it changes the rendezvous
-    # protocol. -I: the wakeup feature; it also prints the protocol chosen. TX segments of 64 KiB
-    # as transport/ucx sets them), then that in UCX's own wakeup mode.
+    # protocol. -I: the wakeup feature; it also prints the protocol chosen. TX and RX segments of
+    # 512 KiB as transport/ucx sets them), then that in UCX's own wakeup mode.
     for t in ucp_am_lat ucp_am_bw; do
       echo "$s $t $(perftest "$t" "$s" "$n")" >>"$work/raw_ucx.$1.txt"
-      echo "$s ${t}_features $(UCX_TCP_TX_SEG_SIZE=64k perftest "$t" "$s" "$n" -e -I)" >>"$work/raw_ucx.$1.txt"
+      echo "$s ${t}_features $(UCX_TCP_TX_SEG_SIZE=512k UCX_TCP_RX_SEG_SIZE=512k perftest "$t" "$s" "$n" -e -I)" >>"$work/raw_ucx.$1.txt"
     done
-    echo "$s ucp_am_lat_sleep $(UCX_TCP_TX_SEG_SIZE=64k perftest ucp_am_lat "$s" "$n" -e -I -E sleep)" >>"$work/raw_ucx.$1.txt"
+    echo "$s ucp_am_lat_sleep $(UCX_TCP_TX_SEG_SIZE=512k UCX_TCP_RX_SEG_SIZE=512k perftest ucp_am_lat "$s" "$n" -e -I -E sleep)" >>"$work/raw_ucx.$1.txt"
   done
 }
 
