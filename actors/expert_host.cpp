@@ -17,6 +17,7 @@
 #include "actors/expert_fetch.hpp"
 #include "kernels/core/thread_role.hpp"
 #include "kernels/expert_ffn.hpp"
+#include "kernels/shared_experts.hpp"
 #include "model/resident_expert.hpp"
 #include "transport/frame.hpp"
 
@@ -39,6 +40,11 @@ struct pending_frame {
   std::atomic<uint64_t>* service_ns = nullptr;
   prometheus::Counter* served_metric = nullptr;
   clock_type::time_point arrived = clock_type::now();
+  // A decode step's frame (every expert it names resident at full precision, one run of
+  // consecutive rows each): the threads of the replicas it wakes compute all of its experts
+  // together, block by block, instead of one expert each; the last block's thread answers.
+  std::unique_ptr<kernels::shared_expert_jobs> shared;
+  std::vector<std::shared_ptr<model::resident_weights>> shared_weights;  // outlive a retirement
 
   // Counters first: the host may be gone once the requester has its answer.
   void finish() {
@@ -63,6 +69,18 @@ struct piece {
   std::shared_ptr<pending_frame> frame;
   uint32_t first = 0, count = 0;
   bool low = false;  // computed with the store's low-precision copy (marked by the head)
+
+  // Its pairs read consecutive rows of the frame (always so for one pair: a decode step).
+  [[nodiscard]] bool reads_consecutive_rows() const {
+    const auto& rows = frame->view.row_of_pair;
+    for (uint32_t i = 1; i < count; ++i)
+      if (rows[first + i] != rows[first] + static_cast<int32_t>(i)) return false;
+    return true;
+  }
+  [[nodiscard]] kernels::expert_job job(const kernels::expert_weights& w) const {
+    return {&w, frame->view.pair_row(first).data(), count,
+            frame->reply_frame->rows() + int64_t{first} * w.hidden()};
+  }
 };
 
 }  // namespace
@@ -131,7 +149,13 @@ struct expert_queue {
   // low-precision copy (the full one starts loading first); the others with the full expert.
   void compute(std::vector<piece>& batch) {
     std::vector<const piece*> low, full;
-    for (const auto& p : batch) (p.low ? low : full).push_back(&p);
+    for (const auto& p : batch) {
+      if (p.frame->shared)
+        help(*p.frame);
+      else
+        (p.low ? low : full).push_back(&p);
+    }
+    if (low.empty() && full.empty()) return;
     auto start = clock_type::now();
     int64_t n = 0;
     if (!low.empty()) {
@@ -152,7 +176,23 @@ struct expert_queue {
       metrics->expert_compute().Observe(std::chrono::duration<double>(took).count());
     }
     for (auto& p : batch)
-      if (p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
+      if (!p.frame->shared && p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
+  }
+
+  // Computes blocks of a shared frame's experts, this replica's or others', until all are done;
+  // answers the frame when this thread finished the last block. (Time counts waits for others'
+  // last blocks, a block's compute at most unless the scheduler holds them up.)
+  void help(pending_frame& f) {
+    const auto start = clock_type::now();
+    const bool last = f.shared->help();
+    const auto took = clock_type::now() - start;
+    compute_ns->fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+    if (metrics) metrics->expert_compute().Observe(std::chrono::duration<double>(took).count());
+    if (!last) return;
+    const auto pairs = f.view.header.num_pairs;
+    rows->fetch_add(pairs);
+    if (metrics) metrics->expert_rows().Increment(static_cast<double>(pairs));
+    f.finish();
   }
 
   // One piece whose pairs read consecutive rows computes straight from the request frame into
@@ -162,16 +202,8 @@ struct expert_queue {
     const int64_t hidden = w.hidden();
     int64_t n = 0;
     for (const auto* p : pieces) n += p->count;
-    auto consecutive = [](const piece& p) {
-      const auto& rows = p.frame->view.row_of_pair;
-      for (uint32_t i = 1; i < p.count; ++i)
-        if (rows[p.first + i] != rows[p.first] + static_cast<int32_t>(i)) return false;
-      return true;
-    };
-    if (pieces.size() == 1 && consecutive(*pieces.front())) {
-      const auto& p = *pieces.front();
-      kernels::expert_job job{&w, p.frame->view.pair_row(p.first).data(), p.count,
-                              p.frame->reply_frame->rows() + int64_t{p.first} * hidden};
+    if (pieces.size() == 1 && pieces.front()->reads_consecutive_rows()) {
+      const auto job = pieces.front()->job(w);
       kernels::run_experts({&job, 1}, pool);
       return n;
     }
@@ -192,6 +224,25 @@ struct expert_queue {
     return n;
   }
 };
+
+namespace {
+
+// A decode step's frame, whose experts the woken replicas' threads then share (see
+// pending_frame::shared). `layer_queues`: the frame's layer's replicas, every one it names hosted.
+bool share_if_decode(pending_frame& frame, const std::vector<std::pair<int32_t, piece>>& runs,
+                     std::span<const std::shared_ptr<expert_queue>> layer_queues) {
+  std::vector<kernels::expert_job> jobs;
+  for (const auto& [e, p] : runs) {
+    const auto& q = layer_queues[e];
+    if (p.low || !q->resident || !p.reads_consecutive_rows()) return false;
+    jobs.push_back(p.job(q->resident->weights));
+  }
+  for (const auto& [e, p] : runs) frame.shared_weights.push_back(layer_queues[e]->resident);
+  frame.shared = std::make_unique<kernels::shared_expert_jobs>(jobs);
+  return true;
+}
+
+}  // namespace
 
 expert_host::expert_host(caf::actor_system& system, const model::loaded_model& model,
                          std::string node_name)
@@ -538,6 +589,9 @@ void expert_host::serve(transport::bytes message,
                         " is not hosted on " + node_name_,
                     reply, h.batch_id);
     }
+  if (share_if_decode(*frame, runs,
+                      std::span(queues_).subspan(h.layer * c.num_experts, c.num_experts)))
+    ++shared_;
   for (auto& [e, p] : runs) {
     int64_t slot = h.layer * c.num_experts + e;
     if (queues_[slot]->push(std::move(p))) caf::anon_send(actors_[slot], run_atom_v);

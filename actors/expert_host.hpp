@@ -106,6 +106,9 @@ class expert_host {
 
   [[nodiscard]] uint64_t frames_served() const { return served_.load(); }
   [[nodiscard]] uint64_t frames_dropped() const { return dropped_.load(); }
+  /// Frames whose experts the node's compute threads shared, block by block (decode steps on
+  /// replicas held in memory; kernels::shared_expert_jobs).
+  [[nodiscard]] uint64_t frames_shared() const { return shared_.load(); }
   /// Rows computed, compute seconds, resident weight bytes.
   [[nodiscard]] host_speed speed() const;
   /// Seconds frames spent here, from arrival to their reply, summed.
@@ -137,7 +140,8 @@ class expert_host {
   std::vector<std::shared_ptr<expert_queue>>
       queues_;                      // by layer * experts + expert; null: not hosted
   std::vector<caf::actor> actors_;  // same index as queues_
-  std::atomic<uint64_t> served_{0}, dropped_{0}, rows_{0}, compute_ns_{0}, service_ns_{0};
+  std::atomic<uint64_t> served_{0}, dropped_{0}, shared_{0}, rows_{0}, compute_ns_{0},
+      service_ns_{0};
   std::unique_ptr<node_store> store_;
   std::atomic<int64_t> resident_bytes_{0};
   node_metrics* metrics_ = nullptr;

@@ -439,6 +439,7 @@ node_stats node_runtime::stats() const {
   if (host_) {
     s.frames_served = host_->frames_served();
     s.frames_dropped = host_->frames_dropped();
+    s.frames_shared = host_->frames_shared();
     auto speed = host_->speed();
     s.expert_rows = speed.rows;
     s.expert_seconds = speed.compute_s;

@@ -235,6 +235,7 @@ struct node_stats {
   std::string name;
   uint64_t frames_served = 0;
   uint64_t frames_dropped = 0;
+  uint64_t frames_shared = 0;     // served with the experts shared by its compute threads
   uint64_t expert_rows = 0;       // rows its experts computed (frames and local batches)
   double expert_seconds = 0;      // time its experts spent computing them
   int64_t resident_bytes = 0;     // weights of the replicas it holds
@@ -248,8 +249,8 @@ struct node_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_stats& x) {
   return f(caf::meta::type_name("node_stats"), x.name, x.frames_served, x.frames_dropped,
-           x.expert_rows, x.expert_seconds, x.resident_bytes, x.service_seconds, x.frames_sent,
-           x.encode_seconds, x.decode_seconds, x.round_trip_seconds);
+           x.frames_shared, x.expert_rows, x.expert_seconds, x.resident_bytes, x.service_seconds,
+           x.frames_sent, x.encode_seconds, x.decode_seconds, x.round_trip_seconds);
 }
 
 }  // namespace xmesh::actors

@@ -31,4 +31,19 @@ struct expert_job {
 /// so that even one token routed to k experts keeps every thread busy. Batch-invariant.
 void run_experts(std::span<const expert_job> jobs, thread_pool& pool);
 
+// The steps of one job, for callers that schedule its row blocks themselves
+// (shared_expert_jobs). Every output row is one dot product over whole inputs, so any split into
+// blocks, in any order, gives the same bits as run_experts.
+
+/// Rows per block of either phase.
+inline constexpr int64_t expert_block_rows = 16;
+/// Floats of a job's gate/up scratch ([tokens, 2 * intermediate]).
+[[nodiscard]] int64_t gate_up_floats(const expert_job& job);
+/// Phase 1: rows [r0, r1) of gate then up, as one matrix of 2 * intermediate rows.
+void gate_up_rows(const expert_job& job, float* gate_up, int64_t r0, int64_t r1);
+/// Between the phases, once every gate/up row is done: the SwiGLU product, in the gate half.
+void activate(const expert_job& job, float* gate_up);
+/// Phase 2: rows [r0, r1) of the down projection (of hidden rows) into job.y.
+void down_rows(const expert_job& job, const float* gate_up, int64_t r0, int64_t r1);
+
 }  // namespace xmesh::kernels

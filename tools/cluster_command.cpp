@@ -113,11 +113,12 @@ int cluster_status(const actors::cluster_config& c, bool json) {
       continue;
     }
     nodes[name] = {
-        {"frames_served", st.frames_served},   {"frames_dropped", st.frames_dropped},
-        {"expert_rows", st.expert_rows},       {"expert_seconds", st.expert_seconds},
-        {"resident_bytes", st.resident_bytes}, {"service_seconds", st.service_seconds},
-        {"frames_sent", st.frames_sent},       {"encode_seconds", st.encode_seconds},
-        {"decode_seconds", st.decode_seconds}, {"round_trip_seconds", st.round_trip_seconds}};
+        {"frames_served", st.frames_served},          {"frames_dropped", st.frames_dropped},
+        {"frames_shared", st.frames_shared},          {"expert_rows", st.expert_rows},
+        {"expert_seconds", st.expert_seconds},        {"resident_bytes", st.resident_bytes},
+        {"service_seconds", st.service_seconds},      {"frames_sent", st.frames_sent},
+        {"encode_seconds", st.encode_seconds},        {"decode_seconds", st.decode_seconds},
+        {"round_trip_seconds", st.round_trip_seconds}};
   }
   for (auto& t : askers) t.join();
   j["nodes"] = nodes;

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from cluster_harness import (FAMILIES, PROMPTS, cluster_yaml, expect_error, expect_identical, free_ports,
-                             pid_of, placement_of, run_case, threads_of)
+                             pid_of, placement_of, run_case, status_of, threads_of)
 
 
 def placements(transport):
@@ -54,6 +54,17 @@ def case_equivalence(h, transport):
                 expect_identical(f"{family} {transport} {label}", got, oracle)
                 if transport != "local":
                     expect_compute_below_io(c, transport)
+                    expect_frames_shared(h, c)
+
+
+def expect_frames_shared(h, c):
+    """Expert nodes holding their replicas in memory compute a decode step's experts with all
+    their compute threads together (kernels::shared_expert_jobs): its frames count as shared."""
+    nodes = status_of(h, c)["nodes"]
+    for node in ("experts-a", "experts-b"):
+        served, shared = nodes[node]["frames_served"], nodes[node]["frames_shared"]
+        if not 0 < shared <= served:
+            sys.exit(f"FAIL {node}: {shared} of its {served} frames shared by its compute threads")
 
 
 def expect_compute_below_io(c, transport):
