@@ -470,6 +470,21 @@ std::vector<io_thread> new_threads(const std::vector<std::string>& names,
   return out;
 }
 
+// As new_threads, once each of `names` has a thread there, or after 5 s: libzmq's I/O thread
+// names and schedules itself when it starts, which can be after listen() or connect() returned.
+std::vector<io_thread> started_threads(const std::vector<std::string>& names,
+                                       const std::vector<io_thread>& known = {}) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    auto threads = new_threads(names, known);
+    const bool all = std::all_of(names.begin(), names.end(), [&](const std::string& name) {
+      return std::any_of(threads.begin(), threads.end(), [&](auto& t) { return t.name == name; });
+    });
+    if (all || std::chrono::steady_clock::now() > until) return threads;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 // Each of `names` has a thread in `threads`, and every thread there runs `policy`.
 void expect_policy(const std::vector<io_thread>& threads, const std::vector<std::string>& names,
                    int policy, const char* whose) {
@@ -491,14 +506,14 @@ TEST_P(IoThreads, AreBatchScheduledTheirCallersAreNot) {
   auto server = xt::make_endpoint(backend);
   server->listen(backend == "zmq" ? "tcp://127.0.0.1:0" : "ucx://127.0.0.1:0",
                  [](xt::bytes m, std::shared_ptr<xt::reply_handle> r) { r->send(echo_result(m)); });
-  const auto listener = new_threads(names, known);
+  const auto listener = started_threads(names, known);
   known.insert(known.end(), listener.begin(), listener.end());
   auto client = xt::make_endpoint(backend);
   auto ch = client->connect(server->listen_address(), 5000);
   const auto request = dispatch_of_size(4096, 1);
   ASSERT_EQ(call(*ch, request).reply, echo_result(request));
   expect_policy(listener, names, SCHED_BATCH, "the listener");
-  expect_policy(new_threads(names, known), names, SCHED_BATCH, "the connector");
+  expect_policy(started_threads(names, known), names, SCHED_BATCH, "the connector");
   EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
 }
 
