@@ -30,10 +30,11 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   if (!n["name"]) fail(origin, at + ".name", "missing");
   c.name = scalar<std::string>(n["name"], origin, at + ".name");
   at = "node '" + c.name + "'";
-  check_keys(n,
-             {"name", "host", "control_port", "data_port", "roles", "memory_budget", "device",
-              "threads", "compute_nice", "expert_source", "metrics_port", "link", "model", "store"},
-             origin, at);
+  check_keys(
+      n,
+      {"name", "host", "control_port", "data_port", "roles", "memory_budget", "device", "threads",
+       "compute_nice", "pin_compute", "expert_source", "metrics_port", "link", "model", "store"},
+      origin, at);
   if (n["host"]) c.host = scalar<std::string>(n["host"], origin, at + ".host");
   c.control_port = port(n["control_port"], origin, at + ".control_port");
   c.data_port = port(n["data_port"], origin, at + ".data_port");
@@ -61,6 +62,12 @@ node_config parse_node(YAML::Node n, size_t index, const std::string& origin,
   if (c.compute_nice < 0 || c.compute_nice > 19)
     fail(origin, at + ".compute_nice",
          "must be in [0, 19] (how far expert computation yields to frame handling)");
+  if (n["pin_compute"]) {
+    const auto v = scalar<std::string>(n["pin_compute"], origin, at + ".pin_compute");
+    if (v != "true" && v != "false")
+      fail(origin, at + ".pin_compute", "expected true or false, got '" + v + "'");
+    c.pin_compute = v == "true";
+  }
   if (n["metrics_port"]) {
     auto v = scalar<int64_t>(n["metrics_port"], origin, at + ".metrics_port");
     if (v < 0 || v > 65535)

@@ -30,6 +30,8 @@ struct node_config {
   /// How far below the default priority its expert-computing threads run, so that its receive
   /// threads never wait behind them for a core (kernels::enter_compute_thread); 0: not lowered.
   int compute_nice = 10;
+  /// Its expert-computing threads each bound to one CPU, in turn (kernels::compute_role::pin).
+  bool pin_compute = true;
   /// Where replicas added at run time get their weights: "files" (the node's own model files)
   /// or "peer" (streamed from a node that serves the expert: edge devices without a copy).
   std::string expert_source = "files";

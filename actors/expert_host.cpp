@@ -112,7 +112,7 @@ struct expert_queue {
   bool scheduled = false;
   std::function<void()> on_retired;
   kernels::thread_pool pool{1};  // runs inline: parallelism comes from many expert actors
-  int compute_nice = 0;          // how far the threads that run it yield to frame movers
+  kernels::compute_role role;    // how the threads that run it yield to frame movers
   std::atomic<uint64_t>* rows = nullptr;
   std::atomic<uint64_t>* compute_ns = nullptr;
   node_metrics* metrics = nullptr;
@@ -126,7 +126,7 @@ struct expert_queue {
 
   /// Runs everything queued, again and again, until the queue is empty.
   void run() {
-    kernels::enter_compute_thread(compute_nice);
+    kernels::enter_compute_thread(role);
     for (;;) {
       std::vector<piece> batch;
       {
@@ -329,7 +329,7 @@ expert_loaded expert_host::install(int64_t layer, int64_t expert,
   q->rows = &rows_;
   q->compute_ns = &compute_ns_;
   q->metrics = metrics_;
-  q->compute_nice = compute_nice_;
+  q->role = compute_;
   if (q->resident) {  // warm: one row through the kernels touches every weight once
     std::vector<float> x(c.hidden, 0.0f), y(c.hidden);
     kernels::expert_job job{&q->resident->weights, x.data(), 1, y.data()};

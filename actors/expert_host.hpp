@@ -16,6 +16,7 @@
 #include "actors/metrics.hpp"
 #include "actors/node_store.hpp"
 #include "actors/protocol.hpp"
+#include "kernels/core/thread_role.hpp"
 #include "model/expert_backend.hpp"
 #include "model/resident_expert.hpp"
 #include "model/weights.hpp"
@@ -115,9 +116,9 @@ class expert_host {
   [[nodiscard]] double service_seconds() const { return service_ns_.load() * 1e-9; }
   /// Counts frames, drops, rows and compute times there; set before the first replica loads.
   void set_metrics(node_metrics* metrics) { metrics_ = metrics; }
-  /// Threads that compute replicas loaded from now on run `nice` below the default priority
-  /// (kernels::enter_compute_thread; node key `compute_nice`).
-  void set_compute_nice(int nice) { compute_nice_ = nice; }
+  /// How the threads that compute replicas loaded from now on run (kernels::enter_compute_thread;
+  /// node keys `compute_nice` and `pin_compute`).
+  void set_compute_role(kernels::compute_role role) { compute_ = role; }
   /// Replicas loaded from now on stay in the node's files until a batch needs them (`store:`).
   void set_store(std::unique_ptr<node_store> store) { store_ = std::move(store); }
   [[nodiscard]] const node_store* store() const { return store_.get(); }
@@ -145,7 +146,7 @@ class expert_host {
   std::unique_ptr<node_store> store_;
   std::atomic<int64_t> resident_bytes_{0};
   node_metrics* metrics_ = nullptr;
-  int compute_nice_ = 0;
+  kernels::compute_role compute_;
 };
 
 }  // namespace xmesh::actors

@@ -282,7 +282,7 @@ void node_runtime::start_experts(const placement_table& table) {
   check_placement(table, model_->config);
   host_ = std::make_unique<expert_host>(system_, *model_, self_.name);
   host_->set_metrics(metrics_.get());
-  host_->set_compute_nice(self_.compute_nice);
+  host_->set_compute_role({self_.compute_nice, self_.pin_compute});
   if (store_options_) host_->set_store(std::make_unique<node_store>(*model_, *store_options_));
   for (int64_t slot : hosted_experts(table, self_.name)) {
     int64_t layer = slot / table.num_experts, expert = slot % table.num_experts;

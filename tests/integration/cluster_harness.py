@@ -238,6 +238,18 @@ def threads_of(pid):
     return out
 
 
+def compute_cpus_of(pid):
+    """The CPUs each of process `pid`'s expert-computing threads (xmesh.compute) may run on."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if open(f"/proc/{pid}/task/{tid}/comm").read().strip() == "xmesh.compute":
+                out.append(sorted(os.sched_getaffinity(int(tid))))
+        except OSError:  # it ended meanwhile
+            continue
+    return out
+
+
 def run_case(cases):
     """usage: SCRIPT XMESH REPO CASE [TRANSPORT]; runs cases[CASE](harness, transport), then PASS.
     XMESH_TEST_DIR keeps models, logs and outputs (debugging)."""

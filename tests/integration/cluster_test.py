@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from cluster_harness import (FAMILIES, PROMPTS, cluster_yaml, expect_error, expect_identical, free_ports,
-                             pid_of, placement_of, run_case, status_of, threads_of)
+from cluster_harness import (FAMILIES, PROMPTS, cluster_yaml, compute_cpus_of, expect_error, expect_identical,
+                             free_ports, pid_of, placement_of, run_case, status_of, threads_of)
 
 
 def placements(transport):
@@ -70,7 +70,7 @@ def expect_frames_shared(h, c):
 def expect_compute_below_io(c, transport):
     """On each expert node, the threads that computed experts run `compute_nice` (default 10) below
     its transport's receive thread, which keeps the node's own priority, so frames never queue
-    behind expert computations; every node's transport I/O threads (libzmq's own included) are
+    behind expert computations, each bound to a CPU of its own (`pin_compute`); every node's transport I/O threads (libzmq's own included) are
     SCHED_BATCH, so an arrival does not preempt the thread running where it wakes them."""
     io_names = {f"xmesh.{transport}"} | ({"ZMQbg/IO/0"} if transport == "zmq" else set())
     for node in ("head", "experts-a", "experts-b"):
@@ -89,6 +89,11 @@ def expect_compute_below_io(c, transport):
         if compute != {min(19, own + 10)} or io_nice != {own}:
             sys.exit(f"FAIL {node}: compute threads at nice {compute or 'none'}, {transport} receive thread at "
                      f"{io_nice or 'none'} (want {min(19, own + 10)} and {own}): {sorted(threads)}")
+        # pin_compute (default): each compute thread bound to one CPU, no two to the same one.
+        cpus = compute_cpus_of(pid)
+        if len(os.sched_getaffinity(pid)) > 1 and (any(len(c) != 1 for c in cpus) or
+                                                   len({c[0] for c in cpus}) != len(cpus)):
+            sys.exit(f"FAIL {node}: its compute threads may run on CPUs {cpus}, want one each, all different")
 
 
 def case_concurrent(h, transport):

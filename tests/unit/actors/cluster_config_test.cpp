@@ -183,6 +183,17 @@ TEST(ClusterConfig, ComputeNiceHasADefaultAndBounds) {
       "frame handling)");
 }
 
+TEST(ClusterConfig, PinComputeIsOnUnlessTurnedOff) {
+  auto c = parse_cluster(
+      with(three_nodes, "memory_budget: 3GiB}", "memory_budget: 3GiB, pin_compute: false}"),
+      "c.yaml", "/base");
+  EXPECT_FALSE(c.node("a").pin_compute);
+  EXPECT_TRUE(c.node("b").pin_compute);
+  EXPECT_EQ(
+      error_of(with(three_nodes, "memory_budget: 3GiB}", "memory_budget: 3GiB, pin_compute: 2}")),
+      "c.yaml: node 'a'.pin_compute: expected true or false, got '2'");
+}
+
 TEST(ClusterConfig, ErrorsNameTheField) {
   EXPECT_EQ(error_of("nodes: [a"),
             "c.yaml: not valid YAML: end of sequence flow not found (line 1)");
