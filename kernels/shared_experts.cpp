@@ -11,8 +11,9 @@ int blocks(int64_t rows) {
   return static_cast<int>((rows + expert_block_rows - 1) / expert_block_rows);
 }
 
-// How long a helper with nothing to take polls before it sleeps: about one block's compute, the
-// usual wait for the block whose end activates the last job.
+// How long a helper with nothing to take polls before it sleeps: the take whose end activates
+// the last job is often about to end; if not, sleeping frees the core for the threads it waits
+// for (on a shared machine, possibly the very core they need).
 constexpr auto poll_before_sleeping = std::chrono::microseconds(10);
 
 // Blocks a helper takes at once: 256 rows, 512 KiB of bf16 weights at hidden 1024. Finer takes
