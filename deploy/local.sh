@@ -87,17 +87,21 @@ start_prometheus() {
   # Listens on loopback only (Debian's default is every interface).
   nohup prometheus --config.file="$run_dir/prometheus.yml" --storage.tsdb.path="$run_dir/prometheus-data" \
     --web.listen-address="127.0.0.1:$port" --web.enable-lifecycle >>"$run_dir/prometheus.log" 2>&1 &
-  echo $! >"$run_dir/prometheus.pid"
+  local pid=$!
+  echo "$pid" >"$run_dir/prometheus.pid"
   for _ in $(seq 100); do
     if curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null; then
       echo "local.sh: prometheus on http://127.0.0.1:$port (config $run_dir/prometheus.yml)"
       return
     fi
-    prometheus_alive || break
+    # Whether it still runs, by pid: prometheus_alive reads its command line, which names
+    # prometheus only once the child has exec'd (it may still be this script's fork).
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   echo "local.sh: prometheus did not start; its log ($run_dir/prometheus.log) ends with:" >&2
   tail -n 5 "$run_dir/prometheus.log" >&2
+  kill -TERM "$pid" 2>/dev/null || true
   down; exit 1
 }
 
