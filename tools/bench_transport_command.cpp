@@ -147,29 +147,48 @@ void spawn_server(server_process& s, const std::string& transport, const std::st
 
 // -- client -----------------------------------------------------------------------------------
 
-// Counts replies and wakes the measuring thread when `target` of them arrived.
-struct completion {
+// One measurement's state, shared with its reply callbacks. They run on the transport's thread
+// and may outlive a failed measurement, so it lives on the heap; after a failure nothing more is
+// sent, and the measurement returns (throwing) once no request is in flight, before the channel
+// they send on can go away.
+struct measurement {
   std::mutex m;
   std::condition_variable cv;
-  std::atomic<size_t> done{0};
+  std::atomic<size_t> done{0}, sent{0};
+  std::atomic<int> in_flight{0};
+  std::atomic<bool> stopped{false};
   std::string error;
+  std::function<void()> send_one;
+  std::vector<double> us;  // round trips, for measure_rtt
+  clock_type::time_point t0;
+
   void fail(const std::string& e) {
     std::lock_guard lock(m);
     if (error.empty()) error = e;
+    stopped = true;
     cv.notify_all();
   }
-  void wait(size_t target) {
-    std::unique_lock lock(m);
-    if (!cv.wait_for(lock, std::chrono::seconds(120),
-                     [&] { return done >= target || !error.empty(); }))
-      throw std::runtime_error("benchmark timed out");
-    if (!error.empty()) throw std::runtime_error(error);
+  // Every callback ends here, whatever the reply was.
+  void returned() {
+    if (--in_flight == 0) {
+      std::lock_guard lock(m);
+      cv.notify_all();
+    }
   }
   void tick(size_t target) {
     if (++done >= target) {
       std::lock_guard lock(m);
       cv.notify_all();
     }
+  }
+  void wait(size_t target) {
+    std::unique_lock lock(m);
+    const bool finished = cv.wait_for(lock, std::chrono::seconds(120),
+                                      [&] { return done >= target || !error.empty(); });
+    if (finished && error.empty()) return;
+    stopped = true;
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return in_flight == 0; });
+    throw std::runtime_error(error.empty() ? "benchmark timed out" : error);
   }
 };
 
@@ -182,46 +201,56 @@ bool valid_reply(const xt::bytes& reply, size_t expect_bytes) {
 // Sequential round trips: each reply's callback (on the receive thread) records the time and
 // sends the next request, so no extra thread hop is measured.
 std::vector<double> measure_rtt(xt::channel& ch, const xt::bytes& frame, size_t iterations) {
-  std::vector<double> us(iterations);
-  completion c;
-  std::atomic<size_t> i{0};
-  clock_type::time_point t0;
-  std::function<void()> send_one;
-  send_one = [&] {
-    t0 = clock_type::now();
-    ch.request(xt::copy_bytes(frame.data(), frame.size()), [&](xt::bytes reply, std::string error) {
-      auto t1 = clock_type::now();
-      if (!error.empty() || !valid_reply(reply, frame.size()))
-        return c.fail(error.empty() ? "bad reply" : error);
-      size_t k = i++;
-      us[k] = std::chrono::duration<double, std::micro>(t1 - t0).count();
-      if (k + 1 < iterations) send_one();
-      c.tick(iterations);
-    });
+  auto s = std::make_shared<measurement>();
+  s->us.resize(iterations);
+  std::weak_ptr<measurement> weak = s;  // (send_one lives in *s: no cycle)
+  s->send_one = [weak, &ch, &frame, iterations] {
+    auto s = weak.lock();
+    if (!s || s->stopped) return;
+    ++s->in_flight;
+    s->t0 = clock_type::now();
+    ch.request(xt::copy_bytes(frame.data(), frame.size()),
+               [s, size = frame.size(), iterations](xt::bytes reply, std::string error) {
+                 const auto t1 = clock_type::now();
+                 if (!error.empty() || !valid_reply(reply, size)) {
+                   s->fail(error.empty() ? "bad reply" : error);
+                 } else {
+                   const size_t k = s->sent++;
+                   s->us[k] = std::chrono::duration<double, std::micro>(t1 - s->t0).count();
+                   if (k + 1 < iterations) s->send_one();
+                   s->tick(iterations);
+                 }
+                 s->returned();
+               });
   };
-  send_one();
-  c.wait(iterations);
-  return us;
+  s->send_one();
+  s->wait(iterations);
+  return s->us;
 }
 
 // `window` requests in flight until `iterations` replies came back; returns seconds.
 double measure_window(xt::channel& ch, const xt::bytes& frame, size_t iterations, size_t window,
                       size_t reply_size) {
-  completion c;
-  std::atomic<size_t> sent{0};
-  std::function<void()> send_one;
-  send_one = [&] {
-    if (sent++ >= iterations) return;
-    ch.request(xt::copy_bytes(frame.data(), frame.size()), [&](xt::bytes reply, std::string error) {
-      if (!error.empty() || reply.size() != reply_size)
-        return c.fail(error.empty() ? "bad reply" : error);
-      send_one();
-      c.tick(iterations);
-    });
+  auto s = std::make_shared<measurement>();
+  std::weak_ptr<measurement> weak = s;
+  s->send_one = [weak, &ch, &frame, iterations, reply_size] {
+    auto s = weak.lock();
+    if (!s || s->stopped || s->sent++ >= iterations) return;
+    ++s->in_flight;
+    ch.request(xt::copy_bytes(frame.data(), frame.size()),
+               [s, reply_size, iterations](xt::bytes reply, std::string error) {
+                 if (!error.empty() || reply.size() != reply_size) {
+                   s->fail(error.empty() ? "bad reply" : error);
+                 } else {
+                   s->send_one();
+                   s->tick(iterations);
+                 }
+                 s->returned();
+               });
   };
   auto t0 = clock_type::now();
-  for (size_t w = 0; w < std::min(window, iterations); ++w) send_one();
-  c.wait(iterations);
+  for (size_t w = 0; w < std::min(window, iterations); ++w) s->send_one();
+  s->wait(iterations);
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
