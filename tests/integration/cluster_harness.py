@@ -25,11 +25,15 @@ LIVE_PROMPTS = [[5, 99, 311, 42], [1, 2, 3], [400, 12, 12, 77, 300, 8], [9], [17
                 [33, 44], [7, 70, 500]]
 
 
+_handed_out = set()  # ports free_ports returned in this process: not yet bound, so still free
+
+
 def free_ports(n):
     """n ports that are free now, below the kernel's ephemeral range: a port the kernel hands out
     for bind(0) can be taken by another test's outgoing connection before our node binds it. Each
     test process draws from its own slice of the range (by pid), so a port a test frees while it
-    restarts a node is not handed to a test running beside it."""
+    restarts a node is not handed to a test running beside it; within the process, a port is
+    handed out once (a second call could draw a port the first returned and no node bound yet)."""
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     slices = 32
     width = (low - 10000) // slices
@@ -38,7 +42,7 @@ def free_ports(n):
     ports = []
     while len(ports) < n:
         p = rng.randrange(first, first + width)
-        if p in ports:
+        if p in ports or p in _handed_out:
             continue
         try:
             with socket.socket() as s:
@@ -46,6 +50,7 @@ def free_ports(n):
             ports.append(p)
         except OSError:
             pass
+    _handed_out.update(ports)
     return ports
 
 
