@@ -1,88 +1,23 @@
 #include "actors/expert_host.hpp"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "actors/expert_fetch.hpp"
-#include "kernels/core/thread_role.hpp"
+#include "actors/expert_queue.hpp"
 #include "kernels/expert_ffn.hpp"
-#include "kernels/shared_experts.hpp"
 #include "model/resident_expert.hpp"
 #include "transport/frame.hpp"
 
 namespace xmesh::actors {
 
 namespace {
-
 using clock_type = std::chrono::steady_clock;
-
-// One received dispatch frame until every expert it names has answered; the reply is built in
-// place as the experts compute.
-struct pending_frame {
-  transport::bytes message;  // owns the bytes `view` points into
-  transport::frame_view view;
-  std::optional<transport::frame_builder> reply_frame;
-  std::atomic<int> remaining{0};
-  std::atomic<bool> failed{false};
-  std::shared_ptr<transport::reply_handle> reply;
-  std::atomic<uint64_t>* served = nullptr;
-  std::atomic<uint64_t>* service_ns = nullptr;
-  prometheus::Counter* served_metric = nullptr;
-  clock_type::time_point arrived = clock_type::now();
-  // A decode step's frame (every expert it names resident at full precision, one run of
-  // consecutive rows each): the threads of the replicas it wakes compute all of its experts
-  // together, block by block, instead of one expert each; the last block's thread answers.
-  std::unique_ptr<kernels::shared_expert_jobs> shared;
-  std::vector<std::shared_ptr<model::resident_weights>> shared_weights;  // outlive a retirement
-
-  // Counters first: the host may be gone once the requester has its answer.
-  void finish() {
-    if (failed) return;
-    served->fetch_add(1);
-    if (served_metric) served_metric->Increment();
-    service_ns->fetch_add(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - arrived).count()));
-    reply->send(reply_frame->seal());
-  }
-  // Answers once with an error, so the requester fails fast instead of timing out.
-  void fail(const std::string& why) {
-    if (failed.exchange(true)) return;
-    auto h = view.header;
-    h.flags = static_cast<uint32_t>(host_errc::expert_failed);
-    reply->send(transport::encode_error_frame(h, why));
-  }
-};
-
-// Consecutive pairs [first, first + count) of a frame for one expert.
-struct piece {
-  std::shared_ptr<pending_frame> frame;
-  uint32_t first = 0, count = 0;
-  bool low = false;  // computed with the store's low-precision copy (marked by the head)
-
-  // Its pairs read consecutive rows of the frame (always so for one pair: a decode step).
-  [[nodiscard]] bool reads_consecutive_rows() const {
-    const auto& rows = frame->view.row_of_pair;
-    for (uint32_t i = 1; i < count; ++i)
-      if (rows[first + i] != rows[first] + static_cast<int32_t>(i)) return false;
-    return true;
-  }
-  [[nodiscard]] kernels::expert_job job(const kernels::expert_weights& w) const {
-    return {&w, frame->view.pair_row(first).data(), count,
-            frame->reply_frame->rows() + int64_t{first} * w.hidden()};
-  }
-};
-
 }  // namespace
 
 uint64_t expert_checksum(const kernels::expert_weights& w) {
@@ -100,149 +35,6 @@ model::expert_errc to_expert_errc(host_errc e) {
   }
   return model::expert_errc::bad_frame;
 }
-
-/// The rows queued for one hosted replica; its actor drains them as one batch.
-struct expert_queue {
-  std::shared_ptr<model::resident_weights> resident;  // null: the node's store holds it
-  node_store* store = nullptr;
-  node_store* low_store = nullptr;  // the node's store, for pairs marked low-precision
-  int64_t layer = 0, expert = 0;
-  std::mutex mutex;
-  std::vector<piece> items;
-  bool scheduled = false;
-  std::function<void()> on_retired;
-  kernels::thread_pool pool{1};  // runs inline: parallelism comes from many expert actors
-  kernels::compute_role role;    // how the threads that run it yield to frame movers
-  std::atomic<uint64_t>* rows = nullptr;
-  std::atomic<uint64_t>* compute_ns = nullptr;
-  node_metrics* metrics = nullptr;
-
-  /// Adds a piece; true when the actor must be woken.
-  bool push(piece p) {
-    std::lock_guard lock(mutex);
-    items.push_back(std::move(p));
-    return !std::exchange(scheduled, true);
-  }
-
-  /// Runs everything queued, again and again, until the queue is empty.
-  void run() {
-    kernels::enter_compute_thread(role);
-    for (;;) {
-      std::vector<piece> batch;
-      {
-        std::lock_guard lock(mutex);
-        if (items.empty()) {
-          scheduled = false;
-          return;
-        }
-        batch.swap(items);
-      }
-      try {
-        compute(batch);
-      } catch (const std::exception& e) {  // e.g. out of memory: fail these frames, keep serving
-        for (auto& p : batch) p.frame->fail(std::string("expert failed: ") + e.what());
-      }
-    }
-  }
-
-  // Pieces a head marked as misses of its sequence's cache compute with the store's
-  // low-precision copy (the full one starts loading first); the others with the full expert.
-  void compute(std::vector<piece>& batch) {
-    std::vector<const piece*> low, full;
-    for (const auto& p : batch) {
-      if (p.frame->shared)
-        help(*p.frame);
-      else
-        (p.low ? low : full).push_back(&p);
-    }
-    if (low.empty() && full.empty()) return;
-    auto start = clock_type::now();
-    int64_t n = 0;
-    if (!low.empty()) {
-      low_store->warm(layer, expert);
-      n += run_with(*low_store->low_precision(layer, expert), low);
-      low_store->count_fallbacks(layer, n);
-    }
-    if (!full.empty()) {
-      std::optional<node_store::lease> held;  // a stored expert stays resident while it computes
-      if (store) held.emplace(store->acquire(layer, expert));
-      n += run_with(held ? held->weights() : resident->weights, full);
-    }
-    rows->fetch_add(n);
-    const auto took = clock_type::now() - start;
-    compute_ns->fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
-    if (metrics) {
-      metrics->expert_rows().Increment(static_cast<double>(n));
-      metrics->expert_compute().Observe(std::chrono::duration<double>(took).count());
-    }
-    for (auto& p : batch)
-      if (!p.frame->shared && p.frame->remaining.fetch_sub(1) == 1) p.frame->finish();
-  }
-
-  // Computes blocks of a shared frame's experts, this replica's or others', until all are done;
-  // answers the frame when this thread finished the last block. (Time counts waits for others'
-  // last blocks, a block's compute at most unless the scheduler holds them up.)
-  void help(pending_frame& f) {
-    const auto start = clock_type::now();
-    const bool last = f.shared->help();
-    const auto took = clock_type::now() - start;
-    compute_ns->fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
-    if (metrics) metrics->expert_compute().Observe(std::chrono::duration<double>(took).count());
-    if (!last) return;
-    const auto pairs = f.view.header.num_pairs;
-    rows->fetch_add(pairs);
-    if (metrics) metrics->expert_rows().Increment(static_cast<double>(pairs));
-    f.finish();
-  }
-
-  // One piece whose pairs read consecutive rows computes straight from the request frame into
-  // the reply frame (a decode step: one row per piece); otherwise the rows are gathered into one
-  // batch (dynamic batching across frames) and the outputs scattered back. Returns the rows.
-  int64_t run_with(const kernels::expert_weights& w, const std::vector<const piece*>& pieces) {
-    const int64_t hidden = w.hidden();
-    int64_t n = 0;
-    for (const auto* p : pieces) n += p->count;
-    if (pieces.size() == 1 && pieces.front()->reads_consecutive_rows()) {
-      const auto job = pieces.front()->job(w);
-      kernels::run_experts({&job, 1}, pool);
-      return n;
-    }
-    std::vector<float> x(n * hidden), y(n * hidden);
-    int64_t at = 0;
-    for (const auto* p : pieces)
-      for (uint32_t i = 0; i < p->count; ++i)
-        std::memcpy(x.data() + (at++) * hidden, p->frame->view.pair_row(p->first + i).data(),
-                    sizeof(float) * hidden);
-    kernels::expert_job job{&w, x.data(), n, y.data()};
-    kernels::run_experts({&job, 1}, pool);
-    at = 0;
-    for (const auto* p : pieces) {
-      std::memcpy(p->frame->reply_frame->rows() + int64_t{p->first} * hidden,
-                  y.data() + at * hidden, sizeof(float) * p->count * hidden);
-      at += p->count;
-    }
-    return n;
-  }
-};
-
-namespace {
-
-// A decode step's frame, whose experts the woken replicas' threads then share (see
-// pending_frame::shared). `layer_queues`: the frame's layer's replicas, every one it names hosted.
-bool share_if_decode(pending_frame& frame, const std::vector<std::pair<int32_t, piece>>& runs,
-                     std::span<const std::shared_ptr<expert_queue>> layer_queues) {
-  std::vector<kernels::expert_job> jobs;
-  for (const auto& [e, p] : runs) {
-    const auto& q = layer_queues[e];
-    if (p.low || !q->resident || !p.reads_consecutive_rows()) return false;
-    jobs.push_back(p.job(q->resident->weights));
-  }
-  for (const auto& [e, p] : runs) frame.shared_weights.push_back(layer_queues[e]->resident);
-  frame.shared = std::make_unique<kernels::shared_expert_jobs>(jobs);
-  return true;
-}
-
-}  // namespace
 
 expert_host::expert_host(caf::actor_system& system, const model::loaded_model& model,
                          std::string node_name)
@@ -375,7 +167,7 @@ void expert_host::retire(int64_t layer, int64_t expert, std::function<void()> do
   {
     // NOTE: frames push and wake their actor under the shared lock, so once this exclusive
     // section ends, every wake-up for this replica is already in its mailbox ahead of the
-    // retirement below, and no new piece can arrive.
+    // retirement below, and no new run can arrive.
     std::unique_lock lock(mutex_);
     q = std::move(queues_[slot]);
     actor = std::move(actors_[slot]);
@@ -555,14 +347,14 @@ void expert_host::serve(transport::bytes message,
   }
   // Runs of consecutive pairs with the same expert and precision (routers send them sorted by
   // expert).
-  std::vector<std::pair<int32_t, piece>> runs;
+  std::vector<std::pair<int32_t, frame_run>> runs;
   for (uint32_t r = 0; r < h.num_pairs; ++r) {
     int32_t e = d.frame.expert_of_pair[r];
     const bool low = d.frame.low_precision(r);
     if (!runs.empty() && runs.back().first == e && runs.back().second.low == low)
       ++runs.back().second.count;
     else
-      runs.push_back({e, piece{frame, r, 1, low}});
+      runs.push_back({e, frame_run{frame, r, 1, low}});
   }
   if (!d.frame.precision_of_pair.empty() && !(store_ && store_->has_fallback()) &&
       std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r.second.low; }))
