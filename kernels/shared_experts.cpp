@@ -51,14 +51,15 @@ void shared_expert_jobs::announce() {
   if (waiters_.load() > 0) events_.notify_all();
 }
 
-bool shared_expert_jobs::finish_job() {
+bool shared_expert_jobs::finish_job(const std::function<void()>& answer) {
   const bool last =
       jobs_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<int>(jobs_.size());
+  if (last && answer) answer();
   announce();
   return last;
 }
 
-bool shared_expert_jobs::help() {
+bool shared_expert_jobs::help(const std::function<void()>& answer) {
   bool last = false;
   const int total_up = first_up_.back();
   for (;;) {
@@ -74,7 +75,7 @@ bool shared_expert_jobs::help() {
       }
       if (j->down_done.fetch_add(end - first, std::memory_order_acq_rel) + end - first ==
           j->down_blocks)
-        last = finish_job() || last;
+        last = finish_job(answer) || last;
       continue;
     }
     if (up_next_.load(std::memory_order_relaxed) < total_up) {

@@ -18,8 +18,8 @@ struct compute_role {
   bool pin = false;
 };
 
-/// Marks the calling thread as one that computes experts: it is named "xmesh.compute" and, the
-/// first time, takes `role`.
+/// Marks the calling thread as one that computes experts: the first time, it is named
+/// "xmesh.compute", scheduled SCHED_BATCH (its wake-ups preempt no one) and takes `role`.
 void enter_compute_thread(const compute_role& role);
 
 }  // namespace xmesh::kernels

@@ -71,8 +71,8 @@ def expect_compute_below_io(c, transport):
     """On each expert node, the threads that computed experts run `compute_nice` (default 10) below
     its transport's receive thread, which keeps the node's own priority, so frames never queue
     behind expert computations, each bound to a CPU of its own (`pin_compute`); every node's
-    transport I/O threads (libzmq's own included) are SCHED_BATCH, so an arrival does not preempt
-    the thread running where it wakes them."""
+    transport I/O threads (libzmq's own included) and compute threads are SCHED_BATCH, so waking
+    one does not preempt the thread running where it wakes."""
     io_names = {f"xmesh.{transport}"} | ({"ZMQbg/IO/0"} if transport == "zmq" else set())
     for node in ("head", "experts-a", "experts-b"):
         pid = pid_of(c, node)
@@ -85,11 +85,12 @@ def expect_compute_below_io(c, transport):
         if node == "head":
             continue
         own = os.getpriority(os.PRIO_PROCESS, pid)  # the node's main thread: what it started at
-        compute = {nice for name, nice, _ in threads if name == "xmesh.compute"}
+        compute = {(nice, policy) for name, nice, policy in threads if name == "xmesh.compute"}
         io_nice = {nice for name, nice, _ in io if name == f"xmesh.{transport}"}
-        if compute != {min(19, own + 10)} or io_nice != {own}:
-            sys.exit(f"FAIL {node}: compute threads at nice {compute or 'none'}, {transport} receive thread at "
-                     f"{io_nice or 'none'} (want {min(19, own + 10)} and {own}): {sorted(threads)}")
+        if compute != {(min(19, own + 10), want)} or io_nice != {own}:
+            sys.exit(f"FAIL {node}: compute threads at (nice, policy) {compute or 'none'}, {transport} receive "
+                     f"thread at nice {io_nice or 'none'} (want {(min(19, own + 10), want)} and {own}): "
+                     f"{sorted(threads)}")
         # pin_compute (default): each compute thread bound to one CPU, in turn over the node's CPUs.
         cpus, allowed = compute_cpus_of(pid), len(os.sched_getaffinity(pid))
         if allowed > 1 and (any(len(s) != 1 for s in cpus) or

@@ -73,16 +73,25 @@ TEST(SharedExpertJobs, AnyNumberOfHelpersGiveRunExpertsBits) {
     std::vector<float> y;
     auto jobs = s.jobs(y);
     shared_expert_jobs shared(jobs);
-    std::atomic<int> finishers{0};
+    std::atomic<int> finishers{0}, answers{0};
     std::vector<std::thread> threads;
     for (int h = 0; h < helpers; ++h)
       threads.emplace_back([&, h] {
         std::this_thread::sleep_for(std::chrono::microseconds(50 * h));  // some arrive late
-        if (shared.help()) ++finishers;
+        const bool last = shared.help([&] {
+          // The finisher answers once every result is complete (and before waking the others).
+          EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)), 0);
+          ++answers;
+        });
+        if (last) {
+          ++finishers;
+          EXPECT_EQ(answers.load(), 1);  // answered before its help() returned
+        }
         EXPECT_TRUE(shared.done());  // help() returns only once every job is done
       });
     for (auto& t : threads) t.join();
     EXPECT_EQ(finishers.load(), 1) << helpers << " helpers";
+    EXPECT_EQ(answers.load(), 1) << helpers << " helpers";
     ASSERT_EQ(y.size(), want.size());
     EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)), 0)
         << helpers << " helpers";
