@@ -91,13 +91,16 @@ void expert_queue::compute(std::vector<frame_run>& batch) {
 }
 
 // Computes blocks of a shared frame's experts, this replica's or others', until all are done;
-// answers the frame when this thread finished the last block, before anything else. (Time counts
-// waits for others' last blocks, a block's compute at most unless the scheduler holds them up;
-// the frame's rows count once, with the last block.)
+// answers the frame when this thread finished the last block, counting first as finish() does.
+// (Time counts waits for others' last blocks, a block's compute at most unless the scheduler
+// holds them up; the frame's rows count once, with the last block.)
 void expert_queue::help(pending_frame& f) {
   const auto start = clock_type::now();
-  const bool last = f.shared->help([&f] { f.finish(); });
-  record(clock_type::now() - start, last ? f.view.header.num_pairs : 0);
+  const bool last = f.shared->help([&] {
+    record(clock_type::now() - start, f.view.header.num_pairs);
+    f.finish();
+  });
+  if (!last) record(clock_type::now() - start, 0);
 }
 
 void expert_queue::record(clock_type::duration took, int64_t computed_rows) {

@@ -54,8 +54,11 @@ void shared_expert_jobs::announce() {
 bool shared_expert_jobs::finish_job(const std::function<void()>& answer) {
   const bool last =
       jobs_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<int>(jobs_.size());
+  struct announce_on_exit {  // even if `answer` throws: helpers waiting for this job return
+    shared_expert_jobs* jobs;
+    ~announce_on_exit() { jobs->announce(); }
+  } wake{this};
   if (last && answer) answer();
-  announce();
   return last;
 }
 

@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -96,6 +100,47 @@ TEST(SharedExpertJobs, AnyNumberOfHelpersGiveRunExpertsBits) {
     EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)), 0)
         << helpers << " helpers";
   }
+}
+
+// An answer that throws reaches the finisher's caller, and the helpers waiting for the last block
+// still return (a node fails that frame and keeps its compute threads). The answer takes its time
+// first, so that the others are asleep by then, as they would be, never woken, without the fix.
+TEST(SharedExpertJobs, AThrowingAnswerStillReleasesTheOthers) {
+  std::atomic<bool> joined{false};
+  std::thread watchdog([&] {  // waiters never woken would hang a join: fail at once instead
+    for (int i = 0; i < 3000 && !joined; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!joined) {
+      std::fprintf(stderr, "FAIL: helpers still waiting 30 s after an answer threw\n");
+      std::_Exit(1);
+    }
+  });
+  const expert_set s(3);
+  for (int round = 0; round < 10; ++round) {
+    std::vector<float> y;
+    auto jobs = s.jobs(y);
+    shared_expert_jobs shared(jobs);
+    std::atomic<int> thrown{0}, returned{0};
+    std::vector<std::thread> threads;
+    for (int h = 0; h < 3; ++h)
+      threads.emplace_back([&] {
+        try {
+          shared.help([] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            throw std::runtime_error("reply failed");
+          });
+          ++returned;
+        } catch (const std::runtime_error&) {
+          ++thrown;
+        }
+      });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(thrown.load(), 1);
+    EXPECT_EQ(returned.load(), 2);
+    EXPECT_TRUE(shared.done());
+  }
+  joined = true;
+  watchdog.join();
 }
 
 // A helper that comes after the work is done finds nothing, returns at once and is not the
