@@ -8,13 +8,12 @@ namespace xmesh::kernels {
 
 namespace {
 
-int64_t blocks(int64_t rows) { return (rows + expert_block_rows - 1) / expert_block_rows; }
-
 // Runs `fn(job, row_begin, row_end)` over all row blocks of all jobs, `rows_of(job)` rows each.
 template <class RowsOf, class Fn>
 void for_row_blocks(std::span<const expert_job> jobs, thread_pool& pool, RowsOf rows_of, Fn fn) {
   std::vector<int64_t> first_item(jobs.size() + 1, 0);
-  for (size_t j = 0; j < jobs.size(); ++j) first_item[j + 1] = first_item[j] + blocks(rows_of(j));
+  for (size_t j = 0; j < jobs.size(); ++j)
+    first_item[j + 1] = first_item[j] + expert_blocks(rows_of(j));
   pool.parallel_for(first_item.back(), [&](int64_t begin, int64_t end) {
     size_t j =
         std::upper_bound(first_item.begin(), first_item.end(), begin) - first_item.begin() - 1;

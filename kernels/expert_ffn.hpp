@@ -37,6 +37,10 @@ void run_experts(std::span<const expert_job> jobs, thread_pool& pool);
 
 /// Rows per block of either phase.
 inline constexpr int64_t expert_block_rows = 16;
+/// Blocks covering `rows` rows.
+[[nodiscard]] inline constexpr int64_t expert_blocks(int64_t rows) {
+  return (rows + expert_block_rows - 1) / expert_block_rows;
+}
 /// Floats of a job's gate/up scratch ([tokens, 2 * intermediate]).
 [[nodiscard]] int64_t gate_up_floats(const expert_job& job);
 /// Phase 1: rows [r0, r1) of gate then up, as one matrix of 2 * intermediate rows.

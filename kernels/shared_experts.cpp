@@ -7,10 +7,6 @@ namespace xmesh::kernels {
 
 namespace {
 
-int blocks(int64_t rows) {
-  return static_cast<int>((rows + expert_block_rows - 1) / expert_block_rows);
-}
-
 // How long a helper with nothing to take polls before it sleeps: the take whose end activates
 // the last job is often about to end; if not, sleeping frees the core for the threads it waits
 // for (on a shared machine, possibly the very core they need).
@@ -31,8 +27,8 @@ shared_expert_jobs::shared_expert_jobs(const std::vector<expert_job>& jobs) {
     auto s = std::make_unique<job_state>();
     s->job = job;
     s->gate_up.resize(static_cast<size_t>(gate_up_floats(job)));
-    s->up_blocks = blocks(2 * job.weights->intermediate());
-    s->down_blocks = blocks(job.weights->hidden());
+    s->up_blocks = static_cast<int>(expert_blocks(2 * job.weights->intermediate()));
+    s->down_blocks = static_cast<int>(expert_blocks(job.weights->hidden()));
     first_up_.push_back(first_up_.back() + s->up_blocks);
     jobs_.push_back(std::move(s));
   }

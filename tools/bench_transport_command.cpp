@@ -154,7 +154,7 @@ void spawn_server(server_process& s, const std::string& transport, const std::st
 struct measurement {
   std::mutex m;
   std::condition_variable cv;
-  std::atomic<size_t> done{0}, sent{0};
+  std::atomic<size_t> done{0}, sent{0};  // replies counted; requests sent (measure_window)
   std::atomic<int> in_flight{0};
   std::atomic<bool> stopped{false};
   std::string error;
@@ -215,10 +215,10 @@ std::vector<double> measure_rtt(xt::channel& ch, const xt::bytes& frame, size_t 
                  if (!error.empty() || !valid_reply(reply, size)) {
                    s->fail(error.empty() ? "bad reply" : error);
                  } else {
-                   const size_t k = s->sent++;
+                   const size_t k = s->done;  // one in flight: the replies so far
                    s->us[k] = std::chrono::duration<double, std::micro>(t1 - s->t0).count();
+                   s->tick(iterations);  // counted before the next request can be answered
                    if (k + 1 < iterations) s->send_one();
-                   s->tick(iterations);
                  }
                  s->returned();
                });
